@@ -1,0 +1,211 @@
+"""Command line: ``spuriouslab run | list | report | theory gamma``.
+
+Every user error (bad --set key or value, bad config file, impossible combination) is one line on stderr
+and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from spuriouslab.errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Study how networks and their kernel proxies learn and memorize spurious features.")
+theory_app = typer.Typer(no_args_is_help=True, help="Closed-form predictions.")
+app.add_typer(theory_app, name="theory")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"spuriouslab: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set: got {pair!r}; expected key=value")
+        key, raw = pair.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set: got {pair!r}; the key before '=' is empty")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key] = value
+    return out
+
+
+def load_config_file(path: Path, experiment: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"--config: {path} does not exist or is not a file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config: {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of key: value, got {type(data).__name__}")
+    named = data.pop("experiment", experiment)
+    if named != experiment:
+        raise ConfigError(f"--config: {path} is for experiment {named!r}, not {experiment!r}")
+    return data
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device: got 'cuda' but no CUDA device is available; use auto or cpu")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"--device: got {device!r}; allowed: auto, cpu, cuda")
+    return device
+
+
+@app.command()
+def run(
+    experiment: str = typer.Argument(..., help="experiment name (see `spuriouslab list`)"),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML file of config fields"),
+    set_: list[str] = typer.Option(None, "--set", "-s", help="key=value override (repeatable); lists as a,b,c or [a,b,c]"),
+    out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<experiment>-<config hash>)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes for the local executor"),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+) -> None:
+    """Run an experiment's grid into a run directory (resumes: completed points are skipped)."""
+    try:
+        _run(experiment, config, set_ or [], out, device, jobs, executor, progress)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _run(experiment, config, sets, out, device, jobs, executor, progress) -> None:
+    from spuriouslab.experiments.base import RunContext, get_experiment
+    from spuriouslab.store import RunStore, environment
+    from spuriouslab.sweep import run_sweep
+
+    exp = get_experiment(experiment)
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor: got {executor!r}; allowed: local, ray")
+    values = load_config_file(config, experiment) if config else {}
+    values.update(parse_sets(sets))
+    cfg = exp.make_config(values)
+    dev = resolve_device(device)
+    resolved = cfg.model_dump(mode="json")
+    if out is None:
+        digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
+        out = Path("runs") / f"{experiment}-{digest}"
+    store = RunStore(out)
+    store.open(experiment, resolved, cfg.fixed_fields(), environment(dev, cfg.seed))
+    typer.echo(f"spuriouslab: {experiment} -> {out} (device {dev})", err=True)
+    failures = run_sweep(exp, cfg, store, RunContext(device=dev, progress=progress), executor=executor, jobs=jobs)
+    summary = _build_report(exp, cfg, store)
+    typer.echo(summary)
+    typer.echo(f"results: {store.root / 'results.parquet'}; figures: {store.figures}; summary: "
+               f"{store.root / 'summary.md'}", err=True)
+    if failures:
+        typer.echo(f"spuriouslab: {failures} group(s) failed; see {store.errors_path}; rerun to retry them",
+                   err=True)
+        raise typer.Exit(1)
+
+
+def _build_report(exp, cfg, store) -> str:
+    df = store.table()
+    if df.empty:
+        raise ConfigError(f"{store.root}: no completed records to report")
+    store.write_table(df)
+    summary = exp.report(cfg, df, store)
+    (store.root / "summary.md").write_text(summary)
+    return summary
+
+
+@app.command()
+def report(directory: Path = typer.Argument(..., help="a run directory")) -> None:
+    """Rebuild results.parquet, figures and summary.md of a run directory from its records alone."""
+    from spuriouslab.experiments.base import get_experiment
+    from spuriouslab.store import RunStore
+
+    try:
+        if not directory.is_dir():
+            raise ConfigError(f"report: {directory} is not a directory")
+        store = RunStore(directory)
+        values = store.read_config()
+        exp = get_experiment(values.pop("experiment"))
+        cfg = exp.make_config(values)
+        typer.echo(_build_report(exp, cfg, store))
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@app.command("list")
+def list_() -> None:
+    """Experiments with their config fields and defaults, and the other commands."""
+    from spuriouslab.experiments.base import EXPERIMENTS, get_experiment
+    from spuriouslab.kernels.activations import activation_names
+
+    for name in EXPERIMENTS:
+        exp = get_experiment(name)
+        typer.echo(f"{name}: {exp.summary}")
+        for field, info in exp.Config.model_fields.items():
+            default = info.default
+            shown = json.dumps(default) if not isinstance(default, str) else default
+            typer.echo(f"    {field:<16} {shown:<34} {info.description or ''}")
+        typer.echo("")
+    typer.echo(f"activations: {', '.join(activation_names())}")
+    typer.echo("commands:")
+    typer.echo("    spuriouslab run EXPERIMENT [--config FILE.yaml] [--set key=value ...] [--out DIR] [--device auto|cpu|cuda]")
+    typer.echo("    spuriouslab report DIR")
+    typer.echo("    spuriouslab theory gamma --activation relu --alpha 0.5 [--model rf|ntk] [--n N --d D]")
+
+
+@theory_app.command("gamma")
+def theory_gamma(
+    activation: str = typer.Option("relu", "--activation", "-a", help="registered name or hermite:c0,c1,..."),
+    alpha: float = typer.Option(0.5, "--alpha", help="spurious fraction d_y/d in (0, 1)"),
+    model: str = typer.Option(None, "--model", "-m", help="rf or ntk (default: both)"),
+    n: int = typer.Option(None, "--n", help="training samples N (with --d: the finite-N prediction)"),
+    d: int = typer.Option(None, "--d", help="input dimension d"),
+) -> None:
+    """Predicted mean feature alignment: the N<<d and N>>d limits and, with --n and --d, at psi=(N-1)/d."""
+    from spuriouslab.kernels.activations import get_activation
+    from spuriouslab.theory.alignment import predict_alignment
+
+    try:
+        get_activation(activation)
+        if not 0 < alpha < 1:
+            raise ConfigError(f"--alpha: got {alpha}; must lie strictly between 0 and 1")
+        if model not in (None, "rf", "ntk"):
+            raise ConfigError(f"--model: got {model!r}; allowed: rf, ntk")
+        if (n is None) != (d is None):
+            raise ConfigError("--n and --d go together: give both for the finite-N prediction, or neither")
+        if n is not None and (n < 1 or d < 1):
+            raise ConfigError(f"--n/--d: got n={n}, d={d}; both must be >= 1")
+        for m in [model] if model else ["rf", "ntk"]:
+            p = predict_alignment(activation, m, alpha, n, d)
+            line = f"{m:<4} {activation}  alpha={alpha:g}  gamma(N<<d)={p.gamma_few:.6f}  gamma(N>>d)={p.gamma_many:.6f}"
+            if p.gamma_pred is not None:
+                line += f"  gamma(N={n}, d={d}, psi={p.psi:.4g})={p.gamma_pred:.6f}"
+            typer.echo(line)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The single activation registry.
+
+Each :class:`Activation` carries the function ``phi`` used by random features and the function ``phi'``
+used by the NTK (``z (x) phi'(W z)``), each as a :class:`Fn` that knows how to evaluate itself in torch
+and numpy, its Hermite coefficients (closed form where one exists, else quadrature) and, where one exists,
+its closed-form Gaussian kernel ``E[f(a) f(b)]``.
+
+Convention kept from the paper's code: for the NTK, ``phi2`` and ``phi4`` *name the derivative* directly,
+``phi2' = h0 + h1`` and ``phi4' = h0 + h3`` (not the exact derivatives ``h0 + sqrt2 h1`` / ``h0 + 2 h3``), so that
+the RF and NTK feature-alignment constants coincide.  ``hermite:c0,c1,...`` uses the exact derivative.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import special
+
+from spuriouslab.errors import ConfigError
+from spuriouslab.theory import hermite as H
+
+KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Fn:
+    """A scalar function with what the kernels and the theory need to know about it."""
+
+    name: str
+    torch_fn: Callable[[torch.Tensor], torch.Tensor]  # may overwrite its argument
+    numpy_fn: Callable[[np.ndarray], np.ndarray]
+    closed_coefficients: Callable[[int], np.ndarray] | None = None
+    series: tuple[float, ...] | None = None  # finite Hermite series (polynomials)
+    closed_kernel: KernelFn | None = None  # (s_left, s_right, cos) -> E[f(s_l g) f(s_r g')]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.torch_fn(x)
+
+    def coefficients(self, order: int) -> np.ndarray:
+        """``mu_0 .. mu_order`` of the normalised Hermite expansion."""
+        if self.series is not None:
+            out = np.zeros(order + 1)
+            n = min(order + 1, len(self.series))
+            out[:n] = self.series[:n]
+            return out
+        if self.closed_coefficients is not None:
+            return self.closed_coefficients(order)
+        return H.quadrature_coefficients(self.numpy_fn, order)
+
+    def second_moment(self) -> float:
+        """``E[f(G)^2]`` (the total Hermite energy ``sum_l mu_l^2``)."""
+        if self.series is not None:
+            return float(np.sum(np.square(self.series)))
+        x, w = H.gaussian_quadrature(400, 14.0)
+        return float(np.sum(w * self.numpy_fn(x) ** 2))
+
+    def gaussian_kernel(self, s_left: np.ndarray, s_right: np.ndarray, cos: np.ndarray) -> np.ndarray:
+        """``E[f(a) f(b)]`` for centred Gaussians with standard deviations ``s`` and correlation ``cos``."""
+        if self.closed_kernel is not None:
+            return self.closed_kernel(s_left, s_right, cos)
+        if self.series is not None:
+            a = H.rescaled_series(np.array(self.series), s_left)
+            b = H.rescaled_series(np.array(self.series), s_right)
+        else:
+            a = H.quadrature_coefficients(self.numpy_fn, SMOOTH_ORDER, s_left)
+            b = H.quadrature_coefficients(self.numpy_fn, SMOOTH_ORDER, s_right)
+        return H.series_kernel(a, b, cos)
+
+
+# Truncation order of the Hermite series for smooth activations without closed-form kernels
+# (tanh, gelu, sigmoid): their coefficients decay fast enough that the omitted tail is below 1e-9.
+SMOOTH_ORDER = 60
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    description: str
+    phi: Fn
+    dphi: Fn  # the phi' used by the NTK
+    tags: tuple[str, ...] = field(default=())
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _polynomial_torch(series: tuple[float, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    poly = [float(c) for c in H.series_to_monomials(np.array(series))]
+    while len(poly) > 1 and poly[-1] == 0.0:
+        poly.pop()
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        if len(poly) == 1:
+            return torch.full_like(x, poly[0])
+        # Horner, in place on one buffer: y = ((c_n x + c_{n-1}) x + ...) x + c_0
+        y = x * poly[-1]
+        for c in reversed(poly[1:-1]):
+            if c:
+                y.add_(c)
+            y.mul_(x)
+        if poly[0]:
+            y.add_(poly[0])
+        return y
+
+    return f
+
+
+def _polynomial_numpy(series: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    poly = H.series_to_monomials(np.array(series))
+    return lambda x: np.polynomial.polynomial.polyval(x, poly)
+
+
+def series_fn(name: str, series: tuple[float, ...]) -> Fn:
+    return Fn(name, _polynomial_torch(series), _polynomial_numpy(series), series=tuple(float(c) for c in series))
+
+
+def _angle(cos: np.ndarray) -> np.ndarray:
+    return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
+def _relu_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
+    """Arc-cosine kernel of degree 1: s s' (sin t + (pi - t) cos t) / (2 pi)."""
+    t = _angle(cos)
+    return np.outer(sl, sr) * (np.sin(t) + (math.pi - t) * np.cos(t)) / (2 * math.pi)
+
+
+def _step_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
+    """Arc-cosine kernel of degree 0: (pi - t) / (2 pi)."""
+    del sl, sr
+    return (math.pi - _angle(cos)) / (2 * math.pi)
+
+
+def _linear_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
+    return np.outer(sl, sr) * cos
+
+
+def _relu_torch(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp_(min=0)
+
+
+def _step_torch(x: torch.Tensor) -> torch.Tensor:
+    return (x > 0).to(x.dtype)
+
+
+def _tanh_deriv_torch(x: torch.Tensor) -> torch.Tensor:
+    t = torch.tanh_(x)
+    return t.mul_(t).neg_().add_(1.0)
+
+
+def _gelu_torch(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.gelu(x)
+
+
+def _gelu_deriv_torch(x: torch.Tensor) -> torch.Tensor:
+    cdf = torch.special.ndtr(x)
+    pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return cdf.add_(x * pdf)
+
+
+def _sigmoid_deriv_torch(x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid_(x)
+    return s * (1.0 - s)
+
+
+def _gelu_np(x: np.ndarray) -> np.ndarray:
+    return x * special.ndtr(x)
+
+
+def _gelu_deriv_np(x: np.ndarray) -> np.ndarray:
+    return special.ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _sigmoid_deriv_np(x: np.ndarray) -> np.ndarray:
+    s = special.expit(x)
+    return s * (1 - s)
+
+
+STEP = Fn("step", _step_torch, lambda x: (x > 0).astype(np.float64), H.step_coefficients, closed_kernel=_step_kernel)
+RELU = Fn("relu", _relu_torch, lambda x: np.maximum(x, 0.0), H.relu_coefficients, closed_kernel=_relu_kernel)
+IDENTITY = Fn("identity", lambda x: x, lambda x: x, series=(0.0, 1.0), closed_kernel=_linear_kernel)
+CONSTANT = Fn("one", lambda x: torch.ones_like(x), lambda x: np.ones_like(x), series=(1.0,))
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in [
+        Activation("phi2", "h1 + h2 (NTK: phi' = h0 + h1, the paper's convention)",
+                   series_fn("phi2", (0, 1, 1)), series_fn("phi2'", (1, 1))),
+        Activation("phi4", "h1 + h4 (NTK: phi' = h0 + h3, the paper's convention)",
+                   series_fn("phi4", (0, 1, 0, 0, 1)), series_fn("phi4'", (1, 0, 0, 1))),
+        Activation("relu", "max(x, 0) (NTK: step)", RELU, STEP),
+        Activation("tanh", "tanh(x)", Fn("tanh", torch.tanh_, np.tanh),
+                   Fn("tanh'", _tanh_deriv_torch, lambda x: 1 - np.tanh(x) ** 2)),
+        Activation("gelu", "x Phi(x) (exact, erf-based)", Fn("gelu", _gelu_torch, _gelu_np),
+                   Fn("gelu'", _gelu_deriv_torch, _gelu_deriv_np)),
+        Activation("sigmoid", "1 / (1 + exp(-x))", Fn("sigmoid", torch.sigmoid_, special.expit),
+                   Fn("sigmoid'", _sigmoid_deriv_torch, _sigmoid_deriv_np)),
+        Activation("identity", "x (linear model; NTK: constant 1)", IDENTITY, CONSTANT),
+    ]
+}
+
+HERMITE_PREFIX = "hermite:"
+
+
+def parse_hermite(name: str) -> tuple[float, ...]:
+    body = name[len(HERMITE_PREFIX):]
+    try:
+        coeffs = tuple(float(c) for c in body.replace(";", ",").split(",") if c.strip() != "")
+    except ValueError:
+        raise ConfigError(
+            f"activation: got {name!r}; a Hermite series is written hermite:c0,c1,c2,... with numbers"
+        ) from None
+    if not coeffs or not any(coeffs):
+        raise ConfigError(f"activation: got {name!r}; a Hermite series needs at least one non-zero coefficient")
+    if not all(math.isfinite(c) for c in coeffs):
+        raise ConfigError(f"activation: got {name!r}; Hermite coefficients must be finite")
+    return coeffs
+
+
+def get_activation(name: str) -> Activation:
+    """Look an activation up by name; ``hermite:c0,c1,...`` builds a Hermite-series activation."""
+    if name in ACTIVATIONS:
+        return ACTIVATIONS[name]
+    if isinstance(name, str) and name.startswith(HERMITE_PREFIX):
+        coeffs = parse_hermite(name)
+        deriv = tuple(H.series_derivative(np.array(coeffs)))
+        if not any(deriv):
+            deriv = (0.0,)
+        return Activation(name, "user-given Hermite series (NTK: its exact derivative)",
+                          series_fn(name, coeffs), series_fn(name + "'", deriv))
+    raise ConfigError(
+        f"activation: got {name!r}; allowed: {', '.join(ACTIVATIONS)} or hermite:c0,c1,..."
+    )
+
+
+def activation_names() -> list[str]:
+    return [*ACTIVATIONS, "hermite:c0,c1,..."]

@@ -1,0 +1,172 @@
+"""Random-features and NTK Gram matrices, never materialising an N x k feature matrix.
+
+For a kernel ``spec`` and points ``A = [train; extra]`` (train first), :func:`gram` returns the float64
+matrix ``K[a, j] = <feat(A_a), feat(train_j)>`` for every row ``a`` and training column ``j``:
+
+* ``rf``  (width k):  ``feat(z) = phi(V z) / sqrt(k)``, ``V_ij ~ N(0, 1/d)``, so ``K -> E_v[phi(v.z) phi(v.z')]``;
+* ``ntk`` (width k):  ``feat(z) = z (x) phi'(W z) / sqrt(k d)``, so ``K = (Z Z'^T / d) * (phi'(ZW^T) phi'(Z'W^T)^T / k)``;
+* ``width=None`` (k = inf): the closed-form limits of both, with exact per-sample norms
+  (see :meth:`Fn.gaussian_kernel`); for ``|z|^2 = d`` the Hermite-series case is ``sum_l mu_l^2 rho^l``.
+
+Features are generated and used in chunks of whole ``BLOCK``-sized random blocks (float32 by default, on the
+spec's device); each chunk's product is accumulated into float64.  Each block of ``V`` has its own seed, so
+results do not depend on the chunk size or on the number of points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spuriouslab.kernels.activations import Activation, Fn, get_activation
+
+BLOCK = 1024  # features per independently seeded block of random weights
+
+
+def block_seed(key: tuple[int, ...], block: int) -> int:
+    """A 63-bit torch seed for random-weight block ``block`` of the stream named by ``key``."""
+    state = np.random.SeedSequence([*key, block]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Which kernel: model ``rf`` or ``ntk``, activation, width (``None`` = infinite), random key."""
+
+    model: str
+    activation: Activation
+    width: int | None
+    key: tuple[int, ...] = (0,)
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    progress: bool = False
+
+    @classmethod
+    def make(cls, model: str, activation: str | Activation, width: int | None, key=(0,), device="cpu",
+             dtype: str | torch.dtype = "float32", progress: bool = False) -> KernelSpec:
+        act = get_activation(activation) if isinstance(activation, str) else activation
+        if isinstance(dtype, str):
+            dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+        if model not in ("rf", "ntk"):
+            raise ValueError(f"model must be 'rf' or 'ntk', got {model!r}")
+        return cls(model, act, width, tuple(int(k) for k in key), device, dtype, progress)
+
+    @property
+    def fn(self) -> Fn:
+        return self.activation.phi if self.model == "rf" else self.activation.dphi
+
+
+def random_weights(spec: KernelSpec, d: int, start_block: int, n_blocks: int) -> torch.Tensor:
+    """Standard normal weights of blocks ``start_block ..`` as a ``(d, n)`` matrix (features in columns).
+
+    The layout (d rows) makes ``A @ W`` a plain GEMM; the ``1/sqrt(d)`` scale is applied to the inputs."""
+    k = spec.width
+    assert k is not None
+    cols = []
+    for b in range(start_block, start_block + n_blocks):
+        n = min(BLOCK, k - b * BLOCK)
+        gen = torch.Generator(device=spec.device).manual_seed(block_seed(spec.key, b))
+        cols.append(torch.randn(d, n, generator=gen, device=spec.device, dtype=spec.dtype))
+    return cols[0] if len(cols) == 1 else torch.cat(cols, dim=1)
+
+
+def explicit_features(spec: KernelSpec, Z: torch.Tensor) -> torch.Tensor:
+    """The explicit feature matrix (small problems and tests only): rows ``feat(z)`` as in the module doc."""
+    Z = torch.as_tensor(Z).to(spec.device, spec.dtype)
+    d = Z.shape[1]
+    k = spec.width
+    assert k is not None, "explicit features need a finite width"
+    W = random_weights(spec, d, 0, math.ceil(k / BLOCK))
+    pre = (Z / math.sqrt(d)) @ W
+    feats = spec.fn(pre) / math.sqrt(k)
+    if spec.model == "rf":
+        return feats
+    return (Z[:, :, None] * feats[:, None, :]).reshape(Z.shape[0], -1) / math.sqrt(d)
+
+
+def _chunk_blocks(rows: int, k: int, device: str) -> int:
+    """Blocks per chunk: ~2k features, fewer when the (rows x chunk) float32 buffer would exceed 256 MB."""
+    budget = 256 * 2**20 if device == "cpu" else 2 * 2**30
+    per_block = rows * BLOCK * 4
+    return max(1, min(2 if device == "cpu" else 16, budget // per_block, math.ceil(k / BLOCK)))
+
+
+def _feature_grams(specs: list[KernelSpec], A: torch.Tensor, n_train: int) -> list[torch.Tensor]:
+    """``sum_j f(A v_j) f(A_train v_j) / k`` over k random features, float64, in chunks, for every spec.
+
+    The specs share model, width, key, device and dtype (so the same ``V``) and differ in activation:
+    the pre-activations ``A V^T`` (the dominant product) are computed once per chunk for all of them."""
+    spec = specs[0]
+    k = spec.width
+    assert k is not None
+    M, d = A.shape
+    A_scaled = (A / math.sqrt(d)).to(spec.device, spec.dtype).contiguous()
+    accs = [torch.zeros(M, n_train, dtype=torch.float64, device=spec.device) for _ in specs]
+    n_blocks = math.ceil(k / BLOCK)
+    per = _chunk_blocks(M, k, spec.device)
+    starts = range(0, n_blocks, per)
+    bar = tqdm(starts, desc=f"{spec.model} features", unit="chunk", leave=False,
+               disable=not spec.progress or len(starts) < 8)
+    pre_buf = torch.empty(M, per * BLOCK, device=spec.device, dtype=spec.dtype)
+    prod_buf = torch.empty(M, n_train, device=spec.device, dtype=spec.dtype)
+    for b0 in bar:
+        nb = min(per, n_blocks - b0)
+        W = random_weights(spec, d, b0, nb)
+        pre = pre_buf[:, : W.shape[1]]
+        torch.mm(A_scaled, W, out=pre)
+        for i, (s, acc) in enumerate(zip(specs, accs, strict=True)):
+            feats = s.fn(pre if i == len(specs) - 1 else pre.clone())  # activations may work in place
+            torch.mm(feats, feats[:n_train].T, out=prod_buf)
+            acc += prod_buf
+    return [acc.div_(k) for acc in accs]
+
+
+def _closed_form_gram(spec: KernelSpec, A: torch.Tensor, n_train: int) -> torch.Tensor:
+    A64 = A.detach().to("cpu", torch.float64).numpy()
+    d = A64.shape[1]
+    norms = np.linalg.norm(A64, axis=1)
+    dots = A64 @ A64[:n_train].T
+    cos = dots / np.maximum(np.outer(norms, norms[:n_train]), 1e-300)
+    s = norms / math.sqrt(d)
+    K = spec.fn.gaussian_kernel(s, s[:n_train], cos)
+    if spec.model == "ntk":
+        K = K * (dots / d)
+    return torch.from_numpy(np.ascontiguousarray(K)).to(spec.device)
+
+
+def grams(specs: list[KernelSpec], train: torch.Tensor, extra: torch.Tensor | None = None,
+          include_train_rows: bool = True) -> list[torch.Tensor]:
+    """Float64 Gram matrices of ``[train; extra]`` (or of ``extra`` alone) against ``train``, one per spec.
+
+    Finite-width specs that share model, width, random key, device and dtype share one pass over the
+    features (see :func:`_feature_grams`)."""
+    train = torch.as_tensor(train)
+    A = torch.cat([train, torch.as_tensor(extra).to(train.dtype)]) if extra is not None else train
+    n = train.shape[0]
+    out: list[torch.Tensor | None] = [None] * len(specs)
+    shared: dict[tuple, list[int]] = {}
+    for i, spec in enumerate(specs):
+        if spec.width is None:
+            out[i] = _closed_form_gram(spec, A, n)
+        else:
+            shared.setdefault((spec.model, spec.width, spec.key, spec.device, spec.dtype), []).append(i)
+    linear = None
+    for idx in shared.values():
+        for i, K in zip(idx, _feature_grams([specs[i] for i in idx], A, n), strict=True):
+            if specs[i].model == "ntk":
+                if linear is None:
+                    A64 = A.to(specs[i].device, torch.float64)
+                    linear = A64 @ A64[:n].T / A.shape[1]
+                K.mul_(linear)
+            out[i] = K
+    return [K if include_train_rows else K[n:] for K in out]
+
+
+def gram(spec: KernelSpec, train: torch.Tensor, extra: torch.Tensor | None = None,
+         include_train_rows: bool = True) -> torch.Tensor:
+    """Float64 Gram matrix of ``[train; extra]`` (or of ``extra`` alone) against ``train``."""
+    return grams([spec], train, extra, include_train_rows)[0]

@@ -1,0 +1,164 @@
+"""One run directory = one store (DomainBed-style: raw per-point records, then tables built from them).
+
+DIR/config.yaml      fully resolved configuration (with ``experiment:``)
+DIR/env.json         package versions, device, threads, git commit, base seed
+DIR/records.jsonl    one JSON line per completed grid point, appended, flushed and fsynced as it completes
+DIR/errors.jsonl     one line per failed group (its points stay pending and are retried on the next run)
+DIR/results.parquet  every record as a table (rebuilt from records.jsonl)
+DIR/figures/         PNG and PDF;  DIR/summary.md  the key table
+
+A record's identity is its grid point (the axis values plus ``seed``); a restarted run skips points whose
+record exists.  A line cut short by a crash (no trailing newline) is dropped and overwritten on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from spuriouslab.errors import ConfigError
+
+
+def point_key(point: dict[str, Any]) -> str:
+    return json.dumps(point, sort_keys=True, default=str)
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def environment(device: str, seed: int | None = None) -> dict[str, Any]:
+    import torch
+
+    versions = {}
+    for pkg in ["spuriouslab", "torch", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "scikit-learn", "matplotlib"]:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    env = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "cuda_device": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "git_commit": _git_commit(),
+        "base_seed": seed,
+        "versions": versions,
+    }
+    return env
+
+
+class RunStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.records_path = self.root / "records.jsonl"
+        self.errors_path = self.root / "errors.jsonl"
+        self.config_path = self.root / "config.yaml"
+        self.figures = self.root / "figures"
+
+    # ------------------------------------------------------------------ config
+    def read_config(self) -> dict[str, Any]:
+        if not self.config_path.exists():
+            raise ConfigError(f"{self.root}: no config.yaml here; is this a spuriouslab run directory?")
+        try:
+            data = yaml.safe_load(self.config_path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{self.config_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict) or "experiment" not in data:
+            raise ConfigError(f"{self.config_path}: missing the 'experiment' field")
+        return data
+
+    def open(self, experiment: str, config: dict[str, Any], fixed_fields: Iterable[str], env: dict[str, Any]) -> None:
+        """Create DIR or check that it holds the same experiment with the same non-grid settings."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.config_path.exists():
+            old = self.read_config()
+            if old.get("experiment") != experiment:
+                raise ConfigError(f"--out {self.root}: holds a '{old.get('experiment')}' run, not '{experiment}'; "
+                                  "use another directory")
+            for field in fixed_fields:
+                if old.get(field) != config.get(field):
+                    raise ConfigError(f"--out {self.root}: holds a run with {field}={old.get(field)!r}, this one has "
+                                      f"{field}={config.get(field)!r}; use another directory or the same setting")
+        self._write_atomic(self.config_path, yaml.safe_dump({"experiment": experiment, **config}, sort_keys=False))
+        self._write_atomic(self.root / "env.json", json.dumps(env, indent=2))
+
+    @staticmethod
+    def _write_atomic(path: Path, text: str) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    # ----------------------------------------------------------------- records
+    def records(self) -> list[dict[str, Any]]:
+        if not self.records_path.exists():
+            return []
+        raw = self.records_path.read_bytes()
+        end = raw.rfind(b"\n") + 1  # a final line without newline was cut short by a crash
+        out = []
+        for line in raw[:end].splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+        return out
+
+    def _repair_tail(self) -> None:
+        if not self.records_path.exists():
+            return
+        raw = self.records_path.read_bytes()
+        end = raw.rfind(b"\n") + 1
+        if end != len(raw):
+            with open(self.records_path, "r+b") as fh:
+                fh.truncate(end)
+
+    def done_keys(self, axes: Iterable[str]) -> set[str]:
+        axes = list(axes)
+        return {point_key({a: r[a] for a in axes}) for r in self.records()}
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        self._repair_tail()
+        with open(self.records_path, "a") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def append_error(self, points: list[dict[str, Any]], message: str) -> None:
+        with open(self.errors_path, "a") as fh:
+            fh.write(json.dumps({"points": points, "error": message}, default=str) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    # ------------------------------------------------------------------ tables
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records())
+
+    def write_table(self, df: pd.DataFrame) -> Path:
+        path = self.root / "results.parquet"
+        tmp = path.with_name("results.parquet.tmp")
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+        return path
