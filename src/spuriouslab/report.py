@@ -74,5 +74,6 @@ def band(ax, x, mean, ci, label=None, **kw):
 
 
 def panel_grid(n_rows: int, n_cols: int, size=(4.2, 3.2)):
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size[0] * n_cols, size[1] * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size[0] * n_cols, size[1] * n_rows), squeeze=False,
+                             layout="constrained")
     return fig, axes

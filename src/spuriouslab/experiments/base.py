@@ -117,6 +117,8 @@ def format_validation_error(exc: ValidationError, experiment: Experiment) -> str
 
 EXPERIMENTS: dict[str, str] = {
     "memorization": "spuriouslab.experiments.memorization",
+    "alignment": "spuriouslab.experiments.alignment",
+    "ridge": "spuriouslab.experiments.ridge",
 }
 
 

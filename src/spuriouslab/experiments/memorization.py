@@ -49,7 +49,7 @@ def _width_item(v: Any) -> int | str:
 
 
 class MemorizationConfig(ExperimentConfig):
-    AXES: ClassVar[tuple[str, ...]] = ("n_train", "model", "activation", "alpha", "width", "ridge")
+    AXES: ClassVar[tuple[str, ...]] = ("n_train", "model", "activation", "alpha", "width", "ridge", "correlation")
 
     data: Literal["synthetic"] = Field("synthetic", description="data source")
     d: int = Field(1000, ge=2, description="input dimension d = d_x + d_y")
@@ -61,7 +61,8 @@ class MemorizationConfig(ExperimentConfig):
     width: Annotated[list[int | Literal["inf"]], Listed] | None = Field(
         None, description="features k (int or inf); unset = rf 100000, ntk 100")
     ridge: Annotated[list[float], Listed] = Field([0.0], description="ridge lambda >= 0 (0 = min-norm interpolator)")
-    correlation: float = Field(0.0, ge=0.0, lt=1.0, description="c: spurious part y = c P x + sqrt(1-c^2) noise")
+    correlation: Annotated[list[float], Listed] = Field(
+        [0.0], description="c in [0, 1): spurious part y = c P x + sqrt(1-c^2) noise")
     spurious_corr: bool = Field(False, description="also measure C = Cov(f([x~, y]), g) on the test set")
     nested: bool = Field(False, description="share one draw of features and test set across nested N (faster)")
     feature_dtype: Literal["float32", "float64"] = Field("float32", description="dtype of feature chunks")
@@ -89,6 +90,14 @@ class MemorizationConfig(ExperimentConfig):
         for r in v:
             if not (r >= 0 and math.isfinite(r)):
                 raise ValueError(f"got {r}; ridge must be a finite number >= 0")
+        return v
+
+    @field_validator("correlation")
+    @classmethod
+    def _correlation_range(cls, v: list[float]) -> list[float]:
+        for c in v:
+            if not 0 <= c < 1:
+                raise ValueError(f"got {c}; the correlation c must lie in [0, 1)")
         return v
 
     @field_validator("activation")
@@ -131,24 +140,26 @@ class Memorization(Experiment):
             for act in cfg.activation:
                 for alpha in cfg.alpha:
                     for w in widths:
-                        for ridge in cfg.ridge:
-                            for n in cfg.n_train:
-                                for s in cfg.seed_values():
-                                    out.append({"n_train": n, "model": model, "activation": act, "alpha": alpha,
-                                                "width": _width_value(w), "ridge": ridge, "seed": s})
+                        for c in cfg.correlation:
+                            for ridge in cfg.ridge:
+                                for n in cfg.n_train:
+                                    for s in cfg.seed_values():
+                                        out.append({"n_train": n, "model": model, "activation": act, "alpha": alpha,
+                                                    "width": _width_value(w), "ridge": ridge, "correlation": c,
+                                                    "seed": s})
         return out
 
     def group_key(self, cfg: MemorizationConfig, p: dict[str, Any]) -> Any:
         """Points computed together: every activation and ridge (one draw of V, one pre-activation
         pass) and, with ``nested``, every N (one Gram at the largest N, sliced)."""
-        key = (p["seed"], p["model"], p["alpha"], p["width"])
+        key = (p["seed"], p["model"], p["alpha"], p["width"], p["correlation"])
         return key if cfg.nested else (*key, p["n_train"])
 
     def run_group(self, cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
         t0 = time.perf_counter()
         p0 = points[0]
         n_max = max(p["n_train"] for p in points)
-        data = synthetic_memorization(p0["seed"], cfg.d, p0["alpha"], n_max, cfg.n_test, cfg.correlation)
+        data = synthetic_memorization(p0["seed"], cfg.d, p0["alpha"], n_max, cfg.n_test, p0["correlation"])
         width = None if math.isinf(p0["width"]) else int(p0["width"])
         acts = list(dict.fromkeys(p["activation"] for p in points))
         specs = [KernelSpec.make(p0["model"], a, width,
@@ -177,7 +188,7 @@ class Memorization(Experiment):
             F = fit.alignment(K_query)
             rec = dict(p)
             rec.update(
-                d=cfg.d, d_x=data.d_x, d_y=data.d_y, n_test=nt, correlation=cfg.correlation, nested=cfg.nested,
+                d=cfg.d, d_x=data.d_x, d_y=data.d_y, n_test=nt, nested=cfg.nested,
                 train_acc=_acc(f_train, g), test_acc=_acc(f_test, g_test), spurious_acc=_acc(f_query, g),
                 test_mse=float(((f_test - g_test) ** 2).mean()),
                 memorization_cov=_cov(f_query, g),
@@ -219,10 +230,12 @@ def report_memorization(df: pd.DataFrame, fig_dir) -> str:
     """Figures (accuracies vs N, alignment vs N with theory, memorization vs bound slope) and summary."""
     df = df.copy()
     metrics = [*METRICS, "spurious_corr"] if "spurious_corr" in df else METRICS
-    keys = ["model", "alpha", "activation", "width", "ridge", "n_train"]
+    keys = ["model", "alpha", "activation", "width", "ridge", "correlation", "n_train"]
     agg = R.aggregate(df, keys, metrics)
     panels = agg[["model", "alpha"]].drop_duplicates().sort_values(["model", "alpha"]).to_records(index=False)
-    line_keys = [k for k in ["activation", "width", "ridge"] if agg[k].nunique() > 1] or ["activation"]
+    candidates = ["activation", "width", "ridge", "correlation"]
+    varying = agg.groupby(["model", "alpha"])[candidates].nunique().max()
+    line_keys = [k for k in candidates if varying[k] > 1] or ["activation"]
     n_models = agg["model"].nunique()
     alphas = sorted(agg["alpha"].unique(), reverse=True)
     models = sorted(agg["model"].unique(), key=lambda m: ["rf", "ntk"].index(m))
@@ -292,7 +305,7 @@ def report_memorization(df: pd.DataFrame, fig_dir) -> str:
     ax.grid(alpha=0.3)
     R.save_figure(fig, fig_dir, "memorization_vs_bound")
 
-    cols = ["model", "alpha", "activation", "width", "ridge", "n_train", "n", "train_acc", "test_acc",
+    cols = ["model", "alpha", "activation", "width", "ridge", "correlation", "n_train", "n", "train_acc", "test_acc",
             "spurious_acc", "memorization_cov", "alignment_stability_mean", "alignment_mean", "gamma_pred",
             "residual_max", "seconds"]
     if "spurious_corr" in agg:
