@@ -119,6 +119,7 @@ EXPERIMENTS: dict[str, str] = {
     "memorization": "spuriouslab.experiments.memorization",
     "alignment": "spuriouslab.experiments.alignment",
     "ridge": "spuriouslab.experiments.ridge",
+    "contamination": "spuriouslab.experiments.contamination",
 }
 
 

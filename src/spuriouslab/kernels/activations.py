@@ -36,9 +36,21 @@ class Fn:
     closed_coefficients: Callable[[int], np.ndarray] | None = None
     series: tuple[float, ...] | None = None  # finite Hermite series (polynomials)
     closed_kernel: KernelFn | None = None  # (s_left, s_right, cos) -> E[f(s_l g) f(s_r g')]
+    autograd_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # out of place, for trained networks
+    # in place and still differentiable (the op saves its output, not its input), for fresh buffers
+    autograd_inplace: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.torch_fn(x)
+
+    def differentiable(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """Evaluation that autograd can differentiate (trained networks).  ``inplace=True`` may overwrite
+        ``x`` when that is safe for autograd (pass only a fresh buffer whose producer does not need it)."""
+        if inplace and self.autograd_inplace is not None:
+            return self.autograd_inplace(x)
+        if self.autograd_fn is not None:
+            return self.autograd_fn(x)
+        return self.torch_fn(x.clone())
 
     def coefficients(self, order: int) -> np.ndarray:
         """``mu_0 .. mu_order`` of the normalised Hermite expansion."""
@@ -112,8 +124,21 @@ def _polynomial_numpy(series: tuple[float, ...]) -> Callable[[np.ndarray], np.nd
     return lambda x: np.polynomial.polynomial.polyval(x, poly)
 
 
+def _polynomial_autograd(series: tuple[float, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    poly = [float(c) for c in H.series_to_monomials(np.array(series))]
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        y = torch.full_like(x, poly[-1])
+        for c in reversed(poly[:-1]):
+            y = y * x + c
+        return y
+
+    return f
+
+
 def series_fn(name: str, series: tuple[float, ...]) -> Fn:
-    return Fn(name, _polynomial_torch(series), _polynomial_numpy(series), series=tuple(float(c) for c in series))
+    return Fn(name, _polynomial_torch(series), _polynomial_numpy(series), series=tuple(float(c) for c in series),
+              autograd_fn=_polynomial_autograd(series))
 
 
 def _angle(cos: np.ndarray) -> np.ndarray:
@@ -177,10 +202,46 @@ def _sigmoid_deriv_np(x: np.ndarray) -> np.ndarray:
     return s * (1 - s)
 
 
+LEAKY_SLOPE = 0.1
+
 STEP = Fn("step", _step_torch, lambda x: (x > 0).astype(np.float64), H.step_coefficients, closed_kernel=_step_kernel)
-RELU = Fn("relu", _relu_torch, lambda x: np.maximum(x, 0.0), H.relu_coefficients, closed_kernel=_relu_kernel)
-IDENTITY = Fn("identity", lambda x: x, lambda x: x, series=(0.0, 1.0), closed_kernel=_linear_kernel)
+RELU = Fn("relu", _relu_torch, lambda x: np.maximum(x, 0.0), H.relu_coefficients, closed_kernel=_relu_kernel,
+          autograd_fn=torch.relu, autograd_inplace=torch.relu_)
+IDENTITY = Fn("identity", lambda x: x, lambda x: x, series=(0.0, 1.0), closed_kernel=_linear_kernel,
+              autograd_fn=lambda x: x, autograd_inplace=lambda x: x)
 CONSTANT = Fn("one", lambda x: torch.ones_like(x), lambda x: np.ones_like(x), series=(1.0,))
+# leaky(x) = a x + (1 - a) relu(x): coefficients and kernels follow from ReLU's (E[a relu(b)] = cov/2, Stein)
+_A, _B = LEAKY_SLOPE, 1 - LEAKY_SLOPE
+
+
+def _leaky_coefficients(order: int) -> np.ndarray:
+    mu = _B * H.relu_coefficients(order)
+    if order >= 1:
+        mu[1] += _A
+    return mu
+
+
+def _leaky_step_coefficients(order: int) -> np.ndarray:
+    mu = _B * H.step_coefficients(order)
+    mu[0] += _A
+    return mu
+
+
+def _leaky_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
+    return (_A * _A + _A * _B) * _linear_kernel(sl, sr, cos) + _B * _B * _relu_kernel(sl, sr, cos)
+
+
+def _leaky_step_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
+    return _A * _A + _A * _B + _B * _B * _step_kernel(sl, sr, cos)
+
+
+LEAKY = Fn("leaky_relu", lambda x: torch.nn.functional.leaky_relu_(x, LEAKY_SLOPE),
+           lambda x: np.where(x > 0, x, LEAKY_SLOPE * x), _leaky_coefficients, closed_kernel=_leaky_kernel,
+           autograd_fn=lambda x: torch.nn.functional.leaky_relu(x, LEAKY_SLOPE),
+           autograd_inplace=lambda x: torch.nn.functional.leaky_relu_(x, LEAKY_SLOPE))
+LEAKY_STEP = Fn("leaky_relu'", lambda x: torch.where(x > 0, 1.0, LEAKY_SLOPE).to(x.dtype),
+                lambda x: np.where(x > 0, 1.0, LEAKY_SLOPE), _leaky_step_coefficients,
+                closed_kernel=_leaky_step_kernel)
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -191,11 +252,14 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("phi4", "h1 + h4 (NTK: phi' = h0 + h3, the paper's convention)",
                    series_fn("phi4", (0, 1, 0, 0, 1)), series_fn("phi4'", (1, 0, 0, 1))),
         Activation("relu", "max(x, 0) (NTK: step)", RELU, STEP),
-        Activation("tanh", "tanh(x)", Fn("tanh", torch.tanh_, np.tanh),
+        Activation("leaky_relu", f"max(x, {LEAKY_SLOPE} x) (NTK: its step derivative)", LEAKY, LEAKY_STEP),
+        Activation("tanh", "tanh(x)", Fn("tanh", torch.tanh_, np.tanh, autograd_fn=torch.tanh,
+                                                 autograd_inplace=torch.tanh_),
                    Fn("tanh'", _tanh_deriv_torch, lambda x: 1 - np.tanh(x) ** 2)),
-        Activation("gelu", "x Phi(x) (exact, erf-based)", Fn("gelu", _gelu_torch, _gelu_np),
+        Activation("gelu", "x Phi(x) (exact, erf-based)", Fn("gelu", _gelu_torch, _gelu_np, autograd_fn=_gelu_torch),
                    Fn("gelu'", _gelu_deriv_torch, _gelu_deriv_np)),
-        Activation("sigmoid", "1 / (1 + exp(-x))", Fn("sigmoid", torch.sigmoid_, special.expit),
+        Activation("sigmoid", "1 / (1 + exp(-x))", Fn("sigmoid", torch.sigmoid_, special.expit,
+                                                      autograd_fn=torch.sigmoid, autograd_inplace=torch.sigmoid_),
                    Fn("sigmoid'", _sigmoid_deriv_torch, _sigmoid_deriv_np)),
         Activation("identity", "x (linear model; NTK: constant 1)", IDENTITY, CONSTANT),
     ]

@@ -1,0 +1,75 @@
+"""The single training loop, losses and optimizers.
+
+``train_loop`` does nothing per step but the step itself (zero grad, loss, backward, optimizer step);
+evaluation, divergence checks and progress happen only at logging steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+
+def hinge(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(1 - y * f, min=0).mean(dim=-1)
+
+
+def logistic(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.softplus(-y * f).mean(dim=-1)  # log(1 + exp(-y f)), overflow-free
+
+
+def mse(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((f - y) ** 2).mean(dim=-1)
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "hinge": hinge, "logistic": logistic, "mse": mse,
+}
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
+                   momentum: float = 0.0) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    kw: dict = {"lr": lr, "weight_decay": weight_decay}
+    if name == "sgd":
+        cls, kw["momentum"] = torch.optim.SGD, momentum
+    elif name == "adam":
+        cls = torch.optim.Adam
+    elif name == "adamw":
+        cls = torch.optim.AdamW
+    else:
+        raise ValueError(f"optimizer must be sgd, adam or adamw, got {name!r}")
+    try:
+        return cls(params, fused=True, **kw)  # one fused kernel for the whole update
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, foreach=True, **kw)
+
+
+def train_loop(step_loss: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer, iterations: int,
+               log_every: int, on_log: Callable[[int], dict | None], desc: str | None = None,
+               progress: bool = False) -> None:
+    """Run ``iterations`` steps; ``step_loss(t)`` returns the scalar loss of step t (1-based).
+
+    ``on_log(t)`` is called at t = 0 (before training), every ``log_every`` steps and at the end; if the
+    dict it returns has a non-finite ``"loss"`` the run stops with :class:`DivergenceError`."""
+    on_log(0)
+    bar = tqdm(total=iterations, desc=desc, leave=False, disable=not progress, unit="step")
+    last = 0
+    for t in range(1, iterations + 1):
+        optimizer.zero_grad(set_to_none=True)
+        step_loss(t).backward()
+        optimizer.step()
+        if t % log_every == 0 or t == iterations:
+            logged = on_log(t)
+            bar.update(t - last)
+            last = t
+            if logged is not None and not torch.isfinite(torch.as_tensor(logged.get("loss", 0.0))).all():
+                bar.close()
+                raise DivergenceError(f"training loss is not finite at step {t}")
+    bar.close()
