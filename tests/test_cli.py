@@ -166,3 +166,33 @@ def test_theory_gamma_command(cli):
     assert code == 2 and "--alpha: got 2.0" in stderr
     code, _, stderr = cli("theory", "gamma", "--n", "5")
     assert code == 2 and "--n and --d go together" in stderr
+
+
+def test_process_pool_executor_gives_the_same_records(cli, tmp_path):
+    assert _run(cli, tmp_path / "one")[0] == 0
+    assert _run(cli, tmp_path / "two", "--jobs", "2")[0] == 0
+    keys = ["n_train", "model", "activation", "seed"]
+    a = pd.read_parquet(tmp_path / "one" / "results.parquet").drop(columns="seconds").sort_values(keys)
+    b = pd.read_parquet(tmp_path / "two" / "results.parquet").drop(columns="seconds").sort_values(keys)
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_a_failing_group_is_recorded_and_retried(cli, tmp_path, monkeypatch):
+    from spuriouslab.experiments.memorization import EXPERIMENT
+
+    original = type(EXPERIMENT).run_group
+
+    def flaky(self, cfg, points, ctx):
+        if points[0]["n_train"] == 30:
+            raise FloatingPointError("simulated divergence")
+        yield from original(self, cfg, points, ctx)
+
+    monkeypatch.setattr(type(EXPERIMENT), "run_group", flaky)
+    out = tmp_path / "f"
+    code, _, stderr = _run(cli, out)
+    assert code == 1 and "group(s) failed" in stderr
+    assert "simulated divergence" in (out / "errors.jsonl").read_text()
+    assert len(pd.read_parquet(out / "results.parquet")) == 8  # the N=10 half
+    monkeypatch.setattr(type(EXPERIMENT), "run_group", original)
+    assert _run(cli, out)[0] == 0
+    assert len(pd.read_parquet(out / "results.parquet")) == 16

@@ -21,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Study how networks and their kernel proxies learn and memorize spurious features.")
 theory_app = typer.Typer(no_args_is_help=True, help="Closed-form predictions.")
 app.add_typer(theory_app, name="theory")
+data_app = typer.Typer(no_args_is_help=True, help="Image data: what is found where; downloads.")
+app.add_typer(data_app, name="data")
 
 
 def fail(message: str) -> None:
@@ -84,10 +86,12 @@ def run(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes for the local executor"),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+    data_root: Path = typer.Option(None, "--data-root", help="where image data lives (same as --set data_root=DIR)"),
 ) -> None:
     """Run an experiment's grid into a run directory (resumes: completed points are skipped)."""
     try:
-        _run(experiment, config, set_ or [], out, device, jobs, executor, progress)
+        sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
+        _run(experiment, config, sets, out, device, jobs, executor, progress)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -104,6 +108,7 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress) -> Non
     values.update(parse_sets(sets))
     cfg = exp.make_config(values)
     dev = resolve_device(device)
+    exp.check(cfg)  # data on disk, sizes: fails before DIR is touched
     resolved = cfg.model_dump(mode="json")
     if out is None:
         digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
@@ -112,6 +117,12 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress) -> Non
     store.open(experiment, resolved, cfg.fixed_fields(), environment(dev, cfg.seed))
     typer.echo(f"spuriouslab: {experiment} -> {out} (device {dev})", err=True)
     failures = run_sweep(exp, cfg, store, RunContext(device=dev, progress=progress), executor=executor, jobs=jobs)
+    if failures and not store.records():
+        last = store.errors_path.read_text().strip().splitlines()[-1]
+        error = json.loads(last)["error"].strip().splitlines()[-1]
+        typer.echo(f"spuriouslab: every group failed ({failures}); last error: {error}; see {store.errors_path}",
+                   err=True)
+        raise typer.Exit(1)
     summary = _build_report(exp, cfg, store)
     typer.echo(summary)
     typer.echo(f"results: {store.root / 'results.parquet'}; figures: {store.figures}; summary: "
@@ -168,6 +179,7 @@ def list_() -> None:
     typer.echo("commands:")
     typer.echo("    spuriouslab run EXPERIMENT [--config FILE.yaml] [--set key=value ...] [--out DIR] [--device auto|cpu|cuda]")
     typer.echo("    spuriouslab report DIR")
+    typer.echo("    spuriouslab data info [--data-root DIR]      spuriouslab data fetch mnist|fashion-mnist|cifar10")
     typer.echo("    spuriouslab theory gamma --activation relu --alpha 0.5 [--model rf|ntk] [--n N --d D]")
 
 
@@ -199,6 +211,35 @@ def theory_gamma(
             if p.gamma_pred is not None:
                 line += f"  gamma(N={n}, d={d}, psi={p.psi:.4g})={p.gamma_pred:.6f}"
             typer.echo(line)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@data_app.command("info")
+def data_info(data_root: Path = typer.Option(None, "--data-root", help="also look here first")) -> None:
+    """List the image data sets found, where, and whether they verify."""
+    from spuriouslab.data.images import info, search_roots
+
+    typer.echo("search order: " + ", ".join(str(r) for r in search_roots(data_root))
+               + ", /usr/share/datasets/fashion-mnist (Debian)")
+    for row in info(data_root):
+        if row["status"] == "ok":
+            typer.echo(f"{row['name']:<14} ok       {row['train']}+{row['test']} images {row['shape']}  "
+                       f"sha256 {row['checksum']}  {row['verified']}  [{row['where']}]")
+        else:
+            typer.echo(f"{row['name']:<14} {row['status']:<8} {row['detail']}")
+
+
+@data_app.command("fetch")
+def data_fetch(name: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10"),
+               data_root: Path = typer.Option(None, "--data-root", help="download into this root")) -> None:
+    """Download a data set from its canonical location (checksums verified, files written atomically)."""
+    from spuriouslab.data.images import fetch, load_images
+
+    try:
+        where = fetch(name, data_root)
+        d = load_images(name, data_root)
+        typer.echo(f"{name}: {len(d.x_train)}+{len(d.x_test)} images in {where}; {d.verified}")
     except ConfigError as exc:
         fail(str(exc))
 

@@ -85,6 +85,11 @@ class Experiment:
     def group_key(self, cfg: ExperimentConfig, point: dict[str, Any]) -> Any:
         return tuple(sorted(point.items()))
 
+    def check(self, cfg: ExperimentConfig) -> None:
+        """Checks that need more than the config (data on disk, sizes): raise ConfigError before a run
+        touches its directory.  The default resolves the grid."""
+        self.points(cfg)
+
     def run_group(self, cfg: ExperimentConfig, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]:
         raise NotImplementedError
 

@@ -51,7 +51,15 @@ def _width_item(v: Any) -> int | str:
 class MemorizationConfig(ExperimentConfig):
     AXES: ClassVar[tuple[str, ...]] = ("n_train", "model", "activation", "alpha", "width", "ridge", "correlation")
 
-    data: Literal["synthetic"] = Field("synthetic", description="data source")
+    data: Literal["synthetic", "digits", "mnist", "fashion-mnist", "cifar10", "folder"] = Field(
+        "synthetic", description="synthetic Gaussian data or an image data set (with a random border)")
+    data_root: str | None = Field(None, description="where image data lives (else $SPURIOUSLAB_DATA, cache, Debian)")
+    classes: Annotated[list[int], Listed] | None = Field(None, description="image class pair (a -> -1, b -> +1); "
+                                                         "unset = 1,7 (MNIST-like) or 3,8 (CIFAR-10)")
+    border: int | None = Field(None, ge=1, description="border width; unset = 10 MNIST-like, 8 CIFAR-10, 4 digits")
+    border_content: str = Field("uniform", description="uniform (0..255), gaussian, constant:V or constant:R,G,B")
+    query: Literal["zero", "swap"] = Field("zero", description="image query: border with core zeroed, or swapped")
+    scaling: Literal["raw", "unit", "standard"] = Field("raw", description="pixel scaling (raw = 0..255)")
     d: int = Field(1000, ge=2, description="input dimension d = d_x + d_y")
     alpha: Annotated[list[float], Listed] = Field([0.5, 0.25], description="spurious fraction d_y/d, in (0, 1)")
     n_train: Annotated[list[int], Listed] = Field([10, 20, 50, 100, 200, 500, 1000], description="training-set sizes N")
@@ -117,11 +125,57 @@ class MemorizationConfig(ExperimentConfig):
             return None
         return [_width_item(x) for x in split_list(v)]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _image_defaults(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("data", "synthetic") != "synthetic":
+            values = dict(values)
+            for key, val in IMAGE_DEFAULTS.get(values["data"], IMAGE_DEFAULTS["folder"]).items():
+                values.setdefault(key, val)
+        return values
+
     @model_validator(mode="after")
     def _combination(self) -> MemorizationConfig:
-        for a in self.alpha:
-            split_dims(self.d, a)  # raises ConfigError naming alpha and d
+        if self.data == "synthetic":
+            for a in self.alpha:
+                split_dims(self.d, a)  # raises ConfigError naming alpha and d
+            return self
+        from spuriouslab.data.borders import parse_content
+
+        parse_content(self.border_content)
+        if self.classes is None or len(self.classes) != 2 or self.classes[0] == self.classes[1]:
+            raise ValueError(f"classes: got {self.classes}; kernel memorization needs a pair of distinct classes")
+        if self.correlation != [0.0]:
+            raise ValueError(f"correlation: got {self.correlation}; correlated spurious parts exist only for "
+                             "data=synthetic")
+        if self.query == "swap" and min(self.n_train) < 2:
+            raise ValueError("n_train: query=swap needs at least 2 training samples")
         return self
+
+    def image_split(self, seed: int, n_max: int):
+        from spuriouslab.data.borders import binary_image_split
+        from spuriouslab.data.images import load_images
+
+        data = load_images(self.data, self.data_root)
+        return binary_image_split(data, tuple(self.classes), seed, n_max, self.n_test, self.border,
+                                  self.border_content, self.query, self.scaling)
+
+    def nominal_alpha(self) -> float:
+        from spuriouslab.data.borders import nominal_alpha
+        from spuriouslab.data.images import load_images
+
+        h, w, _ = load_images(self.data, self.data_root).shape
+        return nominal_alpha(h, w, self.border)
+
+
+IMAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"classes": [1, 7], "border": 4, "n_train": [10, 20, 50, 100, 200], "activation": ["relu"]},
+    "mnist": {"classes": [1, 7], "border": 10, "n_train": [100, 200, 500, 1000, 2000, 5000], "activation": ["relu"]},
+    "fashion-mnist": {"classes": [1, 7], "border": 10, "n_train": [100, 200, 500, 1000, 2000, 5000],
+                      "activation": ["relu"]},
+    "cifar10": {"classes": [3, 8], "border": 8, "n_train": [100, 200, 500, 1000], "activation": ["relu"]},
+    "folder": {"classes": [0, 1], "border": 4, "n_train": [10, 20, 50, 100], "activation": ["relu"]},
+}
 
 
 def _width_value(w: int | str) -> float | int:
@@ -135,10 +189,11 @@ class Memorization(Experiment):
 
     def points(self, cfg: MemorizationConfig) -> list[dict[str, Any]]:
         out = []
+        alphas = cfg.alpha if cfg.data == "synthetic" else [round(cfg.nominal_alpha(), 6)]
         for model in cfg.model:
             widths = cfg.width if cfg.width is not None else [DEFAULT_WIDTH[model]]
             for act in cfg.activation:
-                for alpha in cfg.alpha:
+                for alpha in alphas:
                     for w in widths:
                         for c in cfg.correlation:
                             for ridge in cfg.ridge:
@@ -148,6 +203,11 @@ class Memorization(Experiment):
                                                     "width": _width_value(w), "ridge": ridge, "correlation": c,
                                                     "seed": s})
         return out
+
+    def check(self, cfg: MemorizationConfig) -> None:
+        if cfg.data != "synthetic":  # loads (once) and validates classes and sizes against the data
+            cfg.image_split(cfg.seed, max(cfg.n_train))
+        self.points(cfg)
 
     def group_key(self, cfg: MemorizationConfig, p: dict[str, Any]) -> Any:
         """Points computed together: every activation and ridge (one draw of V, one pre-activation
@@ -159,7 +219,10 @@ class Memorization(Experiment):
         t0 = time.perf_counter()
         p0 = points[0]
         n_max = max(p["n_train"] for p in points)
-        data = synthetic_memorization(p0["seed"], cfg.d, p0["alpha"], n_max, cfg.n_test, p0["correlation"])
+        if cfg.data == "synthetic":
+            data = synthetic_memorization(p0["seed"], cfg.d, p0["alpha"], n_max, cfg.n_test, p0["correlation"])
+        else:
+            data = cfg.image_split(p0["seed"], n_max)
         width = None if math.isinf(p0["width"]) else int(p0["width"])
         acts = list(dict.fromkeys(p["activation"] for p in points))
         specs = [KernelSpec.make(p0["model"], a, width,
@@ -169,7 +232,7 @@ class Memorization(Experiment):
         Ks = grams(specs, torch.from_numpy(data.Z), torch.from_numpy(np.vstack(blocks)))
         Ks = {a: K.cpu() for a, K in zip(acts, Ks, strict=True)}
         gram_seconds = time.perf_counter() - t0
-        nt = cfg.n_test
+        nt = len(data.g_test)
         test_rows = slice(n_max, n_max + nt)
         query_start = n_max + nt
         g_all = torch.from_numpy(data.g)
@@ -188,7 +251,7 @@ class Memorization(Experiment):
             F = fit.alignment(K_query)
             rec = dict(p)
             rec.update(
-                d=cfg.d, d_x=data.d_x, d_y=data.d_y, n_test=nt, nested=cfg.nested,
+                d=data.d_x + data.d_y, d_x=data.d_x, d_y=data.d_y, n_test=nt, nested=cfg.nested, data=cfg.data,
                 train_acc=_acc(f_train, g), test_acc=_acc(f_test, g_test), spurious_acc=_acc(f_query, g),
                 test_mse=float(((f_test - g_test) ** 2).mean()),
                 memorization_cov=_cov(f_query, g),
@@ -200,8 +263,11 @@ class Memorization(Experiment):
             if cfg.spurious_corr:
                 tq = slice(query_start + n_max, query_start + n_max + nt)
                 rec["spurious_corr"] = _cov(fit.predict(K[tq, :n]), g_test)
-            pred = predict_alignment(p["activation"], p["model"], data.alpha, n, cfg.d)
-            rec.update(gamma_pred=pred.gamma_pred, gamma_many=pred.gamma_many, gamma_few=pred.gamma_few)
+            if cfg.data == "synthetic":  # the theory is for isotropic Gaussian data
+                pred = predict_alignment(p["activation"], p["model"], data.alpha, n, cfg.d)
+                rec.update(gamma_pred=pred.gamma_pred, gamma_many=pred.gamma_many, gamma_few=pred.gamma_few)
+            else:
+                rec.update(gamma_pred=math.nan, gamma_many=math.nan, gamma_few=math.nan)
             rec["seconds"] = gram_seconds / len(points) + time.perf_counter() - t1
             yield rec
 
