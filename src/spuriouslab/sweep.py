@@ -38,13 +38,14 @@ def pending_groups(exp: Experiment, cfg: ExperimentConfig, store: RunStore) -> t
     return len(points), list(groups.values())
 
 
-def _run_group_in_worker(name: str, cfg_dict: dict, points: list[dict], device: str, threads: int) -> list[dict]:
+def _run_group_in_worker(name: str, cfg_dict: dict, points: list[dict], device: str, threads: int,
+                         checkpoint_dir: str | None = None) -> list[dict]:
     import torch
 
     torch.set_num_threads(threads)
     exp = get_experiment(name)
     cfg = exp.make_config(cfg_dict)
-    return list(exp.run_group(cfg, points, RunContext(device=device, progress=False)))
+    return list(exp.run_group(cfg, points, RunContext(device=device, progress=False, checkpoint_dir=checkpoint_dir)))
 
 
 def _records_local(exp, cfg, groups, ctx) -> Iterable[tuple[list[dict], list[dict], str | None]]:
@@ -60,7 +61,8 @@ def _records_pool(exp, cfg, groups, ctx, jobs):
     threads = max(1, (os.cpu_count() or 1) // jobs)
     cfg_dict = cfg.model_dump(mode="json")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_group_in_worker, exp.name, cfg_dict, g, ctx.device, threads): g for g in groups}
+        futures = {pool.submit(_run_group_in_worker, exp.name, cfg_dict, g, ctx.device, threads, ctx.checkpoint_dir): g
+                   for g in groups}
         for fut in as_completed(futures):
             try:
                 yield futures[fut], fut.result(), None
@@ -91,6 +93,9 @@ def run_sweep(exp: Experiment, cfg: ExperimentConfig, store: RunStore, ctx: RunC
               executor: str = "local", jobs: int = 1) -> int:
     """Run every pending point; returns the number of failed groups."""
     total, groups = pending_groups(exp, cfg, store)
+    if ctx.checkpoint_dir is None:
+        (store.root / "checkpoints").mkdir(exist_ok=True)
+        ctx.checkpoint_dir = str(store.root / "checkpoints")
     n_pending = sum(len(g) for g in groups)
     bar = tqdm(total=total, initial=total - n_pending, desc=exp.name, unit="point", disable=not ctx.progress)
     if executor == "ray":

@@ -66,6 +66,7 @@ class ExperimentConfig(BaseModel):
 class RunContext:
     device: str = "cpu"
     progress: bool = True
+    checkpoint_dir: str | None = None  # where long groups may checkpoint (the run directory's checkpoints/)
 
 
 class Experiment:
@@ -125,6 +126,7 @@ EXPERIMENTS: dict[str, str] = {
     "alignment": "spuriouslab.experiments.alignment",
     "ridge": "spuriouslab.experiments.ridge",
     "contamination": "spuriouslab.experiments.contamination",
+    "memorization-nn": "spuriouslab.experiments.memorization_nn",
 }
 
 

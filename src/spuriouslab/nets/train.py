@@ -53,15 +53,18 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, w
 
 def train_loop(step_loss: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer, iterations: int,
                log_every: int, on_log: Callable[[int], dict | None], desc: str | None = None,
-               progress: bool = False) -> None:
-    """Run ``iterations`` steps; ``step_loss(t)`` returns the scalar loss of step t (1-based).
+               progress: bool = False, start: int = 0) -> None:
+    """Run steps ``start + 1 .. iterations``; ``step_loss(t)`` returns the scalar loss of step t (1-based).
 
-    ``on_log(t)`` is called at t = 0 (before training), every ``log_every`` steps and at the end; if the
-    dict it returns has a non-finite ``"loss"`` the run stops with :class:`DivergenceError`."""
-    on_log(0)
-    bar = tqdm(total=iterations, desc=desc, leave=False, disable=not progress, unit="step")
-    last = 0
-    for t in range(1, iterations + 1):
+    ``on_log(t)`` is called at t = 0 (before training, unless resuming from ``start > 0``), every
+    ``log_every`` steps and at the end; if the dict it returns has a non-finite ``"loss"`` the run stops with
+    :class:`DivergenceError`.  Checkpointing belongs in ``on_log``: resuming from a logged step continues the
+    same trajectory."""
+    if start == 0:
+        on_log(0)
+    bar = tqdm(total=iterations, initial=start, desc=desc, leave=False, disable=not progress, unit="step")
+    last = start
+    for t in range(start + 1, iterations + 1):
         optimizer.zero_grad(set_to_none=True)
         step_loss(t).backward()
         optimizer.step()

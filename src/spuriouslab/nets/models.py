@@ -1,0 +1,132 @@
+"""Models for trained-network memorization, and an ensemble that trains S seeds as one computation.
+
+* ``fc``:   d -> 500 -> 200 -> C, ReLU (Bombari & Mondelli's fully connected network);
+* ``cnn``:  conv3x3(16) ReLU maxpool2, conv3x3(32) ReLU maxpool2, FC 256 ReLU, FC C;
+* ``resnet18``: the CIFAR ResNet-18 (3x3 stem, no max-pool, 4 stages of 2 basic blocks, widths 64..512).
+
+:class:`SeedEnsemble` stacks the parameters of S independently initialised copies
+(``torch.func.stack_module_state``) and evaluates them with ``vmap(functional_call)``: one batched
+computation, each seed's function, gradients and (with an elementwise optimizer) trajectory its own.
+Models with BatchNorm (ResNet) keep running statistics, which vmap cannot update: they train one seed at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+class FC(nn.Module):
+    def __init__(self, d_in: int, n_out: int, hidden: tuple[int, ...] = (500, 200)):
+        super().__init__()
+        dims = [d_in, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(dims[-1], n_out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, channels: int, size: tuple[int, int], n_out: int):
+        super().__init__()
+        h, w = size[0] // 4, size[1] // 4
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * h * w, 256), nn.ReLU(), nn.Linear(256, n_out))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+
+
+class ResNet18(nn.Module):
+    def __init__(self, channels: int, n_out: int, widths=(64, 128, 256, 512)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU())
+        blocks, c = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(2):
+                blocks.append(BasicBlock(c, w, 2 if (j == 0 and i > 0) else 1))
+                c = w
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, n_out))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def build_model(name: str, shape: tuple[int, int, int], n_out: int) -> nn.Module:
+    """``shape`` is (C, H, W)."""
+    c, h, w = shape
+    if name == "fc":
+        return FC(c * h * w, n_out)
+    if name == "cnn":
+        return SmallCNN(c, (h, w), n_out)
+    if name == "resnet18":
+        return ResNet18(c, n_out)
+    raise ValueError(f"model must be fc, cnn or resnet18, got {name!r}")
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+class SeedEnsemble(nn.Module):
+    """S copies of a model, one per seed, evaluated on inputs of shape (S, B, ...)."""
+
+    def __init__(self, make: Callable[[int], nn.Module], seeds: list[int]):
+        super().__init__()
+        models = [make(s) for s in seeds]
+        self.stacked = not has_batchnorm(models[0])
+        if self.stacked:
+            params, buffers = stack_module_state(models)
+            self.params = nn.ParameterDict({k.replace(".", "__"): nn.Parameter(v) for k, v in params.items()})
+            self._buffers_stacked = buffers
+            # the template only supplies the forward code: kept outside the module tree (no .to(), no state)
+            object.__setattr__(self, "base", copy.deepcopy(models[0]).to("meta"))
+        else:
+            if len(models) != 1:
+                raise ValueError("models with BatchNorm train one seed at a time")
+            self.model = models[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.stacked:
+            return self.model(x[0])[None]
+        params = {k.replace("__", "."): v for k, v in self.params.items()}
+        buffers = {k: v.to(x.device) for k, v in self._buffers_stacked.items()}
+
+        def one(p, b, xi):
+            return functional_call(self.base, (p, b), (xi,))
+
+        return vmap(one)(params, buffers, x)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not self.stacked:
+            self.model.train(mode)
+        return self
