@@ -72,6 +72,9 @@ def ours(iters: int, seeds: int, subspace: bool, preset: str = "toy") -> tuple[f
 
 
 def main() -> None:
+    from spuriouslab.runtime import tune_allocator
+
+    tune_allocator()  # as the CLI does
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iterations", type=int, default=4000)
     ap.add_argument("--repeats", type=int, default=2)

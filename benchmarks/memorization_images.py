@@ -55,6 +55,9 @@ def one(model: str, width: int, n: int, n_test: int) -> dict:
 
 
 def main() -> None:
+    from spuriouslab.runtime import tune_allocator
+
+    tune_allocator()  # as the CLI does
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ns", default="100,1000,5000")
     ap.add_argument("--n-test", type=int, default=1000)

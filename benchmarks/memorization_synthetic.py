@@ -76,6 +76,9 @@ def run_mode(mode: str, d: int, k: int, ns: list[int], n_test: int) -> dict:
 
 
 def main() -> None:
+    from spuriouslab.runtime import tune_allocator
+
+    tune_allocator()  # as the CLI does
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="d=200, k=10000, N up to 200")
     ap.add_argument("--mode", help=argparse.SUPPRESS)

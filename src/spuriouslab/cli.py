@@ -245,6 +245,9 @@ def data_fetch(name: str = typer.Argument(..., help="mnist | fashion-mnist | cif
 
 
 def main() -> None:
+    from spuriouslab.runtime import tune_allocator
+
+    tune_allocator()
     app()
 
 

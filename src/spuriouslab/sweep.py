@@ -42,6 +42,9 @@ def _run_group_in_worker(name: str, cfg_dict: dict, points: list[dict], device: 
                          checkpoint_dir: str | None = None) -> list[dict]:
     import torch
 
+    from spuriouslab.runtime import tune_allocator
+
+    tune_allocator()
     torch.set_num_threads(threads)
     exp = get_experiment(name)
     cfg = exp.make_config(cfg_dict)

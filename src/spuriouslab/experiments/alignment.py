@@ -14,18 +14,20 @@ import pandas as pd
 from pydantic import Field
 
 from spuriouslab import report as R
-from spuriouslab.experiments.memorization import Listed, Memorization, MemorizationConfig, report_memorization
+from spuriouslab.experiments.base import ActivationName
+from spuriouslab.experiments.memorization import (Fraction, Listed, Memorization, MemorizationConfig, Size,
+                                                  report_memorization)
 from spuriouslab.theory.alignment import predict_alignment
 
 
 class AlignmentConfig(MemorizationConfig):
     d: int = Field(500, ge=2, description="input dimension d = d_x + d_y")
-    alpha: Annotated[list[float], Listed] = Field([0.1, 0.25, 0.5, 0.75, 0.9], description="spurious fraction d_y/d")
-    n_train: Annotated[list[int], Listed] = Field([10, 25, 50, 100, 250, 500, 1000, 2000],
+    alpha: Annotated[list[Fraction], Listed] = Field([0.1, 0.25, 0.5, 0.75, 0.9], description="spurious fraction d_y/d")
+    n_train: Annotated[list[Size], Listed] = Field([10, 25, 50, 100, 250, 500, 1000, 2000],
                                                   description="training-set sizes N (10 to 4d)")
     n_test: int = Field(200, ge=1, description="fresh test samples")
     model: Annotated[list[Literal["rf", "ntk"]], Listed] = Field(["rf", "ntk"], description="rf or ntk")
-    activation: Annotated[list[str], Listed] = Field(["phi2", "phi4", "relu", "tanh"],
+    activation: Annotated[list[ActivationName], Listed] = Field(["phi2", "phi4", "relu", "tanh"],
                                                      description="registered name or hermite:c0,c1,...")
     width: Annotated[list[int | Literal["inf"]], Listed] | None = Field(["inf"], description="features k (int or inf)")
     nested: bool = Field(True, description="share one draw of data and features across nested N")

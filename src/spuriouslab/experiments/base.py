@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from spuriouslab.errors import ConfigError
 
@@ -43,6 +45,20 @@ def _is_number(tok: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _registered_activation(name: str) -> str:
+    from spuriouslab.kernels.activations import get_activation
+
+    try:
+        get_activation(name)
+    except ValueError as exc:  # ConfigError is a ValueError; keep its "allowed: ..." part
+        raise ValueError(str(exc).split("; ", 1)[-1]) from None
+    return name
+
+
+ActivationName = Annotated[str, AfterValidator(_registered_activation)]
+"""A name in the activation registry, or ``hermite:c0,c1,...``."""
 
 
 class ExperimentConfig(BaseModel):

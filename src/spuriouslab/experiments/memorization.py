@@ -21,8 +21,7 @@ from typing_extensions import Annotated
 
 from spuriouslab import report as R
 from spuriouslab.data.synthetic import split_dims, synthetic_memorization
-from spuriouslab.experiments.base import Experiment, ExperimentConfig, RunContext, split_list
-from spuriouslab.kernels.activations import get_activation
+from spuriouslab.experiments.base import ActivationName, Experiment, ExperimentConfig, RunContext, split_list
 from spuriouslab.kernels.matrices import KernelSpec, grams
 from spuriouslab.kernels.solve import fit_kernel
 from spuriouslab.theory.alignment import predict_alignment
@@ -31,6 +30,10 @@ DEFAULT_WIDTH = {"rf": 100_000, "ntk": 100}
 MODEL_CODE = {"rf": 1, "ntk": 2}
 
 Listed = BeforeValidator(split_list)
+Size = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+RidgeValue = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Correlation = Annotated[float, Field(ge=0, lt=1)]
 
 
 def _width_item(v: Any) -> int | str:
@@ -61,62 +64,21 @@ class MemorizationConfig(ExperimentConfig):
     query: Literal["zero", "swap"] = Field("zero", description="image query: border with core zeroed, or swapped")
     scaling: Literal["raw", "unit", "standard"] = Field("raw", description="pixel scaling (raw = 0..255)")
     d: int = Field(1000, ge=2, description="input dimension d = d_x + d_y")
-    alpha: Annotated[list[float], Listed] = Field([0.5, 0.25], description="spurious fraction d_y/d, in (0, 1)")
-    n_train: Annotated[list[int], Listed] = Field([10, 20, 50, 100, 200, 500, 1000], description="training-set sizes N")
+    alpha: Annotated[list[Fraction], Listed] = Field([0.5, 0.25], description="spurious fraction d_y/d, in (0, 1)")
+    n_train: Annotated[list[Size], Listed] = Field([10, 20, 50, 100, 200, 500, 1000], description="training-set sizes N")
     n_test: int = Field(1000, ge=1, description="fresh test samples")
     model: Annotated[list[Literal["rf", "ntk"]], Listed] = Field(["rf", "ntk"], description="rf or ntk")
-    activation: Annotated[list[str], Listed] = Field(["phi2", "phi4"], description="registered name or hermite:c0,c1,...")
+    activation: Annotated[list[ActivationName], Listed] = Field(["phi2", "phi4"],
+                                                                description="registered name or hermite:c0,c1,...")
     width: Annotated[list[int | Literal["inf"]], Listed] | None = Field(
         None, description="features k (int or inf); unset = rf 100000, ntk 100")
-    ridge: Annotated[list[float], Listed] = Field([0.0], description="ridge lambda >= 0 (0 = min-norm interpolator)")
-    correlation: Annotated[list[float], Listed] = Field(
+    ridge: Annotated[list[RidgeValue], Listed] = Field([0.0], description="ridge lambda >= 0 (0 = min-norm interpolator)")
+    correlation: Annotated[list[Correlation], Listed] = Field(
         [0.0], description="c in [0, 1): spurious part y = c P x + sqrt(1-c^2) noise")
     spurious_corr: bool = Field(False, description="also measure C = Cov(f([x~, y]), g) on the test set")
     nested: bool = Field(False, description="share one draw of features and test set across nested N (faster)")
     feature_dtype: Literal["float32", "float64"] = Field("float32", description="dtype of feature chunks")
     seeds: int = Field(3, ge=1, description="number of seeds per grid point")
-
-    @field_validator("n_train")
-    @classmethod
-    def _positive_n(cls, v: list[int]) -> list[int]:
-        for n in v:
-            if n < 1:
-                raise ValueError(f"got {n}; training-set sizes must be >= 1")
-        return v
-
-    @field_validator("alpha")
-    @classmethod
-    def _alpha_range(cls, v: list[float]) -> list[float]:
-        for a in v:
-            if not 0 < a < 1:
-                raise ValueError(f"got {a}; alpha must lie strictly between 0 and 1")
-        return v
-
-    @field_validator("ridge")
-    @classmethod
-    def _ridge_range(cls, v: list[float]) -> list[float]:
-        for r in v:
-            if not (r >= 0 and math.isfinite(r)):
-                raise ValueError(f"got {r}; ridge must be a finite number >= 0")
-        return v
-
-    @field_validator("correlation")
-    @classmethod
-    def _correlation_range(cls, v: list[float]) -> list[float]:
-        for c in v:
-            if not 0 <= c < 1:
-                raise ValueError(f"got {c}; the correlation c must lie in [0, 1)")
-        return v
-
-    @field_validator("activation")
-    @classmethod
-    def _known_activation(cls, v: list[str]) -> list[str]:
-        for name in v:
-            try:
-                get_activation(name)
-            except ValueError as exc:  # ConfigError is a ValueError
-                raise ValueError(str(exc).split("; ", 1)[-1]) from None
-        return v
 
     @field_validator("width", mode="before")
     @classmethod

@@ -28,14 +28,15 @@ from pydantic import Field, model_validator
 from spuriouslab import report as R
 from spuriouslab.data.contamination import seed_generator
 from spuriouslab.experiments.base import Experiment, ExperimentConfig, RunContext
-from spuriouslab.experiments.memorization import IMAGE_DEFAULTS, Listed
-from spuriouslab.nets.models import SeedEnsemble, build_model, has_batchnorm
+from spuriouslab.experiments.memorization import IMAGE_DEFAULTS, Listed, Size
+from spuriouslab.nets.models import SeedEnsemble, build_model
 from spuriouslab.nets.train import DivergenceError, make_optimizer, train_loop
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 1000, "step_size": 100, "log_every": 50},
     # CPU-friendly: the FC and CNN curves on digits / Fashion-MNIST in minutes
-    "quick": {"epochs": 150, "step_size": 50, "log_every": 15, "n_train": [100, 300, 1000], "seeds": 2},
+    "quick": {"epochs": 150, "step_size": 50, "log_every": 15, "n_train": [100, 300, 1000], "seeds": 2,
+              "n_test": 2000},
 }
 
 
@@ -52,7 +53,7 @@ class MemorizationNNConfig(ExperimentConfig):
     d: int = Field(1000, ge=2, description="synthetic: input dimension")
     alpha: float = Field(0.5, gt=0, lt=1, description="synthetic: spurious fraction")
     model: Annotated[list[Literal["fc", "cnn", "resnet18"]], Listed] = Field(["fc", "cnn"], description="networks")
-    n_train: Annotated[list[int], Listed] = Field([100, 500, 1000], description="training-set sizes N")
+    n_train: Annotated[list[Size], Listed] = Field([100, 500, 1000], description="training-set sizes N")
     n_test: int = Field(10000, ge=1, description="test samples (capped at what the data has)")
     epochs: int = Field(1000, ge=1, description="training epochs (preset)")
     batch_size: int = Field(1024, ge=1, description="minibatch size")
@@ -74,9 +75,6 @@ class MemorizationNNConfig(ExperimentConfig):
 
     @model_validator(mode="after")
     def _check(self) -> MemorizationNNConfig:
-        for n in self.n_train:
-            if n < 1:
-                raise ValueError(f"n_train: got {n}; training-set sizes must be >= 1")
         if self.data == "synthetic" and any(m != "fc" for m in self.model):
             raise ValueError(f"model: got {self.model}; synthetic data takes the fc model only")
         if self.data != "synthetic" and self.border is None:

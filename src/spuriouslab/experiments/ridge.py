@@ -15,19 +15,21 @@ import pandas as pd
 from pydantic import Field
 
 from spuriouslab import report as R
-from spuriouslab.experiments.memorization import Listed, Memorization, MemorizationConfig
+from spuriouslab.experiments.base import ActivationName
+from spuriouslab.experiments.memorization import (Correlation, Fraction, Listed, Memorization, MemorizationConfig,
+                                                  RidgeValue, Size)
 
 
 class RidgeConfig(MemorizationConfig):
     d: int = Field(500, ge=2, description="input dimension d = d_x + d_y")
-    alpha: Annotated[list[float], Listed] = Field([0.5], description="spurious fraction d_y/d")
-    n_train: Annotated[list[int], Listed] = Field([500], description="training-set sizes N")
+    alpha: Annotated[list[Fraction], Listed] = Field([0.5], description="spurious fraction d_y/d")
+    n_train: Annotated[list[Size], Listed] = Field([500], description="training-set sizes N")
     model: Annotated[list[Literal["rf", "ntk"]], Listed] = Field(["rf", "ntk"], description="rf or ntk")
-    activation: Annotated[list[str], Listed] = Field(["relu"], description="registered name or hermite:c0,c1,...")
+    activation: Annotated[list[ActivationName], Listed] = Field(["relu"], description="registered name or hermite:c0,c1,...")
     width: Annotated[list[int | Literal["inf"]], Listed] | None = Field(["inf"], description="features k (int or inf)")
-    ridge: Annotated[list[float], Listed] = Field([0.0, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 10.0],
+    ridge: Annotated[list[RidgeValue], Listed] = Field([0.0, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 10.0],
                                                   description="ridge lambda >= 0")
-    correlation: Annotated[list[float], Listed] = Field([0.0, 0.3, 0.6, 0.9], description="c in [0, 1)")
+    correlation: Annotated[list[Correlation], Listed] = Field([0.0, 0.3, 0.6, 0.9], description="c in [0, 1)")
     spurious_corr: bool = Field(True, description="also measure C = Cov(f([x~, y]), g) on the test set")
 
 
