@@ -196,3 +196,22 @@ def test_a_failing_group_is_recorded_and_retried(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(type(EXPERIMENT), "run_group", original)
     assert _run(cli, out)[0] == 0
     assert len(pd.read_parquet(out / "results.parquet")) == 16
+
+
+def test_ray_executor_without_ray_is_a_one_line_error(cli, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("ray is installed here")
+    code, _, stderr = _run(cli, tmp_path / "r", "--executor", "ray")
+    assert code == 2 and "Ray is not installed" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_float64_features_through_the_cli(cli, tmp_path):
+    code, _, err = _run(cli, tmp_path / "f", "--set", "feature_dtype=float64")
+    assert code == 0, err
+    df = pd.read_parquet(tmp_path / "f" / "results.parquet")
+    assert (df.residual_max < 1e-9).all()
+    code, _, stderr = _run(cli, tmp_path / "g", "--set", "feature_dtype=float16")
+    assert code == 2 and "feature_dtype: got 'float16'" in stderr

@@ -140,3 +140,14 @@ def test_sweep_shortcuts_and_presets():
 def test_bad_contamination_input(cli, tmp_path, args, needle):
     code, _, stderr = cli("run", "contamination", *args, "--out", tmp_path / "x")
     assert code == 2 and needle in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_deeper_network_without_biases_runs_and_reports(cli, tmp_path):
+    code, stdout, err = cli("run", "contamination", "--set", "depth=3", "--set", "bias=false", "--set",
+                            "iterations=40", "--set", "log_every=20", "--set", "seeds=2", "--set", "n=100",
+                            "--set", "n_test=100", "--set", "width=32", "--set", "preset=toy", "--set",
+                            "ood=scale", "--set", "ood_scale=2.0", "--out", tmp_path / "d", "--no-progress")
+    assert code == 0, err
+    df = pd.read_parquet(tmp_path / "d" / "results.parquet")
+    assert len(df) == 2 and "bg_signed_pos" not in df  # the output-sign split is defined for depth 2 only
+    assert (tmp_path / "d" / "figures" / "asymmetry.png").exists()

@@ -104,6 +104,12 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress) -> Non
     exp = get_experiment(experiment)
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor: got {executor!r}; allowed: local, ray")
+    if executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("--executor: got 'ray' but Ray is not installed; "
+                              "pip install -c constraints.txt -e '.[ray]'")
     values = load_config_file(config, experiment) if config else {}
     values.update(parse_sets(sets))
     cfg = exp.make_config(values)
