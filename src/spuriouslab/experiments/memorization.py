@@ -257,7 +257,7 @@ def _line_label(row, varying: list[str]) -> str:
 def report_memorization(df: pd.DataFrame, fig_dir) -> str:
     """Figures (accuracies vs N, alignment vs N with theory, memorization vs bound slope) and summary."""
     df = df.copy()
-    metrics = [*METRICS, "spurious_corr"] if "spurious_corr" in df else METRICS
+    metrics = [*METRICS, "gamma_many", "gamma_few"] + (["spurious_corr"] if "spurious_corr" in df else [])
     keys = ["model", "alpha", "activation", "width", "ridge", "correlation", "n_train"]
     agg = R.aggregate(df, keys, metrics)
     panels = agg[["model", "alpha"]].drop_duplicates().sort_values(["model", "alpha"]).to_records(index=False)
@@ -269,50 +269,46 @@ def report_memorization(df: pd.DataFrame, fig_dir) -> str:
     models = sorted(agg["model"].unique(), key=lambda m: ["rf", "ntk"].index(m))
     import matplotlib.pyplot as plt
 
+    def panel_lines():
+        """(axis, model, alpha, line label, line rows) for every line of every (model, alpha) panel."""
+        for (model, alpha) in panels:
+            ax = axes[models.index(model)][alphas.index(alpha)]
+            sub = agg[(agg.model == model) & (agg.alpha == alpha)]
+            for _, grp in sub.groupby(line_keys, sort=True):
+                yield ax, model, alpha, _line_label(grp.iloc[0], line_keys), grp.sort_values("n_train")
+
+    def style_panels(ylabel: str) -> None:
+        for (model, alpha) in panels:
+            ax = axes[models.index(model)][alphas.index(alpha)]
+            ax.set_xscale("log")
+            ax.set_title(f"{model.upper()}, alpha={alpha:g}")
+            ax.set_xlabel("N (training samples)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+
     # 1. test (solid) and spurious (dashed) accuracy vs N
     fig, axes = R.panel_grid(n_models, len(alphas))
-    for (model, alpha) in panels:
-        ax = axes[models.index(model)][alphas.index(alpha)]
-        sub = agg[(agg.model == model) & (agg.alpha == alpha)]
-        for _, grp in sub.groupby(line_keys, sort=True):
-            grp = grp.sort_values("n_train")
-            label = _line_label(grp.iloc[0], line_keys)
-            line = R.band(ax, grp.n_train, grp.test_acc, grp.test_acc_ci, label=f"{label} test", marker="o", ms=3)
-            R.band(ax, grp.n_train, grp.spurious_acc, grp.spurious_acc_ci, label=f"{label} spurious",
-                   color=line.get_color(), linestyle="--", marker="s", ms=3)
-        ax.set_xscale("log")
+    for ax, _, _, label, grp in panel_lines():
+        line = R.band(ax, grp.n_train, grp.test_acc, grp.test_acc_ci, label=f"{label} test", marker="o", ms=3)
+        R.band(ax, grp.n_train, grp.spurious_acc, grp.spurious_acc_ci, label=f"{label} spurious",
+               color=line.get_color(), linestyle="--", marker="s", ms=3)
         ax.set_ylim(0.4, 1.02)
-        ax.set_title(f"{model.upper()}, alpha={alpha:g}")
-        ax.set_xlabel("N (training samples)")
-        ax.set_ylabel("accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    style_panels("accuracy")
     fig.suptitle("Test (solid) and spurious (dashed) accuracy; mean and 95% interval over seeds", fontsize=10)
     R.save_figure(fig, fig_dir, "accuracy_vs_n")
 
     # 2. mean feature alignment vs N with the theory
     fig, axes = R.panel_grid(n_models, len(alphas))
-    for (model, alpha) in panels:
-        ax = axes[models.index(model)][alphas.index(alpha)]
-        sub = agg[(agg.model == model) & (agg.alpha == alpha)]
-        for _, grp in sub.groupby(line_keys, sort=True):
-            grp = grp.sort_values("n_train")
-            label = _line_label(grp.iloc[0], line_keys)
-            line = R.band(ax, grp.n_train, grp.alignment_mean, grp.alignment_mean_ci, label=f"{label} measured",
-                          marker="o", ms=3)
-            if "gamma_pred" in grp and grp.gamma_pred.notna().any():
-                ax.plot(grp.n_train, grp.gamma_pred, color=line.get_color(), linestyle=":", label=f"{label} theory")
-            raw = df[(df.model == model) & (df.alpha == alpha) & (df.activation == grp.iloc[0].activation)]
-            if "gamma_many" in raw and len(raw):
-                ax.axhline(raw.gamma_many.iloc[0], color=line.get_color(), linewidth=0.7, alpha=0.6)
-                ax.axhline(raw.gamma_few.iloc[0], color=line.get_color(), linewidth=0.7, alpha=0.6,
-                           linestyle="-.")
-        ax.set_xscale("log")
-        ax.set_title(f"{model.upper()}, alpha={alpha:g}")
-        ax.set_xlabel("N (training samples)")
-        ax.set_ylabel("mean feature alignment F")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    for ax, model, alpha, label, grp in panel_lines():
+        line = R.band(ax, grp.n_train, grp.alignment_mean, grp.alignment_mean_ci, label=f"{label} measured",
+                      marker="o", ms=3)
+        if grp.gamma_pred.notna().any():
+            ax.plot(grp.n_train, grp.gamma_pred, color=line.get_color(), linestyle=":", label=f"{label} theory")
+            first = grp.iloc[0]
+            ax.axhline(first.gamma_many, color=line.get_color(), linewidth=0.7, alpha=0.6)
+            ax.axhline(first.gamma_few, color=line.get_color(), linewidth=0.7, alpha=0.6, linestyle="-.")
+    style_panels("mean feature alignment F")
     fig.suptitle("Feature alignment: measured (band), finite-N theory (dotted), N<<d (dash-dot) and N>>d (thin) limits",
                  fontsize=9)
     R.save_figure(fig, fig_dir, "alignment_vs_n")
