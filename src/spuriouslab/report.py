@@ -14,6 +14,16 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 
+def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and 95% t-interval half-width along ``axis`` (half-width 0 for a single value)."""
+    v = np.asarray(values, dtype=float)
+    n = v.shape[axis]
+    mean = v.mean(axis=axis)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    return mean, stats.t.ppf(0.975, n - 1) * v.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
 def aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
     """Mean, 95% t-interval half-width (``<metric>_ci``) and seed count ``n`` per group."""
     rows = []
@@ -25,11 +35,11 @@ def aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFra
             if m not in sub:
                 continue
             v = pd.to_numeric(sub[m], errors="coerce").dropna().to_numpy(dtype=float)
-            row[m] = float(v.mean()) if len(v) else math.nan
-            if len(v) > 1:
-                row[m + "_ci"] = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+            if len(v):
+                mean, ci = mean_ci(v)
+                row[m], row[m + "_ci"] = float(mean), float(ci)
             else:
-                row[m + "_ci"] = 0.0 if len(v) else math.nan
+                row[m], row[m + "_ci"] = math.nan, math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -194,7 +194,8 @@ def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: 
         return loss_fn(f, b.y).sum()
 
     history: dict[str, list] = {"step": []}
-    last: dict[str, torch.Tensor] = {}
+    last: dict[str, torch.Tensor] = {}  # metrics at the latest logged step
+    last_init: dict[str, torch.Tensor] = {}  # metrics at step 0
 
     def on_log(t: int) -> dict:
         m = measure(model, task, loss_fn, cfg.subspace)
@@ -208,7 +209,6 @@ def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: 
             last_init.update({k: v.clone() for k, v in m.items()})
         return {"loss": m["train_loss"]}
 
-    last_init: dict[str, torch.Tensor] = {}
     train_loop(step_loss, opt, cfg.iterations, cfg.log_every, on_log,
                desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}", progress=ctx.progress)
     records = []
@@ -241,16 +241,16 @@ def _label(row, keys) -> str:
 
 
 def _curve_stats(sub: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    steps = np.asarray(sub.iloc[0]["curve_step"])
+    """Logged steps, and the mean and 95% interval over seeds of curve ``key``."""
     vals = np.stack([np.asarray(v, dtype=float) for v in sub[f"curve_{key}"]])
-    mean = vals.mean(0)
-    if len(vals) > 1:
-        from scipy import stats
+    return (np.asarray(sub.iloc[0]["curve_step"]), *R.mean_ci(vals))
 
-        ci = stats.t.ppf(0.975, len(vals) - 1) * vals.std(0, ddof=1) / np.sqrt(len(vals))
-    else:
-        ci = np.zeros_like(mean)
-    return steps, mean, ci
+
+def _style_iteration_axes(axes) -> None:
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
 
 
 def report_contamination(cfg: ContaminationConfig, df: pd.DataFrame, fig_dir) -> str:
@@ -272,10 +272,7 @@ def report_contamination(cfg: ContaminationConfig, df: pd.DataFrame, fig_dir) ->
                        linestyle=style)
     axes[0][0].set_ylabel("loss")
     axes[0][1].set_ylabel("accuracy")
-    for ax in axes[0]:
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+    _style_iteration_axes(axes[0])
     fig.suptitle("ID (solid) vs OOD (dashed): mean and 95% band over seeds", fontsize=9)
     R.save_figure(fig, fig_dir, "losses")
 
@@ -298,10 +295,7 @@ def report_contamination(cfg: ContaminationConfig, df: pd.DataFrame, fig_dir) ->
     axes[0][0].set_title("core (solid) vs background (dashed)", fontsize=9)
     axes[0][1].set_ylabel("signed projection on background mean")
     axes[0][1].set_title("split by sign of output weight a", fontsize=9)
-    for ax in axes[0]:
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+    _style_iteration_axes(axes[0])
     R.save_figure(fig, fig_dir, "projections")
 
     # 3. activation asymmetry at the end of training, split by sign of the output weight
@@ -337,10 +331,7 @@ def report_contamination(cfg: ContaminationConfig, df: pd.DataFrame, fig_dir) ->
                 R.band(axes[0][j], steps, mean, ci, label=lab, color=color)
         axes[0][0].set_ylabel("background projection norm")
         axes[0][1].set_ylabel("signed background-mean projection")
-        for ax in axes[0]:
-            ax.set_xlabel("iteration")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6)
+        _style_iteration_axes(axes[0])
         R.save_figure(fig, fig_dir, "background_by_" + ("_".join(keys) or "model"))
 
     metrics = ["id_loss", "ood_loss", "ood_id_gap", "id_acc", "ood_acc", "core_norm", "bg_norm_init", "bg_norm",

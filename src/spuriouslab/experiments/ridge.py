@@ -60,43 +60,34 @@ def _figures(agg: pd.DataFrame, best: pd.DataFrame, curves: list[str], fig_dir) 
 
     positive = agg.ridge[agg.ridge > 0]
     linthresh = float(positive.min()) if len(positive) else 1.0
-    panels = [("memorization_cov", "memorization Cov(f(z^s), g)"), ("test_acc", "test accuracy")]
     groups = list(agg.groupby(curves, sort=True)) if curves else [((), agg)]
-    fig, axes = R.panel_grid(len(groups), 2)
-    for i, (gkey, sub) in enumerate(groups):
-        for j, (metric, ylabel) in enumerate(panels):
-            ax = axes[i][j]
-            for c, line in sub.groupby("correlation", sort=True):
-                line = line.sort_values("ridge")
-                R.band(ax, line.ridge, line[metric], line[metric + "_ci"], label=f"c={c:g}", marker="o", ms=3)
-            ax.set_xscale("symlog", linthresh=linthresh)
-            ax.set_xlabel("ridge lambda (0 at the left)")
-            ax.set_ylabel(ylabel)
-            ax.set_title(_title(curves, gkey), fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-    R.save_figure(fig, fig_dir, "ridge_memorization")
 
-    panels = [("spurious_corr", "spurious correlation C on test"), ("test_mse", "test loss (MSE)")]
-    fig, axes = R.panel_grid(len(groups), 2)
-    for i, (gkey, sub) in enumerate(groups):
-        bsub = best.merge(sub[[*curves, "correlation"]].drop_duplicates()) if curves else best
-        for j, (metric, ylabel) in enumerate(panels):
-            ax = axes[i][j]
-            for c, line in sub.groupby("correlation", sort=True):
-                line = line.sort_values("ridge")
-                handle = R.band(ax, line.ridge, line[metric], line[metric + "_ci"], label=f"c={c:g}", marker="o", ms=3)
-                opt = bsub[bsub.correlation == c]
-                if len(opt):
-                    ax.plot(opt.ridge, opt[metric], marker="*", ms=12, color=handle.get_color(),
-                            markeredgecolor="k", linestyle="none")
-            ax.set_xscale("symlog", linthresh=linthresh)
-            ax.set_xlabel("ridge lambda (0 at the left); star = test-optimal")
-            ax.set_ylabel(ylabel)
-            ax.set_title(_title(curves, gkey), fontsize=9)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-    R.save_figure(fig, fig_dir, "ridge_correlation")
+    def figure(panels: list[tuple[str, str]], name: str, xlabel: str, mark_best: bool) -> None:
+        fig, axes = R.panel_grid(len(groups), 2)
+        for i, (gkey, sub) in enumerate(groups):
+            bsub = best.merge(sub[[*curves, "correlation"]].drop_duplicates()) if curves else best
+            for j, (metric, ylabel) in enumerate(panels):
+                ax = axes[i][j]
+                for c, line in sub.groupby("correlation", sort=True):
+                    line = line.sort_values("ridge")
+                    handle = R.band(ax, line.ridge, line[metric], line[metric + "_ci"], label=f"c={c:g}",
+                                    marker="o", ms=3)
+                    opt = bsub[bsub.correlation == c]
+                    if mark_best and len(opt):
+                        ax.plot(opt.ridge, opt[metric], marker="*", ms=12, color=handle.get_color(),
+                                markeredgecolor="k", linestyle="none")
+                ax.set_xscale("symlog", linthresh=linthresh)
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(ylabel)
+                ax.set_title(_title(curves, gkey), fontsize=9)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=7)
+        R.save_figure(fig, fig_dir, name)
+
+    figure([("memorization_cov", "memorization Cov(f(z^s), g)"), ("test_acc", "test accuracy")],
+           "ridge_memorization", "ridge lambda (0 at the left)", mark_best=False)
+    figure([("spurious_corr", "spurious correlation C on test"), ("test_mse", "test loss (MSE)")],
+           "ridge_correlation", "ridge lambda (0 at the left); star = test-optimal", mark_best=True)
     plt.close("all")
 
 

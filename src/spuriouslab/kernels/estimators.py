@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
 
 from spuriouslab.kernels.matrices import KernelSpec, gram
@@ -41,10 +42,10 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         if self.ridge < 0:
             raise ValueError(f"ridge must be >= 0, got {self.ridge!r}")
         seed = self.random_state
-        if seed is None:
-            seed = int(np.random.default_rng().integers(2**31))
-        elif isinstance(seed, np.random.RandomState | np.random.Generator):
-            seed = int(seed.integers(2**31)) if isinstance(seed, np.random.Generator) else int(seed.randint(2**31))
+        if isinstance(seed, np.random.Generator):  # check_random_state takes None / int / RandomState only
+            seed = int(seed.integers(2**31))
+        elif not isinstance(seed, int | np.integer):  # None or a RandomState: draw the feature seed from it
+            seed = int(check_random_state(seed).randint(2**31))
         return KernelSpec.make(self._model, self.activation, width, key=(int(seed),), device=self.device,
                                dtype=self.dtype)
 
