@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from spuriouslab.experiments.base import RunContext, get_experiment
+from spuriouslab.experiments import RunContext, get_experiment
 from spuriouslab.experiments.contamination import train_contamination
 
 EXP = get_experiment("contamination")

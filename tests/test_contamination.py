@@ -3,9 +3,11 @@ import pandas as pd
 import pytest
 import torch
 
-from spuriouslab.data.contamination import make_task, minibatch
-from spuriouslab.experiments.base import RunContext, get_experiment
+from spuriouslab.data.contamination import make_task, minibatch, online_batch
+from spuriouslab.experiments import RunContext, get_experiment
 from spuriouslab.experiments.contamination import train_contamination
+from spuriouslab.nets.mlp import StackedMLP
+from spuriouslab.seeding import stream, torch_generator
 
 EXP = get_experiment("contamination")
 CTX = RunContext(progress=False)
@@ -44,28 +46,21 @@ def _cfg(**kw):
 
 def test_frozen_output_stays_frozen_and_init_projection_matches_pytorch_default():
     cfg = _cfg(preset="theory", iterations=200)
-    from spuriouslab.data.contamination import seed_generator
-    from spuriouslab.nets.mlp import StackedMLP
-
-    model = StackedMLP([seed_generator(0, 3)], 128, 32, 2, "relu", True, True)
-    a0, b0 = model.output_weights().clone(), model.biases[-1].detach().clone()
-    np.testing.assert_allclose(a0[0, :16].numpy(), 1 / 32)
-    np.testing.assert_allclose(a0[0, 16:].numpy(), -1 / 32)
-    rec = train_contamination(cfg, [0], "relu", "hinge", "sgd", CTX)[0]
+    trained = train_contamination(cfg, [0], "relu", "hinge", "sgd", CTX)
+    model, rec = trained.model, trained.records[0]
+    # the initial model, drawn from the same stream as the run's
+    init = StackedMLP([torch_generator(0, stream("contamination.init"))], 128, 32, 2, "relu", True, True)
+    a = model.output_weights().detach()
+    np.testing.assert_allclose(a[0, :16].numpy(), 1 / 32)
+    np.testing.assert_allclose(a[0, 16:].numpy(), -1 / 32)
+    torch.testing.assert_close(model.biases[-1].detach(), init.biases[-1].detach())  # frozen output bias
+    assert not model.weights[-1].requires_grad and not model.biases[-1].requires_grad
+    # the trainable layer did train, away from the init the run started from
+    torch.testing.assert_close(init.weights[0].detach(), StackedMLP(
+        [torch_generator(0, stream("contamination.init"))], 128, 32).weights[0].detach())
+    assert (model.weights[0].detach() - init.weights[0].detach()).abs().max() > 1e-3
     # at PyTorch's default init, projections on a 16-dim subspace of R^128 are ~ sqrt(16 / (3 * 128))
     assert rec["bg_norm_init"] == pytest.approx(np.sqrt(16 / (3 * 128)), rel=0.15)
-    # training touches nothing frozen: rebuild the model after training through the same code path
-    from spuriouslab.nets.train import make_optimizer
-
-    opt = make_optimizer("sgd", model.parameters(), 0.1, 1e-3, 0.9)
-    x = torch.randn(1, 50, 128)
-    for _ in range(20):
-        opt.zero_grad()
-        model(x).pow(2).mean().backward()
-        opt.step()
-    torch.testing.assert_close(model.output_weights(), a0)
-    torch.testing.assert_close(model.biases[-1].detach(), b0)
-    assert not torch.equal(model.weights[0].detach(), StackedMLP([seed_generator(0, 3)], 128, 32).weights[0].detach())
 
 
 @pytest.mark.parametrize("preset", ["theory", "toy"])
@@ -73,30 +68,50 @@ def test_batched_training_equals_single_seed_training(preset):
     """Exactly (float64); in float32, SGD stays within rounding while Adam-type optimizers amplify the
     reordering of the batched products chaotically - hence the float64 check."""
     cfg = _cfg(preset=preset, dtype="float64", iterations=150, log_every=50)
-    together = train_contamination(cfg, [0, 1, 2], "relu", cfg.loss[0], cfg.optimizer[0], CTX)
+    together = train_contamination(cfg, [0, 1, 2], "relu", cfg.loss[0], cfg.optimizer[0], CTX).records
     for i, seed in enumerate([0, 1, 2]):
-        alone = train_contamination(cfg, [seed], "relu", cfg.loss[0], cfg.optimizer[0], CTX)[0]
+        alone = train_contamination(cfg, [seed], "relu", cfg.loss[0], cfg.optimizer[0], CTX).records[0]
         for key, value in alone.items():
             np.testing.assert_allclose(np.asarray(together[i][key]), np.asarray(value), atol=1e-12, err_msg=key)
     if preset == "theory":
         cfg32 = _cfg(preset=preset, iterations=150, log_every=50)
-        t32 = train_contamination(cfg32, [0, 1], "relu", "hinge", "sgd", CTX)
-        a32 = train_contamination(cfg32, [1], "relu", "hinge", "sgd", CTX)[0]
+        t32 = train_contamination(cfg32, [0, 1], "relu", "hinge", "sgd", CTX).records
+        a32 = train_contamination(cfg32, [1], "relu", "hinge", "sgd", CTX).records[0]
         np.testing.assert_allclose(t32[1]["curve_ood_loss"], a32["curve_ood_loss"], atol=1e-5)
 
 
 def test_subspace_computation_is_the_ambient_one():
     cfg = _cfg(preset="toy", dtype="float64", iterations=100)
-    a = train_contamination(cfg, [4], "gelu", "logistic", "adamw", CTX)[0]
-    b = train_contamination(cfg.model_copy(update={"subspace": False}), [4], "gelu", "logistic", "adamw", CTX)[0]
+    a = train_contamination(cfg, [4], "gelu", "logistic", "adamw", CTX).records[0]
+    b = train_contamination(cfg.model_copy(update={"subspace": False}), [4], "gelu", "logistic", "adamw",
+                            CTX).records[0]
     for key in ["curve_ood_loss", "curve_bg_norm", "curve_bg_signed", "asymmetry"]:
         np.testing.assert_allclose(a[key], b[key], atol=1e-9)
 
 
-def test_sampling_modes_run_and_differ():
-    recs = {m: train_contamination(_cfg(sampling=m, batch_size=20), [0], "relu", "hinge", "sgd", CTX)[0]
+def test_sampling_modes_draw_what_they_say():
+    task = make_task([0, 1], d=64, d_core=8, d_bg=8, n=50, n_test=10, core="linear", ood="flip")
+    train_rows = [{tuple(r.tolist()) for r in task.train.z[s]} for s in range(2)]
+    mb = minibatch(task, 30)  # rows of each seed's own fixed training set, with their labels
+    for s in range(2):
+        rows = [tuple(r.tolist()) for r in mb.z[s]]
+        assert all(r in train_rows[s] for r in rows)
+        assert not all(r in train_rows[1 - s] for r in rows)
+        idx = [[tuple(r.tolist()) for r in task.train.z[s]].index(r) for r in rows]
+        torch.testing.assert_close(mb.y[s], task.train.y[s, idx])
+    fresh = online_batch(task, 40, "linear")  # new samples of the same distribution
+    for s in range(2):
+        assert not any(tuple(r.tolist()) in train_rows[s] for r in fresh.z[s])
+        assert ((fresh.z[s, :, :8] * fresh.y[s, :, None]) >= 0).all() and (fresh.y[s].sum() == 0)
+        assert fresh.z[s, :, 8:].min() >= 0 and fresh.z[s, :, 8:].max() <= 1
+    # through training: full batch is deterministic; the stochastic modes follow their own stream
+    recs = {m: train_contamination(_cfg(sampling=m, batch_size=20), [0], "relu", "hinge", "sgd", CTX).records[0]
             for m in ["full", "minibatch", "online"]}
-    assert len({round(r["train_loss"], 8) for r in recs.values()}) == 3
+    again = train_contamination(_cfg(sampling="minibatch", batch_size=20), [0], "relu", "hinge", "sgd", CTX)
+    assert again.records[0]["curve_train_loss"] == recs["minibatch"]["curve_train_loss"]
+    for a, b in [("full", "minibatch"), ("full", "online"), ("minibatch", "online")]:
+        assert recs[a]["curve_bg_norm"][1:] != recs[b]["curve_bg_norm"][1:], (a, b)
+    assert recs["full"]["curve_bg_norm"][0] == recs["online"]["curve_bg_norm"][0]  # the same init
 
 
 def test_central_claim_relu_contaminates_identity_does_not(cli, tmp_path):

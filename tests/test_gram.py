@@ -1,10 +1,11 @@
+import math
 import numpy as np
 import pytest
 import torch
 
 from spuriouslab.data.synthetic import synthetic_memorization
 import spuriouslab.kernels.matrices as G
-from spuriouslab.kernels.activations import ACTIVATIONS
+from spuriouslab.activations import ACTIVATIONS
 from spuriouslab.kernels.matrices import KernelSpec, explicit_features, gram, grams
 from spuriouslab.kernels.solve import fit_kernel
 
@@ -70,7 +71,7 @@ def test_infinite_width_is_the_monte_carlo_limit(model, act):
     (and the check has power: a kernel 10% off is rejected)."""
     s = synthetic_memorization(seed=0, d=25, alpha=0.4, n_train=8, n_test=1)
     Z = torch.from_numpy(s.Z)
-    K_inf = gram(KernelSpec.make(model, act, None), Z).numpy()
+    K_inf = gram(KernelSpec.make(model, act, math.inf), Z).numpy()
     draws = np.stack([gram(KernelSpec.make(model, act, 8192, key=(r,), dtype="float64"), Z).numpy()
                       for r in range(30)])
     mean, se = draws.mean(0), draws.std(0, ddof=1) / np.sqrt(len(draws))

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from spuriouslab.kernels.activations import ACTIVATIONS, get_activation
-from spuriouslab.theory import hermite as H
+from spuriouslab.activations import ACTIVATIONS, get_activation
+from spuriouslab.activations import hermite as H
 
 
 def test_relu_known_coefficients():

@@ -1,3 +1,4 @@
+import math
 import numpy as np
 import pytest
 import torch
@@ -47,6 +48,6 @@ def test_singular_gram_falls_back_to_pseudo_inverse():
 
 def test_cholesky_path_is_recorded():
     s = synthetic_memorization(seed=0, d=30, alpha=0.5, n_train=10, n_test=1)
-    K = gram(KernelSpec.make("rf", "relu", None), torch.from_numpy(s.Z))
+    K = gram(KernelSpec.make("rf", "relu", math.inf), torch.from_numpy(s.Z))
     fit = fit_kernel(K, torch.from_numpy(s.g))
     assert fit.solver == "cholesky" and fit.residual_max < 1e-10 and np.isfinite(fit.cond)

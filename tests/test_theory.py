@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spuriouslab.experiments.base import RunContext, get_experiment
+from spuriouslab.experiments import RunContext, get_experiment
 from spuriouslab.theory.alignment import predict_alignment
 
 

@@ -97,7 +97,8 @@ def run(
 
 
 def _run(experiment, config, sets, out, device, jobs, executor, progress) -> None:
-    from spuriouslab.experiments.base import RunContext, get_experiment
+    from spuriouslab.experiments import RunContext, get_experiment
+    from spuriouslab.report import build_report
     from spuriouslab.store import RunStore, environment
     from spuriouslab.sweep import run_sweep
 
@@ -124,45 +125,28 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress) -> Non
     typer.echo(f"spuriouslab: {experiment} -> {out} (device {dev})", err=True)
     failures = run_sweep(exp, cfg, store, RunContext(device=dev, progress=progress), executor=executor, jobs=jobs)
     if failures and not store.records():
-        last = store.errors_path.read_text().strip().splitlines()[-1]
-        error = json.loads(last)["error"].strip().splitlines()[-1]
-        typer.echo(f"spuriouslab: every group failed ({failures}); last error: {error}; see {store.errors_path}",
-                   err=True)
+        typer.echo(f"spuriouslab: every group failed ({failures}); last error: {store.last_error()}; see "
+                   f"{store.errors_path}", err=True)
         raise typer.Exit(1)
-    summary = _build_report(exp, cfg, store)
+    summary = build_report(store, exp, cfg)
     typer.echo(summary)
-    typer.echo(f"results: {store.root / 'results.parquet'}; figures: {store.figures}; summary: "
-               f"{store.root / 'summary.md'}", err=True)
+    typer.echo(f"results: {store.results_path}; figures: {store.figures}; summary: {store.summary_path}", err=True)
     if failures:
         typer.echo(f"spuriouslab: {failures} group(s) failed; see {store.errors_path}; rerun to retry them",
                    err=True)
         raise typer.Exit(1)
 
 
-def _build_report(exp, cfg, store) -> str:
-    df = store.table()
-    if df.empty:
-        raise ConfigError(f"{store.root}: no completed records to report")
-    store.write_table(df)
-    summary = exp.report(cfg, df, store)
-    (store.root / "summary.md").write_text(summary)
-    return summary
-
-
 @app.command()
 def report(directory: Path = typer.Argument(..., help="a run directory")) -> None:
     """Rebuild results.parquet, figures and summary.md of a run directory from its records alone."""
-    from spuriouslab.experiments.base import get_experiment
+    from spuriouslab.report import build_report
     from spuriouslab.store import RunStore
 
     try:
         if not directory.is_dir():
             raise ConfigError(f"report: {directory} is not a directory")
-        store = RunStore(directory)
-        values = store.read_config()
-        exp = get_experiment(values.pop("experiment"))
-        cfg = exp.make_config(values)
-        typer.echo(_build_report(exp, cfg, store))
+        typer.echo(build_report(RunStore(directory)))
     except ConfigError as exc:
         fail(str(exc))
 
@@ -170,8 +154,8 @@ def report(directory: Path = typer.Argument(..., help="a run directory")) -> Non
 @app.command("list")
 def list_() -> None:
     """Experiments with their config fields and defaults, and the other commands."""
-    from spuriouslab.experiments.base import EXPERIMENTS, get_experiment
-    from spuriouslab.kernels.activations import activation_names
+    from spuriouslab.activations import activation_names
+    from spuriouslab.experiments import EXPERIMENTS, get_experiment
 
     for name in EXPERIMENTS:
         exp = get_experiment(name)
@@ -198,8 +182,8 @@ def theory_gamma(
     d: int = typer.Option(None, "--d", help="input dimension d"),
 ) -> None:
     """Predicted mean feature alignment: the N<<d and N>>d limits and, with --n and --d, at psi=(N-1)/d."""
-    from spuriouslab.kernels.activations import get_activation
-    from spuriouslab.theory.alignment import predict_alignment
+    from spuriouslab.activations import get_activation
+    from spuriouslab.theory import predict_alignment
 
     try:
         get_activation(activation)

@@ -1,89 +1,27 @@
-"""Shared helpers for tables and figures: mean and 95% interval over seeds, Markdown tables, PNG+PDF."""
+"""Reports of run directories: rebuild a run's table, figures and summary from its stored records alone."""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
+from spuriouslab.errors import ConfigError
+from spuriouslab.experiments import Experiment, ExperimentConfig, get_experiment
+from spuriouslab.store import RunStore
 
 
-def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and 95% t-interval half-width along ``axis`` (half-width 0 for a single value)."""
-    v = np.asarray(values, dtype=float)
-    n = v.shape[axis]
-    mean = v.mean(axis=axis)
-    if n < 2:
-        return mean, np.zeros_like(mean)
-    return mean, stats.t.ppf(0.975, n - 1) * v.std(axis=axis, ddof=1) / math.sqrt(n)
+def load_run(store: RunStore) -> tuple[Experiment, ExperimentConfig]:
+    """The experiment and resolved config a run directory was made with."""
+    values = store.read_config()
+    exp = get_experiment(values.pop("experiment"))
+    return exp, exp.make_config(values)
 
 
-def aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Mean, 95% t-interval half-width (``<metric>_ci``) and seed count ``n`` per group."""
-    rows = []
-    for key, sub in df.groupby(by, sort=True, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key, strict=True))
-        row["n"] = len(sub)
-        for m in metrics:
-            if m not in sub:
-                continue
-            v = pd.to_numeric(sub[m], errors="coerce").dropna().to_numpy(dtype=float)
-            if len(v):
-                mean, ci = mean_ci(v)
-                row[m], row[m + "_ci"] = float(mean), float(ci)
-            else:
-                row[m], row[m + "_ci"] = math.nan, math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float | np.floating):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-            return f"{v:.3g}"
-        return f"{v:.4g}"
-    return str(v)
-
-
-def markdown_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
-    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in df[cols].iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c]) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def save_figure(fig, directory: Path, name: str) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        path = directory / f"{name}.{ext}"
-        fig.savefig(path, dpi=130, bbox_inches="tight")
-        paths.append(path)
-    plt.close(fig)
-    return paths
-
-
-def band(ax, x, mean, ci, label=None, **kw):
-    """A line with its 95% interval as a shaded band."""
-    line = ax.plot(x, mean, label=label, **kw)[0]
-    ax.fill_between(x, np.asarray(mean) - np.asarray(ci), np.asarray(mean) + np.asarray(ci),
-                    color=line.get_color(), alpha=0.18, linewidth=0)
-    return line
-
-
-def panel_grid(n_rows: int, n_cols: int, size=(4.2, 3.2)):
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size[0] * n_cols, size[1] * n_rows), squeeze=False,
-                             layout="constrained")
-    return fig, axes
+def build_report(store: RunStore, exp: Experiment | None = None, cfg: ExperimentConfig | None = None) -> str:
+    """Write ``results.parquet``, the figures and ``summary.md`` from the records; returns the summary."""
+    if exp is None or cfg is None:
+        exp, cfg = load_run(store)
+    df = store.table()
+    if df.empty:
+        raise ConfigError(f"{store.root}: no completed records to report")
+    store.write_table(df)
+    report = exp.report(cfg, df)
+    store.write_report(report)
+    return report.summary

@@ -1,11 +1,16 @@
-"""One run directory = one store (DomainBed-style: raw per-point records, then tables built from them).
+"""One run directory = one store, and the store is the only code that writes into it (DomainBed-style: raw
+per-point records, then tables built from them).
 
 DIR/config.yaml      fully resolved configuration (with ``experiment:``)
 DIR/env.json         package versions, device, threads, git commit, base seed
 DIR/records.jsonl    one JSON line per completed grid point, appended, flushed and fsynced as it completes
 DIR/errors.jsonl     one line per failed group (its points stay pending and are retried on the next run)
+DIR/checkpoints/     mid-group checkpoints of long groups (:class:`Checkpoints`), removed when a group completes
 DIR/results.parquet  every record as a table (rebuilt from records.jsonl)
 DIR/figures/         PNG and PDF;  DIR/summary.md  the key table
+
+Every file other than the appended logs is written atomically: to a temporary file private to its writer, then
+renamed over the target.
 
 A record's identity is its grid point (the axis values plus ``seed``); a restarted run skips points whose
 record exists.  A line cut short by a crash (no trailing newline) is dropped and overwritten on resume.
@@ -18,7 +23,9 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -72,13 +79,67 @@ def environment(device: str, seed: int | None = None) -> dict[str, Any]:
     return env
 
 
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` into a temporary file private to this writer (same directory), then rename it over
+    ``path``: readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Checkpoints:
+    """Checkpoints of long groups, by key, in one directory (``DIR/checkpoints``).  Loading uses
+    ``torch.load(weights_only=True)``: a checkpoint holds tensors and plain containers only, never code.
+    A checkpoint that cannot be read is set aside (renamed ``*.corrupt``) with a warning, and its group
+    starts from scratch."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.pt"
+
+    def load(self, key: str) -> Any:
+        import torch
+
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: set aside, restart the group
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            warnings.warn(f"{path}: unreadable checkpoint ({type(exc).__name__}); moved to {aside.name}, "
+                          "its group restarts from scratch", stacklevel=2)
+            return None
+
+    def save(self, key: str, obj: Any) -> None:
+        import torch
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path(key), lambda tmp: torch.save(obj, tmp))
+
+    def discard(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
 class RunStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.records_path = self.root / "records.jsonl"
         self.errors_path = self.root / "errors.jsonl"
         self.config_path = self.root / "config.yaml"
+        self.summary_path = self.root / "summary.md"
+        self.results_path = self.root / "results.parquet"
         self.figures = self.root / "figures"
+        self.checkpoints = Checkpoints(self.root / "checkpoints")
 
     # ------------------------------------------------------------------ config
     def read_config(self) -> dict[str, Any]:
@@ -104,14 +165,13 @@ class RunStore:
                 if old.get(field) != config.get(field):
                     raise ConfigError(f"--out {self.root}: holds a run with {field}={old.get(field)!r}, this one has "
                                       f"{field}={config.get(field)!r}; use another directory or the same setting")
-        self._write_atomic(self.config_path, yaml.safe_dump({"experiment": experiment, **config}, sort_keys=False))
-        self._write_atomic(self.root / "env.json", json.dumps(env, indent=2))
+        self._write_text(self.config_path, yaml.safe_dump({"experiment": experiment, **config}, sort_keys=False))
+        self._write_text(self.root / "env.json", json.dumps(env, indent=2))
+        self.checkpoints.directory.mkdir(exist_ok=True)
 
     @staticmethod
-    def _write_atomic(path: Path, text: str) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    def _write_text(path: Path, text: str) -> None:
+        atomic_write(path, lambda tmp: tmp.write_text(text))
 
     # ----------------------------------------------------------------- records
     def records(self) -> list[dict[str, Any]]:
@@ -152,13 +212,29 @@ class RunStore:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def last_error(self) -> str | None:
+        """The last line of the last recorded failure (its exception), or None."""
+        if not self.errors_path.exists():
+            return None
+        for line in reversed(self.errors_path.read_text(errors="replace").splitlines()):
+            try:
+                return json.loads(line)["error"].strip().splitlines()[-1]
+            except (ValueError, KeyError, IndexError, AttributeError):
+                continue
+        return None
+
     # ------------------------------------------------------------------ tables
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.records())
 
     def write_table(self, df: pd.DataFrame) -> Path:
-        path = self.root / "results.parquet"
-        tmp = path.with_name("results.parquet.tmp")
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        return path
+        atomic_write(self.results_path, lambda tmp: df.to_parquet(tmp, index=False))
+        return self.results_path
+
+    def write_report(self, report) -> None:
+        """Save a report's figures (PNG and PDF under ``figures/``) and its summary (``summary.md``)."""
+        from spuriouslab.plotting import save_figure
+
+        for name, fig in report.figures.items():
+            save_figure(fig, self.figures, name, writer=atomic_write)
+        self._write_text(self.summary_path, report.summary)

@@ -24,18 +24,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments.base import Experiment, ExperimentConfig, RunContext, get_experiment
-from spuriouslab.store import RunStore, point_key
+from spuriouslab.experiments import Experiment, ExperimentConfig, RunContext, get_experiment
+from spuriouslab.store import Checkpoints, RunStore, point_key
 
 
 def pending_groups(exp: Experiment, cfg: ExperimentConfig, store: RunStore) -> tuple[int, list[list[dict]]]:
     points = exp.points(cfg)
     done = store.done_keys(exp.point_fields())
-    groups: dict[Any, list[dict]] = {}
-    for p in points:
-        if point_key(p) not in done:
-            groups.setdefault(exp.group_key(cfg, p), []).append(p)
-    return len(points), list(groups.values())
+    return len(points), exp.groups(cfg, [p for p in points if point_key(p) not in done])
 
 
 def _run_group_in_worker(name: str, cfg_dict: dict, points: list[dict], device: str, threads: int,
@@ -48,7 +44,12 @@ def _run_group_in_worker(name: str, cfg_dict: dict, points: list[dict], device: 
     torch.set_num_threads(threads)
     exp = get_experiment(name)
     cfg = exp.make_config(cfg_dict)
-    return list(exp.run_group(cfg, points, RunContext(device=device, progress=False, checkpoint_dir=checkpoint_dir)))
+    ckpts = Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None
+    return list(exp.run_group(cfg, points, RunContext(device=device, progress=False, checkpoints=ckpts)))
+
+
+def _checkpoint_dir(ctx: RunContext) -> str | None:
+    return None if ctx.checkpoints is None else str(ctx.checkpoints.directory)
 
 
 def _records_local(exp, cfg, groups, ctx) -> Iterable[tuple[list[dict], list[dict], str | None]]:
@@ -64,8 +65,8 @@ def _records_pool(exp, cfg, groups, ctx, jobs):
     threads = max(1, (os.cpu_count() or 1) // jobs)
     cfg_dict = cfg.model_dump(mode="json")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_group_in_worker, exp.name, cfg_dict, g, ctx.device, threads, ctx.checkpoint_dir): g
-                   for g in groups}
+        futures = {pool.submit(_run_group_in_worker, exp.name, cfg_dict, g, ctx.device, threads, _checkpoint_dir(ctx)):
+                   g for g in groups}
         for fut in as_completed(futures):
             try:
                 yield futures[fut], fut.result(), None
@@ -82,7 +83,7 @@ def _records_ray(exp, cfg, groups, ctx):
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
     remote = ray.remote(num_gpus=1 if ctx.device.startswith("cuda") else 0)(_run_group_in_worker)
     cfg_dict = cfg.model_dump(mode="json")
-    refs = {remote.remote(exp.name, cfg_dict, g, ctx.device, 1): g for g in groups}
+    refs = {remote.remote(exp.name, cfg_dict, g, ctx.device, 1, _checkpoint_dir(ctx)): g for g in groups}
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
@@ -96,9 +97,8 @@ def run_sweep(exp: Experiment, cfg: ExperimentConfig, store: RunStore, ctx: RunC
               executor: str = "local", jobs: int = 1) -> int:
     """Run every pending point; returns the number of failed groups."""
     total, groups = pending_groups(exp, cfg, store)
-    if ctx.checkpoint_dir is None:
-        (store.root / "checkpoints").mkdir(exist_ok=True)
-        ctx.checkpoint_dir = str(store.root / "checkpoints")
+    if ctx.checkpoints is None:
+        ctx.checkpoints = store.checkpoints
     n_pending = sum(len(g) for g in groups)
     bar = tqdm(total=total, initial=total - n_pending, desc=exp.name, unit="point", disable=not ctx.progress)
     if executor == "ray":

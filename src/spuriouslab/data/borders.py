@@ -1,4 +1,4 @@
-"""Spurious borders on images, spurious queries, pixel scaling, and the image memorization split.
+"""Spurious borders on images, spurious queries and pixel scaling.
 
 Bombari & Mondelli's image protocol: each image gets a random border of width w (the spurious feature,
 uniform integers 0..255 in the paper, drawn once per sample); the spurious query of a training image is its
@@ -8,12 +8,12 @@ theory's protocol).  The nominal alpha is border pixels / all pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from spuriouslab.data.images import ImageData
 from spuriouslab.errors import ConfigError
+
+# Border width by data set (the papers': 10 for 28x28 MNIST-like images, 8 for CIFAR-10; 4 for 8x8 digits)
+DEFAULT_BORDER = {"digits": 4, "mnist": 10, "fashion-mnist": 10, "cifar10": 8, "folder": 4}
 
 
 def parse_content(content: str) -> tuple[str, np.ndarray | None]:
@@ -93,49 +93,3 @@ def scale_pixels(x: np.ndarray, mode: str, reference: np.ndarray) -> np.ndarray:
         ref = reference.astype(np.float64)
         return (x - ref.mean()) / max(ref.std(), 1e-12)
     raise ConfigError(f"scaling: got {mode!r}; allowed: raw, unit, standard")
-
-
-@dataclass
-class ImageSplit:
-    Z: np.ndarray
-    g: np.ndarray
-    Z_test: np.ndarray
-    g_test: np.ndarray
-    Z_query: np.ndarray
-    Z_test_query: np.ndarray
-    d_x: int
-    d_y: int
-
-    @property
-    def alpha(self) -> float:
-        return self.d_y / (self.d_x + self.d_y)
-
-
-def binary_image_split(data: ImageData, classes: tuple[int, int], seed: int, n_train: int, n_test: int,
-                       width: int, content: str, query: str, scaling: str) -> ImageSplit:
-    """Classes ``(a, b)`` -> labels -1 / +1; a seeded, nested choice of N training and n_test test images."""
-    a, b = classes
-    for c in classes:
-        if not 0 <= c < len(data.classes):
-            raise ConfigError(f"classes: got {list(classes)}; {data.name} has classes 0..{len(data.classes) - 1}")
-    tr = np.flatnonzero(np.isin(data.y_train, classes))
-    te = np.flatnonzero(np.isin(data.y_test, classes))
-    if n_train > len(tr):
-        raise ConfigError(f"n_train: got {n_train}; {data.name} classes {a} and {b} have {len(tr)} training images")
-    rng = np.random.default_rng([seed, 100])
-    tr = tr[rng.permutation(len(tr))[:n_train]]
-    te = te[np.random.default_rng([seed, 101]).permutation(len(te))[: min(n_test, len(te))]]
-    h, w, _ = data.shape
-    x_tr = add_border(data.x_train[tr], width, content, np.random.default_rng([seed, 102]))
-    x_te = add_border(data.x_test[te], width, content, np.random.default_rng([seed, 103]))
-    q_tr = spurious_queries(x_tr, h, w, width, query, np.random.default_rng([seed, 104]))
-    q_te = spurious_queries(x_te, h, w, width, query, np.random.default_rng([seed, 105]))
-
-    def flat(x: np.ndarray) -> np.ndarray:
-        return scale_pixels(x, scaling, x_tr).reshape(len(x), -1)
-
-    d = x_tr[0].size
-    d_x = h * w * data.shape[2]
-    label = lambda y: np.where(y == b, 1.0, -1.0)  # noqa: E731
-    return ImageSplit(flat(x_tr), label(data.y_train[tr]), flat(x_te), label(data.y_test[te]), flat(q_tr),
-                      flat(q_te), d_x, d - d_x)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
+
+from spuriouslab.seeding import stream, torch_generator
 
 
 @dataclass
@@ -40,11 +41,6 @@ class ContaminationTask:
     def inputs(self, s: LatentSet) -> torch.Tensor:
         """The ambient inputs x = z T (S, n, d)."""
         return torch.bmm(s.z, self.T)
-
-
-def seed_generator(seed: int, stream: int, device: str = "cpu") -> torch.Generator:
-    state = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int((int(state[0]) << 31) ^ int(state[1])))
 
 
 def balanced_labels(n: int, dtype=torch.float32) -> torch.Tensor:
@@ -91,17 +87,17 @@ def make_task(seeds: list[int], d: int, d_core: int, d_bg: int, n: int, n_test: 
     k = d_core + d_bg
     Ts, train, id_test, ood_test, gens = [], [], [], [], []
     for seed in seeds:
-        g_map = seed_generator(seed, 0)
+        g_map = torch_generator(seed, stream("contamination.map"))
         q, _ = torch.linalg.qr(torch.randn(d, k, generator=g_map, dtype=torch.float64))
         Ts.append(q.T.to(torch.float32)[None])
-        g_data = seed_generator(seed, 1)
+        g_data = torch_generator(seed, stream("contamination.data"))
         train.append(sample_set(n, d_core, d_bg, core, g_data))
         test = sample_set(n_test, d_core, d_bg, core, g_data)
         id_test.append(test)
         z_ood = test.z.clone()
         z_ood[..., d_core:] = shift_background(test.z[..., d_core:], ood, ood_shift, ood_scale)
         ood_test.append(LatentSet(z_ood, test.y.clone()))
-        gens.append(seed_generator(seed, 2))
+        gens.append(torch_generator(seed, stream("contamination.sampling")))
     return ContaminationTask(torch.cat(Ts), d_core, d_bg, _stack(train), _stack(id_test), _stack(ood_test), gens)
 
 

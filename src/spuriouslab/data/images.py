@@ -25,8 +25,6 @@ import shutil
 import struct
 import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -296,6 +294,13 @@ def load_images(name: str, data_root: str | os.PathLike | None = None) -> ImageD
     return _load_cached(name, str(data_root) if data_root else None)
 
 
+def image_shape(name: str, data_root: str | os.PathLike | None = None) -> tuple[int, int, int]:
+    """``(H, W, C)`` of a data set's images: known for the named sets, read from the files for a folder."""
+    if name in EXPECTED_SHAPE:
+        return EXPECTED_SHAPE[name]
+    return load_images(name, data_root).shape
+
+
 # ------------------------------------------------------------------------------------------- fetch
 SOURCES = {
     "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", {
@@ -312,17 +317,13 @@ SOURCES = {
 }
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()  # noqa: S324 - the data sets publish MD5s
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def fetch(name: str, data_root: str | os.PathLike | None = None, progress: bool = True, downloader=None) -> Path:
+    """Download ``name`` from its canonical location into the first search root with ``pooch`` (MD5-checked,
+    written atomically, cached: a file already there with the right checksum is not downloaded again).
+    Offline, fails at once with a one-line DataError saying where to put which files.  ``downloader`` is passed
+    to ``pooch.retrieve`` (the tests give one that reads local files)."""
+    import pooch
 
-
-def fetch(name: str, data_root: str | os.PathLike | None = None, timeout: float = 30.0) -> Path:
-    """Download ``name`` from its canonical location into the first search root, verifying MD5s and writing
-    atomically (temporary file, then rename).  Offline, fails at once with a one-line DataError."""
     if name not in SOURCES:
         raise DataError(f"data fetch: got {name!r}; allowed: {', '.join(SOURCES)}")
     base, files = SOURCES[name]
@@ -330,23 +331,15 @@ def fetch(name: str, data_root: str | os.PathLike | None = None, timeout: float 
     target = root / SUBDIR[name] if name != "cifar10" else root
     target.mkdir(parents=True, exist_ok=True)
     for fname, md5 in files.items():
-        dest = target / fname
-        if dest.exists() and _md5(dest) == md5:
-            continue
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{fname}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(base + fname, timeout=timeout) as resp:
-                shutil.copyfileobj(resp, out)
-            if _md5(Path(tmp)) != md5:
-                raise DataError(f"{base + fname}: checksum mismatch after download; try again")
-            os.replace(tmp, dest)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
+            pooch.retrieve(base + fname, known_hash=f"md5:{md5}", fname=fname, path=target,
+                           progressbar=progress and downloader is None, downloader=downloader)
+        except ValueError as exc:  # pooch: the downloaded file's hash does not match
+            raise DataError(f"{base + fname}: checksum mismatch after download; try again ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - network errors of any kind (requests, OS, timeouts)
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"data fetch {name}: cannot download {base + fname} ({reason}); offline, "
                             f"{where_to_put(name, data_root)}") from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     if name == "cifar10":
         final = root / SUBDIR[name]
         if not (final / "data_batch_1").exists():

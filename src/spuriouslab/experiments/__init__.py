@@ -1,5 +1,26 @@
-"""Experiments: each module defines a typed config and an :class:`~spuriouslab.experiments.base.Experiment`."""
+"""Experiments: the registry.  To add one, make a package ``experiments/<name>/`` with ``config.py``, ``run.py``,
+``report.py`` and an ``EXPERIMENT`` in its ``__init__.py`` (see :mod:`.base`), and add it to ``EXPERIMENTS``."""
 
-from spuriouslab.experiments.base import EXPERIMENTS, Experiment, get_experiment
+from __future__ import annotations
 
-__all__ = ["EXPERIMENTS", "Experiment", "get_experiment"]
+import importlib
+
+from spuriouslab.errors import ConfigError
+from spuriouslab.experiments.base import Experiment, ExperimentConfig, Report, RunContext, run_points
+
+EXPERIMENTS: dict[str, str] = {
+    "memorization": "spuriouslab.experiments.memorization",
+    "alignment": "spuriouslab.experiments.alignment",
+    "ridge": "spuriouslab.experiments.ridge",
+    "contamination": "spuriouslab.experiments.contamination",
+    "memorization-nn": "spuriouslab.experiments.memorization_nn",
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"experiment: got {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(EXPERIMENTS[name]).EXPERIMENT
+
+
+__all__ = ["EXPERIMENTS", "Experiment", "ExperimentConfig", "Report", "RunContext", "get_experiment", "run_points"]

@@ -1,74 +1,60 @@
-"""What every experiment provides, the shared config base, and the registry of experiments.
+"""What every experiment provides, the shared config base, and the in-memory runner.
 
-An experiment is a typed pydantic config plus three functions:
+An experiment is a package ``experiments/<name>/`` split by job:
 
-* ``points(cfg)``: the grid, a list of dicts over ``cfg.AXES`` plus ``seed`` (one record each);
-* ``group_key(cfg, point)``: points with the same key are computed together (shared Gram matrices, ...);
-* ``run_group(cfg, points, ctx)``: yields one record (the point plus its metrics) per point;
-* ``report(cfg, df, store)``: figures and the summary table, from the records alone.
+* ``config.py`` - a typed pydantic config (values only, never I/O), built on :class:`ExperimentConfig`;
+* ``run.py`` - data -> numerics -> records: ``points(cfg)`` (the grid, one record each), ``group_key`` (points
+  computed together share work) and ``run_group(cfg, points, ctx)`` (yields one record per point);
+* ``report.py`` - ``report(cfg, df) -> Report``: the summary table and figures, from the records alone;
+* ``__init__.py`` - the :class:`Experiment` object that ties them together, registered in
+  :data:`spuriouslab.experiments.EXPERIMENTS`.
+
+:func:`run_points` runs a config in memory (no run directory): tests, benchmarks and notebooks use it; the sweep
+runs the very same groups with a store, executors and resume.
 """
 
 from __future__ import annotations
 
-import importlib
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from typing import Annotated
-
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from spuriouslab.errors import ConfigError
 
 
-def split_list(value: Any) -> Any:
-    """Turn ``"10,100"`` into ``["10", "100"]`` and a scalar into ``[scalar]``; keep
-    ``hermite:c0,c1,...`` items whole (their numbers follow them)."""
-    if isinstance(value, list | tuple):
-        return list(value)
-    if isinstance(value, str) and "," in value:
-        items: list[str] = []
-        for tok in (t.strip() for t in value.split(",")):
-            if items and items[-1].startswith("hermite:") and _is_number(tok):
-                items[-1] += "," + tok
-            else:
-                items.append(tok)
-        return items
-    return [value]
-
-
-def _is_number(tok: str) -> bool:
-    try:
-        float(tok)
-    except ValueError:
-        return False
-    return True
-
-
-def _registered_activation(name: str) -> str:
-    from spuriouslab.kernels.activations import get_activation
-
-    try:
-        get_activation(name)
-    except ValueError as exc:  # ConfigError is a ValueError; keep its "allowed: ..." part
-        raise ValueError(str(exc).split("; ", 1)[-1]) from None
-    return name
-
-
-ActivationName = Annotated[str, AfterValidator(_registered_activation)]
-"""A name in the activation registry, or ``hermite:c0,c1,...``."""
-
-
 class ExperimentConfig(BaseModel):
-    """Base for experiment configs: unknown keys are errors; ``AXES`` fields are lists (grid axes)."""
+    """Base for experiment configs: unknown keys are errors; ``AXES`` fields are lists (grid axes).
 
-    model_config = ConfigDict(extra="forbid")
+    ``DEFAULTS`` is the one mechanism for presets, sweep shortcuts and data-set defaults: a tuple of layers
+    ``(selector field, {selector value: {field: default}})``.  Values given explicitly win; then each layer in
+    order (an earlier layer wins over a later one); then the field's own default.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
     AXES: ClassVar[tuple[str, ...]] = ()
+    DEFAULTS: ClassVar[tuple[tuple[str, dict[str, dict[str, Any]]], ...]] = ()
 
     seeds: int = Field(3, ge=1, description="number of seeds per grid point")
     seed: int = Field(0, ge=0, description="base seed; seed i of a run is seed + i")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layered_defaults(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        for selector, table in cls.DEFAULTS:
+            choice = values.get(selector, cls.model_fields[selector].default)
+            try:
+                layer = table.get(choice, {})
+            except TypeError:  # an unhashable value: validation names it
+                layer = {}
+            for key, val in layer.items():
+                values.setdefault(key, val)
+        return values
 
     def fixed_fields(self) -> list[str]:
         """Fields that must match when a run directory is resumed (everything but grid axes and seeds)."""
@@ -80,12 +66,27 @@ class ExperimentConfig(BaseModel):
 
 @dataclass
 class RunContext:
+    """How a group runs: device, progress bars, and where long groups checkpoint.
+
+    ``checkpoints`` is the run directory's checkpoint area (:class:`spuriouslab.store.Checkpoints`: ``load``,
+    ``save``, ``discard`` by key), or None in memory."""
+
     device: str = "cpu"
     progress: bool = True
-    checkpoint_dir: str | None = None  # where long groups may checkpoint (the run directory's checkpoints/)
+    checkpoints: Any = None
+
+
+@dataclass
+class Report:
+    """What a report makes from records: the summary (Markdown) and figures by name (the store saves them)."""
+
+    summary: str
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 class Experiment:
+    """One experiment: its config class and its run / report functions (see the module docstring)."""
+
     name: str = ""
     summary: str = ""
     Config: type[ExperimentConfig] = ExperimentConfig
@@ -102,6 +103,13 @@ class Experiment:
     def group_key(self, cfg: ExperimentConfig, point: dict[str, Any]) -> Any:
         return tuple(sorted(point.items()))
 
+    def groups(self, cfg: ExperimentConfig, points: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """Points grouped by :meth:`group_key`, in order of first appearance."""
+        out: dict[Any, list[dict]] = {}
+        for p in points:
+            out.setdefault(self.group_key(cfg, p), []).append(p)
+        return list(out.values())
+
     def check(self, cfg: ExperimentConfig) -> None:
         """Checks that need more than the config (data on disk, sizes): raise ConfigError before a run
         touches its directory.  The default resolves the grid."""
@@ -110,7 +118,7 @@ class Experiment:
     def run_group(self, cfg: ExperimentConfig, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]:
         raise NotImplementedError
 
-    def report(self, cfg: ExperimentConfig, df, store) -> str:
+    def report(self, cfg: ExperimentConfig, df) -> Report:
         raise NotImplementedError
 
     # ---------------------------------------------------------------- config
@@ -119,6 +127,16 @@ class Experiment:
             return self.Config(**values)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, self)) from None
+
+
+def run_points(exp: Experiment, cfg: ExperimentConfig, ctx: RunContext | None = None,
+               points: list[dict[str, Any]] | None = None) -> list[dict]:
+    """Every record of ``cfg`` (or of the given ``points``), computed in this process, nothing written."""
+    ctx = ctx or RunContext(progress=False)
+    records = []
+    for group in exp.groups(cfg, exp.points(cfg) if points is None else points):
+        records.extend(exp.run_group(cfg, group, ctx))
+    return records
 
 
 def format_validation_error(exc: ValidationError, experiment: Experiment) -> str:
@@ -135,19 +153,3 @@ def format_validation_error(exc: ValidationError, experiment: Experiment) -> str
     if key == "config" or err["type"] == "value_error" and isinstance(value, dict):
         return f"{msg}"
     return f"{key}: got {value!r}; {msg[0].lower() + msg[1:]}"
-
-
-EXPERIMENTS: dict[str, str] = {
-    "memorization": "spuriouslab.experiments.memorization",
-    "alignment": "spuriouslab.experiments.alignment",
-    "ridge": "spuriouslab.experiments.ridge",
-    "contamination": "spuriouslab.experiments.contamination",
-    "memorization-nn": "spuriouslab.experiments.memorization_nn",
-}
-
-
-def get_experiment(name: str) -> Experiment:
-    if name not in EXPERIMENTS:
-        raise ConfigError(f"experiment: got {name!r}; allowed: {', '.join(EXPERIMENTS)}")
-    module = importlib.import_module(EXPERIMENTS[name])
-    return module.EXPERIMENT

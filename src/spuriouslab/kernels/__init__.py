@@ -1,7 +1,8 @@
-"""Activations with their Hermite data, random-features / NTK Gram matrices, and kernel solvers."""
+"""Random-features / NTK Gram matrices (:mod:`.matrices`), float64 solves with leave-one-out quantities
+(:mod:`.solve`) and scikit-learn estimators (:mod:`.estimators`).  Activations come from
+:mod:`spuriouslab.activations`."""
 
-from spuriouslab.kernels.activations import ACTIVATIONS, Activation, get_activation
-from spuriouslab.kernels.matrices import KernelSpec, gram
+from spuriouslab.kernels.matrices import DEFAULT_WIDTH, INF, KernelSpec, gram, grams, parse_width
 from spuriouslab.kernels.solve import KernelFit, fit_kernel
 
-__all__ = ["ACTIVATIONS", "Activation", "KernelFit", "KernelSpec", "fit_kernel", "get_activation", "gram"]
+__all__ = ["DEFAULT_WIDTH", "INF", "KernelFit", "KernelSpec", "fit_kernel", "gram", "grams", "parse_width"]

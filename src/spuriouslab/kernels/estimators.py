@@ -1,29 +1,43 @@
-"""scikit-learn style estimators for notebooks: min-norm / ridge regression on random features or the NTK.
-
-    >>> from spuriouslab import RandomFeaturesRegressor
-    >>> model = RandomFeaturesRegressor(activation="phi2", width=20000, random_state=0).fit(Z, g)
-    >>> model.predict(Z_test), model.loo_residuals_, model.feature_alignment(Z_query)
+"""scikit-learn estimators: min-norm / ridge regression on random features or on the NTK.
 
 Everything goes through Gram matrices (:mod:`spuriouslab.kernels.matrices`) and one float64 factorisation
-(:mod:`spuriouslab.kernels.solve`).  ``score`` is scikit-learn's R^2; ``sign_accuracy`` is the accuracy
-of ``sign(f)`` for labels in {-1, +1}.
+(:mod:`spuriouslab.kernels.solve`); the leave-one-out residuals and the feature alignment of spurious queries
+come from that same factorisation, without refitting.  ``score`` is scikit-learn's R^2; ``sign_accuracy`` is the
+accuracy of ``sign(f)`` for labels in {-1, +1}.  Parameters are stored as given (scikit-learn's convention),
+their constraints are declared as data in ``_parameter_constraints`` and checked in ``fit``; learned state ends in
+an underscore.  Fitted estimators pickle (activations pickle by name).
 """
 
 from __future__ import annotations
+
+import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
 
+from spuriouslab.activations import get_activation
+from spuriouslab.errors import ConfigError
 from spuriouslab.kernels.matrices import KernelSpec, gram
 from spuriouslab.kernels.solve import fit_kernel
 
 
 class _KernelRegressor(RegressorMixin, BaseEstimator):
+    """Shared implementation; use :class:`RandomFeaturesRegressor` or :class:`NTKRegressor`."""
+
     _model = ""
-    _default_width: int | None = None
+    _parameter_constraints: dict = {
+        "activation": [str],
+        "width": [Interval(Integral, 1, None, closed="left"), Options(Real, {math.inf}), StrOptions({"inf"}), None],
+        "ridge": [Interval(Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [str],
+        "dtype": [StrOptions({"float32", "float64"})],
+    }
 
     def __init__(self, activation="relu", width=None, ridge=0.0, random_state=None, device="cpu",
                  dtype="float64"):
@@ -35,73 +49,162 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         self.dtype = dtype
 
     def _spec(self) -> KernelSpec:
-        width = self._default_width if self.width is None else self.width
-        width = None if width in ("inf", float("inf")) else int(width)
-        if width is not None and width < 1:
-            raise ValueError(f"width must be a positive integer or 'inf', got {self.width!r}")
-        if self.ridge < 0:
-            raise ValueError(f"ridge must be >= 0, got {self.ridge!r}")
+        try:
+            get_activation(self.activation)
+        except ConfigError as exc:
+            raise ValueError(f"The 'activation' parameter of {type(self).__name__}: {exc}") from None
         seed = self.random_state
         if isinstance(seed, np.random.Generator):  # check_random_state takes None / int / RandomState only
             seed = int(seed.integers(2**31))
         elif not isinstance(seed, int | np.integer):  # None or a RandomState: draw the feature seed from it
             seed = int(check_random_state(seed).randint(2**31))
-        return KernelSpec.make(self._model, self.activation, width, key=(int(seed),), device=self.device,
+        return KernelSpec.make(self._model, self.activation, self.width, key=(int(seed),), device=self.device,
                                dtype=self.dtype)
 
     def fit(self, X, y):
-        X, y = check_X_y(X, y, dtype=np.float64, y_numeric=True, multi_output=True)
+        """Fit the min-norm interpolator (``ridge=0``) or ridge regression.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Targets (labels in {-1, +1} for the memorization metrics).
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         self.spec_ = self._spec()
-        self.X_train_ = torch.from_numpy(X)
-        K = gram(self.spec_, self.X_train_)
-        self.fit_ = fit_kernel(K, torch.from_numpy(np.asarray(y, dtype=np.float64)), self.ridge)
-        self.n_features_in_ = X.shape[1]
+        self.X_fit_ = X
+        K = gram(self.spec_, torch.from_numpy(X))
+        self.kernel_fit_ = fit_kernel(K, torch.from_numpy(np.asarray(y, dtype=np.float64)), self.ridge)
+        self.dual_coef_ = self.kernel_fit_.alpha.cpu().numpy()
+        self.loo_residuals_ = self.kernel_fit_.stability().cpu().numpy()
+        self.residual_max_ = self.kernel_fit_.residual_max
+        self.solver_ = self.kernel_fit_.solver
         return self
 
     def _cross(self, X) -> torch.Tensor:
-        check_is_fitted(self, "fit_")
-        X = check_array(X, dtype=np.float64)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the model was fitted with {self.n_features_in_}")
-        return gram(self.spec_, self.X_train_, torch.from_numpy(X), include_train_rows=False)
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return gram(self.spec_, torch.from_numpy(self.X_fit_), torch.from_numpy(X), include_train_rows=False)
 
     def predict(self, X):
-        return self.fit_.predict(self._cross(X)).cpu().numpy()
+        """Predictions ``f(x) = k(x, X_fit) A^-1 y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        K = self._cross(X)  # checks fitted first
+        return self.kernel_fit_.predict(K).cpu().numpy()
 
     def sign_accuracy(self, X, y) -> float:
-        return float(np.mean(np.sign(self.predict(X)) == np.sign(y)))
-
-    @property
-    def loo_residuals_(self) -> np.ndarray:
-        """``g_i - f_{-i}(z_i)``, the leave-one-out residuals (= stability ``S_i``), without refitting."""
-        check_is_fitted(self, "fit_")
-        return self.fit_.stability().cpu().numpy()
-
-    @property
-    def residual_max_(self) -> float:
-        check_is_fitted(self, "fit_")
-        return self.fit_.residual_max
+        """Accuracy of ``sign(f(X))`` against labels ``y`` in {-1, +1}."""
+        return float(np.mean(np.sign(self.predict(X)) == np.sign(np.asarray(y))))
 
     def feature_alignment(self, X_query) -> np.ndarray:
-        """``F_i = [k(q_i, Z) K^-1]_i`` for queries paired with training samples by index."""
-        return self.fit_.alignment(self._cross(X_query)).cpu().numpy()
+        """``F_i = [k(q_i, X_fit) A^-1]_i`` for queries paired with the training samples by index.
+
+        Parameters
+        ----------
+        X_query : array-like of shape (n_train, n_features)
+            Query ``i`` belongs to training sample ``i`` (e.g. its spurious part with a fresh core).
+
+        Returns
+        -------
+        F : ndarray of shape (n_train,)
+        """
+        K = self._cross(X_query)
+        return self.kernel_fit_.alignment(K).cpu().numpy()
 
     def alignment_matrix(self, X_query) -> np.ndarray:
-        """``k(Q, Z) K^-1``: the weight of each training sample in each query's prediction."""
-        return self.fit_.alignment_matrix(self._cross(X_query)).cpu().numpy()
+        """``k(Q, X_fit) A^-1``: the weight of each training sample (columns) in each query's prediction."""
+        K = self._cross(X_query)
+        return self.kernel_fit_.alignment_matrix(K).cpu().numpy()
+
+
+_PARAMETERS = """
+    Parameters
+    ----------
+    activation : str, default="relu"
+        A name in the activation registry (``spuriouslab.activations``) or ``"hermite:c0,c1,..."``.
+    width : int, "inf" or None, default=None
+        Number of {unit}; ``None`` takes the paper's {default}, ``"inf"`` (or ``math.inf``) the
+        infinite-width kernel in closed form.
+    ridge : float, default=0.0
+        Ridge ``lambda >= 0``; 0 is the minimum-norm interpolator.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random weights (blocks of 1024 features, each seeded from it).
+    device : str, default="cpu"
+        Where the features are computed ("cpu", "cuda").
+    dtype : {{"float32", "float64"}}, default="float64"
+        Precision of the feature chunks; every Gram matrix is accumulated and solved in float64.
+
+    Attributes
+    ----------
+    spec_ : KernelSpec
+        The resolved kernel (model, activation, width, random key).
+    X_fit_ : ndarray of shape (n_samples, n_features)
+        The training inputs (kernel methods predict from them).
+    kernel_fit_ : KernelFit
+        The factorisation: dual coefficients, inverse, solver, condition number.
+    dual_coef_ : ndarray of shape (n_samples,)
+        ``A^-1 y`` with ``A = K + ridge I``.
+    loo_residuals_ : ndarray of shape (n_samples,)
+        Leave-one-out residuals ``y_i - f_{{-i}}(x_i)`` (the stability ``S_i``), without refitting.
+    residual_max_ : float
+        ``max_i |f(x_i) - y_i|`` on the training set (about 0 for the interpolator).
+    solver_ : str
+        "cholesky", or "eigh" (pseudo-inverse) for a singular or ill-conditioned Gram matrix.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+"""
 
 
 class RandomFeaturesRegressor(_KernelRegressor):
-    """Min-norm (``ridge=0``) or ridge regression on ``phi(V z)``, ``V_ij ~ N(0, 1/d)``; ``width=None``
-    means 100000 features, ``width="inf"`` the infinite-width kernel."""
+    __doc__ = """Min-norm or ridge regression on random features ``phi(V x)``, ``V_ij ~ N(0, 1/d)``.
+""" + _PARAMETERS.format(unit="random features k", default="k = 100000") + """
+    Examples
+    --------
+    >>> from spuriouslab import RandomFeaturesRegressor
+    >>> from spuriouslab.data import synthetic_memorization
+    >>> data = synthetic_memorization(seed=0, d=100, alpha=0.5, n_train=40, n_test=400)
+    >>> model = RandomFeaturesRegressor(activation="phi2", width=4000, random_state=0).fit(data.Z, data.g)
+    >>> bool(abs(model.predict(data.Z) - data.g).max() < 1e-6)  # the min-norm interpolator
+    True
+    >>> model.loo_residuals_.shape
+    (40,)
+    >>> round(model.sign_accuracy(data.Z_query, data.g), 3)  # spurious parts alone recall the labels
+    0.925
+    >>> round(float(model.feature_alignment(data.Z_query).mean()), 3)
+    0.387
+    """
 
     _model = "rf"
-    _default_width = 100_000
 
 
 class NTKRegressor(_KernelRegressor):
-    """Min-norm or ridge regression on the NTK features ``z (x) phi'(W z)`` of a two-layer network;
-    ``width=None`` means 100 hidden neurons, ``width="inf"`` the infinite-width NTK."""
+    __doc__ = """Min-norm or ridge regression on the NTK features ``x (x) phi'(W x)`` of a two-layer network.
+""" + _PARAMETERS.format(unit="hidden neurons k", default="k = 100") + """
+    Examples
+    --------
+    >>> from spuriouslab import NTKRegressor
+    >>> from spuriouslab.data import synthetic_memorization
+    >>> data = synthetic_memorization(seed=0, d=100, alpha=0.5, n_train=40, n_test=400)
+    >>> model = NTKRegressor(activation="relu", width="inf").fit(data.Z, data.g)
+    >>> model.solver_
+    'cholesky'
+    >>> round(model.sign_accuracy(data.Z_query, data.g), 3)
+    0.875
+    """
 
     _model = "ntk"
-    _default_width = 100

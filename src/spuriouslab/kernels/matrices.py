@@ -5,7 +5,7 @@ matrix ``K[a, j] = <feat(A_a), feat(train_j)>`` for every row ``a`` and training
 
 * ``rf``  (width k):  ``feat(z) = phi(V z) / sqrt(k)``, ``V_ij ~ N(0, 1/d)``, so ``K -> E_v[phi(v.z) phi(v.z')]``;
 * ``ntk`` (width k):  ``feat(z) = z (x) phi'(W z) / sqrt(k d)``, so ``K = (Z Z'^T / d) * (phi'(ZW^T) phi'(Z'W^T)^T / k)``;
-* ``width=None`` (k = inf): the closed-form limits of both, with exact per-sample norms
+* ``width=INF`` (k = inf): the closed-form limits of both, with exact per-sample norms
   (see :meth:`Fn.gaussian_kernel`); for ``|z|^2 = d`` the Hermite-series case is ``sum_l mu_l^2 rho^l``.
 
 Features are generated and used in chunks of whole ``BLOCK``-sized random blocks (float32 by default, on the
@@ -22,50 +22,80 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from spuriouslab.kernels.activations import Activation, Fn, get_activation
+from spuriouslab.activations import Activation, Fn, get_activation
+from spuriouslab.seeding import torch_seed
 
 BLOCK = 1024  # features per independently seeded block of random weights
+INF = math.inf  # the one representation of infinite width, in every layer
+DEFAULT_WIDTH = {"rf": 100_000, "ntk": 100}  # the paper's k
 
 
 def block_seed(key: tuple[int, ...], block: int) -> int:
-    """A 63-bit torch seed for random-weight block ``block`` of the stream named by ``key``."""
-    state = np.random.SeedSequence([*key, block]).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+    """The torch seed of random-weight block ``block`` of the stream named by ``key``."""
+    return torch_seed(*key, block)
+
+
+def parse_width(value, model: str | None = None) -> float | int:
+    """A width as given by a user: a positive integer (``1e5`` and ``100000.0`` included), ``inf``/``"inf"``,
+    or ``None`` for the model's default.  Returns an ``int`` or :data:`INF`."""
+    if value is None:
+        if model is None:
+            raise ValueError("width: None needs a model to take the default from")
+        return DEFAULT_WIDTH[model]
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("inf", "infinity"):
+            return INF
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"width: got {value!r}; expected a positive integer or 'inf'") from None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"width: got {value!r}; expected a positive integer or 'inf'")
+    if math.isinf(value) and value > 0:
+        return INF
+    if not math.isfinite(value) or value != int(value) or value < 1:
+        raise ValueError(f"width: got {value!r}; expected a positive integer or 'inf'")
+    return int(value)
 
 
 @dataclass(frozen=True)
 class KernelSpec:
-    """Which kernel: model ``rf`` or ``ntk``, activation, width (``None`` = infinite), random key."""
+    """Which kernel: model ``rf`` or ``ntk``, activation, width (an int, or :data:`INF`), random key."""
 
     model: str
     activation: Activation
-    width: int | None
+    width: int | float
     key: tuple[int, ...] = (0,)
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
     progress: bool = False
 
     @classmethod
-    def make(cls, model: str, activation: str | Activation, width: int | None, key=(0,), device="cpu",
+    def make(cls, model: str, activation: str | Activation, width, key=(0,), device="cpu",
              dtype: str | torch.dtype = "float32", progress: bool = False) -> KernelSpec:
         act = get_activation(activation) if isinstance(activation, str) else activation
         if isinstance(dtype, str):
             dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
         if model not in ("rf", "ntk"):
             raise ValueError(f"model must be 'rf' or 'ntk', got {model!r}")
-        return cls(model, act, width, tuple(int(k) for k in key), device, dtype, progress)
+        return cls(model, act, parse_width(width, model), tuple(int(k) for k in key), device, dtype, progress)
+
+    @property
+    def infinite(self) -> bool:
+        return math.isinf(self.width)
 
     @property
     def fn(self) -> Fn:
-        return self.activation.phi if self.model == "rf" else self.activation.dphi
+        return self.activation.fn(self.model)
 
 
 def random_weights(spec: KernelSpec, d: int, start_block: int, n_blocks: int) -> torch.Tensor:
     """Standard normal weights of blocks ``start_block ..`` as a ``(d, n)`` matrix (features in columns).
 
     The layout (d rows) makes ``A @ W`` a plain GEMM; the ``1/sqrt(d)`` scale is applied to the inputs."""
-    k = spec.width
-    assert k is not None
+    assert not spec.infinite
+    k = int(spec.width)
     cols = []
     for b in range(start_block, start_block + n_blocks):
         n = min(BLOCK, k - b * BLOCK)
@@ -78,8 +108,8 @@ def explicit_features(spec: KernelSpec, Z: torch.Tensor) -> torch.Tensor:
     """The explicit feature matrix (small problems and tests only): rows ``feat(z)`` as in the module doc."""
     Z = torch.as_tensor(Z).to(spec.device, spec.dtype)
     d = Z.shape[1]
-    k = spec.width
-    assert k is not None, "explicit features need a finite width"
+    assert not spec.infinite, "explicit features need a finite width"
+    k = int(spec.width)
     W = random_weights(spec, d, 0, math.ceil(k / BLOCK))
     pre = (Z / math.sqrt(d)) @ W
     feats = spec.fn(pre) / math.sqrt(k)
@@ -101,8 +131,7 @@ def _feature_grams(specs: list[KernelSpec], A: torch.Tensor, n_train: int) -> li
     The specs share model, width, key, device and dtype (so the same ``V``) and differ in activation:
     the pre-activations ``A V^T`` (the dominant product) are computed once per chunk for all of them."""
     spec = specs[0]
-    k = spec.width
-    assert k is not None
+    k = int(spec.width)
     M, d = A.shape
     A_scaled = (A / math.sqrt(d)).to(spec.device, spec.dtype).contiguous()
     accs = [torch.zeros(M, n_train, dtype=torch.float64, device=spec.device) for _ in specs]
@@ -150,7 +179,7 @@ def grams(specs: list[KernelSpec], train: torch.Tensor, extra: torch.Tensor | No
     out: list[torch.Tensor | None] = [None] * len(specs)
     shared: dict[tuple, list[int]] = {}
     for i, spec in enumerate(specs):
-        if spec.width is None:
+        if spec.infinite:
             out[i] = _closed_form_gram(spec, A, n)
         else:
             shared.setdefault((spec.model, spec.width, spec.key, spec.device, spec.dtype), []).append(i)

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from spuriouslab.kernels.activations import get_activation
+from spuriouslab.activations import get_activation
 
 
 class StackedMLP(torch.nn.Module):
@@ -24,7 +24,7 @@ class StackedMLP(torch.nn.Module):
         super().__init__()
         if depth < 2:
             raise ValueError(f"depth must be >= 2, got {depth}")
-        self.act = get_activation(activation).phi
+        self.act = get_activation(activation).fn("net")
         S = len(generators)
         dims = [d_in] + [width] * (depth - 1) + [1]
         self.weights = torch.nn.ParameterList()

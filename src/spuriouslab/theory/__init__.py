@@ -1,16 +1,6 @@
-"""Closed-form predictions: Hermite machinery (:mod:`.hermite`) and feature-alignment constants
-(:mod:`.alignment`).  ``hermite`` depends on nothing in the package; ``alignment`` uses the activation
-registry, so it is imported lazily here to keep the import graph acyclic."""
+"""Closed-form predictions: the feature-alignment constants and their finite-N interpolation
+(:mod:`.alignment`).  The Hermite machinery they rest on is in :mod:`spuriouslab.activations.hermite`."""
 
-from spuriouslab.theory.hermite import relu_coefficients, series_kernel, step_coefficients
+from spuriouslab.theory.alignment import AlignmentPrediction, coefficient_table, energies, predict_alignment
 
-
-def __getattr__(name):
-    if name in ("AlignmentPrediction", "predict_alignment"):
-        from spuriouslab.theory import alignment
-
-        return getattr(alignment, name)
-    raise AttributeError(name)
-
-
-__all__ = ["AlignmentPrediction", "predict_alignment", "relu_coefficients", "series_kernel", "step_coefficients"]
+__all__ = ["AlignmentPrediction", "coefficient_table", "energies", "predict_alignment"]

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from spuriouslab.kernels.activations import Fn, get_activation
+from spuriouslab.activations import Fn, get_activation
 
 
 ORDER_CLOSED = 400  # closed forms / finite series: cheap to take far
@@ -77,8 +77,7 @@ def predict_alignment(activation: str, model: str, alpha: float, n: int | None =
     """Both limits of the mean feature alignment and, given ``n`` and ``d``, the finite-psi prediction."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    act = get_activation(activation)
-    fn = act.phi if model == "rf" else act.dphi
+    fn = get_activation(activation).fn(model)
     e, total = energies(fn)
     lin = 1 if model == "rf" else 0  # order of the linear block
     factor = 1.0 if model == "rf" else alpha
@@ -108,8 +107,7 @@ def predict_alignment(activation: str, model: str, alpha: float, n: int | None =
 
 
 def coefficient_table(activation: str, order: int = 8, derivative: bool = False) -> np.ndarray:
-    act = get_activation(activation)
-    return (act.dphi if derivative else act.phi).coefficients(order)
+    return get_activation(activation).fn("ntk" if derivative else "rf").coefficients(order)
 
 
 __all__ = ["AlignmentPrediction", "coefficient_table", "energies", "predict_alignment"]

@@ -1,4 +1,9 @@
-"""The single activation registry.
+"""The single activation registry: the one place to add an activation.
+
+To add one, append an :class:`Activation` to ``ACTIVATIONS`` below (``phi`` for random features and trained
+networks, ``phi'`` for the NTK), giving each :class:`Fn` a torch and a numpy evaluation; Hermite coefficients
+then come by quadrature unless you supply a closed form, and the kernels, the theory, the networks and the CLI
+(``--set activation=NAME``) all pick it up.
 
 Each :class:`Activation` carries the function ``phi`` used by random features and the function ``phi'``
 used by the NTK (``z (x) phi'(W z)``), each as a :class:`Fn` that knows how to evaluate itself in torch
@@ -20,8 +25,11 @@ import numpy as np
 import torch
 from scipy import special
 
+from pydantic import AfterValidator
+from typing_extensions import Annotated
+
+from spuriouslab.activations import hermite as H
 from spuriouslab.errors import ConfigError
-from spuriouslab.theory import hermite as H
 
 KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -90,11 +98,26 @@ SMOOTH_ORDER = 60
 
 @dataclass(frozen=True)
 class Activation:
+    """A named activation: ``phi`` (random features, trained networks) and ``dphi`` (the NTK's ``phi'``).
+
+    Pickles by name (``get_activation(name)`` rebuilds it), so fitted estimators and configs can be saved."""
+
     name: str
     description: str
     phi: Fn
     dphi: Fn  # the phi' used by the NTK
     tags: tuple[str, ...] = field(default=())
+
+    def fn(self, model: str) -> Fn:
+        """The function a model uses: ``phi`` for ``rf`` (and trained networks, ``net``), ``phi'`` for ``ntk``."""
+        if model in ("rf", "net"):
+            return self.phi
+        if model == "ntk":
+            return self.dphi
+        raise ValueError(f"model must be 'rf', 'ntk' or 'net', got {model!r}")
+
+    def __reduce__(self):
+        return (get_activation, (self.name,))
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -301,3 +324,15 @@ def get_activation(name: str) -> Activation:
 
 def activation_names() -> list[str]:
     return [*ACTIVATIONS, "hermite:c0,c1,..."]
+
+
+def _registered(name: str) -> str:
+    try:
+        get_activation(name)
+    except ConfigError as exc:  # keep its "allowed: ..." part; pydantic adds the key and the value
+        raise ValueError(str(exc).split("; ", 1)[-1]) from None
+    return name
+
+
+ActivationName = Annotated[str, AfterValidator(_registered)]
+"""A config field type: a name in the registry, or ``hermite:c0,c1,...``."""

@@ -1,0 +1,107 @@
+"""One function builds memorization data, synthetic or image, for the kernel path and trained networks alike.
+
+:class:`SplitSpec` holds values only (what a config says); :func:`build_split` draws the seeded split.  For images,
+``classes=(a, b)`` gives labels -1 / +1 from a pair of classes (the kernel experiments), ``classes=None`` keeps every
+class with its index (trained networks, cross-entropy).  Each image is padded with its own random border (the
+spurious feature); the query of a training image keeps its border and zeroes its core (``query=zero``) or takes
+another training image's core (``query=swap``).  Streams: ``images.kernels`` and ``images.nets`` in
+:data:`spuriouslab.seeding.STREAMS` (+0 train pick, +1 test pick, +2/+3 borders, +4/+5 swap queries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spuriouslab.data.borders import DEFAULT_BORDER, add_border, nominal_alpha, scale_pixels, spurious_queries
+from spuriouslab.data.images import image_shape, load_images
+from spuriouslab.data.split import MemorizationSplit
+from spuriouslab.data.synthetic import synthetic_memorization
+from spuriouslab.errors import ConfigError
+from spuriouslab.seeding import IMAGE_OFFSETS, numpy_rng, stream
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Which memorization data: ``source`` is ``synthetic`` or an image data set name."""
+
+    source: str = "synthetic"
+    n_test: int = 1000
+    # synthetic
+    d: int = 1000
+    alpha: float = 0.5
+    correlation: float = 0.0
+    # images
+    data_root: str | None = None
+    classes: tuple[int, int] | None = None  # a pair (-> -1, +1), or None for every class
+    border: int | None = None  # None: the data set's default
+    border_content: str = "uniform"
+    query: str = "zero"
+    scaling: str = "raw"
+    streams: str = "images.kernels"
+    test_queries: bool = True  # also build the queries of the test images
+
+    @property
+    def border_width(self) -> int:
+        return self.border if self.border is not None else DEFAULT_BORDER.get(self.source, DEFAULT_BORDER["folder"])
+
+    def nominal_alpha(self) -> float:
+        """Border pixels / all pixels for images (reads the image shape), ``alpha`` for synthetic data."""
+        if self.source == "synthetic":
+            return self.alpha
+        h, w, _ = image_shape(self.source, self.data_root)
+        return nominal_alpha(h, w, self.border_width)
+
+
+def build_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
+    """The seeded split of ``n_train`` training samples (nested: a larger N extends a smaller one)."""
+    if spec.source == "synthetic":
+        return synthetic_memorization(seed, spec.d, spec.alpha, n_train, spec.n_test, spec.correlation)
+    return _image_split(spec, seed, n_train)
+
+
+def _image_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
+    data = load_images(spec.source, spec.data_root)
+    base = stream(spec.streams)
+
+    def rng(part: str) -> np.random.Generator:
+        return numpy_rng(seed, base + IMAGE_OFFSETS[part])
+
+    if spec.classes is not None:
+        a, b = spec.classes
+        for c in spec.classes:
+            if not 0 <= c < len(data.classes):
+                raise ConfigError(f"classes: got {list(spec.classes)}; {data.name} has classes "
+                                  f"0..{len(data.classes) - 1}")
+        tr = np.flatnonzero(np.isin(data.y_train, spec.classes))
+        te = np.flatnonzero(np.isin(data.y_test, spec.classes))
+        if n_train > len(tr):
+            raise ConfigError(f"n_train: got {n_train}; {data.name} classes {a} and {b} have {len(tr)} training "
+                              "images")
+    else:
+        tr, te = np.arange(len(data.x_train)), np.arange(len(data.x_test))
+        if n_train > len(tr):
+            raise ConfigError(f"n_train: got {n_train}; {data.name} has {len(tr)} training images")
+    tr = tr[rng("train_pick").permutation(len(tr))[:n_train]]
+    te = te[rng("test_pick").permutation(len(te))[: min(spec.n_test, len(te))]]
+    h, w, c = data.shape
+    width = spec.border_width
+    x_tr = add_border(data.x_train[tr], width, spec.border_content, rng("train_border"))
+    x_te = add_border(data.x_test[te], width, spec.border_content, rng("test_border"))
+    q_tr = spurious_queries(x_tr, h, w, width, spec.query, rng("train_query"))
+    q_te = spurious_queries(x_te, h, w, width, spec.query, rng("test_query")) if spec.test_queries else None
+
+    def flat(x: np.ndarray) -> np.ndarray:
+        return scale_pixels(x, spec.scaling, x_tr).reshape(len(x), -1)
+
+    if spec.classes is not None:
+        labels = lambda y: np.where(y == spec.classes[1], 1.0, -1.0)  # noqa: E731
+        n_classes = 0
+    else:
+        labels = lambda y: y.copy()  # noqa: E731
+        n_classes = len(data.classes)
+    d_x = h * w * c
+    return MemorizationSplit(flat(x_tr), labels(data.y_train[tr]), flat(x_te), labels(data.y_test[te]), flat(q_tr),
+                             None if q_te is None else flat(q_te), d_x, x_tr[0].size - d_x, tuple(x_tr.shape[1:]),
+                             n_classes)

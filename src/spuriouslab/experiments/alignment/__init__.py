@@ -1,0 +1,24 @@
+"""A sweep designed to test the feature-alignment theory: many alpha, four activations, N from 10 to 4d.
+
+Same computation as ``memorization`` (its records carry the measured mean alignment and the predictions);
+defaults to the infinite-width kernels, whose alignment the theory describes, and to nested N.  Adds a
+measured-vs-predicted table with the gap and a figure of the alignment against alpha.
+"""
+
+from __future__ import annotations
+
+from spuriouslab.experiments.alignment import report as _report
+from spuriouslab.experiments.alignment.config import AlignmentConfig
+from spuriouslab.experiments.memorization import Memorization
+
+
+class Alignment(Memorization):
+    name = "alignment"
+    summary = "Feature alignment measured vs predicted over alpha, activations and N (theory check)"
+    Config = AlignmentConfig
+
+    def report(self, cfg, df):
+        return _report.report(cfg, df)
+
+
+EXPERIMENT = Alignment()

@@ -1,0 +1,37 @@
+"""Feature contamination: two-layer networks grow weight along label-independent background features.
+
+Zhang et al. (ICML 2024).  Trains stacked-over-seeds MLPs on :mod:`spuriouslab.data.contamination` tasks and
+logs, at every logging step: train / ID / OOD loss and accuracy; per-neuron norms of the first-layer
+weights projected on the core and background subspaces (the paper's metric, ~sqrt(d_sub/(3d)) at init);
+the signed projection on the background-mean direction, split by the sign of the neuron's output weight;
+and the activation asymmetry P(active | y=+1) - P(active | y=-1) of each neuron, with its correlation with
+the sign of the output weight (the theory's mechanism).  ``config`` / ``run`` / ``report`` hold the three jobs.
+"""
+
+from __future__ import annotations
+
+from spuriouslab.experiments.base import Experiment
+from spuriouslab.experiments.contamination import report as _report
+from spuriouslab.experiments.contamination import run as _run
+from spuriouslab.experiments.contamination.config import ContaminationConfig
+from spuriouslab.experiments.contamination.run import measure, train_contamination
+
+
+class Contamination(Experiment):
+    name = "contamination"
+    summary = "Feature contamination: MLPs learn label-independent background features (Zhang et al.)"
+    Config = ContaminationConfig
+
+    def group_key(self, cfg, point):
+        return _run.group_key(cfg, point)
+
+    def run_group(self, cfg, points, ctx):
+        return _run.run_group(cfg, points, ctx)
+
+    def report(self, cfg, df):
+        return _report.report(cfg, df)
+
+
+EXPERIMENT = Contamination()
+
+__all__ = ["EXPERIMENT", "Contamination", "ContaminationConfig", "measure", "train_contamination"]

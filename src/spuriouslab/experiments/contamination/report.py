@@ -1,0 +1,106 @@
+"""Contamination report, from records alone: ID vs OOD losses, core vs background projections, activation
+asymmetry by output sign, the background projection per combination, and the end-of-training table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from spuriouslab import plotting as P
+from spuriouslab import tables as T
+from spuriouslab.experiments.base import Report
+
+COMBO = ["activation", "loss", "optimizer"]
+METRICS = ["id_loss", "ood_loss", "ood_id_gap", "id_acc", "ood_acc", "core_norm", "bg_norm_init", "bg_norm",
+           "bg_norm_growth", "bg_signed_change", "asym_corr", "seconds"]
+
+
+def curve_stats(sub: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logged steps, and the mean and 95% interval over seeds of curve ``key``."""
+    vals = np.stack([np.asarray(v, dtype=float) for v in sub[f"curve_{key}"]])
+    return (np.asarray(sub.iloc[0]["curve_step"]), *T.mean_ci(vals))
+
+
+def report(cfg, df: pd.DataFrame) -> Report:
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in COMBO if df[k].nunique() > 1]
+    groups = list(df.groupby(COMBO, sort=False))
+    colors = plt.cm.tab10(np.arange(len(groups)) % 10)
+    labels = [P.label(dict(zip(COMBO, key, strict=True)), keys) or "model" for key, _ in groups]
+    figures = {}
+
+    # 1. losses and accuracies, ID (solid) vs OOD (dashed)
+    fig, axes = P.panel_grid(1, 2, size=(5.0, 3.6))
+    for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
+        for j, metric in enumerate(["loss", "acc"]):
+            for split, style in [("id", "-"), ("ood", "--")]:
+                steps, mean, ci = curve_stats(sub, f"{split}_{metric}")
+                P.band(axes[0][j], steps, mean, ci, label=f"{lab} {split.upper()}", quantity=metric, color=color,
+                       linestyle=style)
+    P.style_axes(axes[0][0], "iteration", "loss")
+    P.style_axes(axes[0][1], "iteration", "accuracy")
+    fig.suptitle("ID (solid) vs OOD (dashed): mean and 95% band over seeds", fontsize=9)
+    figures["losses"] = fig
+
+    # 2. projections: core vs background norm; signed background projection by output-weight sign
+    fig, axes = P.panel_grid(1, 2, size=(5.0, 3.6))
+    for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
+        for metric, style in [("core_norm", "-"), ("bg_norm", "--")]:
+            steps, mean, ci = curve_stats(sub, metric)
+            P.band(axes[0][0], steps, mean, ci, label=f"{lab} {metric.split('_')[0]}", quantity=metric,
+                   color=color, linestyle=style)
+        if "curve_bg_signed_pos" in sub and sub["curve_bg_signed_pos"].notna().all():
+            for metric, style, name in [("bg_signed_pos", "-", "a>0"), ("bg_signed_neg", "--", "a<0")]:
+                steps, mean, ci = curve_stats(sub, metric)
+                P.band(axes[0][1], steps, mean, ci, label=f"{lab} {name}", color=color, linestyle=style)
+        else:
+            steps, mean, ci = curve_stats(sub, "bg_signed")
+            P.band(axes[0][1], steps, mean, ci, label=lab, color=color)
+    P.style_axes(axes[0][0], "iteration", "mean per-neuron projection norm", "core (solid) vs background (dashed)")
+    P.style_axes(axes[0][1], "iteration", "signed projection on background mean", "split by sign of output weight a")
+    figures["projections"] = fig
+
+    # 3. activation asymmetry at the end of training, split by sign of the output weight
+    cols = min(len(groups), 3)
+    fig, axes = P.panel_grid((len(groups) + cols - 1) // cols, cols, size=(3.6, 2.8))
+    for i, (key, sub) in enumerate(groups):
+        ax = axes[i // cols][i % cols]
+        asym = np.concatenate([np.asarray(v) for v in sub.asymmetry])
+        title = P.label(dict(zip(COMBO, key, strict=True)), COMBO)
+        if "out_sign" in sub and sub.out_sign.notna().all():
+            sign = np.concatenate([np.asarray(v) for v in sub.out_sign])
+            bins = np.linspace(-1, 1, 41)
+            ax.hist(asym[sign > 0], bins=bins, alpha=0.6, label="a > 0")
+            ax.hist(asym[sign < 0], bins=bins, alpha=0.6, label="a < 0")
+            title += f"  corr={sub.asym_corr.mean():.2f}"
+        else:
+            ax.hist(asym, bins=40)
+        P.style_axes(ax, "P(active|y=+1) - P(active|y=-1)", "neurons", title, fontsize=8)
+    P.hide_unused(axes, len(groups))
+    figures["asymmetry"] = fig
+
+    # 4. background projection per combination (the activation / loss comparison)
+    by = "background_by_" + ("_".join(keys) or "model")
+    if len(groups) > 1:
+        fig, axes = P.panel_grid(1, 2, size=(5.0, 3.6))
+        for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
+            for j, metric in enumerate(["bg_norm", "bg_signed"]):
+                steps, mean, ci = curve_stats(sub, metric)
+                P.band(axes[0][j], steps, mean, ci, label=lab, quantity=metric, color=color)
+        P.style_axes(axes[0][0], "iteration", "background projection norm")
+        P.style_axes(axes[0][1], "iteration", "signed background-mean projection")
+        figures[by] = fig
+
+    agg = T.aggregate(df, COMBO, METRICS)
+    cols_ = [*COMBO, "n", *[m for m in METRICS if m in agg]]
+    summary = "\n".join([
+        "# Feature contamination", "",
+        f"preset={cfg.preset}, core={cfg.core}, ood={cfg.ood}, sampling={cfg.sampling}, depth={cfg.depth}, "
+        f"width={cfg.width}, lr={cfg.lr:g}, wd={cfg.weight_decay:g}, iterations={cfg.iterations}.  End of training, "
+        "means over seeds (n).  bg_norm_growth = final / initial background projection norm; bg_signed_change = "
+        "change of the signed background-mean projection; ood_id_gap = OOD loss - ID loss.", "",
+        T.markdown_table(agg, cols_), "",
+        "Figures: " + ", ".join(f"figures/{name}" for name in figures) + " (PNG, PDF).",
+    ]) + "\n"
+    return Report(summary, figures)

@@ -1,0 +1,156 @@
+"""Contamination run: tasks (:mod:`spuriouslab.data.contamination`) -> stacked MLPs trained by the one training loop
+(:mod:`spuriouslab.nets`) -> one record per seed with curves of every logged metric."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_task, minibatch, online_batch
+from spuriouslab.experiments.base import RunContext
+from spuriouslab.experiments.contamination.config import ContaminationConfig
+from spuriouslab.nets.mlp import StackedMLP
+from spuriouslab.nets.train import LOSSES, make_optimizer, train_loop
+from spuriouslab.seeding import stream, torch_generator
+
+
+def group_key(cfg: ContaminationConfig, p: dict[str, Any]) -> Any:
+    key = (p["activation"], p["loss"], p["optimizer"])
+    return key if cfg.batch_seeds else (*key, p["seed"])
+
+
+def run_group(cfg: ContaminationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
+    t0 = time.perf_counter()
+    seeds = [p["seed"] for p in points]
+    p0 = points[0]
+    records = train_contamination(cfg, seeds, p0["activation"], p0["loss"], p0["optimizer"], ctx).records
+    seconds = (time.perf_counter() - t0) / len(points)
+    for p, rec in zip(points, records, strict=True):
+        yield {**p, **rec, "seconds": seconds}
+
+
+def _device_task(task: ContaminationTask, device: str, dtype: torch.dtype) -> ContaminationTask:
+    move = lambda s: LatentSet(s.z.to(device, dtype), s.y.to(device, dtype))  # noqa: E731
+    return ContaminationTask(task.T.to(device, dtype), task.d_core, task.d_bg, move(task.train),
+                             move(task.id_test), move(task.ood_test), task.generators)
+
+
+@torch.no_grad()
+def measure(model: StackedMLP, task: ContaminationTask, loss_fn, subspace: bool) -> dict[str, torch.Tensor]:
+    """Every logged metric, per seed (tensors of shape (S,) unless noted)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, s in [("train", task.train), ("id", task.id_test), ("ood", task.ood_test)]:
+        f = model(s.z, task.T) if subspace else model(task.inputs(s))
+        out[f"{name}_loss"] = loss_fn(f, s.y)
+        out[f"{name}_acc"] = (f * s.y > 0).float().mean(dim=1)
+    C = torch.bmm(model.weights[0], task.T.transpose(1, 2))  # (S, m, k): first-layer weights in latent coords
+    dc = task.d_core
+    out["core_norm"] = C[..., :dc].norm(dim=2).mean(dim=1)
+    out["bg_norm"] = C[..., dc:].norm(dim=2).mean(dim=1)
+    signed = C[..., dc:].sum(dim=2) / task.d_bg**0.5  # projection on the unit background-mean direction
+    out["bg_signed"] = signed.mean(dim=1)
+    a = model.output_weights()
+    if len(model.weights) == 2:
+        pos, neg = (a > 0).float(), (a < 0).float()
+        out["bg_signed_pos"] = (signed * pos).sum(1) / pos.sum(1).clamp(min=1)
+        out["bg_signed_neg"] = (signed * neg).sum(1) / neg.sum(1).clamp(min=1)
+    pre = model.first_preactivation(task.train.z, task.T) if subspace else model.first_preactivation(
+        task.inputs(task.train))
+    active = (pre > 0).float()
+    ypos = (task.train.y > 0).float()[..., None]
+    asym = (active * ypos).sum(1) / ypos.sum(1) - (active * (1 - ypos)).sum(1) / (1 - ypos).sum(1)  # (S, m)
+    out["asymmetry"] = asym
+    if len(model.weights) == 2:
+        sa = torch.sign(a)
+        ac, sc = asym - asym.mean(1, keepdim=True), sa - sa.mean(1, keepdim=True)
+        out["asym_corr"] = (ac * sc).sum(1) / (ac.norm(dim=1) * sc.norm(dim=1)).clamp(min=1e-12)
+        out["out_sign"] = sa
+    return out
+
+
+CURVES = ["train_loss", "train_acc", "id_loss", "id_acc", "ood_loss", "ood_acc", "core_norm", "bg_norm",
+          "bg_signed", "bg_signed_pos", "bg_signed_neg", "asym_corr"]
+
+
+@dataclass
+class Trained:
+    """What :func:`train_contamination` returns: one record per seed, and the trained (stacked) model."""
+
+    records: list[dict]
+    model: StackedMLP
+    task: ContaminationTask
+
+
+def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: str, loss: str, optimizer: str,
+                        ctx: RunContext) -> Trained:
+    """Train one model per seed (stacked) and return one record per seed with the model."""
+    dtype = getattr(torch, cfg.dtype)
+    task = _device_task(make_task(seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood,
+                                  cfg.ood_shift, cfg.ood_scale), ctx.device, dtype)
+    model = StackedMLP([torch_generator(s, stream("contamination.init")) for s in seeds], cfg.d, cfg.width, cfg.depth,
+                       activation, cfg.bias, cfg.freeze_output).to(ctx.device, dtype)
+    opt = make_optimizer(optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
+    loss_fn = LOSSES[loss]
+    T = task.T if cfg.subspace else None
+
+    def batch(t: int) -> LatentSet:
+        if cfg.sampling == "full":
+            return task.train
+        if cfg.sampling == "minibatch":
+            return minibatch(task, cfg.batch_size)
+        return _device_set(online_batch(task, cfg.n, cfg.core), ctx.device, dtype)
+
+    x_train = None if cfg.subspace else task.inputs(task.train)
+
+    def step_loss(t: int) -> torch.Tensor:
+        b = batch(t)
+        if cfg.subspace:
+            f = model(b.z, T)
+        else:
+            f = model(x_train if cfg.sampling == "full" else task.inputs(b))
+        return loss_fn(f, b.y).sum()
+
+    history: dict[str, list] = {"step": []}
+    last: dict[str, torch.Tensor] = {}  # metrics at the latest logged step
+    last_init: dict[str, torch.Tensor] = {}  # metrics at step 0
+
+    def on_log(t: int) -> dict:
+        m = measure(model, task, loss_fn, cfg.subspace)
+        history["step"].append(t)
+        for key in CURVES:
+            if key in m:
+                history.setdefault(key, []).append(m[key].cpu())
+        last.clear()
+        last.update(m)
+        if t == 0:
+            last_init.update({k: v.clone() for k, v in m.items()})
+        return {"loss": m["train_loss"]}
+
+    train_loop(step_loss, opt, cfg.iterations, cfg.log_every, on_log,
+               desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}", progress=ctx.progress)
+    records = []
+    for i in range(len(seeds)):
+        rec: dict[str, Any] = {}
+        for key in CURVES:
+            if key in history:
+                rec[key] = float(history[key][-1][i])
+                rec[f"curve_{key}"] = [float(v[i]) for v in history[key]]
+        rec["curve_step"] = list(history["step"])
+        rec["ood_id_gap"] = rec["ood_loss"] - rec["id_loss"]
+        rec["bg_norm_init"] = float(last_init["bg_norm"][i])
+        rec["core_norm_init"] = float(last_init["core_norm"][i])
+        rec["bg_norm_growth"] = rec["bg_norm"] / rec["bg_norm_init"]
+        rec["bg_signed_change"] = rec["bg_signed"] - float(last_init["bg_signed"][i])
+        rec["asymmetry"] = [float(v) for v in last["asymmetry"][i].cpu()]
+        if "out_sign" in last:
+            rec["out_sign"] = [float(v) for v in last["out_sign"][i].cpu()]
+        records.append(rec)
+    return Trained(records, model, task)
+
+
+def _device_set(s: LatentSet, device: str, dtype: torch.dtype) -> LatentSet:
+    return LatentSet(s.z.to(device, dtype), s.y.to(device, dtype))

@@ -1,0 +1,63 @@
+"""Config field types shared by the experiments (one definition each).
+
+``Listed`` turns ``"a,b,c"`` (from ``--set``) and scalars into lists for grid axes; ``Width`` is a positive integer
+or infinity (``inf``; stored as ``math.inf`` and written ``inf`` in config files); ``ActivationName`` checks the
+activation registry.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, PlainSerializer
+
+from spuriouslab.activations import ActivationName, HERMITE_PREFIX
+from spuriouslab.kernels.matrices import parse_width
+
+
+def split_list(value: Any) -> Any:
+    """Turn ``"10,100"`` into ``["10", "100"]`` and a scalar into ``[scalar]``; keep
+    ``hermite:c0,c1,...`` items whole (their numbers follow them)."""
+    if isinstance(value, list | tuple):
+        return list(value)
+    if isinstance(value, str) and "," in value:
+        items: list[str] = []
+        for tok in (t.strip() for t in value.split(",")):
+            if items and items[-1].startswith(HERMITE_PREFIX) and _is_number(tok):
+                items[-1] += "," + tok
+            else:
+                items.append(tok)
+        return items
+    return [value]
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
+
+
+def _width(value: Any) -> int | float:
+    try:
+        return parse_width(value)
+    except ValueError:
+        raise ValueError("expected a positive integer or 'inf'") from None
+
+
+Listed = BeforeValidator(split_list)
+Size = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+RidgeValue = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Correlation = Annotated[float, Field(ge=0, lt=1)]
+Width = Annotated[int | float, BeforeValidator(_width),
+                  PlainSerializer(lambda v: "inf" if math.isinf(v) else int(v), when_used="json")]
+KernelModel = Literal["rf", "ntk"]
+ImageSource = Literal["digits", "mnist", "fashion-mnist", "cifar10", "folder"]
+DataSource = Literal["synthetic", "digits", "mnist", "fashion-mnist", "cifar10", "folder"]
+Scaling = Literal["raw", "unit", "standard"]
+
+__all__ = ["ActivationName", "Correlation", "DataSource", "Fraction", "ImageSource", "KernelModel", "Listed",
+           "RidgeValue", "Scaling", "Size", "Width", "split_list"]

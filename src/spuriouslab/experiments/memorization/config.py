@@ -1,0 +1,84 @@
+"""Memorization config: values only (the data set's defaults are a layer of ``DEFAULTS``; nothing is read)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from spuriouslab.data.borders import DEFAULT_BORDER, parse_content
+from spuriouslab.data.memorization import SplitSpec
+from spuriouslab.data.synthetic import split_dims
+from spuriouslab.experiments.base import ExperimentConfig
+from spuriouslab.experiments.fields import (ActivationName, Correlation, DataSource, Fraction, KernelModel, Listed,
+                                            RidgeValue, Scaling, Size, Width, split_list)
+
+# Defaults by data set (images: ReLU, which is scale-free on raw pixels, and the papers' class pairs and N)
+DATA_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"classes": [1, 7], "n_train": [10, 20, 50, 100, 200], "activation": ["relu"]},
+    "mnist": {"classes": [1, 7], "n_train": [100, 200, 500, 1000, 2000, 5000], "activation": ["relu"]},
+    "fashion-mnist": {"classes": [1, 7], "n_train": [100, 200, 500, 1000, 2000, 5000], "activation": ["relu"]},
+    "cifar10": {"classes": [3, 8], "n_train": [100, 200, 500, 1000], "activation": ["relu"]},
+    "folder": {"classes": [0, 1], "n_train": [10, 20, 50, 100], "activation": ["relu"]},
+}
+for _name, _layer in DATA_DEFAULTS.items():
+    _layer["border"] = DEFAULT_BORDER[_name]
+
+
+class MemorizationConfig(ExperimentConfig):
+    AXES: ClassVar[tuple[str, ...]] = ("n_train", "model", "activation", "alpha", "width", "ridge", "correlation")
+    DEFAULTS: ClassVar = (("data", DATA_DEFAULTS),)
+
+    data: DataSource = Field("synthetic", description="synthetic Gaussian data or an image data set (with a "
+                                                      "random border)")
+    data_root: str | None = Field(None, description="where image data lives (else $SPURIOUSLAB_DATA, cache, Debian)")
+    classes: Annotated[list[int], Listed] | None = Field(None, description="image class pair (a -> -1, b -> +1); "
+                                                         "unset = 1,7 (MNIST-like) or 3,8 (CIFAR-10)")
+    border: int | None = Field(None, ge=1, description="border width; unset = 10 MNIST-like, 8 CIFAR-10, 4 digits")
+    border_content: str = Field("uniform", description="uniform (0..255), gaussian, constant:V or constant:R,G,B")
+    query: Literal["zero", "swap"] = Field("zero", description="image query: border with core zeroed, or swapped")
+    scaling: Scaling = Field("raw", description="pixel scaling (raw = 0..255)")
+    d: int = Field(1000, ge=2, description="input dimension d = d_x + d_y")
+    alpha: Annotated[list[Fraction], Listed] = Field([0.5, 0.25], description="spurious fraction d_y/d, in (0, 1)")
+    n_train: Annotated[list[Size], Listed] = Field([10, 20, 50, 100, 200, 500, 1000], description="training-set sizes N")
+    n_test: int = Field(1000, ge=1, description="fresh test samples")
+    model: Annotated[list[KernelModel], Listed] = Field(["rf", "ntk"], description="rf or ntk")
+    activation: Annotated[list[ActivationName], Listed] = Field(["phi2", "phi4"],
+                                                                description="registered name or hermite:c0,c1,...")
+    width: Annotated[list[Width], Listed] | None = Field(
+        None, description="features k (int or inf); unset = rf 100000, ntk 100")
+    ridge: Annotated[list[RidgeValue], Listed] = Field([0.0], description="ridge lambda >= 0 (0 = min-norm interpolator)")
+    correlation: Annotated[list[Correlation], Listed] = Field(
+        [0.0], description="c in [0, 1): spurious part y = c P x + sqrt(1-c^2) noise")
+    spurious_corr: bool = Field(False, description="also measure C = Cov(f([x~, y]), g) on the test set")
+    nested: bool = Field(False, description="share one draw of features and test set across nested N (faster)")
+    feature_dtype: Literal["float32", "float64"] = Field("float32", description="dtype of feature chunks")
+    seeds: int = Field(3, ge=1, description="number of seeds per grid point")
+
+    @field_validator("width", mode="before")
+    @classmethod
+    def _widths(cls, v: Any) -> Any:
+        return None if v is None else split_list(v)
+
+    @model_validator(mode="after")
+    def _combination(self) -> MemorizationConfig:
+        if self.data == "synthetic":
+            for a in self.alpha:
+                split_dims(self.d, a)  # raises ConfigError naming alpha and d
+            return self
+        parse_content(self.border_content)
+        if self.classes is None or len(self.classes) != 2 or self.classes[0] == self.classes[1]:
+            raise ValueError(f"classes: got {self.classes}; kernel memorization needs a pair of distinct classes")
+        if self.correlation != [0.0]:
+            raise ValueError(f"correlation: got {self.correlation}; correlated spurious parts exist only for "
+                             "data=synthetic")
+        if self.query == "swap" and min(self.n_train) < 2:
+            raise ValueError("n_train: query=swap needs at least 2 training samples")
+        return self
+
+    def split_spec(self, alpha: float = 0.5, correlation: float = 0.0) -> SplitSpec:
+        """The data of one grid point (synthetic: its alpha and correlation), as values."""
+        return SplitSpec(source=self.data, n_test=self.n_test, d=self.d, alpha=alpha, correlation=correlation,
+                         data_root=self.data_root, classes=None if self.classes is None else tuple(self.classes),
+                         border=self.border, border_content=self.border_content, query=self.query,
+                         scaling=self.scaling, streams="images.kernels")

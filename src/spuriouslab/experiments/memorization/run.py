@@ -1,0 +1,112 @@
+"""Memorization run: data (:func:`spuriouslab.data.build_split`) -> Gram matrices and one factorisation per point
+(:mod:`spuriouslab.kernels`) -> records with the theory's predictions beside them (:mod:`spuriouslab.theory`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from spuriouslab.data.memorization import build_split
+from spuriouslab.experiments.base import RunContext
+from spuriouslab.experiments.memorization.config import MemorizationConfig
+from spuriouslab.kernels.matrices import DEFAULT_WIDTH, KernelSpec, grams
+from spuriouslab.kernels.solve import fit_kernel
+from spuriouslab.seeding import stream
+from spuriouslab.theory.alignment import predict_alignment
+
+
+def points(cfg: MemorizationConfig) -> list[dict[str, Any]]:
+    """The grid.  For images, alpha is the data set's nominal alpha (border pixels / all pixels)."""
+    out = []
+    alphas = cfg.alpha if cfg.data == "synthetic" else [round(cfg.split_spec().nominal_alpha(), 6)]
+    for model in cfg.model:
+        widths = cfg.width if cfg.width is not None else [DEFAULT_WIDTH[model]]
+        for act in cfg.activation:
+            for alpha in alphas:
+                for w in widths:
+                    for c in cfg.correlation:
+                        for ridge in cfg.ridge:
+                            for n in cfg.n_train:
+                                for s in cfg.seed_values():
+                                    out.append({"n_train": n, "model": model, "activation": act, "alpha": alpha,
+                                                "width": w, "ridge": ridge, "correlation": c, "seed": s})
+    return out
+
+
+def check(cfg: MemorizationConfig) -> None:
+    """Images: load (once) and validate classes and sizes against the data before anything is written."""
+    if cfg.data != "synthetic":
+        build_split(cfg.split_spec(), cfg.seed, max(cfg.n_train))
+
+
+def group_key(cfg: MemorizationConfig, p: dict[str, Any]) -> Any:
+    """Points computed together: every activation and ridge (one draw of V, one pre-activation pass) and,
+    with ``nested``, every N (one Gram at the largest N, sliced)."""
+    key = (p["seed"], p["model"], p["alpha"], p["width"], p["correlation"])
+    return key if cfg.nested else (*key, p["n_train"])
+
+
+def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
+    t0 = time.perf_counter()
+    p0 = points[0]
+    n_max = max(p["n_train"] for p in points)
+    data = build_split(cfg.split_spec(p0["alpha"], p0["correlation"]), p0["seed"], n_max)
+    acts = list(dict.fromkeys(p["activation"] for p in points))
+    key = (p0["seed"], stream(f"features.{p0['model']}"), 0 if cfg.nested else n_max)
+    specs = [KernelSpec.make(p0["model"], a, p0["width"], key=key, device=ctx.device, dtype=cfg.feature_dtype,
+                             progress=ctx.progress) for a in acts]
+    blocks = [data.Z_test, data.Z_query] + ([data.Z_test_query] if cfg.spurious_corr else [])
+    Ks = grams(specs, torch.from_numpy(data.Z), torch.from_numpy(np.vstack(blocks)))
+    Ks = {a: K.cpu() for a, K in zip(acts, Ks, strict=True)}
+    gram_seconds = time.perf_counter() - t0
+    nt = len(data.g_test)
+    test_rows = slice(n_max, n_max + nt)
+    query_start = n_max + nt
+    g_all = torch.from_numpy(data.g)
+    g_test = torch.from_numpy(data.g_test)
+    for p in sorted(points, key=lambda q: (acts.index(q["activation"]), q["n_train"], q["ridge"])):
+        t1 = time.perf_counter()
+        K = Ks[p["activation"]]
+        n = p["n_train"]
+        g = g_all[:n]
+        fit = fit_kernel(K[:n, :n], g, p["ridge"])
+        f_train = fit.predict(K[:n, :n])
+        f_test = fit.predict(K[test_rows, :n])
+        K_query = K[query_start: query_start + n, :n]
+        f_query = fit.predict(K_query)
+        S = fit.stability()
+        F = fit.alignment(K_query)
+        rec = dict(p)
+        rec.update(
+            d=data.d_x + data.d_y, d_x=data.d_x, d_y=data.d_y, n_test=nt, nested=cfg.nested, data=cfg.data,
+            train_acc=_acc(f_train, g), test_acc=_acc(f_test, g_test), spurious_acc=_acc(f_query, g),
+            test_mse=float(((f_test - g_test) ** 2).mean()),
+            memorization_cov=_cov(f_query, g),
+            alignment_mean=float(F.mean()), stability_mean=float(S.mean()),
+            stability_g_mean=float((S * g).mean()),
+            alignment_stability_mean=float((F * S * g).mean()),
+            residual_max=fit.residual_max, solver=fit.solver, cond=fit.cond, rank=fit.rank,
+        )
+        if cfg.spurious_corr:
+            tq = slice(query_start + n_max, query_start + n_max + nt)
+            rec["spurious_corr"] = _cov(fit.predict(K[tq, :n]), g_test)
+        if cfg.data == "synthetic":  # the theory is for isotropic Gaussian data
+            pred = predict_alignment(p["activation"], p["model"], data.alpha, n, cfg.d)
+            rec.update(gamma_pred=pred.gamma_pred, gamma_many=pred.gamma_many, gamma_few=pred.gamma_few)
+        else:
+            rec.update(gamma_pred=math.nan, gamma_many=math.nan, gamma_few=math.nan)
+        rec["seconds"] = gram_seconds / len(points) + time.perf_counter() - t1
+        yield rec
+
+
+def _acc(f: torch.Tensor, g: torch.Tensor) -> float:
+    return float((f * g > 0).double().mean())
+
+
+def _cov(f: torch.Tensor, g: torch.Tensor) -> float:
+    return float((f * g).mean() - f.mean() * g.mean())

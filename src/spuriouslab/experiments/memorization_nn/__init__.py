@@ -1,0 +1,39 @@
+"""Spurious-feature memorization by trained networks (Bombari & Mondelli, ICML 2024, Section 5).
+
+Images with a random border (all classes, cross-entropy; spurious accuracy = argmax of the query - the training
+image's border with its core zeroed - equals the training label) or synthetic ``z = [x, y]`` data (one output,
+MSE, sign accuracy).  Models FC / small CNN / CIFAR ResNet-18; the paper's recipe by default (Adam lr 1e-3,
+batch 1024, StepLR every 100 epochs x 0.8).  Seeds of one (model, N) train as one stacked computation
+(:class:`~spuriouslab.nets.models.SeedEnsemble`; ResNet one seed at a time), with train / test / spurious accuracy
+logged every ``log_every`` epochs and a checkpoint there, so a killed run resumes mid-training.  A seed whose
+loss becomes NaN stops with a recorded error (status ``diverged``) and the others go on.
+"""
+
+from __future__ import annotations
+
+from spuriouslab.experiments.base import Experiment
+from spuriouslab.experiments.memorization_nn import report as _report
+from spuriouslab.experiments.memorization_nn import run as _run
+from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
+
+
+class MemorizationNN(Experiment):
+    name = "memorization-nn"
+    summary = "Trained FC / CNN / ResNet-18: spurious-feature memorization on images with a random border"
+    Config = MemorizationNNConfig
+
+    def check(self, cfg):
+        _run.check(cfg)
+        self.points(cfg)
+
+    def group_key(self, cfg, point):
+        return _run.group_key(cfg, point)
+
+    def run_group(self, cfg, points, ctx):
+        return _run.run_group(cfg, points, ctx)
+
+    def report(self, cfg, df):
+        return _report.report(cfg, df)
+
+
+EXPERIMENT = MemorizationNN()

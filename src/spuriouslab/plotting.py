@@ -1,0 +1,112 @@
+"""Plot helpers in one place: panels, labels, axis styling, and bands that respect the quantity.
+
+A band is the mean over seeds with its 95% interval; :func:`band` clips it to the range of the quantity it
+shows (an accuracy stays in [0, 1], a loss or a norm stays >= 0), because with few seeds a t-interval can
+reach far outside it.  Figures are returned to the caller; the store saves them (PNG and PDF).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Range of a quantity, by the last part of its name (``test_acc`` -> ``acc``)
+BOUNDS: dict[str, tuple[float, float]] = {
+    "acc": (0.0, 1.0), "accuracy": (0.0, 1.0), "fraction": (0.0, 1.0),
+    "loss": (0.0, math.inf), "mse": (0.0, math.inf), "norm": (0.0, math.inf), "seconds": (0.0, math.inf),
+}
+
+
+def bounds_for(quantity: str | None) -> tuple[float, float]:
+    """The range of a quantity named like ``test_acc``, ``id_loss`` or ``bg_norm``; unbounded otherwise."""
+    if not quantity:
+        return (-math.inf, math.inf)
+    return BOUNDS.get(quantity.rsplit("_", 1)[-1], BOUNDS.get(quantity, (-math.inf, math.inf)))
+
+
+def band(ax, x, mean, ci, label=None, quantity: str | None = None, **kw):
+    """A line with its 95% interval as a shaded band, clipped to the range of ``quantity``."""
+    line = ax.plot(x, mean, label=label, **kw)[0]
+    lo, hi = bounds_for(quantity)
+    mean, ci = np.asarray(mean, dtype=float), np.asarray(ci, dtype=float)
+    ax.fill_between(x, np.clip(mean - ci, lo, hi), np.clip(mean + ci, lo, hi), color=line.get_color(), alpha=0.18,
+                    linewidth=0)
+    return line
+
+
+def panel_grid(n_rows: int, n_cols: int, size=(4.2, 3.2)):
+    fig, axes = plt.subplots(max(1, n_rows), max(1, n_cols), figsize=(size[0] * max(1, n_cols),
+                                                                      size[1] * max(1, n_rows)),
+                             squeeze=False, layout="constrained")
+    return fig, axes
+
+
+def figure(size=(4.6, 4.0)):
+    """One panel."""
+    return plt.subplots(figsize=size)
+
+
+def label(values: Mapping, keys: Iterable[str]) -> str:
+    """A legend label for the settings ``keys`` of a line: names bare, numbers as ``key=value``."""
+    parts = []
+    for k in keys:
+        v = values[k]
+        parts.append(f"{k}={v:g}" if isinstance(v, float | np.floating | int | np.integer) and not isinstance(v, bool)
+                     else str(v))
+    return ", ".join(parts)
+
+
+def style_axes(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
+               logx: bool = False, legend: bool = True, fontsize: int = 9) -> None:
+    """Labels, a light grid, an optional log x axis and a small legend (only when there are labelled lines)."""
+    if logx:
+        ax.set_xscale("log")
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=fontsize)
+    ax.grid(alpha=0.3)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6 if len(ax.get_legend_handles_labels()[0]) > 6 else 7)
+
+
+def hide_unused(axes, used: int) -> None:
+    """Turn off the panels after the first ``used`` of a grid."""
+    flat = np.asarray(axes).ravel()
+    for ax in flat[used:]:
+        ax.axis("off")
+
+
+def save_figure(fig, directory, name: str, writer=None) -> list:
+    """Write ``name``.png and ``name``.pdf into ``directory`` and close the figure.  ``writer(path, write)``,
+    when given, performs each write (the store passes its atomic writer)."""
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = directory / f"{name}.{ext}"
+
+        def write(target, ext=ext):
+            fig.savefig(target, format=ext, dpi=130, bbox_inches="tight")
+
+        if writer is None:
+            write(path)
+        else:
+            writer(path, write)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def close_all() -> None:
+    plt.close("all")

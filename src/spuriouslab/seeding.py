@@ -1,0 +1,67 @@
+"""The one seeding helper, with every random stream of the package in one table.
+
+Every random draw in spuriouslab comes from a stream named by ``(seed, stream id)`` (plus, for random-feature
+blocks, a longer key), so results never depend on the order in which things are computed, the number of
+worker processes or the chunk size.  Two kinds of generator are made from a key:
+
+* :func:`numpy_rng` - ``numpy.random.default_rng([seed, stream])`` (data: samples, picks, borders);
+* :func:`torch_seed` / :func:`torch_generator` - a 63-bit seed from ``SeedSequence(key)`` (weights,
+  initialisation, minibatch order).
+
+To add a stream, give it a new id in :data:`STREAMS` (ids of one family must differ) and draw from it with these
+helpers; never change an existing id, or every stored record made with it changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+STREAMS: dict[str, int] = {
+    # synthetic memorization data z = [x, y] (numpy)
+    "synthetic.train": 0,
+    "synthetic.test": 1,
+    "synthetic.query": 2,  # fresh cores of the training samples' spurious queries
+    "synthetic.teacher": 3,  # the label direction u
+    "synthetic.test_query": 12,  # fresh cores of the test samples' queries (spurious-correlation metric)
+    "synthetic.correlation": 13,  # the map P of correlated spurious parts
+    # image memorization splits (numpy): base + 0 train pick, +1 test pick, +2 train borders, +3 test borders,
+    # +4 train swap queries, +5 test swap queries
+    "images.kernels": 100,
+    "images.nets": 200,
+    # random-feature / NTK weights (torch): key (seed, model code, N or 0, block)
+    "features.rf": 1,
+    "features.ntk": 2,
+    # trained networks on memorization data (torch)
+    "nets.init": 300,
+    "nets.order": 301,  # minibatch order
+    # feature contamination (torch)
+    "contamination.map": 0,  # the embedding T
+    "contamination.data": 1,  # train and test sets
+    "contamination.sampling": 2,  # minibatches and online samples
+    "contamination.init": 3,  # network initialisation
+}
+
+IMAGE_OFFSETS = {"train_pick": 0, "test_pick": 1, "train_border": 2, "test_border": 3, "train_query": 4,
+                 "test_query": 5}
+
+
+def stream(name: str) -> int:
+    """The id of a named stream (a KeyError names a stream that is not in the table)."""
+    return STREAMS[name]
+
+
+def numpy_rng(seed: int, stream_id: int) -> np.random.Generator:
+    """The numpy generator of stream ``stream_id`` of ``seed``."""
+    return np.random.default_rng([seed, stream_id])
+
+
+def torch_seed(*key: int) -> int:
+    """A 63-bit torch seed derived from an integer key (e.g. ``(seed, stream)`` or a feature block's key)."""
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def torch_generator(seed: int, stream_id: int, device: str = "cpu") -> torch.Generator:
+    """A torch generator for stream ``stream_id`` of ``seed``."""
+    return torch.Generator(device=device).manual_seed(torch_seed(seed, stream_id))

@@ -1,0 +1,60 @@
+"""Tables from records: mean and 95% interval over seeds, aggregation by grid point, Markdown tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def mean_ci(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and 95% t-interval half-width along ``axis`` (half-width 0 for a single value)."""
+    v = np.asarray(values, dtype=float)
+    n = v.shape[axis]
+    mean = v.mean(axis=axis)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    return mean, stats.t.ppf(0.975, n - 1) * v.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean, 95% t-interval half-width (``<metric>_ci``) and seed count ``n`` per group."""
+    rows = []
+    for key, sub in df.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key, strict=True))
+        row["n"] = len(sub)
+        for m in metrics:
+            if m not in sub:
+                continue
+            v = pd.to_numeric(sub[m], errors="coerce").dropna().to_numpy(dtype=float)
+            if len(v):
+                mean, ci = mean_ci(v)
+                row[m], row[m + "_ci"] = float(mean), float(ci)
+            else:
+                row[m], row[m + "_ci"] = math.nan, math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fmt(v) -> str:
+    """A number as a table shows it (4 significant digits, scientific outside [1e-3, 1e5))."""
+    if isinstance(v, float | np.floating):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf"
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3g}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
+    cols = [c for c in (columns or list(df.columns)) if c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, row in df[cols].iterrows():
+        lines.append("| " + " | ".join(fmt(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
