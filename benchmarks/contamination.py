@@ -67,7 +67,7 @@ def plain(iters: int, log_every: int = 1000) -> float:
 def ours(iters: int, seeds: int, subspace: bool, preset: str = "toy") -> tuple[float, list[dict]]:
     cfg = EXP.make_config(dict(preset=preset, iterations=iters, log_every=500, subspace=subspace))
     t = time.perf_counter()
-    recs = train_contamination(cfg, list(range(seeds)), "relu", cfg.loss[0], cfg.optimizer[0], CTX)
+    recs = train_contamination(cfg, list(range(seeds)), "relu", cfg.loss[0], cfg.optimizer[0], CTX).records
     return (time.perf_counter() - t) / seeds, recs
 
 

@@ -17,39 +17,39 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def one(model: str, width: int, n: int, n_test: int) -> dict:
+    import tempfile
+
     from spuriouslab.data.images import locate
-    from spuriouslab.experiments.base import RunContext
+    from spuriouslab.experiments import run_points
     from spuriouslab.experiments.memorization import EXPERIMENT as exp
 
     data = next((name for name in ("fashion-mnist", "mnist") if locate(name)), None)
-    t = time.perf_counter()
-    if data is None:  # same shapes, random pixels
+    root = None
+    if data is None:  # same shapes, random pixels, written as a real MNIST directory (IDX files)
         import numpy as np
 
-        from spuriouslab.data.borders import binary_image_split
-        from spuriouslab.data.images import ImageData
+        from spuriouslab.data.images import MNIST_FILES, write_idx
 
+        root = tempfile.mkdtemp(prefix="spuriouslab-bench-")
         rng = np.random.default_rng(0)
-        fake = ImageData("random", rng.integers(0, 256, (2 * n + 10, 28, 28, 1), dtype=np.uint8),
-                         np.arange(2 * n + 10) % 2 * 6 + 1, rng.integers(0, 256, (n_test + 10, 28, 28, 1),
-                                                                         dtype=np.uint8),
-                         np.arange(n_test + 10) % 2 * 6 + 1, [str(i) for i in range(10)])
-        cfg = exp.make_config(dict(data="digits", n_train=[n], n_test=n_test, model=[model], width=[width],
-                                   seeds=1, border=10))
-        cfg.image_split = lambda seed, n_max: binary_image_split(fake, (1, 7), seed, n_max, n_test, 10, "uniform",
-                                                                 "zero", "raw")
-        cfg.nominal_alpha = lambda: 1520 / 2304
-        data = "random"
-    else:
-        cfg = exp.make_config(dict(data=data, n_train=[n], n_test=n_test, model=[model], width=[width], seeds=1))
-    recs = []
-    for group in [exp.points(cfg)]:
-        recs += list(exp.run_group(cfg, group, RunContext(progress=False)))
-    r = recs[0]
-    return {"data": data, "model": model, "n": n, "seconds": time.perf_counter() - t,
+        (Path(root) / "mnist").mkdir()
+        sizes = {"train": 2 * n + 10, "t10k": n_test + 10}
+        for stem in MNIST_FILES:
+            size = sizes[stem.split("-")[0]]
+            arr = (rng.integers(0, 256, (size, 28, 28), dtype=np.uint8) if "images" in stem
+                   else (np.arange(size) % 2 * 6 + 1).astype(np.uint8))
+            write_idx(Path(root) / "mnist" / stem, arr)
+        data = "mnist"
+    cfg = exp.make_config(dict(data=data, data_root=root, n_train=[n], n_test=n_test, model=[model], width=[width],
+                               seeds=1, border=10))
+    t = time.perf_counter()
+    r = run_points(exp, cfg)[0]
+    return {"data": data if root is None else "random (IDX)", "model": model, "n": n,
+            "seconds": time.perf_counter() - t,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "test_acc": r["test_acc"],
             "spurious_acc": r["spurious_acc"], "d": r["d"]}
 

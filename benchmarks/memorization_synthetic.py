@@ -34,7 +34,7 @@ OFFICIAL_NTK_SWEEP_S = 39.0
 def run_mode(mode: str, d: int, k: int, ns: list[int], n_test: int) -> dict:
     import torch
 
-    from spuriouslab.experiments.base import RunContext
+    from spuriouslab.experiments import RunContext, run_points
     from spuriouslab.experiments.memorization import EXPERIMENT as exp
     from spuriouslab.kernels.matrices import BLOCK, _chunk_blocks
 
@@ -59,12 +59,9 @@ def run_mode(mode: str, d: int, k: int, ns: list[int], n_test: int) -> dict:
         cfg = exp.make_config(dict(d=d, alpha=[0.5], n_train=ns, n_test=n_test, model=[model], activation=["phi2"],
                                    width=[k if model == "rf" else min(k, 100)], seeds=1, nested=(mode == "nested")))
         ctx = RunContext(device="cpu", progress=False)
-        groups: dict = {}
-        for p in exp.points(cfg):
-            groups.setdefault(exp.group_key(cfg, p), []).append(p)
-        for group in groups.values():
+        for group in exp.groups(cfg, exp.points(cfg)):
             t = time.perf_counter()
-            recs = list(exp.run_group(cfg, group, ctx))
+            recs = run_points(exp, cfg, ctx, points=group)
             if len(recs) == 1:
                 out["per_n"][recs[0]["n_train"]] = time.perf_counter() - t
             for r in recs:

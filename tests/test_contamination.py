@@ -166,3 +166,16 @@ def test_deeper_network_without_biases_runs_and_reports(cli, tmp_path):
     df = pd.read_parquet(tmp_path / "d" / "results.parquet")
     assert len(df) == 2 and "bg_signed_pos" not in df  # the output-sign split is defined for depth 2 only
     assert (tmp_path / "d" / "figures" / "asymmetry.png").exists()
+
+
+def test_unbatched_seeds_give_the_batched_records(cli, tmp_path):
+    args = ["run", "contamination", "--set", "iterations=60", "--set", "log_every=20", "--set", "seeds=2", "--set",
+            "n=60", "--set", "n_test=60", "--set", "width=16", "--set", "dtype=float64", "--no-progress"]
+    assert cli(*args, "--out", tmp_path / "b")[0] == 0
+    assert cli(*args, "--set", "batch_seeds=false", "--out", tmp_path / "u")[0] == 0
+    b = pd.read_parquet(tmp_path / "b" / "results.parquet").drop(columns="seconds").sort_values("seed")
+    u = pd.read_parquet(tmp_path / "u" / "results.parquet").drop(columns="seconds").sort_values("seed")
+    for col in ["id_loss", "ood_loss", "bg_norm", "bg_signed_change", "asym_corr"]:
+        np.testing.assert_allclose(u[col].to_numpy(), b[col].to_numpy(), atol=1e-12, err_msg=col)
+    cfg = EXP.make_config({"batch_seeds": False, "seeds": 3})
+    assert len(EXP.groups(cfg, EXP.points(cfg))) == 3  # one group per seed

@@ -51,3 +51,21 @@ def test_cholesky_path_is_recorded():
     K = gram(KernelSpec.make("rf", "relu", math.inf), torch.from_numpy(s.Z))
     fit = fit_kernel(K, torch.from_numpy(s.g))
     assert fit.solver == "cholesky" and fit.residual_max < 1e-10 and np.isfinite(fit.cond)
+
+
+def test_cholesky_that_succeeds_but_is_ill_conditioned_goes_to_eigh():
+    # positive definite (Cholesky succeeds) with condition number 1e13 > COND_LIMIT
+    from spuriouslab.kernels.solve import COND_LIMIT
+
+    rng = np.random.default_rng(0)
+    evals = np.logspace(0, -13, 12)
+    K = torch.from_numpy(np.diag(evals))
+    L, info = torch.linalg.cholesky_ex(K)
+    assert int(info) == 0  # the factorisation itself succeeds
+    g = torch.from_numpy(rng.choice([-1.0, 1.0], 12))
+    fit = fit_kernel(K, g)
+    assert fit.solver == "eigh" and fit.cond == pytest.approx(1e13, rel=1e-6) and fit.cond > COND_LIMIT
+    assert fit.rank == 12  # every eigenvalue is above the pseudo-inverse's cut
+    np.testing.assert_allclose(fit.alpha.numpy(), g.numpy() / evals, rtol=1e-9)
+    well = fit_kernel(torch.from_numpy(np.diag(np.logspace(0, -3, 12))), g)
+    assert well.solver == "cholesky" and well.cond == pytest.approx(1e3, rel=1e-9)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spuriouslab.experiments import RunContext, get_experiment
+from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.theory.alignment import predict_alignment
 
 
@@ -51,11 +51,7 @@ def _measure(model, width, acts, d=200, ns=(50, 100, 400), alphas=(0.25, 0.5), s
     exp = get_experiment("memorization")
     cfg = exp.make_config(dict(d=d, alpha=list(alphas), n_train=list(ns), n_test=1, model=[model],
                                activation=list(acts), width=[width], seeds=seeds, nested=True))
-    groups = {}
-    for p in exp.points(cfg):
-        groups.setdefault(exp.group_key(cfg, p), []).append(p)
-    rows = [r for g in groups.values() for r in exp.run_group(cfg, g, RunContext(progress=False))]
-    return pd.DataFrame(rows).groupby(["activation", "alpha", "n_train"])[["alignment_mean", "gamma_pred"]].mean()
+    return pd.DataFrame(run_points(exp, cfg)).groupby(["activation", "alpha", "n_train"])[["alignment_mean", "gamma_pred"]].mean()
 
 
 @pytest.mark.parametrize("model,width", [("rf", 20000), ("ntk", 2000)])
@@ -74,10 +70,7 @@ def test_spurious_correlation_metric():
     exp = get_experiment("memorization")
     cfg = exp.make_config(dict(d=100, alpha=[0.5], n_train=[100], n_test=2000, model=["rf"], activation=["relu"],
                                width=["inf"], correlation=[0.0, 0.5, 0.9], spurious_corr=True, seeds=10))
-    groups = {}
-    for p in exp.points(cfg):
-        groups.setdefault(exp.group_key(cfg, p), []).append(p)
-    df = pd.DataFrame([r for g in groups.values() for r in exp.run_group(cfg, g, RunContext(progress=False))])
+    df = pd.DataFrame(run_points(exp, cfg))
     by_c = df.groupby("correlation").spurious_corr
     mean, se = by_c.mean(), by_c.std() / np.sqrt(by_c.count())
     assert abs(mean[0.0]) < 3 * se[0.0] + 1e-3, (mean, se)
