@@ -72,7 +72,10 @@ def test_batched_training_equals_single_seed_training(preset):
     for i, seed in enumerate([0, 1, 2]):
         alone = train_contamination(cfg, [seed], "relu", cfg.loss[0], cfg.optimizer[0], CTX).records[0]
         for key, value in alone.items():
-            np.testing.assert_allclose(np.asarray(together[i][key]), np.asarray(value), atol=1e-12, err_msg=key)
+            if isinstance(value, str):  # status, error
+                assert together[i][key] == value, key
+            else:
+                np.testing.assert_allclose(np.asarray(together[i][key]), np.asarray(value), atol=1e-12, err_msg=key)
     if preset == "theory":
         cfg32 = _cfg(preset=preset, iterations=150, log_every=50)
         t32 = train_contamination(cfg32, [0, 1], "relu", "hinge", "sgd", CTX).records

@@ -94,7 +94,7 @@ def test_cifar_pickle_batches(tmp_path):
     np.testing.assert_array_equal(data.x_train[0, :, :, 0].ravel(), raw[b"data"][0, :1024])
     np.testing.assert_array_equal(data.x_train[0, :, :, 2].ravel(), raw[b"data"][0, 2048:])
     (d / "data_batch_3").write_bytes((d / "data_batch_3").read_bytes()[:500])
-    with pytest.raises(DataError, match=r"data_batch_3: corrupt or truncated pickle"):
+    with pytest.raises(DataError, match=r"data_batch_3: corrupt, truncated or unsafe pickle"):
         read_cifar_batch(d / "data_batch_3")
     with open(d / "test_batch", "wb") as fh:
         pickle.dump({b"data": np.zeros((3, 100), dtype=np.uint8), b"labels": [0, 1, 2]}, fh)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
+from spuriouslab import yamlio
 from spuriouslab.errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -23,6 +24,18 @@ theory_app = typer.Typer(no_args_is_help=True, help="Closed-form predictions.")
 app.add_typer(theory_app, name="theory")
 data_app = typer.Typer(no_args_is_help=True, help="Image data: what is found where; downloads.")
 app.add_typer(data_app, name="data")
+
+
+def _os_error(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else ""
+    return f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"spuriouslab: warning: {message}\n"
+
+
+warnings.formatwarning = _one_line_warning  # warnings from the command line read as one line each
 
 
 def fail(message: str) -> None:
@@ -40,20 +53,17 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
         if not key:
             raise ConfigError(f"--set: got {pair!r}; the key before '=' is empty")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = yamlio.load(raw, f"--set {key}") if raw.strip() else ""
+        except ConfigError:
             value = raw
-        out[key] = value
+        out[key] = value  # a later --set of the same key overrides an earlier one, as on any command line
     return out
 
 
 def load_config_file(path: Path, experiment: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--config: {path} does not exist or is not a file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--config: {path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = yamlio.load_file(path, f"--config: {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -62,6 +72,32 @@ def load_config_file(path: Path, experiment: str) -> dict[str, Any]:
     if named != experiment:
         raise ConfigError(f"--config: {path} is for experiment {named!r}, not {experiment!r}")
     return data
+
+
+def available_memory(device: str) -> float:
+    """Bytes the run can use: free GPU memory for cuda, the machine's available memory otherwise."""
+    if device.startswith("cuda"):
+        import torch
+
+        return float(torch.cuda.mem_get_info()[0])
+    import psutil
+
+    return float(psutil.virtual_memory().available)
+
+
+def check_memory(exp, cfg, device: str, jobs: int = 1) -> str | None:
+    """Refuse a run whose largest group cannot fit in memory; returns the estimate, in words, to print."""
+    est = exp.estimate(cfg)
+    if est is None:
+        return None
+    avail = available_memory(device)
+    need = est.peak_bytes * max(1, jobs)  # jobs groups run at once
+    if need > avail:
+        raise ConfigError(f"memory: the largest group needs about {need / 1e9:.3g} GB ({est.group}"
+                          + (f", x{jobs} jobs" if jobs > 1 else "") + f") but {avail / 1e9:.3g} GB is available; "
+                          "use smaller sizes" + (" or fewer --jobs" if jobs > 1 else ""))
+    return (f"spuriouslab: {est.describe()}" + (f" (x{jobs} jobs)" if jobs > 1 else "")
+            + f"; {avail / 1e9:.3g} GB available")
 
 
 def resolve_device(device: str) -> str:
@@ -94,13 +130,14 @@ def run(
         _run(experiment, config, sets, out, device, jobs, executor, progress)
     except ConfigError as exc:
         fail(str(exc))
+    except OSError as exc:  # the file system said no: a full disk, a path that vanished, permissions
+        fail(_os_error(exc))
 
 
 def _run(experiment, config, sets, out, device, jobs, executor, progress) -> None:
-    from spuriouslab.experiments import RunContext, get_experiment
-    from spuriouslab.report import build_report
+    from spuriouslab.experiments import get_experiment
     from spuriouslab.store import RunStore, environment
-    from spuriouslab.sweep import run_sweep
+    from spuriouslab.sweep import worker_threads
 
     exp = get_experiment(experiment)
     if executor not in ("local", "ray"):
@@ -115,16 +152,35 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress) -> Non
     values.update(parse_sets(sets))
     cfg = exp.make_config(values)
     dev = resolve_device(device)
+    estimate = check_memory(exp, cfg, dev, jobs if executor == "local" else 1)  # before anything is built
     exp.check(cfg)  # data on disk, sizes: fails before DIR is touched
+    if estimate:
+        typer.echo(estimate, err=True)
     resolved = cfg.model_dump(mode="json")
     if out is None:
         digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
         out = Path("runs") / f"{experiment}-{digest}"
-    store = RunStore(out)
-    store.open(experiment, resolved, cfg.fixed_fields(), environment(dev, cfg.seed))
-    typer.echo(f"spuriouslab: {experiment} -> {out} (device {dev})", err=True)
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"--out: {str(out).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
+                          "use a UTF-8 path") from None
+    import torch
+
+    threads = 1 if executor == "ray" else (worker_threads(jobs) if jobs > 1 else torch.get_num_threads())
+    with RunStore(out) as store:  # the lock is released when the run ends
+        store.open(experiment, resolved, cfg.fixed_fields(), environment(dev, cfg.seed, jobs, threads, executor))
+        _sweep_and_report(exp, cfg, store, dev, progress, executor, jobs)
+
+
+def _sweep_and_report(exp, cfg, store, dev, progress, executor, jobs) -> None:
+    from spuriouslab.experiments import RunContext
+    from spuriouslab.report import build_report
+    from spuriouslab.sweep import run_sweep
+
+    typer.echo(f"spuriouslab: {exp.name} -> {store.root} (device {dev})", err=True)
     failures = run_sweep(exp, cfg, store, RunContext(device=dev, progress=progress), executor=executor, jobs=jobs)
-    if failures and not store.records():
+    if failures and not store.records(exp.point_fields()):
         typer.echo(f"spuriouslab: every group failed ({failures}); last error: {store.last_error()}; see "
                    f"{store.errors_path}", err=True)
         raise typer.Exit(1)
@@ -146,9 +202,13 @@ def report(directory: Path = typer.Argument(..., help="a run directory")) -> Non
     try:
         if not directory.is_dir():
             raise ConfigError(f"report: {directory} is not a directory")
-        typer.echo(build_report(RunStore(directory)))
+        with RunStore(directory) as store:
+            store.lock()
+            typer.echo(build_report(store))
     except ConfigError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(_os_error(exc))
 
 
 @app.command("list")

@@ -13,7 +13,12 @@ Every file other than the appended logs is written atomically: to a temporary fi
 renamed over the target.
 
 A record's identity is its grid point (the axis values plus ``seed``); a restarted run skips points whose
-record exists.  A line cut short by a crash (no trailing newline) is dropped and overwritten on resume.
+record exists.  A line cut short by a crash (no trailing newline) is dropped and overwritten on resume; a line
+that is not a JSON object holding the grid point's fields (garbage, a foreign file) is skipped with a warning
+naming the file and line, so its point counts as not done and is recomputed; a point recorded twice counts once.
+
+One writer at a time: a run holds an exclusive lock on DIR (``DIR/.lock``, with its pid in ``DIR/.lock.pid``)
+for as long as it writes; a second process is refused at once with "DIR is in use by pid N".
 """
 
 from __future__ import annotations
@@ -54,7 +59,10 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def environment(device: str, seed: int | None = None) -> dict[str, Any]:
+def environment(device: str, seed: int | None = None, jobs: int = 1, threads: int | None = None,
+                executor: str = "local") -> dict[str, Any]:
+    """What a run ran with; ``threads`` is the torch threads of each process that computes (each worker's
+    when ``jobs > 1``)."""
     import torch
 
     versions = {}
@@ -69,7 +77,9 @@ def environment(device: str, seed: int | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads if threads is not None else torch.get_num_threads(),
+        "jobs": jobs,
+        "executor": executor,
         "device": device,
         "cuda_device": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
         "git_commit": _git_commit(),
@@ -130,6 +140,10 @@ class Checkpoints:
         self.path(key).unlink(missing_ok=True)
 
 
+class RunDirInUse(ConfigError):
+    """Another process holds the run directory's lock."""
+
+
 class RunStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -140,22 +154,65 @@ class RunStore:
         self.results_path = self.root / "results.parquet"
         self.figures = self.root / "figures"
         self.checkpoints = Checkpoints(self.root / "checkpoints")
+        self._lock = None
+
+    # ------------------------------------------------------------------- lock
+    def lock(self) -> None:
+        """Take the directory's exclusive lock (held until :meth:`unlock` or the process ends)."""
+        from filelock import FileLock, Timeout
+
+        if self._lock is not None:
+            return
+        lock = FileLock(str(self.root / ".lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            pid = "?"
+            try:
+                pid = (self.root / ".lock.pid").read_text().strip() or "?"
+            except OSError:
+                pass
+            raise RunDirInUse(f"{self.root} is in use by pid {pid}; wait for it to finish or use another --out") \
+                from None
+        self._lock = lock
+        (self.root / ".lock.pid").write_text(str(os.getpid()))
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unlock()
 
     # ------------------------------------------------------------------ config
     def read_config(self) -> dict[str, Any]:
         if not self.config_path.exists():
             raise ConfigError(f"{self.root}: no config.yaml here; is this a spuriouslab run directory?")
-        try:
-            data = yaml.safe_load(self.config_path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{self.config_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        from spuriouslab import yamlio
+
+        data = yamlio.load_file(self.config_path)
         if not isinstance(data, dict) or "experiment" not in data:
             raise ConfigError(f"{self.config_path}: missing the 'experiment' field")
         return data
 
     def open(self, experiment: str, config: dict[str, Any], fixed_fields: Iterable[str], env: dict[str, Any]) -> None:
-        """Create DIR or check that it holds the same experiment with the same non-grid settings."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Create DIR (and take its lock) or check that it holds the same experiment with the same non-grid
+        settings."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ConfigError(f"--out {self.root}: exists and is not a directory") from None
+        except NotADirectoryError:
+            raise ConfigError(f"--out {self.root}: lies under a file, not a directory") from None
+        except PermissionError:
+            raise ConfigError(f"--out {self.root}: cannot create it (permission denied)") from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ConfigError(f"--out {self.root}: not writable (permission denied)")
+        self.lock()
         if self.config_path.exists():
             old = self.read_config()
             if old.get("experiment") != experiment:
@@ -174,15 +231,43 @@ class RunStore:
         atomic_write(path, lambda tmp: tmp.write_text(text))
 
     # ----------------------------------------------------------------- records
-    def records(self) -> list[dict[str, Any]]:
+    def records(self, fields: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every valid record, each grid point once.  With ``fields`` (the grid point's fields), a line that is
+        not a JSON object holding them is skipped with a warning naming the file and line."""
         if not self.records_path.exists():
             return []
         raw = self.records_path.read_bytes()
         end = raw.rfind(b"\n") + 1  # a final line without newline was cut short by a crash
-        out = []
-        for line in raw[:end].splitlines():
-            if line.strip():
-                out.append(json.loads(line))
+        fields = list(fields) if fields is not None else None
+        out, seen = [], set()
+        for number, line in enumerate(raw[:end].split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                rec = None
+            problem = None
+            if not isinstance(rec, dict):
+                problem = "not a JSON record"
+            elif fields is not None and any(f not in rec for f in fields):
+                problem = f"not a record of this run (missing {', '.join(f for f in fields if f not in rec)})"
+            elif fields is not None:
+                try:
+                    key = point_key({f: rec[f] for f in fields})
+                except (TypeError, ValueError):
+                    problem = "not a record of this run (unreadable grid point)"
+                else:
+                    if key in seen:
+                        warnings.warn(f"{self.records_path}:{number}: a second record of the same grid point; "
+                                      "counted once", stacklevel=2)
+                        continue
+                    seen.add(key)
+            if problem:
+                warnings.warn(f"{self.records_path}:{number}: {problem}; skipped (its point is recomputed)",
+                              stacklevel=2)
+                continue
+            out.append(rec)
         return out
 
     def _repair_tail(self) -> None:
@@ -196,7 +281,7 @@ class RunStore:
 
     def done_keys(self, axes: Iterable[str]) -> set[str]:
         axes = list(axes)
-        return {point_key({a: r[a] for a in axes}) for r in self.records()}
+        return {point_key({a: r[a] for a in axes}) for r in self.records(axes)}
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         self._repair_tail()
@@ -224,8 +309,8 @@ class RunStore:
         return None
 
     # ------------------------------------------------------------------ tables
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.records())
+    def table(self, fields: Iterable[str] | None = None) -> pd.DataFrame:
+        return pd.DataFrame(self.records(fields))
 
     def write_table(self, df: pd.DataFrame) -> Path:
         atomic_write(self.results_path, lambda tmp: df.to_parquet(tmp, index=False))

@@ -15,6 +15,7 @@ run ends with a non-zero status.  Killing the process loses at most the point in
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,6 +33,37 @@ def pending_groups(exp: Experiment, cfg: ExperimentConfig, store: RunStore) -> t
     points = exp.points(cfg)
     done = store.done_keys(exp.point_fields())
     return len(points), exp.groups(cfg, [p for p in points if point_key(p) not in done])
+
+
+def worker_threads(jobs: int) -> int:
+    """Torch threads per worker process, so that ``jobs`` workers do not oversubscribe the cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the parent process dies (even by SIGKILL).  On Linux the kernel
+    sends SIGKILL (prctl PR_SET_PDEATHSIG); everywhere a watchdog thread notices the parent is gone."""
+    import signal
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="spuriouslab-parent-watch").start()
 
 
 def _run_group_in_worker(name: str, cfg_dict: dict, points: list[dict], device: str, threads: int,
@@ -62,9 +94,10 @@ def _records_local(exp, cfg, groups, ctx) -> Iterable[tuple[list[dict], list[dic
 
 
 def _records_pool(exp, cfg, groups, ctx, jobs):
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = worker_threads(jobs)
     cfg_dict = cfg.model_dump(mode="json")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_run_group_in_worker, exp.name, cfg_dict, g, ctx.device, threads, _checkpoint_dir(ctx)):
                    g for g in groups}
         for fut in as_completed(futures):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import pickle
 import shutil
@@ -70,6 +71,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             raw = gzip.decompress(raw)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not an IDX file") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
@@ -80,7 +83,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header")
     dims = struct.unpack(">" + "I" * ndim, raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header != expected:
         raise DataError(f"{path}: truncated or padded IDX data ({len(raw) - header} bytes for shape {dims}, "
                         f"expected {expected})")
@@ -125,24 +128,58 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 
 # ----------------------------------------------------------------------------------------- CIFAR
+# What a CIFAR-10 python batch holds: a dict of bytes keys, lists, and numpy arrays (rebuilt by these functions,
+# under their names in numpy 1 and numpy 2).  Anything else in a pickle is refused: loading data never runs code.
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """An unpickler that admits only numpy array reconstruction and plain builtin values."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a data file may hold only arrays, "
+                                     "lists, dicts, numbers and strings")
+
+
+# Errors a corrupt pickle can raise anywhere in the unpickler or numpy's reconstruction
+_CORRUPT = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+            KeyError, MemoryError, OverflowError, LookupError, SystemError, RecursionError, UnicodeError,
+            struct.error)
+
+
 def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch: images (N, 32, 32, 3) uint8 and labels (N,)."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
+            batch = _DataUnpickler(fh, encoding="bytes").load()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise DataError(f"{path}: corrupt or truncated pickle ({type(exc).__name__}: {exc})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a CIFAR-10 batch") from None
+    except _CORRUPT as exc:
+        detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise DataError(f"{path}: corrupt, truncated or unsafe pickle ({type(exc).__name__}: {detail})") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path}: not a CIFAR-10 batch (no data/labels entries)")
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{path}: data must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+    data, labels = batch[b"data"], batch[b"labels"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise DataError(f"{path}: data must be a uint8 array (N, 3072), got {type(data).__name__} "
+                        f"{getattr(data, 'dtype', '')} {shape}")
+    if not isinstance(labels, list | np.ndarray) or not all(
+            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in labels):
+        raise DataError(f"{path}: labels must be a list of N integers in 0..9")
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if len(labels) != len(data) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
-        raise DataError(f"{path}: labels must be N integers in 0..9")
+        raise DataError(f"{path}: labels must be N = {len(data)} integers in 0..9")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels
 
 
@@ -179,14 +216,19 @@ def read_image_folder(root: Path) -> ImageData:
     for split in ("train", "test"):
         imgs, labels = [], []
         for ci, cname in enumerate(classes):
+            if not (root / split / cname).is_dir():
+                raise DataError(f"{root / split}: class {cname!r} (present in train/) is missing; every class needs "
+                                f"{split}/{cname}/")
             for f in sorted((root / split / cname).glob("*")):
                 if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
                     continue
                 try:
                     with Image.open(f) as im:
                         imgs.append(np.asarray(im.convert("RGB" if im.mode not in ("L",) else "L")))
-                except (UnidentifiedImageError, OSError) as exc:
-                    raise DataError(f"{f}: unreadable image ({exc})") from None
+                except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError,
+                        zlib.error, struct.error, Image.DecompressionBombError) as exc:
+                    detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                    raise DataError(f"{f}: unreadable image ({detail})") from None
                 labels.append(ci)
         if not imgs:
             raise DataError(f"{root / split}: no images found")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments.base import Experiment, ExperimentConfig, Report, RunContext, run_points
+from spuriouslab.experiments.base import Estimate, Experiment, ExperimentConfig, Report, RunContext, run_points
 
 EXPERIMENTS: dict[str, str] = {
     "memorization": "spuriouslab.experiments.memorization",
@@ -23,4 +23,4 @@ def get_experiment(name: str) -> Experiment:
     return importlib.import_module(EXPERIMENTS[name]).EXPERIMENT
 
 
-__all__ = ["EXPERIMENTS", "Experiment", "ExperimentConfig", "Report", "RunContext", "get_experiment", "run_points"]
+__all__ = ["EXPERIMENTS", "Estimate", "Experiment", "ExperimentConfig", "Report", "RunContext", "get_experiment", "run_points"]

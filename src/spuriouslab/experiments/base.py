@@ -16,13 +16,40 @@ runs the very same groups with a store, executors and resume.
 from __future__ import annotations
 
 import itertools
+import math
+import types
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from spuriouslab.errors import ConfigError
+
+
+MAX_SEEDS = 10_000
+MAX_POINTS = 1_000_000  # grid points (axes x seeds) in one run
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field's type takes numbers (int or float, alone or in lists / unions), not booleans."""
+    leaves: set = set()
+
+    def walk(tp: Any) -> None:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            walk(typing.get_args(tp)[0])
+        elif origin is Literal:
+            leaves.update(type(a) for a in typing.get_args(tp))
+        elif origin in (list, tuple, typing.Union, types.UnionType):
+            for a in typing.get_args(tp):
+                walk(a)
+        else:
+            leaves.add(tp)
+
+    walk(annotation)
+    return bool(leaves & {int, float}) and bool not in leaves
 
 
 class ExperimentConfig(BaseModel):
@@ -37,8 +64,8 @@ class ExperimentConfig(BaseModel):
     AXES: ClassVar[tuple[str, ...]] = ()
     DEFAULTS: ClassVar[tuple[tuple[str, dict[str, dict[str, Any]]], ...]] = ()
 
-    seeds: int = Field(3, ge=1, description="number of seeds per grid point")
-    seed: int = Field(0, ge=0, description="base seed; seed i of a run is seed + i")
+    seeds: int = Field(3, ge=1, le=MAX_SEEDS, description="number of seeds per grid point")
+    seed: int = Field(0, ge=0, le=2**31, description="base seed; seed i of a run is seed + i")
 
     @model_validator(mode="before")
     @classmethod
@@ -46,6 +73,15 @@ class ExperimentConfig(BaseModel):
         if not isinstance(values, dict):
             return values
         values = dict(values)
+        for key, val in values.items():  # numbers are numbers: no booleans, no 1_000 strings
+            info = cls.model_fields.get(key)
+            if info is None or not _numeric(info.annotation):
+                continue
+            for item in (val if isinstance(val, list | tuple) else [val]):
+                if isinstance(item, bool):
+                    raise ValueError(f"{key}: got {val!r}; a boolean is not a number")
+                if isinstance(item, str) and "_" in item:
+                    raise ValueError(f"{key}: got {val!r}; write numbers without underscores")
         for selector, table in cls.DEFAULTS:
             choice = values.get(selector, cls.model_fields[selector].default)
             try:
@@ -55,6 +91,23 @@ class ExperimentConfig(BaseModel):
             for key, val in layer.items():
                 values.setdefault(key, val)
         return values
+
+    @model_validator(mode="after")
+    def _grid_axes(self) -> ExperimentConfig:
+        size = self.seeds
+        for axis in self.AXES:
+            values = getattr(self, axis)
+            if values is None:
+                continue
+            if len(values) == 0:
+                raise ValueError(f"{axis}: got an empty list; give at least one value")
+            seen = [v for i, v in enumerate(values) if v in values[:i]]
+            if seen:
+                raise ValueError(f"{axis}: got {values}; {seen[0]!r} appears twice (each grid value once)")
+            size *= len(values)
+        if size > MAX_POINTS:
+            raise ValueError(f"grid: {size} points (axes x seeds) is more than {MAX_POINTS}; split the sweep")
+        return self
 
     def fixed_fields(self) -> list[str]:
         """Fields that must match when a run directory is resumed (everything but grid axes and seeds)."""
@@ -74,6 +127,27 @@ class RunContext:
     device: str = "cpu"
     progress: bool = True
     checkpoints: Any = None
+
+
+@dataclass
+class Estimate:
+    """What a run's groups need at most: peak memory (bytes, of the largest group) and work (floating-point
+    operations, of the longest group)."""
+
+    peak_bytes: float
+    flops: float
+    group: str = ""  # which group, in words
+
+    def describe(self) -> str:
+        return (f"largest group ({self.group}): about {_size(self.peak_bytes)} peak memory; longest group: about "
+                f"{self.flops / 1e9:.3g} GFLOP")
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n / 1e3:.3g} kB"
 
 
 @dataclass
@@ -114,6 +188,11 @@ class Experiment:
         """Checks that need more than the config (data on disk, sizes): raise ConfigError before a run
         touches its directory.  The default resolves the grid."""
         self.points(cfg)
+
+    def estimate(self, cfg: ExperimentConfig) -> Estimate | None:
+        """Peak memory and work of the largest group (None: no estimate).  Checked before a run touches its
+        directory."""
+        return None
 
     def run_group(self, cfg: ExperimentConfig, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]:
         raise NotImplementedError

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PlainSerializer
 
 from spuriouslab.activations import ActivationName, HERMITE_PREFIX
+from spuriouslab.experiments import base
 from spuriouslab.kernels.matrices import parse_width
 
 
@@ -42,13 +43,25 @@ def _is_number(tok: str) -> bool:
 
 def _width(value: Any) -> int | float:
     try:
-        return parse_width(value)
+        width = parse_width(value)
     except ValueError:
         raise ValueError("expected a positive integer or 'inf'") from None
+    if not math.isinf(width) and width > MAX_FEATURES:
+        raise ValueError(f"at most {MAX_FEATURES:.0e} features; for wider models use the infinite-width kernel "
+                         "(width=inf)")
+    return width
 
+
+# Sizes no machine can hold are refused by validation; the rest by the run's memory estimate.
+MAX_SAMPLES = 10**8
+MAX_DIM = 10**7
+MAX_WIDTH = 10**7  # trained networks' hidden width
+MAX_FEATURES = 10**9  # random features / NTK neurons (beyond that, use width=inf)
+MAX_BORDER = 4096
+MAX_SEEDS = base.MAX_SEEDS
 
 Listed = BeforeValidator(split_list)
-Size = Annotated[int, Field(ge=1)]
+Size = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 RidgeValue = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Correlation = Annotated[float, Field(ge=0, lt=1)]

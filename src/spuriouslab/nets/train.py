@@ -30,7 +30,18 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 
 class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """Every seed's training loss became NaN, infinite or larger than :data:`DIVERGENCE_BOUND`."""
+
+
+# A training loss above this counts as diverged.  Every loss here is O(1) at initialisation (hinge, logistic and
+# MSE of +-1 labels, cross-entropy log C), so a loss a million times larger means the run has blown up.
+DIVERGENCE_BOUND = 1e6
+
+
+def diverged(loss: torch.Tensor) -> torch.Tensor:
+    """Per-seed mask: the loss is not finite or exceeds :data:`DIVERGENCE_BOUND`."""
+    loss = torch.as_tensor(loss)
+    return ~torch.isfinite(loss) | (loss.abs() > DIVERGENCE_BOUND)
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
@@ -57,8 +68,8 @@ def train_loop(step_loss: Callable[[int], torch.Tensor], optimizer: torch.optim.
     """Run steps ``start + 1 .. iterations``; ``step_loss(t)`` returns the scalar loss of step t (1-based).
 
     ``on_log(t)`` is called at t = 0 (before training, unless resuming from ``start > 0``), every
-    ``log_every`` steps and at the end; if the dict it returns has a non-finite ``"loss"`` the run stops with
-    :class:`DivergenceError`.  Checkpointing belongs in ``on_log``: resuming from a logged step continues the
+    ``log_every`` steps and at the end; if the ``"loss"`` it returns (the seeds still alive) has diverged
+    everywhere (:func:`diverged`), the run stops with :class:`DivergenceError`.  Checkpointing belongs in ``on_log``: resuming from a logged step continues the
     same trajectory."""
     if start == 0:
         on_log(0)
@@ -72,7 +83,7 @@ def train_loop(step_loss: Callable[[int], torch.Tensor], optimizer: torch.optim.
             logged = on_log(t)
             bar.update(t - last)
             last = t
-            if logged is not None and not torch.isfinite(torch.as_tensor(logged.get("loss", 0.0))).all():
+            if logged is not None and diverged(logged.get("loss", 0.0)).all():
                 bar.close()
-                raise DivergenceError(f"training loss is not finite at step {t}")
+                raise DivergenceError(f"training loss is not finite (or above {DIVERGENCE_BOUND:g}) at step {t}")
     bar.close()

@@ -22,6 +22,9 @@ class Contamination(Experiment):
     summary = "Feature contamination: MLPs learn label-independent background features (Zhang et al.)"
     Config = ContaminationConfig
 
+    def estimate(self, cfg):
+        return _run.estimate(cfg)
+
     def group_key(self, cfg, point):
         return _run.group_key(cfg, point)
 

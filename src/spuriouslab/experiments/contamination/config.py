@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import ActivationName, Listed
+from spuriouslab.experiments.fields import (MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, Listed)
 
 NET_ACTIVATIONS = ["relu", "gelu", "leaky_relu", "sigmoid", "tanh", "identity"]
 PRESETS: dict[str, dict[str, Any]] = {
@@ -31,35 +31,35 @@ class ContaminationConfig(ExperimentConfig):
     preset: Literal["theory", "toy"] = Field("theory", description="theory (hinge/SGD/linear/frozen) or toy (script)")
     sweep: Literal["none", "activations", "losses"] = Field("none", description="shortcut grids over activations "
                                                             "or losses x optimizers")
-    d: int = Field(256, ge=2, description="ambient input dimension")
-    d_core: int = Field(32, ge=1, description="core latent dimension")
-    d_bg: int = Field(32, ge=1, description="background latent dimension")
-    n: int = Field(1000, ge=2, description="training samples (balanced)")
-    n_test: int = Field(1000, ge=2, description="ID and OOD test samples")
+    d: int = Field(256, ge=2, le=MAX_DIM, description="ambient input dimension")
+    d_core: int = Field(32, ge=1, le=MAX_DIM, description="core latent dimension")
+    d_bg: int = Field(32, ge=1, le=MAX_DIM, description="background latent dimension")
+    n: int = Field(1000, ge=2, le=MAX_SAMPLES, description="training samples (balanced)")
+    n_test: int = Field(1000, ge=2, le=MAX_SAMPLES, description="ID and OOD test samples")
     core: Literal["linear", "norm"] = Field("linear", description="core-label relation (preset)")
     ood: Literal["flip", "shift", "scale"] = Field("flip", description="OOD background: -U, U+shift, scale*U")
     ood_shift: float = Field(-1.0, description="delta for ood=shift")
     ood_scale: float = Field(-1.0, description="factor for ood=scale")
     sampling: Literal["full", "minibatch", "online"] = Field("full", description="full batch, minibatches of the "
                                                              "fixed set, or fresh samples every step")
-    batch_size: int = Field(100, ge=1, description="minibatch size (sampling=minibatch)")
-    depth: int = Field(2, ge=2, description="number of linear layers")
-    width: int = Field(256, ge=2, description="hidden width m")
+    batch_size: int = Field(100, ge=1, le=MAX_SAMPLES, description="minibatch size (sampling=minibatch)")
+    depth: int = Field(2, ge=2, le=100, description="number of linear layers")
+    width: int = Field(256, ge=2, le=MAX_WIDTH, description="hidden width m")
     activation: Annotated[list[ActivationName], Listed] = Field(["relu"],
                                                                 description=", ".join(NET_ACTIVATIONS) + ", ...")
     bias: bool = Field(True, description="biases in every layer")
     freeze_output: bool = Field(True, description="output fixed at +1/m (first half), -1/m (second half) (preset)")
     loss: Annotated[list[Literal["hinge", "logistic", "mse"]], Listed] = Field(["hinge"], description="(preset)")
     optimizer: Annotated[list[Literal["sgd", "adam", "adamw"]], Listed] = Field(["sgd"], description="(preset)")
-    lr: float = Field(1e-3, gt=0, description="learning rate")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="learning rate")
     weight_decay: float = Field(1e-3, ge=0, description="weight decay")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    iterations: int = Field(20000, ge=1, description="training steps")
+    iterations: int = Field(20000, ge=1, le=10**9, description="training steps")
     log_every: int = Field(500, ge=1, description="logging (evaluation) interval")
     subspace: bool = Field(True, description="compute the first layer in the 64-dim latent basis (exact)")
     batch_seeds: bool = Field(True, description="train all seeds as one stacked computation")
     dtype: Literal["float32", "float64"] = Field("float32", description="training precision")
-    seeds: int = Field(5, ge=1, description="number of seeds")
+    seeds: int = Field(5, ge=1, le=MAX_SEEDS, description="number of seeds")
 
     @model_validator(mode="after")
     def _combination(self) -> ContaminationConfig:

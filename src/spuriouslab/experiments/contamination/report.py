@@ -24,6 +24,11 @@ def curve_stats(sub: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np
 def report(cfg, df: pd.DataFrame) -> Report:
     import matplotlib.pyplot as plt
 
+    bad = df[df.status != "ok"] if "status" in df else df.iloc[:0]
+    df = df[df.status == "ok"] if "status" in df else df
+    if df.empty:
+        return Report("# Feature contamination\n\nEvery seed diverged:\n\n"
+                      + T.markdown_table(bad, [*COMBO, "seed", "status", "error"]) + "\n")
     keys = [k for k in COMBO if df[k].nunique() > 1]
     groups = list(df.groupby(COMBO, sort=False))
     colors = plt.cm.tab10(np.arange(len(groups)) % 10)
@@ -102,5 +107,6 @@ def report(cfg, df: pd.DataFrame) -> Report:
         "change of the signed background-mean projection; ood_id_gap = OOD loss - ID loss.", "",
         T.markdown_table(agg, cols_), "",
         "Figures: " + ", ".join(f"figures/{name}" for name in figures) + " (PNG, PDF).",
-    ]) + "\n"
+    ] + ([f"\n{len(bad)} seed(s) diverged (left out above):\n", T.markdown_table(bad, [*COMBO, "seed", "error"])]
+         if len(bad) else [])) + "\n"
     return Report(summary, figures)

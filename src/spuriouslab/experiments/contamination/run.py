@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,11 +12,27 @@ from typing import Any
 import torch
 
 from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_task, minibatch, online_batch
-from spuriouslab.experiments.base import RunContext
+from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.nets.mlp import StackedMLP
-from spuriouslab.nets.train import LOSSES, make_optimizer, train_loop
+from spuriouslab.nets.train import DIVERGENCE_BOUND, LOSSES, DivergenceError, diverged, make_optimizer, train_loop
 from spuriouslab.seeding import stream, torch_generator
+
+
+def estimate(cfg: ContaminationConfig) -> Estimate:
+    """One group trains every seed (stacked): data, parameters with gradients and optimizer state, activations."""
+    S = cfg.seeds if cfg.batch_seeds else 1
+    b = 8 if cfg.dtype == "float64" else 4
+    k = cfg.d_core + cfg.d_bg
+    rows = cfg.n + 2 * cfg.n_test
+    params = cfg.width * cfg.d + (cfg.depth - 2) * cfg.width**2 + 3 * cfg.width
+    batch = {"full": cfg.n, "minibatch": cfg.batch_size, "online": cfg.n}[cfg.sampling]
+    inputs = rows * (k if cfg.subspace else cfg.d + k)
+    peak = S * b * (inputs + k * cfg.d + 5 * params + 4 * max(rows, batch) * cfg.width * cfg.depth)
+    first = k if cfg.subspace else cfg.d
+    per_step = 6.0 * batch * (first * cfg.width + (cfg.depth - 2) * cfg.width**2 + cfg.width)
+    flops = S * (cfg.iterations * per_step + (cfg.iterations / cfg.log_every + 1) * 2.0 * rows * params)
+    return Estimate(peak, flops, f"{S} seed(s) x {cfg.iterations} steps, width {cfg.width}")
 
 
 def group_key(cfg: ContaminationConfig, p: dict[str, Any]) -> Any:
@@ -118,8 +135,12 @@ def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: 
     last: dict[str, torch.Tensor] = {}  # metrics at the latest logged step
     last_init: dict[str, torch.Tensor] = {}  # metrics at step 0
 
+    diverged_at: dict[int, int] = {}  # seed index -> first logged step whose loss diverged
+
     def on_log(t: int) -> dict:
         m = measure(model, task, loss_fn, cfg.subspace)
+        for i in torch.nonzero(diverged(m["train_loss"].cpu())).flatten().tolist():
+            diverged_at.setdefault(i, t)
         history["step"].append(t)
         for key in CURVES:
             if key in m:
@@ -128,10 +149,14 @@ def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: 
         last.update(m)
         if t == 0:
             last_init.update({k: v.clone() for k, v in m.items()})
-        return {"loss": m["train_loss"]}
+        alive = [i for i in range(len(seeds)) if i not in diverged_at]
+        return {"loss": m["train_loss"][alive] if alive else torch.tensor([math.nan])}
 
-    train_loop(step_loss, opt, cfg.iterations, cfg.log_every, on_log,
-               desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}", progress=ctx.progress)
+    try:
+        train_loop(step_loss, opt, cfg.iterations, cfg.log_every, on_log,
+                   desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}", progress=ctx.progress)
+    except DivergenceError:
+        pass  # every seed diverged: their records say so (below); nothing to retry
     records = []
     for i in range(len(seeds)):
         rec: dict[str, Any] = {}
@@ -148,6 +173,13 @@ def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: 
         rec["asymmetry"] = [float(v) for v in last["asymmetry"][i].cpu()]
         if "out_sign" in last:
             rec["out_sign"] = [float(v) for v in last["out_sign"][i].cpu()]
+        rec["status"], rec["error"] = "ok", ""
+        if i in diverged_at:
+            rec["status"] = "diverged"
+            rec["error"] = f"training loss not finite or above {DIVERGENCE_BOUND:g} at step {diverged_at[i]}"
+            for key in [*CURVES, "ood_id_gap", "bg_norm_growth", "bg_signed_change"]:
+                if key in rec:
+                    rec[key] = math.nan
         records.append(rec)
     return Trained(records, model, task)
 

@@ -10,8 +10,9 @@ from spuriouslab.data.borders import DEFAULT_BORDER, parse_content
 from spuriouslab.data.memorization import SplitSpec
 from spuriouslab.data.synthetic import split_dims
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import (ActivationName, Correlation, DataSource, Fraction, KernelModel, Listed,
-                                            RidgeValue, Scaling, Size, Width, split_list)
+from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, ActivationName, Correlation,
+                                            DataSource, Fraction, KernelModel, Listed, RidgeValue, Scaling, Size,
+                                            Width, split_list)
 
 # Defaults by data set (images: ReLU, which is scale-free on raw pixels, and the papers' class pairs and N)
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -34,14 +35,14 @@ class MemorizationConfig(ExperimentConfig):
     data_root: str | None = Field(None, description="where image data lives (else $SPURIOUSLAB_DATA, cache, Debian)")
     classes: Annotated[list[int], Listed] | None = Field(None, description="image class pair (a -> -1, b -> +1); "
                                                          "unset = 1,7 (MNIST-like) or 3,8 (CIFAR-10)")
-    border: int | None = Field(None, ge=1, description="border width; unset = 10 MNIST-like, 8 CIFAR-10, 4 digits")
+    border: int | None = Field(None, ge=1, le=MAX_BORDER, description="border width; unset = 10 MNIST-like, 8 CIFAR-10, 4 digits")
     border_content: str = Field("uniform", description="uniform (0..255), gaussian, constant:V or constant:R,G,B")
     query: Literal["zero", "swap"] = Field("zero", description="image query: border with core zeroed, or swapped")
     scaling: Scaling = Field("raw", description="pixel scaling (raw = 0..255)")
-    d: int = Field(1000, ge=2, description="input dimension d = d_x + d_y")
+    d: int = Field(1000, ge=2, le=MAX_DIM, description="input dimension d = d_x + d_y")
     alpha: Annotated[list[Fraction], Listed] = Field([0.5, 0.25], description="spurious fraction d_y/d, in (0, 1)")
     n_train: Annotated[list[Size], Listed] = Field([10, 20, 50, 100, 200, 500, 1000], description="training-set sizes N")
-    n_test: int = Field(1000, ge=1, description="fresh test samples")
+    n_test: int = Field(1000, ge=1, le=MAX_SAMPLES, description="fresh test samples")
     model: Annotated[list[KernelModel], Listed] = Field(["rf", "ntk"], description="rf or ntk")
     activation: Annotated[list[ActivationName], Listed] = Field(["phi2", "phi4"],
                                                                 description="registered name or hermite:c0,c1,...")
@@ -53,7 +54,7 @@ class MemorizationConfig(ExperimentConfig):
     spurious_corr: bool = Field(False, description="also measure C = Cov(f([x~, y]), g) on the test set")
     nested: bool = Field(False, description="share one draw of features and test set across nested N (faster)")
     feature_dtype: Literal["float32", "float64"] = Field("float32", description="dtype of feature chunks")
-    seeds: int = Field(3, ge=1, description="number of seeds per grid point")
+    seeds: int = Field(3, ge=1, le=MAX_SEEDS, description="number of seeds per grid point")
 
     @field_validator("width", mode="before")
     @classmethod

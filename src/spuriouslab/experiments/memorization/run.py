@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from spuriouslab.data.borders import DEFAULT_BORDER
+from spuriouslab.data.images import image_shape
 from spuriouslab.data.memorization import build_split
-from spuriouslab.experiments.base import RunContext
+from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.memorization.config import MemorizationConfig
-from spuriouslab.kernels.matrices import DEFAULT_WIDTH, KernelSpec, grams
+from spuriouslab.kernels.matrices import BLOCK, DEFAULT_WIDTH, KernelSpec, grams
 from spuriouslab.kernels.solve import fit_kernel
 from spuriouslab.seeding import stream
 from spuriouslab.theory.alignment import predict_alignment
@@ -42,6 +44,39 @@ def check(cfg: MemorizationConfig) -> None:
     """Images: load (once) and validate classes and sizes against the data before anything is written."""
     if cfg.data != "synthetic":
         build_split(cfg.split_spec(), cfg.seed, max(cfg.n_train))
+
+
+def estimate(cfg: MemorizationConfig) -> Estimate:
+    """The largest group: every activation at the largest N (features share one pass), for the widest model."""
+    n = max(cfg.n_train)
+    if cfg.data == "synthetic":
+        d, nt = cfg.d, cfg.n_test
+    else:
+        h, w, c = image_shape(cfg.data, cfg.data_root)
+        b = cfg.border or DEFAULT_BORDER[cfg.data]
+        d, nt = (h + 2 * b) * (w + 2 * b) * c, cfg.n_test
+    rows = 2 * n + nt + (nt if cfg.spurious_corr else 0)
+    acts = len(cfg.activation)
+    best = None
+    for model in cfg.model:
+        for width in (cfg.width if cfg.width is not None else [DEFAULT_WIDTH[model]]):
+            grams_ = (acts + (model == "ntk")) * rows * n * 8
+            data = (2 * n + 2 * nt) * d * 8 * (2 if cfg.data != "synthetic" else 1) + rows * d * 12
+            solve = 6 * n * n * 8
+            if math.isinf(width):
+                work = 6 * rows * n * 8 + rows * d * 8
+                flops = 2.0 * rows * n * d + 60.0 * rows * n * acts
+            else:
+                chunk = min(256 * 2**20, rows * 2 * BLOCK * 4) + d * 2 * BLOCK * 4 + rows * n * 4
+                work = chunk * (1 + (acts > 1))
+                flops = 2.0 * rows * d * width + 2.0 * acts * rows * n * width
+            est = Estimate(grams_ + data + solve + work, flops + 10.0 * n**3 * acts * len(cfg.ridge),
+                           f"{model}, width {width}, N={n}, {acts} activation(s)")
+            if best is None or est.peak_bytes > best.peak_bytes:
+                best = Estimate(est.peak_bytes, max(est.flops, best.flops if best else 0.0), est.group)
+            else:
+                best.flops = max(best.flops, est.flops)
+    return best
 
 
 def group_key(cfg: MemorizationConfig, p: dict[str, Any]) -> Any:

@@ -26,6 +26,9 @@ class MemorizationNN(Experiment):
         _run.check(cfg)
         self.points(cfg)
 
+    def estimate(self, cfg):
+        return _run.estimate(cfg)
+
     def group_key(self, cfg, point):
         return _run.group_key(cfg, point)
 

@@ -9,7 +9,8 @@ from pydantic import Field, model_validator
 from spuriouslab.data.borders import DEFAULT_BORDER
 from spuriouslab.data.memorization import SplitSpec
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import DataSource, Listed, Scaling, Size
+from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, DataSource, Listed, Scaling,
+                                            Size)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 1000, "step_size": 100, "log_every": 50},
@@ -27,22 +28,22 @@ class MemorizationNNConfig(ExperimentConfig):
     preset: Literal["paper", "quick"] = Field("paper", description="paper recipe, or quick (CPU minutes)")
     data: DataSource = Field("digits", description="image data (all classes) or synthetic z=[x,y]")
     data_root: str | None = Field(None, description="where image data lives")
-    border: int | None = Field(None, ge=1, description="border width; unset = data set default")
+    border: int | None = Field(None, ge=1, le=MAX_BORDER, description="border width; unset = data set default")
     border_content: str = Field("uniform", description="uniform, gaussian, constant:V or constant:R,G,B")
     scaling: Scaling = Field("unit", description="pixel scaling")
-    d: int = Field(1000, ge=2, description="synthetic: input dimension")
+    d: int = Field(1000, ge=2, le=MAX_DIM, description="synthetic: input dimension")
     alpha: float = Field(0.5, gt=0, lt=1, description="synthetic: spurious fraction")
     model: Annotated[list[Literal["fc", "cnn", "resnet18"]], Listed] = Field(["fc", "cnn"], description="networks")
     n_train: Annotated[list[Size], Listed] = Field([100, 500, 1000], description="training-set sizes N")
-    n_test: int = Field(10000, ge=1, description="test samples (capped at what the data has)")
-    epochs: int = Field(1000, ge=1, description="training epochs (preset)")
-    batch_size: int = Field(1024, ge=1, description="minibatch size")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    n_test: int = Field(10000, ge=1, le=MAX_SAMPLES, description="test samples (capped at what the data has)")
+    epochs: int = Field(1000, ge=1, le=10**6, description="training epochs (preset)")
+    batch_size: int = Field(1024, ge=1, le=MAX_SAMPLES, description="minibatch size")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Adam learning rate")
     weight_decay: float = Field(0.0, ge=0, description="Adam weight decay (paper's ResNet: 5e-4)")
     step_size: int = Field(100, ge=1, description="StepLR period in epochs (preset)")
     gamma: float = Field(0.8, gt=0, le=1, description="StepLR factor")
     log_every: int = Field(50, ge=1, description="epochs between evaluations and checkpoints (preset)")
-    seeds: int = Field(3, ge=1, description="number of seeds")
+    seeds: int = Field(3, ge=1, le=MAX_SEEDS, description="number of seeds")
 
     @model_validator(mode="after")
     def _check(self) -> MemorizationNNConfig:

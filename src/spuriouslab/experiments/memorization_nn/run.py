@@ -13,10 +13,12 @@ from typing import Any
 import torch
 
 from spuriouslab.data.memorization import build_split
-from spuriouslab.experiments.base import RunContext
+from spuriouslab.data.borders import DEFAULT_BORDER
+from spuriouslab.data.images import image_shape
+from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 from spuriouslab.nets.models import SeedEnsemble, build_model
-from spuriouslab.nets.train import DivergenceError, make_optimizer, train_loop
+from spuriouslab.nets.train import DIVERGENCE_BOUND, DivergenceError, diverged, make_optimizer, train_loop
 from spuriouslab.seeding import stream, torch_generator, torch_seed
 
 NAME = "memorization-nn"
@@ -45,6 +47,36 @@ class Tensors:
 
 def check(cfg: MemorizationNNConfig) -> None:
     Tensors(cfg, cfg.seed, max(cfg.n_train))  # data present, sizes possible
+
+
+def estimate(cfg: MemorizationNNConfig) -> Estimate:
+    """The largest group: every seed of the largest N (ResNet: one seed), its data as float32 tensors (plus
+    the float64 split being built), parameters with Adam state, and one batch of activations."""
+    n = max(cfg.n_train)
+    if cfg.data == "synthetic":
+        c, h, w = 1, 1, cfg.d
+    else:
+        h0, w0, c = image_shape(cfg.data, cfg.data_root)
+        b = cfg.border or DEFAULT_BORDER[cfg.data]
+        h, w = h0 + 2 * b, w0 + 2 * b
+    size = c * h * w
+    best = Estimate(0.0, 0.0)
+    for model in cfg.model:
+        S = 1 if model == "resnet18" else cfg.seeds
+        params = {"fc": size * 500 + 500 * 200 + 200 * 10, "cnn": 16 * 9 * c + 32 * 16 * 9 + 32 * (h // 4) * (w // 4)
+                  * 256 + 2560, "resnet18": 11_200_000}[model]
+        per_sample = {"fc": 700, "cnn": 16 * h * w * 3 + 32 * h * w, "resnet18": 64 * h * w * 16}[model]
+        batch = min(cfg.batch_size, n)
+        peak = (S * (2 * n + cfg.n_test) * size * 4 + (2 * n + cfg.n_test) * size * 8
+                + S * params * 4 * 4 + S * batch * per_sample * 4 * 2)
+        steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+        flops = S * (6.0 * steps * batch * max(params, per_sample)
+                     + 2.0 * (cfg.epochs / cfg.log_every + 1) * (2 * n + cfg.n_test) * max(params, per_sample))
+        if peak > best.peak_bytes:
+            best = Estimate(peak, max(flops, best.flops), f"{model}, N={n}, {S} seed(s)")
+        else:
+            best.flops = max(best.flops, flops)
+    return best
 
 
 def group_key(cfg: MemorizationNNConfig, p: dict[str, Any]) -> Any:
@@ -94,7 +126,7 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
     S = len(seeds)
     state = {"perm": None}
     history: dict[str, list] = {"epoch": []}
-    diverged: dict[int, int] = {}
+    gone: dict[int, int] = {}  # seed -> first logged epoch whose loss diverged
 
     ckpt = checkpoint_key(cfg, points) if ctx.checkpoints is not None else None
     saved = ctx.checkpoints.load(ckpt) if ckpt is not None else None
@@ -106,7 +138,7 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
         for g, st in zip(gens, saved["gens"], strict=True):
             g.set_state(st)
         history, start = saved["history"], saved["step"]
-        diverged = {int(k): v for k, v in saved["diverged"].items()}
+        gone = {int(k): v for k, v in saved["diverged"].items()}
 
     def step_loss(t: int) -> torch.Tensor:
         i = (t - 1) % spe
@@ -132,8 +164,8 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
         _, spur_acc = evaluate(xq, y)
         epoch = t // spe
         for i, s in enumerate(seeds):
-            if not math.isfinite(float(train_loss[i])) and s not in diverged:
-                diverged[s] = epoch
+            if bool(diverged(train_loss[i].cpu())) and s not in gone:
+                gone[s] = epoch
         history["epoch"].append(epoch)
         for k, v in [("train_loss", train_loss), ("train_acc", train_acc), ("test_acc", test_acc),
                      ("spurious_acc", spur_acc)]:
@@ -141,8 +173,8 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
         if ckpt is not None and t > 0:
             ctx.checkpoints.save(ckpt, {"net": net.state_dict(), "opt": opt.state_dict(),
                                         "sched": sched.state_dict(), "gens": [g.get_state() for g in gens],
-                                        "history": history, "diverged": diverged, "step": t})
-        alive = [float(train_loss[i]) for i, s in enumerate(seeds) if s not in diverged]
+                                        "history": history, "diverged": gone, "step": t})
+        alive = [float(train_loss[i]) for i, s in enumerate(seeds) if s not in gone]
         return {"loss": torch.tensor(alive if alive else [math.nan])}
 
     net.train()
@@ -161,8 +193,9 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
         rec["curve_epoch"] = list(history["epoch"])
         rec.update(data=cfg.data, epochs=cfg.epochs, status="ok", error="", seconds=seconds,
                    n_classes=classes or 2, chance=1 / (classes or 2))
-        if p["seed"] in diverged:
-            rec.update(status="diverged", error=f"training loss not finite at epoch {diverged[p['seed']]}")
+        if p["seed"] in gone:
+            rec.update(status="diverged",
+                       error=f"training loss not finite or above {DIVERGENCE_BOUND:g} at epoch {gone[p['seed']]}")
             for k in ["train_loss", "train_acc", "test_acc", "spurious_acc"]:
                 rec[k] = math.nan
         yield rec

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from pydantic import Field
 
-from spuriouslab.experiments.fields import (ActivationName, Correlation, Fraction, KernelModel, Listed, RidgeValue,
-                                            Size, Width)
+from spuriouslab.experiments.fields import (MAX_DIM, ActivationName, Correlation, Fraction, KernelModel, Listed,
+                                            RidgeValue, Size, Width)
 from spuriouslab.experiments.memorization.config import MemorizationConfig
 
 
 class RidgeConfig(MemorizationConfig):
-    d: int = Field(500, ge=2, description="input dimension d = d_x + d_y")
+    d: int = Field(500, ge=2, le=MAX_DIM, description="input dimension d = d_x + d_y")
     alpha: Annotated[list[Fraction], Listed] = Field([0.5], description="spurious fraction d_y/d")
     n_train: Annotated[list[Size], Listed] = Field([500], description="training-set sizes N")
     model: Annotated[list[KernelModel], Listed] = Field(["rf", "ntk"], description="rf or ntk")
