@@ -98,7 +98,7 @@ def test_cifar_pickle_batches(tmp_path):
         read_cifar_batch(d / "data_batch_3")
     with open(d / "test_batch", "wb") as fh:
         pickle.dump({b"data": np.zeros((3, 100), dtype=np.uint8), b"labels": [0, 1, 2]}, fh)
-    with pytest.raises(DataError, match=r"test_batch: data must be uint8 \(N, 3072\)"):
+    with pytest.raises(DataError, match=r"test_batch: data must be a uint8 array \(N, 3072\)"):
         read_cifar_batch(d / "test_batch")
 
 

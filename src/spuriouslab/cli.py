@@ -6,6 +6,7 @@ and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -31,11 +32,14 @@ def _os_error(exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
-    return f"spuriouslab: warning: {message}\n"
-
-
-warnings.formatwarning = _one_line_warning  # warnings from the command line read as one line each
+@contextlib.contextmanager
+def warnings_to_stderr():
+    """Show every warning raised inside as one line on stderr, as it happens."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = lambda message, *a, **k: typer.echo(f"spuriouslab: warning: {message}", err=True)
+        yield
 
 
 def fail(message: str) -> None:
@@ -127,7 +131,8 @@ def run(
     """Run an experiment's grid into a run directory (resumes: completed points are skipped)."""
     try:
         sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
-        _run(experiment, config, sets, out, device, jobs, executor, progress)
+        with warnings_to_stderr():
+            _run(experiment, config, sets, out, device, jobs, executor, progress)
     except ConfigError as exc:
         fail(str(exc))
     except OSError as exc:  # the file system said no: a full disk, a path that vanished, permissions
@@ -154,8 +159,6 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress) -> Non
     dev = resolve_device(device)
     estimate = check_memory(exp, cfg, dev, jobs if executor == "local" else 1)  # before anything is built
     exp.check(cfg)  # data on disk, sizes: fails before DIR is touched
-    if estimate:
-        typer.echo(estimate, err=True)
     resolved = cfg.model_dump(mode="json")
     if out is None:
         digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
@@ -170,6 +173,8 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress) -> Non
     threads = 1 if executor == "ray" else (worker_threads(jobs) if jobs > 1 else torch.get_num_threads())
     with RunStore(out) as store:  # the lock is released when the run ends
         store.open(experiment, resolved, cfg.fixed_fields(), environment(dev, cfg.seed, jobs, threads, executor))
+        if estimate:
+            typer.echo(estimate, err=True)
         _sweep_and_report(exp, cfg, store, dev, progress, executor, jobs)
 
 
@@ -202,7 +207,7 @@ def report(directory: Path = typer.Argument(..., help="a run directory")) -> Non
     try:
         if not directory.is_dir():
             raise ConfigError(f"report: {directory} is not a directory")
-        with RunStore(directory) as store:
+        with RunStore(directory) as store, warnings_to_stderr():
             store.lock()
             typer.echo(build_report(store))
     except ConfigError as exc:

@@ -63,7 +63,8 @@ def load_file(path, source: str | None = None):
     """Read and parse a YAML file; unreadable, binary or non-UTF-8 content is a one-line ConfigError."""
     source = source or str(path)
     try:
-        raw = open(path, "rb").read()  # noqa: SIM115
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except IsADirectoryError:
         raise ConfigError(f"{source}: is a directory, not a YAML file") from None
     except OSError as exc:

@@ -1,0 +1,178 @@
+"""Seeded byte-flip and truncation fuzzing of the real file formats the package reads.
+
+Each case is a corrupted copy of a valid fixture; the reader must either load it (the same content, or other
+valid content) or raise the package's one-line error (:class:`~spuriouslab.errors.ConfigError`, of which
+``DataError`` is one, with no newline in its message).  Anything else (another exception, a message over several
+lines) is a failure.  ``python tests/fuzzing.py`` prints the counts per format.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+import shutil
+import sys
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from spuriouslab.errors import ConfigError
+
+
+def mutations(raw: bytes, n: int, seed: int) -> list[bytes]:
+    """``n`` corrupted copies: single-byte flips (random bit patterns), multi-byte flips and truncations."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        b = bytearray(raw)
+        kind = i % 3
+        if kind == 0 and len(b):  # one byte replaced
+            b[int(rng.integers(len(b)))] = int(rng.integers(256))
+        elif kind == 1 and len(b):  # a few bytes anywhere
+            for _ in range(int(rng.integers(2, 9))):
+                b[int(rng.integers(len(b)))] ^= int(rng.integers(1, 256))
+        else:  # truncation
+            b = b[: int(rng.integers(len(b) + 1))]
+        out.append(bytes(b))
+    return out
+
+
+def run_cases(cases: list[bytes], write: Callable[[bytes], None], load: Callable[[], object],
+              same: Callable[[object], bool]) -> Counter:
+    """Outcomes: ``same`` (loaded the original content), ``other`` (loaded something else, valid),
+    ``error`` (one-line error); any other outcome raises AssertionError naming the case."""
+    counts: Counter = Counter()
+    for i, case in enumerate(cases):
+        write(case)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = load()
+        except ConfigError as exc:
+            assert "\n" not in str(exc), f"case {i}: a multi-line message: {exc!r}"
+            counts["error"] += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - the point of the test
+            raise AssertionError(f"case {i}: {type(exc).__name__}: {exc}") from None
+        counts["same" if same(result) else "other"] += 1
+    return counts
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+def idx_cases(tmp: Path, n: int, compress: bool) -> Counter:
+    from spuriouslab.data.images import read_idx, write_idx
+
+    a = np.random.default_rng(0).integers(0, 256, (4, 6, 5), dtype=np.uint8)
+    path = tmp / ("a.idx.gz" if compress else "a.idx")
+    write_idx(path, a, compress=compress)
+    raw = path.read_bytes()
+    return run_cases(mutations(raw, n, 1 + compress), path.write_bytes, lambda: read_idx(path),
+                     lambda r: isinstance(r, np.ndarray) and r.shape == a.shape and np.array_equal(r, a))
+
+
+def cifar_cases(tmp: Path, n: int) -> Counter:
+    from spuriouslab.data.images import read_cifar_batch
+
+    rng = np.random.default_rng(3)
+    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [int(v) for v in rng.integers(0, 10, 4)],
+             b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"filenames": [b"a.png"] * 4}
+    path = tmp / "data_batch_1"
+    raw = pickle.dumps(batch, protocol=2)
+    x0, y0 = read_cifar_batch_from(raw, path, read_cifar_batch)
+    return run_cases(mutations(raw, n, 4), path.write_bytes, lambda: read_cifar_batch(path),
+                     lambda r: np.array_equal(r[0], x0) and np.array_equal(r[1], y0))
+
+
+def read_cifar_batch_from(raw: bytes, path: Path, reader):
+    path.write_bytes(raw)
+    return reader(path)
+
+
+def folder_cases(tmp: Path, n: int) -> Counter:
+    from PIL import Image
+
+    import spuriouslab.data.images as I
+
+    root = tmp / "folder"
+    rng = np.random.default_rng(5)
+    for split in ["train", "test"]:
+        for cls in ["a", "b"]:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+    target = root / "train" / "a" / "0.png"
+    raw = target.read_bytes()
+    good = I.read_image_folder(root)
+
+    def load():
+        return I.read_image_folder(root)
+
+    return run_cases(mutations(raw, n, 6), target.write_bytes, load,
+                     lambda r: np.array_equal(r.x_train, good.x_train))
+
+
+def config_cases(tmp: Path, n: int) -> Counter:
+    from spuriouslab.cli import load_config_file
+    from spuriouslab.experiments import get_experiment
+
+    exp = get_experiment("memorization")
+    text = ("experiment: memorization\nd: 40\nn_train: [10, 20]\nn_test: 30\nmodel: [rf, ntk]\nactivation: relu\n"
+            "width: [300, inf]\nseeds: 2\nalpha: 0.5\nridge: [0.0, 1e-3]\n")
+    path = tmp / "c.yaml"
+    path.write_text(text)
+    good = exp.make_config(load_config_file(path, "memorization"))
+
+    def load():
+        return exp.make_config(load_config_file(path, "memorization"))
+
+    return run_cases(mutations(text.encode(), n, 7), path.write_bytes, load, lambda c: c == good)
+
+
+def records_cases(tmp: Path, n: int) -> Counter:
+    from spuriouslab.store import RunStore
+
+    store = RunStore(tmp / "run")
+    store.root.mkdir()
+    recs = [{"n_train": n_, "model": "rf", "seed": s, "test_acc": 0.5 + 0.01 * s} for n_ in (10, 20) for s in (0, 1)]
+    store.append(recs)
+    raw = store.records_path.read_bytes()
+    fields = ["n_train", "model", "seed"]
+
+    def load():
+        got = store.records(fields)
+        keys = [json.dumps({f: r[f] for f in fields}, sort_keys=True) for r in got]
+        assert len(keys) == len(set(keys)), "a point counted twice"
+        return got
+
+    return run_cases(mutations(raw, n, 8), store.records_path.write_bytes, load, lambda r: r == recs)
+
+
+FORMATS = {
+    "IDX (gzip)": lambda tmp, n: idx_cases(tmp, n, True),
+    "IDX (raw)": lambda tmp, n: idx_cases(tmp, n, False),
+    "CIFAR pickle": cifar_cases,
+    "image folder (PNG)": folder_cases,
+    "config file (YAML)": config_cases,
+    "records.jsonl": records_cases,
+}
+
+
+def main(n: int = 300) -> None:
+    print("| format | cases | loaded, same | loaded, other valid content | one-line error |")
+    print("|---|---|---|---|---|")
+    for name, fn in FORMATS.items():
+        tmp = Path(tempfile.mkdtemp())
+        try:
+            c = fn(tmp, n)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"| {name} | {n} | {c['same']} | {c['other']} | {c['error']} |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 300)
