@@ -40,6 +40,13 @@ def band(ax, x, mean, ci, label=None, quantity: str | None = None, **kw):
     return line
 
 
+def colors(n: int) -> list:
+    """``n`` distinct line colours (tab10, then viridis beyond ten)."""
+    if n <= 10:
+        return [plt.cm.tab10(i) for i in range(n)]
+    return list(plt.cm.viridis(np.linspace(0, 0.95, n)))
+
+
 def panel_grid(n_rows: int, n_cols: int, size=(4.2, 3.2)):
     fig, axes = plt.subplots(max(1, n_rows), max(1, n_cols), figsize=(size[0] * max(1, n_cols),
                                                                       size[1] * max(1, n_rows)),

@@ -40,6 +40,15 @@ STREAMS: dict[str, int] = {
     "contamination.data": 1,  # train and test sets
     "contamination.sampling": 2,  # minibatches and online samples
     "contamination.init": 3,  # network initialisation
+    # representation distillation
+    "distillation.map": 400,  # the embedding T of the synthetic task
+    "distillation.prototypes": 401,  # class directions in the core subspace
+    "distillation.data": 402,  # train / test samples and image backgrounds
+    "distillation.teacher": 403,  # teacher initialisation and its (wide) training backgrounds
+    "distillation.student": 404,  # student initialisation
+    "distillation.baseline": 405,  # baseline initialisation
+    "distillation.order": 406,  # minibatch order
+    "distillation.probe": 407,  # torch probes
 }
 
 IMAGE_OFFSETS = {"train_pick": 0, "test_pick": 1, "train_border": 2, "test_border": 3, "train_query": 4,

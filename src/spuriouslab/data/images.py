@@ -206,38 +206,48 @@ def load_digits_data() -> ImageData:
                      source="sklearn.datasets.load_digits")
 
 
-def read_image_folder(root: Path) -> ImageData:
+def read_image_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``directory/<class>/*.png|jpg|bmp`` of the given classes (label = index in ``classes``), uint8
+    (N, H, W, C); every class needs a folder, every image the same size, every file must decode."""
     from PIL import Image, UnidentifiedImageError
 
-    splits = {}
+    imgs, labels = [], []
+    for ci, cname in enumerate(classes):
+        if not (directory / cname).is_dir():
+            raise DataError(f"{directory}: class {cname!r} (present in train/) is missing; every class needs "
+                            f"{directory.name}/{cname}/")
+        for f in sorted((directory / cname).glob("*")):
+            if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
+                continue
+            try:
+                with Image.open(f) as im:
+                    imgs.append(np.asarray(im.convert("RGB" if im.mode not in ("L",) else "L")))
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError,
+                    zlib.error, struct.error, Image.DecompressionBombError) as exc:
+                detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+                raise DataError(f"{f}: unreadable image ({detail})") from None
+            labels.append(ci)
+    if not imgs:
+        raise DataError(f"{directory}: no images found")
+    shapes = {i.shape for i in imgs}
+    if len(shapes) != 1:
+        raise DataError(f"{directory}: images differ in size ({sorted(shapes)[:3]}...); resize them first")
+    arr = np.stack(imgs)
+    return (arr[..., None] if arr.ndim == 3 else arr), np.asarray(labels, dtype=np.int64)
+
+
+def folder_classes(root: Path) -> list[str]:
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) if (root / "train").is_dir() else []
     if not classes:
         raise DataError(f"{root}: an image folder needs train/<class>/*.png|jpg (and test/<class>/...)")
-    for split in ("train", "test"):
-        imgs, labels = [], []
-        for ci, cname in enumerate(classes):
-            if not (root / split / cname).is_dir():
-                raise DataError(f"{root / split}: class {cname!r} (present in train/) is missing; every class needs "
-                                f"{split}/{cname}/")
-            for f in sorted((root / split / cname).glob("*")):
-                if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
-                    continue
-                try:
-                    with Image.open(f) as im:
-                        imgs.append(np.asarray(im.convert("RGB" if im.mode not in ("L",) else "L")))
-                except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError,
-                        zlib.error, struct.error, Image.DecompressionBombError) as exc:
-                    detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-                    raise DataError(f"{f}: unreadable image ({detail})") from None
-                labels.append(ci)
-        if not imgs:
-            raise DataError(f"{root / split}: no images found")
-        shapes = {i.shape for i in imgs}
-        if len(shapes) != 1:
-            raise DataError(f"{root / split}: images differ in size ({sorted(shapes)[:3]}...); resize them first")
-        arr = np.stack(imgs)
-        splits[split] = (arr[..., None] if arr.ndim == 3 else arr, np.asarray(labels, dtype=np.int64))
-    return ImageData("folder", *splits["train"], *splits["test"], classes, source=str(root))
+    return classes
+
+
+def read_image_folder(root: Path) -> ImageData:
+    classes = folder_classes(root)
+    train = read_image_split(root / "train", classes)
+    test = read_image_split(root / "test", classes)
+    return ImageData("folder", *train, *test, classes, source=str(root))
 
 
 # ------------------------------------------------------------------------------- discovery, loading

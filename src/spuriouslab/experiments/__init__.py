@@ -14,6 +14,7 @@ EXPERIMENTS: dict[str, str] = {
     "ridge": "spuriouslab.experiments.ridge",
     "contamination": "spuriouslab.experiments.contamination",
     "memorization-nn": "spuriouslab.experiments.memorization_nn",
+    "distillation": "spuriouslab.experiments.distillation",
 }
 
 

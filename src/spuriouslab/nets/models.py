@@ -106,7 +106,9 @@ class SeedEnsemble(nn.Module):
         if self.stacked:
             params, buffers = stack_module_state(models)
             self.params = nn.ParameterDict({k.replace(".", "__"): nn.Parameter(v) for k, v in params.items()})
-            self._buffers_stacked = buffers
+            for k, v in buffers.items():  # registered, so they move with .to() and live in the state dict
+                self.register_buffer("buf__" + k.replace(".", "__"), v)
+            self._buffer_names = list(buffers)
             # the template only supplies the forward code: kept outside the module tree (no .to(), no state)
             object.__setattr__(self, "base", copy.deepcopy(models[0]).to("meta"))
         else:
@@ -118,15 +120,97 @@ class SeedEnsemble(nn.Module):
         if not self.stacked:
             return self.model(x[0])[None]
         params = {k.replace("__", "."): v for k, v in self.params.items()}
-        buffers = {k: v.to(x.device) for k, v in self._buffers_stacked.items()}
+        buffers = self._stacked_buffers()
 
         def one(p, b, xi):
             return functional_call(self.base, (p, b), (xi,))
 
         return vmap(one)(params, buffers, x)
 
+    def _stacked_buffers(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, "buf__" + k.replace(".", "__")) for k in self._buffer_names}
+
+    def forward_module(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """Evaluate only the submodule ``name`` (e.g. ``"encoder"`` of a classifier) of every seed."""
+        if not self.stacked:
+            return self.model.get_submodule(name)(x[0])[None]
+        prefix = name + "."
+        params = {k.replace("__", ".")[len(prefix):]: v for k, v in self.params.items()
+                  if k.replace("__", ".").startswith(prefix)}
+        buffers = {k[len(prefix):]: v for k, v in self._stacked_buffers().items() if k.startswith(prefix)}
+        sub = self.base.get_submodule(name)
+
+        def one(p, b, xi):
+            return functional_call(sub, (p, b), (xi,))
+
+        return vmap(one)(params, buffers, x)
+
+    def seed_parameter(self, name: str) -> torch.Tensor:
+        """A parameter of every seed, stacked (S, ...), by its dotted name in the model."""
+        if not self.stacked:
+            return self.model.get_parameter(name)[None]
+        return self.params[name.replace(".", "__")]
+
     def train(self, mode: bool = True):
         super().train(mode)
         if not self.stacked:
             self.model.train(mode)
         return self
+
+
+# ------------------------------------------------------------------------------- encoders (distillation)
+class MLPEncoder(nn.Module):
+    """``x -> phi(W1 x + b1) -> W2 . + b2``: a two-layer encoder to an ``embed``-dimensional representation, any
+    activation of the registry."""
+
+    def __init__(self, d_in: int, width: int, embed: int, activation: str = "relu"):
+        super().__init__()
+        from spuriouslab.activations import get_activation
+
+        self.first = nn.Linear(d_in, width)
+        self.second = nn.Linear(width, embed)
+        self.activation = activation
+        self._fn = get_activation(activation).fn("net")
+
+    def forward(self, x):
+        return self.second(self._fn.differentiable(self.first(x.flatten(1))))
+
+
+class CNNEncoder(nn.Module):
+    """conv3x3(16) ReLU maxpool2, conv3x3(32) ReLU maxpool2, FC to ``embed``: the small CNN as an encoder."""
+
+    def __init__(self, channels: int, size: tuple[int, int], embed: int):
+        super().__init__()
+        h, w = size[0] // 4, size[1] // 4
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * h * w, embed))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Projected(nn.Module):
+    """``encoder(x P)``: an encoder that sees only a fixed linear projection of its input (``P`` a buffer), e.g.
+    the core subspace; its output is then exactly invariant to anything ``P`` removes."""
+
+    def __init__(self, encoder: nn.Module, projection: torch.Tensor):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("projection", projection)
+
+    def forward(self, x):
+        return self.encoder(x.flatten(1) @ self.projection)
+
+
+class Classifier(nn.Module):
+    """An encoder followed by a linear head (trained end to end with labels)."""
+
+    def __init__(self, encoder: nn.Module, embed: int, n_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(embed, n_classes)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))

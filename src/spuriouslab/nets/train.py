@@ -64,13 +64,15 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, w
 
 def train_loop(step_loss: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer, iterations: int,
                log_every: int, on_log: Callable[[int], dict | None], desc: str | None = None,
-               progress: bool = False, start: int = 0) -> None:
+               progress: bool = False, start: int = 0, before_step: Callable[[], None] | None = None,
+               scheduler=None) -> None:
     """Run steps ``start + 1 .. iterations``; ``step_loss(t)`` returns the scalar loss of step t (1-based).
 
     ``on_log(t)`` is called at t = 0 (before training, unless resuming from ``start > 0``), every
     ``log_every`` steps and at the end; if the ``"loss"`` it returns (the seeds still alive) has diverged
     everywhere (:func:`diverged`), the run stops with :class:`DivergenceError`.  Checkpointing belongs in ``on_log``: resuming from a logged step continues the
-    same trajectory."""
+    same trajectory.  ``before_step`` runs between backward and the optimizer step (gradient clipping);
+    ``scheduler`` (a learning-rate scheduler) steps after every optimizer step."""
     if start == 0:
         on_log(0)
     bar = tqdm(total=iterations, initial=start, desc=desc, leave=False, disable=not progress, unit="step")
@@ -78,7 +80,11 @@ def train_loop(step_loss: Callable[[int], torch.Tensor], optimizer: torch.optim.
     for t in range(start + 1, iterations + 1):
         optimizer.zero_grad(set_to_none=True)
         step_loss(t).backward()
+        if before_step is not None:
+            before_step()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         if t % log_every == 0 or t == iterations:
             logged = on_log(t)
             bar.update(t - last)
@@ -87,3 +93,32 @@ def train_loop(step_loss: Callable[[int], torch.Tensor], optimizer: torch.optim.
                 bar.close()
                 raise DivergenceError(f"training loss is not finite (or above {DIVERGENCE_BOUND:g}) at step {t}")
     bar.close()
+
+
+@torch.no_grad()
+def clip_grad_norm_per_seed(params: Iterable[torch.nn.Parameter], max_norm: float, stacked: bool = True) -> None:
+    """Clip the gradient norm of each seed separately (parameters stacked over a leading seed dimension), so
+    that seeds trained together keep the trajectory each would have alone; ``stacked=False``: one global norm."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    if not stacked:
+        torch.nn.utils.clip_grad_norm_(grads, max_norm)
+        return
+    sq = sum(g.pow(2).flatten(1).sum(dim=1) for g in grads)  # (S,)
+    scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total`` (the papers' recipe)."""
+    import math
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

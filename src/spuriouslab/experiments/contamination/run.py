@@ -14,6 +14,7 @@ import torch
 from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_task, minibatch, online_batch
 from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.contamination.config import ContaminationConfig
+from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.mlp import StackedMLP
 from spuriouslab.nets.train import DIVERGENCE_BOUND, LOSSES, DivergenceError, diverged, make_optimizer, train_loop
 from spuriouslab.seeding import stream, torch_generator
@@ -66,8 +67,7 @@ def measure(model: StackedMLP, task: ContaminationTask, loss_fn, subspace: bool)
         out[f"{name}_acc"] = (f * s.y > 0).float().mean(dim=1)
     C = torch.bmm(model.weights[0], task.T.transpose(1, 2))  # (S, m, k): first-layer weights in latent coords
     dc = task.d_core
-    out["core_norm"] = C[..., :dc].norm(dim=2).mean(dim=1)
-    out["bg_norm"] = C[..., dc:].norm(dim=2).mean(dim=1)
+    out["core_norm"], out["bg_norm"] = subspace_norms(model.weights[0], task.T, dc)
     signed = C[..., dc:].sum(dim=2) / task.d_bg**0.5  # projection on the unit background-mean direction
     out["bg_signed"] = signed.mean(dim=1)
     a = model.output_weights()

@@ -1,0 +1,42 @@
+"""Representation distillation (Zhang et al., ICML 2024, Section 3): a student that fits an OOD-robust teacher's
+representation, probed ID and OOD.
+
+A frozen teacher; a student of the same architecture (fresh init) trained with MSE on the teacher's embeddings of
+the training inputs, no labels; a baseline of the same architecture trained end to end with labels; linear probes
+on each one's frozen features, fitted on the ID training set; accuracy on the ID test set and every OOD set.  The
+mechanism is measured for MLP students on the synthetic task: their first-layer weight in the background subspace
+(the contamination metric), against the teacher's (zero by construction) and an identity-activation student.
+``config`` / ``run`` / ``report`` hold the three jobs.
+"""
+
+from __future__ import annotations
+
+from spuriouslab.experiments.base import Experiment
+from spuriouslab.experiments.distillation import report as _report
+from spuriouslab.experiments.distillation import run as _run
+from spuriouslab.experiments.distillation.config import DistillationConfig
+
+
+class Distillation(Experiment):
+    name = "distillation"
+    summary = "Representation distillation: a student of an OOD-robust teacher, probed ID and OOD (Zhang et al.)"
+    Config = DistillationConfig
+
+    def check(self, cfg):
+        self.points(cfg)
+        _run.check_models(cfg)
+
+    def estimate(self, cfg):
+        return _run.estimate(cfg)
+
+    def group_key(self, cfg, point):
+        return _run.group_key(cfg, point)
+
+    def run_group(self, cfg, points, ctx):
+        return _run.run_group(cfg, points, ctx)
+
+    def report(self, cfg, df):
+        return _report.report(cfg, df)
+
+
+EXPERIMENT = Distillation()

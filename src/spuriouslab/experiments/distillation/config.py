@@ -1,0 +1,93 @@
+"""Distillation config: values only; the preset (cpu / paper recipe) and the task's sizes are layers of
+``DEFAULTS``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from spuriouslab.experiments.base import ExperimentConfig
+from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, Listed
+
+TASKS = ["synthetic", "digits-background", "fashion-background", "folder"]
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU minutes: full-batch (synthetic) or small-batch AdamW, no warm-up, no clipping, scikit-learn probes
+    "cpu": {"lr": 1e-3, "weight_decay": 1e-3, "warmup": 0, "clip": 0.0, "probe": "sklearn"},
+    # the paper's recipe (RN50 row): AdamW lr 1e-3, wd 0.05, batch 256, 10k warm-up steps then cosine, grad-norm
+    # clip 1.0, 50 epochs; probes AdamW lr 1e-3, 10 epochs, wd 0.1 (teacher) / 1e-3 (students)
+    "paper": {"lr": 1e-3, "weight_decay": 0.05, "batch_size": 256, "warmup": 10_000, "clip": 1.0, "epochs": 50,
+              "probe": "torch", "probe_epochs": 10, "probe_lr": 1e-3},
+}
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "synthetic": {"activation": ["relu", "identity"], "n": 1000, "n_test": 1000, "batch_size": 0, "epochs": 3000,
+                  "teacher_epochs": 1500, "log_every": 150, "seeds": 5},
+    "digits-background": {"activation": ["relu"], "n": 1000, "n_test": 500, "canvas": 16, "batch_size": 128,
+                          "epochs": 60, "teacher_epochs": 60, "log_every": 6, "seeds": 3},
+    "fashion-background": {"activation": ["relu"], "n": 5000, "n_test": 2000, "canvas": 36, "batch_size": 256,
+                           "epochs": 15, "teacher_epochs": 15, "log_every": 3, "seeds": 3},
+    "folder": {"activation": ["relu"], "n": MAX_SAMPLES, "n_test": MAX_SAMPLES, "batch_size": 256, "epochs": 10,
+               "teacher_epochs": 10, "log_every": 1, "seeds": 1},
+}
+
+
+class DistillationConfig(ExperimentConfig):
+    AXES: ClassVar[tuple[str, ...]] = ("activation",)
+    DEFAULTS: ClassVar = (("preset", PRESETS), ("task", TASK_DEFAULTS))
+
+    task: Literal["synthetic", "digits-background", "fashion-background", "folder"] = Field(
+        "synthetic", description="synthetic core/background, digits or Fashion-MNIST on backgrounds, or a folder")
+    preset: Literal["cpu", "paper"] = Field("cpu", description="cpu (minutes) or paper (the paper's recipe, GPU)")
+    activation: Annotated[list[ActivationName], Listed] = Field(
+        ["relu"], description="student and baseline activation (MLP tasks; identity = the linear control)")
+    teacher_activation: ActivationName = Field("relu", description="built-in synthetic teacher's activation")
+    teacher: str | None = Field(None, description="import string package.module:factory of a frozen teacher "
+                                                  "encoder (else the built-in teacher, trained here)")
+    teacher_checkpoint: str | None = Field(None, description="state dict (torch.save) loaded into the teacher")
+    student: str | None = Field(None, description="import string of the student encoder (default: the teacher's "
+                                                  "architecture, fresh init)")
+    data_root: str | None = Field(None, description="task=folder: root/{train,test}/<class>/*.png and "
+                                                    "root/ood/<name>/<class>/*.png; image tasks: data search root")
+    d: int = Field(256, ge=2, le=MAX_DIM, description="synthetic: input dimension")
+    d_core: int = Field(32, ge=1, le=MAX_DIM, description="synthetic: core latent dimension")
+    d_bg: int = Field(32, ge=1, le=MAX_DIM, description="synthetic: background latent dimension")
+    n_classes: int = Field(10, ge=2, le=1000, description="synthetic: classes (directions in the core subspace)")
+    noise: float = Field(1.5, ge=0, allow_inf_nan=False, description="synthetic: core noise around the prototypes")
+    n: int = Field(1000, ge=2, le=MAX_SAMPLES, description="training samples (task)")
+    n_test: int = Field(1000, ge=1, le=MAX_SAMPLES, description="ID test samples, and each OOD set (task)")
+    canvas: int = Field(16, ge=8, le=512, description="image tasks: canvas size (the image sits at its centre)")
+    width: int = Field(256, ge=1, le=MAX_WIDTH, description="MLP encoders: hidden width")
+    embed: int = Field(32, ge=1, le=MAX_WIDTH, description="embedding (representation) size")
+    epochs: int = Field(3000, ge=1, le=10**7, description="student and baseline epochs (full batch: steps)")
+    teacher_epochs: int = Field(1500, ge=1, le=10**7, description="built-in teacher epochs")
+    batch_size: int = Field(0, ge=0, le=MAX_SAMPLES, description="minibatch size; 0 = full batch")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="AdamW learning rate (preset)")
+    weight_decay: float = Field(1e-3, ge=0, allow_inf_nan=False, description="AdamW weight decay (preset)")
+    warmup: int = Field(0, ge=0, description="warm-up steps before the cosine decay; 0 with clip=0: constant lr")
+    clip: float = Field(0.0, ge=0, allow_inf_nan=False, description="gradient-norm clip per seed (0 = off)")
+    log_every: int = Field(150, ge=1, description="epochs between measurements (and checkpoints)")
+    probe: Literal["sklearn", "torch"] = Field("sklearn", description="linear probe: scikit-learn logistic "
+                                                                      "regression or a torch AdamW probe")
+    probe_epochs: int = Field(10, ge=1, le=10**5, description="torch probe epochs")
+    probe_lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="torch probe learning rate")
+    probe_wd_teacher: float = Field(0.1, ge=0, description="torch probe weight decay on teacher features")
+    probe_wd_student: float = Field(1e-3, ge=0, description="torch probe weight decay on student / baseline features")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
+    seeds: int = Field(5, ge=1, le=MAX_SEEDS, description="seeds (teacher, student and baseline per seed)")
+
+    @model_validator(mode="after")
+    def _combination(self) -> DistillationConfig:
+        if self.task == "synthetic" and self.d_core + self.d_bg > self.d:
+            raise ValueError(f"d_core + d_bg: got {self.d_core} + {self.d_bg} > d={self.d}")
+        if self.task != "synthetic" and self.student is None and self.activation != ["relu"]:
+            raise ValueError(f"activation: got {self.activation}; the built-in image encoders are ReLU CNNs (the "
+                             "activation axis is for MLP students on task=synthetic)")
+        if self.task == "folder" and not self.data_root:
+            raise ValueError("data_root: task=folder needs data_root=DIR (DIR/train, DIR/test, DIR/ood/<name>)")
+        if self.teacher_checkpoint and not self.teacher:
+            raise ValueError("teacher_checkpoint: give it with teacher=package.module:factory")
+        return self
+
+    def mlp(self) -> bool:
+        """Whether the built-in encoders are MLPs (synthetic) or CNNs (images)."""
+        return self.task == "synthetic"
