@@ -199,6 +199,28 @@ def _sweep_and_report(exp, cfg, store, dev, progress, executor, jobs) -> None:
 
 
 @app.command()
+def probe(
+    model: str = typer.Argument(..., help="the classifier: package.module:factory (or a module-level nn.Module)"),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="state dict to load into the model"),
+    set_: list[str] = typer.Option(None, "--set", "-s", help="key=value (data=, colour=, eval_border=, layer=, n=...)"),
+    out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/probe-<config hash>)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+    data_root: Path = typer.Option(None, "--data-root", help="where image data lives"),
+) -> None:
+    """Measure a torch image classifier's reliance on the border: the background-features numbers for your model."""
+    try:
+        sets = [f"model={model}", *([f"checkpoint={checkpoint}"] if checkpoint else []), *(set_ or []),
+                *([f"data_root={data_root}"] if data_root else [])]
+        with warnings_to_stderr():
+            _run("probe", None, sets, out, device, 1, "local", progress)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(_os_error(exc))
+
+
+@app.command()
 def report(directory: Path = typer.Argument(..., help="a run directory")) -> None:
     """Rebuild results.parquet, figures and summary.md of a run directory from its records alone."""
     from spuriouslab.report import build_report
@@ -233,6 +255,7 @@ def list_() -> None:
     typer.echo(f"activations: {', '.join(activation_names())}")
     typer.echo("commands:")
     typer.echo("    spuriouslab run EXPERIMENT [--config FILE.yaml] [--set key=value ...] [--out DIR] [--device auto|cpu|cuda]")
+    typer.echo("    spuriouslab probe package.module:factory [--checkpoint FILE] [--set data=cifar10 --set colour=brick ...]")
     typer.echo("    spuriouslab report DIR")
     typer.echo("    spuriouslab data info [--data-root DIR]      spuriouslab data fetch mnist|fashion-mnist|cifar10")
     typer.echo("    spuriouslab theory gamma --activation relu --alpha 0.5 [--model rf|ntk] [--n N --d D]")

@@ -49,6 +49,13 @@ STREAMS: dict[str, int] = {
     "distillation.baseline": 405,  # baseline initialisation
     "distillation.order": 406,  # minibatch order
     "distillation.probe": 407,  # torch probes
+    # background features in deep networks
+    "background.init": 500,  # network initialisation
+    "background.augment": 501,  # crops and flips (key: seed, stream, epoch)
+    "background.order": 502,  # minibatch order
+    "background.subset": 503,  # which training / test images
+    "background.adversarial": 504,  # Gaussian noise of adversarial training
+    "background.visualize": 505,  # initial images of the feature visualization
 }
 
 IMAGE_OFFSETS = {"train_pick": 0, "test_pick": 1, "train_border": 2, "test_border": 3, "train_query": 4,

@@ -58,3 +58,10 @@ def markdown_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     for _, row in df[cols].iterrows():
         lines.append("| " + " | ".join(fmt(row[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def curve_stats(sub: pd.DataFrame, key: str, x: str = "curve_step") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The logged x values, and the mean and 95% interval over the rows (seeds) of the curve column
+    ``curve_<key>``."""
+    vals = np.stack([np.asarray(v, dtype=float) for v in sub[f"curve_{key}"]])
+    return (np.asarray(sub.iloc[0][x]), *mean_ci(vals))

@@ -93,3 +93,65 @@ def scale_pixels(x: np.ndarray, mode: str, reference: np.ndarray) -> np.ndarray:
         ref = reference.astype(np.float64)
         return (x - ref.mean()) / max(ref.std(), 1e-12)
     raise ConfigError(f"scaling: got {mode!r}; allowed: raw, unit, standard")
+
+
+# ------------------------------------------------------------------------- solid borders (background features)
+COLOURS = {"brick": (150, 50, 50), "green": (50, 150, 50), "blue": (50, 50, 150), "grey": (128, 128, 128),
+           "black": (0, 0, 0), "white": (255, 255, 255), "yellow": (200, 200, 50)}
+
+
+def parse_colour(text: str, key: str = "colour") -> tuple[int, int, int]:
+    """A named colour (``brick`` = RGB 150,50,50, the paper's; green, blue, grey, black, white, yellow) or
+    ``R,G,B`` with integers 0..255."""
+    if isinstance(text, str) and text in COLOURS:
+        return COLOURS[text]
+    try:
+        parts = [int(p) for p in str(text).split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 3 and all(0 <= p <= 255 for p in parts):
+        return tuple(parts)  # type: ignore[return-value]
+    raise ConfigError(f"{key}: got {text!r}; allowed: {', '.join(COLOURS)} or R,G,B with integers 0..255")
+
+
+def pad_crop_flip(images: np.ndarray, width: int, colour: tuple[int, int, int] | None, rng: np.random.Generator,
+                  crop: bool = True, flip: bool = True) -> np.ndarray:
+    """The paper's padded pipeline on uint8 (N, H, W, C): pad ``width`` pixels of ``colour`` (None: no padding),
+    random-crop back to H x W (offsets uniform in 0..2 width, one per image), horizontal flip with probability
+    1/2.  Draws, in order: the crop offsets (rows, then columns), then the flips."""
+    n, h, w, c = images.shape
+    if colour is not None and width > 0:
+        out = np.empty((n, h + 2 * width, w + 2 * width, c), dtype=np.uint8)
+        out[:] = np.asarray(colour[:c] if c == 3 else [int(round(np.mean(colour)))], dtype=np.uint8)
+        out[:, width:width + h, width:width + w] = images
+    else:
+        out, width = images, 0
+    if crop and width > 0:
+        rows = rng.integers(0, 2 * width + 1, size=n)
+        cols = rng.integers(0, 2 * width + 1, size=n)
+        idx_r = rows[:, None] + np.arange(h)[None, :]
+        idx_c = cols[:, None] + np.arange(w)[None, :]
+        out = out[np.arange(n)[:, None, None], idx_r[:, :, None], idx_c[:, None, :]]
+    elif width > 0:
+        out = out[:, width:width + h, width:width + w]
+    if flip:
+        mirror = rng.uniform(size=n) < 0.5
+        out = np.where(mirror[:, None, None, None], out[:, :, ::-1], out)
+    return np.ascontiguousarray(out)
+
+
+def frame(images: np.ndarray, colour: tuple[int, int, int], width: int) -> np.ndarray:
+    """Paint the outer ``width`` pixels of uint8 (N, H, W, C) images with ``colour`` (same size)."""
+    out = images.copy()
+    c = images.shape[-1]
+    value = np.asarray(colour[:c] if c == 3 else [int(round(np.mean(colour)))], dtype=np.uint8)
+    out[:, :width] = value
+    out[:, -width:] = value
+    out[:, :, :width] = value
+    out[:, :, -width:] = value
+    return out
+
+
+def frame_mask(h: int, w: int, width: int) -> np.ndarray:
+    """Boolean (H, W): True on the outer ``width`` pixels."""
+    return ~core_mask(h - 2 * width, w - 2 * width, width)

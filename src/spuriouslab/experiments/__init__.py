@@ -15,6 +15,8 @@ EXPERIMENTS: dict[str, str] = {
     "contamination": "spuriouslab.experiments.contamination",
     "memorization-nn": "spuriouslab.experiments.memorization_nn",
     "distillation": "spuriouslab.experiments.distillation",
+    "background-features": "spuriouslab.experiments.background_features",
+    "probe": "spuriouslab.experiments.probe",
 }
 
 

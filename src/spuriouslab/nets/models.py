@@ -2,7 +2,9 @@
 
 * ``fc``:   d -> 500 -> 200 -> C, ReLU (Bombari & Mondelli's fully connected network);
 * ``cnn``:  conv3x3(16) ReLU maxpool2, conv3x3(32) ReLU maxpool2, FC 256 ReLU, FC C;
-* ``resnet18``: the CIFAR ResNet-18 (3x3 stem, no max-pool, 4 stages of 2 basic blocks, widths 64..512).
+* ``resnet18``: the CIFAR ResNet-18 (3x3 stem, no max-pool, 4 stages of 2 basic blocks, widths 64..512);
+* ``resnet32``: He et al.'s CIFAR ResNet-32 (3 stages of 5 basic blocks, widths 16/32/64, ~0.46M parameters);
+* encoders for distillation: :class:`MLPEncoder`, :class:`CNNEncoder`, :class:`Projected`, :class:`Classifier`.
 
 :class:`SeedEnsemble` stacks the parameters of S independently initialised copies
 (``torch.func.stack_module_state``) and evaluates them with ``vmap(functional_call)``: one batched
@@ -89,7 +91,9 @@ def build_model(name: str, shape: tuple[int, int, int], n_out: int) -> nn.Module
         return SmallCNN(c, (h, w), n_out)
     if name == "resnet18":
         return ResNet18(c, n_out)
-    raise ValueError(f"model must be fc, cnn or resnet18, got {name!r}")
+    if name == "resnet32":
+        return ResNetCIFAR(c, n_out, depth=32)
+    raise ValueError(f"model must be fc, cnn, resnet18 or resnet32, got {name!r}")
 
 
 def has_batchnorm(module: nn.Module) -> bool:
@@ -214,3 +218,68 @@ class Classifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.encoder(x))
+
+
+# ------------------------------------------------------------------------------------- CIFAR ResNet-32
+class _ShortcutA(nn.Module):
+    """He et al.'s option A: subsample by the stride and zero-pad the new channels (no parameters)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.stride, self.pad = stride, c_out - c_in
+
+    def forward(self, x):
+        x = x[:, :, :: self.stride, :: self.stride]
+        return torch.nn.functional.pad(x, (0, 0, 0, 0, 0, self.pad)) if self.pad else x
+
+
+class BlockA(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short = _ShortcutA(c_in, c_out, stride) if stride != 1 or c_in != c_out else nn.Identity()
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
+
+
+class ResNetCIFAR(nn.Module):
+    """The CIFAR ResNet of He et al. (2016): a 3x3 stem, three stages of ``(depth - 2) / 6`` basic blocks of
+    widths 16 / 32 / 64 (stride 2 between stages, option-A shortcuts), global average pooling, a linear head.
+    ``depth=32``: 5 blocks a stage, about 0.46M parameters.  ``last_block`` is the module whose output channels
+    are the last convolution's (feature visualization, Grad-CAM); ``features`` gives the penultimate representation."""
+
+    def __init__(self, channels: int = 3, n_out: int = 10, depth: int = 32, widths=(16, 32, 64)):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"depth must be 6n + 2, got {depth}")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU())
+        stages, c = [], widths[0]
+        for i, w in enumerate(widths):
+            blocks = []
+            for j in range(n):
+                blocks.append(BlockA(c, w, 2 if (j == 0 and i > 0) else 1))
+                c = w
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(c, n_out)
+
+    @property
+    def last_block(self) -> nn.Module:
+        return self.stages[-1][-1]
+
+    def feature_maps(self, x):
+        return self.stages(self.stem(x))
+
+    def features(self, x):
+        return self.pool(self.feature_maps(x))
+
+    def forward(self, x):
+        return self.head(self.features(x))

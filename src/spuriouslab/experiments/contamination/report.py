@@ -15,12 +15,6 @@ METRICS = ["id_loss", "ood_loss", "ood_id_gap", "id_acc", "ood_acc", "core_norm"
            "bg_norm_growth", "bg_signed_change", "asym_corr", "seconds"]
 
 
-def curve_stats(sub: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logged steps, and the mean and 95% interval over seeds of curve ``key``."""
-    vals = np.stack([np.asarray(v, dtype=float) for v in sub[f"curve_{key}"]])
-    return (np.asarray(sub.iloc[0]["curve_step"]), *T.mean_ci(vals))
-
-
 def report(cfg, df: pd.DataFrame) -> Report:
     import matplotlib.pyplot as plt
 
@@ -40,7 +34,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
     for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
         for j, metric in enumerate(["loss", "acc"]):
             for split, style in [("id", "-"), ("ood", "--")]:
-                steps, mean, ci = curve_stats(sub, f"{split}_{metric}")
+                steps, mean, ci = T.curve_stats(sub, f"{split}_{metric}")
                 P.band(axes[0][j], steps, mean, ci, label=f"{lab} {split.upper()}", quantity=metric, color=color,
                        linestyle=style)
     P.style_axes(axes[0][0], "iteration", "loss")
@@ -52,15 +46,15 @@ def report(cfg, df: pd.DataFrame) -> Report:
     fig, axes = P.panel_grid(1, 2, size=(5.0, 3.6))
     for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
         for metric, style in [("core_norm", "-"), ("bg_norm", "--")]:
-            steps, mean, ci = curve_stats(sub, metric)
+            steps, mean, ci = T.curve_stats(sub, metric)
             P.band(axes[0][0], steps, mean, ci, label=f"{lab} {metric.split('_')[0]}", quantity=metric,
                    color=color, linestyle=style)
         if "curve_bg_signed_pos" in sub and sub["curve_bg_signed_pos"].notna().all():
             for metric, style, name in [("bg_signed_pos", "-", "a>0"), ("bg_signed_neg", "--", "a<0")]:
-                steps, mean, ci = curve_stats(sub, metric)
+                steps, mean, ci = T.curve_stats(sub, metric)
                 P.band(axes[0][1], steps, mean, ci, label=f"{lab} {name}", color=color, linestyle=style)
         else:
-            steps, mean, ci = curve_stats(sub, "bg_signed")
+            steps, mean, ci = T.curve_stats(sub, "bg_signed")
             P.band(axes[0][1], steps, mean, ci, label=lab, color=color)
     P.style_axes(axes[0][0], "iteration", "mean per-neuron projection norm", "core (solid) vs background (dashed)")
     P.style_axes(axes[0][1], "iteration", "signed projection on background mean", "split by sign of output weight a")
@@ -91,7 +85,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
         fig, axes = P.panel_grid(1, 2, size=(5.0, 3.6))
         for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
             for j, metric in enumerate(["bg_norm", "bg_signed"]):
-                steps, mean, ci = curve_stats(sub, metric)
+                steps, mean, ci = T.curve_stats(sub, metric)
                 P.band(axes[0][j], steps, mean, ci, label=lab, quantity=metric, color=color)
         P.style_axes(axes[0][0], "iteration", "background projection norm")
         P.style_axes(axes[0][1], "iteration", "signed background-mean projection")

@@ -11,7 +11,6 @@ import pandas as pd
 from spuriouslab import plotting as P
 from spuriouslab import tables as T
 from spuriouslab.experiments.base import Report
-from spuriouslab.experiments.contamination.report import curve_stats
 from spuriouslab.experiments.distillation.run import MODELS
 
 LABELS = {"teacher": "teacher", "student": "distilled student", "baseline": "baseline (labels)"}
@@ -74,11 +73,11 @@ def report(cfg, df: pd.DataFrame) -> Report:
     colors = P.colors(len(splits))
     for act, style in zip(acts, ["-", "--", ":", "-."], strict=False):
         sub = df[df.activation == act]
-        steps, mean, ci = curve_stats(sub, "distill_loss")
+        steps, mean, ci = T.curve_stats(sub, "distill_loss")
         P.band(axes[0][0], steps, mean, ci, label=f"{act} train", quantity="loss", linestyle=style)
         for split, color in zip(splits, colors, strict=True):
             for j, metric in [(1, "fit_mse"), (2, "fit_cos")]:
-                steps, mean, ci = curve_stats(sub, f"{metric}_{split}")
+                steps, mean, ci = T.curve_stats(sub, f"{metric}_{split}")
                 P.band(axes[0][j], steps, mean, ci, label=f"{act} {split}" if len(acts) > 1 else split,
                        quantity="mse" if metric == "fit_mse" else None, color=color, linestyle=style)
     axes[0][0].set_yscale("log")
@@ -96,7 +95,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
             sub = df[df.activation == act]
             for j, space in enumerate(["bg", "core"]):
                 for who, style in [("student", "-"), ("baseline", "--")]:
-                    steps, mean, ci = curve_stats(sub, f"{who}_{space}_norm")
+                    steps, mean, ci = T.curve_stats(sub, f"{who}_{space}_norm")
                     P.band(axes[0][j], steps, mean, ci, label=f"{who} ({act})", quantity="norm", color=color,
                            linestyle=style)
         if "teacher_bg_norm" in df:

@@ -1,0 +1,40 @@
+"""Background features in deep networks (Zhang et al., ICML 2024, Section 5), with numbers.
+
+Pad training images with a coloured border (brick red, 150/50/50), random-crop back and flip; train a CIFAR
+ResNet-32 (and a control without padding); then measure what the network reads: accuracy and representation
+change under borders of the training colour and of other colours, Grad-CAM mass on the border, and activation
+maximization of the last convolution's channels with the colours of what it finds.  ``config`` / ``run`` /
+``report`` hold the three jobs; the measurements live in :mod:`spuriouslab.nets.analysis`.
+"""
+
+from __future__ import annotations
+
+from spuriouslab.experiments.background_features import report as _report
+from spuriouslab.experiments.background_features import run as _run
+from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
+from spuriouslab.experiments.base import Experiment
+
+
+class BackgroundFeatures(Experiment):
+    name = "background-features"
+    summary = "Padded-border training of a CIFAR ResNet-32: does it learn the border colour? (Zhang et al.)"
+    Config = BackgroundFeaturesConfig
+
+    def check(self, cfg):
+        self.points(cfg)
+        _run.check(cfg)
+
+    def estimate(self, cfg):
+        return _run.estimate(cfg)
+
+    def group_key(self, cfg, point):
+        return _run.group_key(cfg, point)
+
+    def run_group(self, cfg, points, ctx):
+        return _run.run_group(cfg, points, ctx)
+
+    def report(self, cfg, df):
+        return _report.report(cfg, df)
+
+
+EXPERIMENT = BackgroundFeatures()

@@ -1,0 +1,140 @@
+"""Background-features report, from records alone: padded vs control (mean and 95% interval over seeds) for
+accuracy under each border colour, border sensitivity of the representation and the logits, Grad-CAM mass on the
+border, and the colours of the feature visualizations; the feature grids side by side, Grad-CAM examples and the
+training curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from spuriouslab import plotting as P
+from spuriouslab import tables as T
+from spuriouslab.experiments.base import Report
+
+
+def _grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
+    """(N, C, H, W) uint8 -> one (rows * H, cols * W, C) mosaic with 1-pixel white gaps."""
+    n, c, h, w = images.shape
+    rows = -(-n // cols)
+    out = np.full((rows * (h + 1), cols * (w + 1), c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        out[r * (h + 1): r * (h + 1) + h, k * (w + 1): k * (w + 1) + w] = images[i].transpose(1, 2, 0)
+    return out
+
+
+def metric_columns(df: pd.DataFrame, colours: list[str]) -> list[str]:
+    cols = ["acc_plain", *[f"acc_{c}" for c in colours]]
+    cols += [f"repr_change_{c}" for c in colours] + [f"logit_change_{c}" for c in colours]
+    cols += ["gradcam_border_plain", *[f"gradcam_border_{c}" for c in colours]]
+    cols += ["vis_redness", "vis_near_border_colour", "vis_hue", "vis_gain"]
+    return [c for c in cols if c in df]
+
+
+def summary_table(df: pd.DataFrame, by: list[str], colours: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    metrics = metric_columns(df, colours)
+    agg = T.aggregate(df, by, metrics)
+    shown = agg[[*by, "n"]].copy()
+    for m in metrics:
+        shown[m] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(agg[m], agg[m + "_ci"], strict=True)]
+    return agg, shown
+
+
+def reliance_figure(agg: pd.DataFrame, by: str, colours: list[str], colour_name: str):
+    """Bars per row of ``agg`` (one per value of ``by``): accuracy per border, representation change, Grad-CAM
+    border mass."""
+    rows = list(agg[by])
+    panels = [("acc", "accuracy", ["plain", *colours]),
+              ("repr_change", "relative change of the representation", colours),
+              ("gradcam_border", "Grad-CAM mass on the border", ["plain", *colours])]
+    fig, axes = P.panel_grid(1, 3, size=(4.4, 3.6))
+    for ax, (prefix, ylabel, names) in zip(axes[0], panels, strict=True):
+        xs = np.arange(len(names))
+        width = 0.8 / len(rows)
+        for j, key in enumerate(rows):
+            row = agg[agg[by] == key].iloc[0]
+            vals = [row.get(f"{prefix}_{c}", np.nan) for c in names]
+            errs = [row.get(f"{prefix}_{c}_ci", 0.0) for c in names]
+            ax.bar(xs + (j - (len(rows) - 1) / 2) * width, vals, width, yerr=errs, capsize=2, label=str(key))
+        ax.set_xticks(xs, [n.replace("train_colour", f"train ({colour_name})") for n in names], rotation=25,
+                      fontsize=7)
+        if prefix != "repr_change":
+            ax.set_ylim(0, 1.05)
+        P.style_axes(ax, "test images with a frame of", ylabel)
+    return fig
+
+
+def report(cfg, df: pd.DataFrame) -> Report:
+    from spuriouslab.experiments.background_features.run import decode
+
+    bad = df[df.status != "ok"]
+    df = df[df.status == "ok"]
+    colours = ["train_colour", *cfg.other_colours]
+    if df.empty:
+        return Report("# Background features in deep networks\n\nEvery run diverged:\n\n"
+                      + T.markdown_table(bad, ["pipeline", "seed", "error"]) + "\n")
+    agg, shown = summary_table(df, ["pipeline"], colours)
+    pipes = list(agg.pipeline)
+    figures = {}
+
+    # 1. feature visualizations, padded and control side by side (the first seed of each)
+    fig, axes = P.panel_grid(1, len(pipes), size=(5.0, 5.4))
+    for j, pipe in enumerate(pipes):
+        row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
+        axes[0][j].imshow(_grid(decode(row.vis)))
+        axes[0][j].set_title(f"{pipe}: redness {row.vis_redness:+.3f}, near border colour "
+                             f"{row.vis_near_border_colour:.2f}", fontsize=8)
+        axes[0][j].axis("off")
+    fig.suptitle(f"Activation maximization of the last convolution's channels (ResNet-{cfg.depth}, seed "
+                 f"{int(df.seed.min())}); training border {cfg.colour}", fontsize=9)
+    figures["feature_grids"] = fig
+
+    # 2. the numbers: accuracy per border colour, representation change, Grad-CAM border mass
+    fig = reliance_figure(agg, "pipeline", colours, cfg.colour)
+    fig.suptitle("Padded vs control: mean and 95% interval over seeds", fontsize=9)
+    figures["border_reliance"] = fig
+
+    # 3. Grad-CAM examples on test images framed with the training colour
+    fig, axes = P.panel_grid(len(pipes), 8, size=(1.3, 1.4))
+    for i, pipe in enumerate(pipes):
+        row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
+        cams, imgs = decode(row.cam_examples), decode(row.cam_images)
+        for k in range(min(8, len(cams))):
+            axes[i][k].imshow(imgs[k])
+            axes[i][k].imshow(cams[k], cmap="jet", alpha=0.45, extent=(-0.5, imgs.shape[2] - 0.5,
+                                                                      imgs.shape[1] - 0.5, -0.5))
+            axes[i][k].axis("off")
+        axes[i][0].set_title(pipe, fontsize=8, loc="left")
+    figures["gradcam_examples"] = fig
+
+    # 4. training curves
+    fig, axes = P.panel_grid(1, 2, size=(4.4, 3.4))
+    for pipe, color in zip(pipes, P.colors(len(pipes)), strict=True):
+        sub = df[df.pipeline == pipe]
+        epochs = np.asarray(sub.curve_epoch.iloc[0])
+        for j, key in enumerate(["train_loss", "test_acc"]):
+            vals = np.stack([np.asarray(v, dtype=float) for v in sub[f"curve_{key}"]])
+            mean, ci = T.mean_ci(vals)
+            P.band(axes[0][j], epochs, mean, ci, label=pipe, quantity=key, color=color, marker="o", ms=3)
+    P.style_axes(axes[0][0], "epoch", "training loss (last batch)")
+    P.style_axes(axes[0][1], "epoch", "test accuracy (plain images)")
+    figures["training"] = fig
+
+    lines = ["# Background features in deep networks", "",
+             f"data={df.data.iloc[0]}, ResNet-{cfg.depth} ({int(df.parameters.iloc[0])} parameters), "
+             f"{int(df.n_train.iloc[0])} training images, {cfg.epochs} epochs, SGD lr {cfg.lr:g}; padded = border of "
+             f"{cfg.border} px in {cfg.colour}, random crop, flip; test frames of {cfg.eval_border} px"
+             + (", adversarial training" if cfg.adversarial else "") + ".  Mean ± 95% interval over seeds:", "",
+             T.markdown_table(shown.T.reset_index().rename(columns=lambda c: str(c)).pipe(
+                 lambda t: t.set_axis(["metric", *[str(p) for p in shown.pipeline]], axis=1).iloc[2:]),
+                 None), "",
+             "acc_X: accuracy on test images framed with X; repr_change_X / logit_change_X: relative change of the "
+             "penultimate representation / logits from plain to framed; gradcam_border_X: fraction of Grad-CAM "
+             "mass on the frame; vis_*: colours of the channel visualizations (redness = R - (G+B)/2; "
+             "near_border_colour = fraction of pixels near the training colour); vis_gain = activation gained by "
+             "the visualization.", "",
+             "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF)."]
+    if len(bad):
+        lines += ["", f"{len(bad)} run(s) diverged:", "", T.markdown_table(bad, ["pipeline", "seed", "error"])]
+    return Report("\n".join(lines) + "\n", figures)

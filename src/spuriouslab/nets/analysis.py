@@ -1,0 +1,182 @@
+"""What a trained image classifier reads: border sensitivity, accuracy under other border colours, Grad-CAM mass on
+the border, activation maximization of a layer's channels and the colours of what it finds.
+
+Every function takes a model (in eval mode inside), image batches float ``(N, C, H, W)`` in [0, 1], and a border
+``region`` mask ``(H, W)`` (the outer frame).  They serve ``background-features`` (our ResNets) and
+``probe`` (any torch classifier) alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The classifier's last ``nn.Linear`` (its input is the penultimate representation)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("the model has no nn.Linear layer to read the penultimate representation from")
+    return linears[-1]
+
+
+def last_conv(model: nn.Module) -> nn.Module:
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError("the model has no nn.Conv2d layer for Grad-CAM and feature visualization")
+    return convs[-1]
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()
+def outputs(model: nn.Module, x: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(penultimate representation, logits) of every image, read with a hook on the last linear layer."""
+    head = last_linear(model)
+    feats: list[torch.Tensor] = []
+    handle = head.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach().flatten(1)))
+    logits = []
+    try:
+        with evaluating(model):
+            for i in range(0, len(x), chunk):
+                logits.append(model(x[i:i + chunk]).detach())
+    finally:
+        handle.remove()
+    return torch.cat(feats).float(), torch.cat(logits).float()
+
+
+def sensitivity(model: nn.Module, plain: torch.Tensor, changed: torch.Tensor) -> dict[str, float]:
+    """Relative change of the representation and of the logits when ``plain`` images become ``changed``:
+    ``mean_i |h(changed_i) - h(plain_i)| / mean_i |h(plain_i)|`` (0 for a model that ignores the change)."""
+    h0, z0 = outputs(model, plain)
+    h1, z1 = outputs(model, changed)
+    rel = lambda a, b: float((a - b).norm(dim=1).mean() / b.norm(dim=1).mean().clamp(min=1e-12))  # noqa: E731
+    return {"repr_change": rel(h1, h0), "logit_change": rel(z1, z0)}
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((outputs(model, x)[1].argmax(1).cpu() == y.cpu()).float().mean())
+
+
+def gradcam_border_fraction(model: nn.Module, x: torch.Tensor, region: torch.Tensor, layer: nn.Module,
+                            chunk: int = 128) -> tuple[float, torch.Tensor]:
+    """Fraction of the (positive) Grad-CAM mass for the predicted class that lies on ``region``, averaged over
+    images (Captum's ``LayerGradCam``, upsampled to the input); also returns the maps (N, H, W)."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    cams = []
+    with evaluating(model):
+        cam = LayerGradCam(model, layer)
+        for i in range(0, len(x), chunk):
+            xb = x[i:i + chunk]
+            target = model(xb).argmax(1)
+            a = cam.attribute(xb, target=target, relu_attributions=True)
+            cams.append(LayerAttribution.interpolate(a, tuple(x.shape[-2:]), "bilinear")[:, 0].detach().clamp(min=0))
+    maps = torch.cat(cams)
+    total = maps.flatten(1).sum(1)
+    on_border = (maps * region.to(maps)).flatten(1).sum(1)
+    frac = torch.where(total > 0, on_border / total.clamp(min=1e-12), torch.full_like(total, float("nan")))
+    return float(np.nanmean(frac.cpu().numpy())) if torch.isfinite(frac).any() else math.nan, maps.cpu()
+
+
+def blur(images: torch.Tensor, size: int = 5) -> torch.Tensor:
+    """A ``size`` x ``size`` box blur per channel (edges replicated)."""
+    c = images.shape[1]
+    kernel = torch.full((c, 1, size, size), 1.0 / size**2, dtype=images.dtype, device=images.device)
+    padded = torch.nn.functional.pad(images, (size // 2,) * 4, mode="replicate")
+    return torch.nn.functional.conv2d(padded, kernel, groups=c)
+
+
+def visualize_channels(model: nn.Module, layer: nn.Module, shape: tuple[int, int, int], channels: list[int],
+                       rounds: int = 10, steps: int = 200, lr: float = 0.05, reg: float = 1e-2, seed: int = 0,
+                       progress: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Activation maximization: for each channel ``k`` of ``layer``'s output, an image in [0, 1] maximizing its
+    mean activation, with Adam (lr 0.05) on ``-mean activation + reg * |image - 0.5|``, ``rounds`` rounds of
+    ``steps`` steps with a 5x5 blur between rounds (the paper's recipe).  Returns (len(channels), C, H, W)."""
+    grabbed: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda m, inp, out: grabbed.append(out))
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    img = (0.5 + 0.01 * torch.randn(len(channels), *shape, generator=gen)).to(device).requires_grad_(True)
+    idx = torch.arange(len(channels), device=device)
+    chans = torch.as_tensor(channels, device=device)
+    try:
+        with evaluating(model):
+            for r in range(rounds):
+                opt = torch.optim.Adam([img], lr=lr)
+                for _ in range(steps):
+                    grabbed.clear()
+                    opt.zero_grad()
+                    model(img)
+                    act = grabbed[-1][idx, chans].flatten(1).mean(1)
+                    loss = (-act + reg * (img - 0.5).flatten(1).norm(dim=1)).sum()
+                    loss.backward()
+                    opt.step()
+                    with torch.no_grad():
+                        img.clamp_(0, 1)
+                if r < rounds - 1:
+                    with torch.no_grad():
+                        img.copy_(blur(img))
+                if progress is not None:
+                    progress(r)
+    finally:
+        handle.remove()
+    return img.detach().cpu()
+
+
+@torch.no_grad()
+def channel_activation(model: nn.Module, layer: nn.Module, images: torch.Tensor, channels: list[int]) -> torch.Tensor:
+    """Mean activation of channel ``channels[k]`` on image ``k``."""
+    grabbed: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda m, inp, out: grabbed.append(out))
+    try:
+        with evaluating(model):
+            model(images.to(next(model.parameters()).device))
+    finally:
+        handle.remove()
+    out = grabbed[-1]
+    return out[torch.arange(len(channels)), torch.as_tensor(channels)].flatten(1).mean(1).cpu()
+
+
+def colour_stats(images: torch.Tensor, colour: tuple[int, int, int], tol: float = 0.2) -> dict[str, float]:
+    """Colour of visualizations (N, 3, H, W) in [0, 1]: circular mean hue (degrees, weighted by saturation),
+    redness ``mean(R - (G + B) / 2)``, and the fraction of pixels within ``tol`` (RGB distance in [0, 1] units)
+    of ``colour``."""
+    from matplotlib.colors import rgb_to_hsv
+
+    rgb = images.permute(0, 2, 3, 1).reshape(-1, 3).numpy().clip(0, 1)
+    hsv = rgb_to_hsv(rgb)
+    angle = hsv[:, 0] * 2 * math.pi
+    w = hsv[:, 1]
+    hue = math.degrees(math.atan2(float((w * np.sin(angle)).sum()), float((w * np.cos(angle)).sum()))) % 360
+    target = np.asarray(colour, dtype=float) / 255.0
+    return {"hue": hue, "redness": float((rgb[:, 0] - (rgb[:, 1] + rgb[:, 2]) / 2).mean()),
+            "near_border_colour": float((np.linalg.norm(rgb - target, axis=1) < tol).mean())}
+
+
+def border_reliance(model: nn.Module, plain: torch.Tensor, labels: torch.Tensor, framed: dict[str, torch.Tensor],
+                    region: torch.Tensor, layer: nn.Module, cam_images: int = 200) -> dict[str, float]:
+    """Every border number for one model: accuracy on plain and on each framed version; the relative change of
+    representation and logits from plain to each framed version; the Grad-CAM border fraction on plain and on
+    each framed version (first ``cam_images`` images)."""
+    out = {"acc_plain": accuracy(model, plain, labels)}
+    out["gradcam_border_plain"], _ = gradcam_border_fraction(model, plain[:cam_images], region, layer)
+    for name, x in framed.items():
+        out[f"acc_{name}"] = accuracy(model, x, labels)
+        s = sensitivity(model, plain, x)
+        out[f"repr_change_{name}"], out[f"logit_change_{name}"] = s["repr_change"], s["logit_change"]
+        out[f"gradcam_border_{name}"], _ = gradcam_border_fraction(model, x[:cam_images], region, layer)
+    return out
