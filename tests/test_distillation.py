@@ -183,3 +183,22 @@ def test_run_points_in_memory():
                                embed=4, d=32, d_core=4, d_bg=4, activation=["relu"]))
     recs = run_points(EXP, cfg)
     assert len(recs) == 1 and recs[0]["status"] == "ok"
+
+
+def test_streamed_folder_with_workers_and_resume(cli, tmp_path):
+    _folder(tmp_path / "data", size=16)
+    args = ["run", "distillation", "--set", "task=folder", "--set", f"data_root={tmp_path / 'data'}", "--set",
+            "stream=true", "--set", "workers=1", "--set", "teacher=distill_models:linear_teacher", "--set",
+            "student=distill_models:small_student", "--set", "epochs=4", "--set", "log_every=2", "--set",
+            "batch_size=4", "--set", "warmup=2", "--set", "clip=1.0", "--no-progress"]
+    code, stdout, err = cli(*args, "--out", tmp_path / "s")
+    assert code == 0, err
+    df = pd.read_parquet(tmp_path / "s" / "results.parquet")
+    assert len(df) == 1 and "acc_student_other" in df and list(df.curve_step.iloc[0]) == [0, 2, 4]
+    assert df.distill_loss.iloc[0] < df.curve_distill_loss.iloc[0][1] * 10 and "| teacher |" in stdout
+    again = cli(*args, "--out", tmp_path / "t")
+    assert again[0] == 0
+    drop = lambda t: t.drop(columns=[c for c in t if c.startswith("seconds")])  # noqa: E731
+    pd.testing.assert_frame_equal(drop(df), drop(pd.read_parquet(tmp_path / "t" / "results.parquet")))
+    code, _, stderr = cli("run", "distillation", "--set", "stream=true", "--out", tmp_path / "x")
+    assert code == 2 and "stream: streaming reads task=folder data" in stderr

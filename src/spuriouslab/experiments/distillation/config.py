@@ -72,6 +72,9 @@ class DistillationConfig(ExperimentConfig):
     probe_lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="torch probe learning rate")
     probe_wd_teacher: float = Field(0.1, ge=0, description="torch probe weight decay on teacher features")
     probe_wd_student: float = Field(1e-3, ge=0, description="torch probe weight decay on student / baseline features")
+    stream: bool = Field(False, description="task=folder with a given teacher: read images batch by batch with "
+                                            "DataLoader workers (data larger than memory)")
+    workers: int = Field(2, ge=0, le=256, description="DataLoader worker processes (stream=true)")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
     seeds: int = Field(5, ge=1, le=MAX_SEEDS, description="seeds (teacher, student and baseline per seed)")
 
@@ -84,6 +87,9 @@ class DistillationConfig(ExperimentConfig):
                              "activation axis is for MLP students on task=synthetic)")
         if self.task == "folder" and not self.data_root:
             raise ValueError("data_root: task=folder needs data_root=DIR (DIR/train, DIR/test, DIR/ood/<name>)")
+        if self.stream and (self.task != "folder" or not self.teacher):
+            raise ValueError("stream: streaming reads task=folder data for a given teacher "
+                             "(teacher=package.module:factory)")
         if self.teacher_checkpoint and not self.teacher:
             raise ValueError("teacher_checkpoint: give it with teacher=package.module:factory")
         return self

@@ -130,8 +130,17 @@ def make_encoder(cfg: DistillationConfig, task: DistillTask, role: str, activati
 
 def check_models(cfg: DistillationConfig) -> None:
     """Teacher and student build, are modules, and agree on the embedding size (a forward on two inputs)."""
-    task = load_task(cfg, cfg.seed)
-    x = task.x_train[:2]
+    if cfg.stream:
+        from spuriouslab.experiments.distillation import stream as S
+
+        sets = S.datasets(cfg)
+        x = torch.stack([sets["train"][i][0] for i in range(min(2, len(sets["train"])))])
+
+        class task:  # what make_encoder reads
+            input_shape, n_classes = tuple(x.shape[1:]), len(sets["classes"])
+    else:
+        task = load_task(cfg, cfg.seed)
+        x = task.x_train[:2]
     with torch.no_grad():
         teacher = make_encoder(cfg, task, "teacher", "relu", cfg.seed, "distillation.teacher")
         if cfg.teacher_checkpoint:
@@ -287,6 +296,11 @@ def group_key(cfg: DistillationConfig, p: dict[str, Any]) -> Any:
 
 
 def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
+    if cfg.stream:
+        from spuriouslab.experiments.distillation import stream as S
+
+        yield from S.run_group(cfg, points, ctx, make_encoder, load_teacher_checkpoint)
+        return
     t0 = time.perf_counter()
     dev = ctx.device
     act = points[0]["activation"]
@@ -451,6 +465,9 @@ def estimate(cfg: DistillationConfig) -> Estimate:
         per_sample = 16 * cfg.canvas**2 * 3 + 32 * cfg.canvas**2
         params = 32 * (cfg.canvas // 4) ** 2 * cfg.embed + 5000
     n, n_test, n_ood = cfg.n, cfg.n_test, 5 if cfg.task == "synthetic" else 4
+    if cfg.stream:  # only features are held: models, one batch, and (N, embed) features per set
+        batch = cfg.batch_size or 256
+        return Estimate(3 * 4 * 4 * 50e6 + batch * 3 * 224 * 224 * 4 * 20, 0.0, "streamed folder, one seed")
     if cfg.task == "folder":  # sizes from the files there (images are read only by the run)
         root = Path(cfg.data_root)
         count = lambda d: sum(1 for f in d.glob("*/*") if f.is_file()) if d.is_dir() else 0  # noqa: E731
