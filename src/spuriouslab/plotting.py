@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 BOUNDS: dict[str, tuple[float, float]] = {
     "acc": (0.0, 1.0), "accuracy": (0.0, 1.0), "fraction": (0.0, 1.0),
     "loss": (0.0, math.inf), "mse": (0.0, math.inf), "norm": (0.0, math.inf), "seconds": (0.0, math.inf),
+    "change": (0.0, math.inf), "border": (0.0, 1.0),
 }
 
 
@@ -45,6 +46,13 @@ def colors(n: int) -> list:
     if n <= 10:
         return [plt.cm.tab10(i) for i in range(n)]
     return list(plt.cm.viridis(np.linspace(0, 0.95, n)))
+
+
+def bar_errors(values, ci, quantity: str | None = None) -> np.ndarray:
+    """Asymmetric error-bar lengths (2, n) for bars ``values`` +- ``ci``, clipped to the quantity's range."""
+    lo, hi = bounds_for(quantity)
+    v, c = np.asarray(values, dtype=float), np.nan_to_num(np.asarray(ci, dtype=float))
+    return np.stack([np.minimum(c, np.maximum(v - lo, 0)), np.minimum(c, np.maximum(hi - v, 0))])
 
 
 def panel_grid(n_rows: int, n_cols: int, size=(4.2, 3.2)):

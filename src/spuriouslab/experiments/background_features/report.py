@@ -56,7 +56,9 @@ def reliance_figure(agg: pd.DataFrame, by: str, colours: list[str], colour_name:
             row = agg[agg[by] == key].iloc[0]
             vals = [row.get(f"{prefix}_{c}", np.nan) for c in names]
             errs = [row.get(f"{prefix}_{c}_ci", 0.0) for c in names]
-            ax.bar(xs + (j - (len(rows) - 1) / 2) * width, vals, width, yerr=errs, capsize=2, label=str(key))
+            quantity = {"acc": "acc", "repr_change": "change", "gradcam_border": "border"}[prefix]
+            ax.bar(xs + (j - (len(rows) - 1) / 2) * width, vals, width, yerr=P.bar_errors(vals, errs, quantity),
+                   capsize=2, label=str(key))
         ax.set_xticks(xs, [n.replace("train_colour", f"train ({colour_name})") for n in names], rotation=25,
                       fontsize=7)
         if prefix != "repr_change":

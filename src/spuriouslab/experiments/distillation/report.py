@@ -45,8 +45,9 @@ def report(cfg, df: pd.DataFrame) -> Report:
     width = 0.8 / len(table)
     xs = np.arange(len(splits))
     for j, row in table.iterrows():
-        ax.bar(xs + (j - (len(table) - 1) / 2) * width, [row[s] for s in splits], width,
-               yerr=[row[f"{s}_ci"] for s in splits], label=row.model, capsize=2)
+        vals = [row[s] for s in splits]
+        ax.bar(xs + (j - (len(table) - 1) / 2) * width, vals, width,
+               yerr=P.bar_errors(vals, [row[f"{s}_ci"] for s in splits], "acc"), label=row.model, capsize=2)
     ax.set_xticks(xs, ["ID", *ood], rotation=20)
     ax.set_ylim(0, 1.05)
     P.style_axes(ax, "test set", "linear-probe accuracy", "Probe accuracy (mean and 95% interval over seeds)")
