@@ -8,7 +8,6 @@ lines) is a failure.  ``python tests/fuzzing.py`` prints the counts per format.
 
 from __future__ import annotations
 
-import gzip
 import json
 import pickle
 import shutil

@@ -120,11 +120,15 @@ def resolve_device(device: str) -> str:
 def run(
     experiment: str = typer.Argument(..., help="experiment name (see `spuriouslab list`)"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML file of config fields"),
-    set_: list[str] = typer.Option(None, "--set", "-s", help="key=value override (repeatable); lists as a,b,c or [a,b,c]"),
+    set_: list[str] = typer.Option(None, "--set", "-s", help="key=value override (repeatable); lists as a,b,c or "
+                                                              "[a,b,c], on any field (a list on a non-axis field "
+                                                              "sweeps it)"),
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<experiment>-<config hash>)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes for the local executor"),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (else $RAY_ADDRESS, else local)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="run again the points of groups that failed"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
     data_root: Path = typer.Option(None, "--data-root", help="where image data lives (same as --set data_root=DIR)"),
 ) -> None:
@@ -132,34 +136,66 @@ def run(
     try:
         sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
         with warnings_to_stderr():
-            _run(experiment, config, sets, out, device, jobs, executor, progress)
+            _run(experiment, config, sets, out, device, jobs, executor, progress, address=address,
+                 retry_failed=retry_failed)
     except ConfigError as exc:
         fail(str(exc))
     except OSError as exc:  # the file system said no: a full disk, a path that vanished, permissions
         fail(_os_error(exc))
 
 
-def _run(experiment, config, sets, out, device, jobs, executor, progress) -> None:
+@app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="a sweep spec: experiment:, base values, grid: {field: values}"),
+    set_: list[str] = typer.Option(None, "--set", "-s", help="key=value overrides of the spec's base values"),
+    out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<experiment>-<spec hash>)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes for the local executor"),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    address: str = typer.Option(None, "--address", help="Ray cluster address (else $RAY_ADDRESS, else local)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="run again the points of groups that failed"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+) -> None:
+    """Run a grid over any config fields (lists or ranges, seeds included) into one run directory."""
+    from spuriouslab.sweep import load_spec
+
+    try:
+        if not spec.is_file():
+            raise ConfigError(f"sweep: {spec} does not exist or is not a file")
+        name, values, grid = load_spec(spec)
+        values.update(parse_sets(list(set_ or [])))
+        with warnings_to_stderr():
+            _run(name, None, [], out, device, jobs, executor, progress, address=address, retry_failed=retry_failed,
+                 values=values, grid=grid)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(_os_error(exc))
+
+
+def _run(experiment, config, sets, out, device, jobs, executor, progress, address=None, retry_failed=False,
+         values=None, grid=None) -> None:
     from spuriouslab.experiments import get_experiment
     from spuriouslab.store import RunStore, environment
-    from spuriouslab.sweep import worker_threads
+    from spuriouslab.sweep import make_plan, ray_available, worker_threads
 
     exp = get_experiment(experiment)
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor: got {executor!r}; allowed: local, ray")
-    if executor == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            raise ConfigError("--executor: got 'ray' but Ray is not installed; "
-                              "pip install -c constraints.txt -e '.[ray]'")
-    values = load_config_file(config, experiment) if config else {}
-    values.update(parse_sets(sets))
-    cfg = exp.make_config(values)
+    if executor == "ray" and not ray_available():
+        raise ConfigError("--executor: got 'ray' but Ray is not installed; "
+                          "pip install -c constraints.txt -e '.[ray]'")
+    if values is None:
+        values = load_config_file(config, experiment) if config else {}
+        values.update(parse_sets(sets))
+    plan = make_plan(exp, values, grid)
     dev = resolve_device(device)
-    estimate = check_memory(exp, cfg, dev, jobs if executor == "local" else 1)  # before anything is built
-    exp.check(cfg)  # data on disk, sizes: fails before DIR is touched
-    resolved = cfg.model_dump(mode="json")
+    estimate = None
+    for cfg in plan.configs[:200]:  # the largest group of every combination (the first 200)
+        estimate = check_memory(exp, cfg, dev, jobs if executor == "local" else 1) or estimate
+    for cfg in plan.configs[:1] if len(plan.configs) > 50 else plan.configs:
+        exp.check(cfg)  # data on disk, sizes: fails before DIR is touched
+    resolved = plan.config_dump()
     if out is None:
         digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
         out = Path("runs") / f"{experiment}-{digest}"
@@ -172,29 +208,33 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress) -> Non
 
     threads = 1 if executor == "ray" else (worker_threads(jobs) if jobs > 1 else torch.get_num_threads())
     with RunStore(out) as store:  # the lock is released when the run ends
-        store.open(experiment, resolved, cfg.fixed_fields(), environment(dev, cfg.seed, jobs, threads, executor))
+        store.open(experiment, resolved, plan.fixed_fields(), environment(dev, plan.base.seed, jobs, threads,
+                                                                         executor))
         if estimate:
             typer.echo(estimate, err=True)
-        _sweep_and_report(exp, cfg, store, dev, progress, executor, jobs)
+        _sweep_and_report(plan, store, dev, progress, executor, jobs, address, retry_failed)
 
 
-def _sweep_and_report(exp, cfg, store, dev, progress, executor, jobs) -> None:
+def _sweep_and_report(plan, store, dev, progress, executor, jobs, address=None, retry_failed=False) -> None:
     from spuriouslab.experiments import RunContext
     from spuriouslab.report import build_report
     from spuriouslab.sweep import run_sweep
 
+    exp = plan.exp
     typer.echo(f"spuriouslab: {exp.name} -> {store.root} (device {dev})", err=True)
-    failures = run_sweep(exp, cfg, store, RunContext(device=dev, progress=progress), executor=executor, jobs=jobs)
-    if failures and not store.records(exp.point_fields()):
-        typer.echo(f"spuriouslab: every group failed ({failures}); last error: {store.last_error()}; see "
-                   f"{store.errors_path}", err=True)
+    result = run_sweep(plan, store, RunContext(device=dev, progress=progress), executor=executor, jobs=jobs,
+                       retry_failed=retry_failed, address=address)
+    if not store.records(plan.point_fields()):
+        typer.echo(f"spuriouslab: {result.line()}; last error: {store.last_error()}; see {store.errors_path}",
+                   err=True)
         raise typer.Exit(1)
-    summary = build_report(store, exp, cfg)
+    summary = build_report(store, plan)
     typer.echo(summary)
     typer.echo(f"results: {store.results_path}; figures: {store.figures}; summary: {store.summary_path}", err=True)
-    if failures:
-        typer.echo(f"spuriouslab: {failures} group(s) failed; see {store.errors_path}; rerun to retry them",
-                   err=True)
+    typer.echo(f"spuriouslab: {result.line()}", err=True)
+    if result.failed:
+        typer.echo(f"spuriouslab: {result.failed_groups} group(s) failed; see {store.errors_path}; "
+                   "rerun with --retry-failed to run them again", err=True)
         raise typer.Exit(1)
 
 
@@ -221,17 +261,31 @@ def probe(
 
 
 @app.command()
-def report(directory: Path = typer.Argument(..., help="a run directory")) -> None:
-    """Rebuild results.parquet, figures and summary.md of a run directory from its records alone."""
-    from spuriouslab.report import build_report
+def report(
+    directories: list[Path] = typer.Argument(..., help="one or more run directories"),
+    html_out: Path = typer.Option(None, "--html", help="also write one self-contained HTML page here"),
+    x: str = typer.Option(None, "--x", help="a swept field: figures of each experiment's headline metrics vs it"),
+    out: Path = typer.Option(None, "--out", "-o", help="where the cross-run tables and figures go (default report/)"),
+) -> None:
+    """Rebuild each run's results, figures and summary from its records alone; over several runs (or with --html or
+    --x), also tables (Markdown, CSV, LaTeX), figures over a swept field and one HTML page."""
+    from spuriouslab.report import build_report, report_many
     from spuriouslab.store import RunStore
 
     try:
-        if not directory.is_dir():
-            raise ConfigError(f"report: {directory} is not a directory")
-        with RunStore(directory) as store, warnings_to_stderr():
-            store.lock()
-            typer.echo(build_report(store))
+        for d in directories:
+            if not d.is_dir():
+                raise ConfigError(f"report: {d} is not a directory")
+        with warnings_to_stderr():
+            if len(directories) == 1 and html_out is None and x is None:
+                with RunStore(directories[0]) as store:
+                    store.lock()
+                    typer.echo(build_report(store))
+                return
+            summary = report_many(directories, out or Path("report"), html_out, x)
+        typer.echo(summary)
+        typer.echo(f"tables and figures: {out or Path('report')}" + (f"; HTML: {html_out}" if html_out else ""),
+                   err=True)
     except ConfigError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -256,7 +310,8 @@ def list_() -> None:
     typer.echo("commands:")
     typer.echo("    spuriouslab run EXPERIMENT [--config FILE.yaml] [--set key=value ...] [--out DIR] [--device auto|cpu|cuda]")
     typer.echo("    spuriouslab probe package.module:factory [--checkpoint FILE] [--set data=cifar10 --set colour=brick ...]")
-    typer.echo("    spuriouslab report DIR")
+    typer.echo("    spuriouslab sweep SPEC.yaml [--executor local|ray] [--jobs N] [--address ADDR] [--retry-failed]")
+    typer.echo("    spuriouslab report DIR [DIR ...] [--html OUT.html] [--x FIELD] [--out DIR]")
     typer.echo("    spuriouslab data info [--data-root DIR]      spuriouslab data fetch mnist|fashion-mnist|cifar10")
     typer.echo("    spuriouslab theory gamma --activation relu --alpha 0.5 [--model rf|ntk] [--n N --d D]")
 

@@ -1,24 +1,35 @@
-"""Grid expansion, executors and resume.
+"""Grids over any setting, executors and resume.
 
-``run_sweep`` expands the grid, drops points already recorded in the store, groups the rest
-(``Experiment.group_key``) and runs the groups with one of three executors:
+A :class:`Plan` is an experiment's grid: its own axes (``Config.AXES``: lists in any config) times a grid over any
+other config field (``grid``: given as a list in ``run --set``, or under ``grid:`` in a sweep spec; ranges
+``{range: [start, stop, step]}`` and ``{log: [start, stop, count]}`` too).  Each combination of the other fields
+is a full, validated config; each point keeps a stable identity (its swept fields, its axis values and seed), so
+resume skips done points and the table has one column per swept field.
+
+``run_sweep`` drops points already recorded, groups the rest (``Experiment.group_key`` within each combination)
+and runs the groups with one of three executors:
 
 * ``local`` with ``jobs=1``: in this process, records appended as each point completes;
-* ``local`` with ``jobs>1``: a pool of worker processes (spawned, torch threads split between them);
-* ``ray``: one Ray task per group on a running cluster (``pip install 'spuriouslab[ray]'``; set
-  ``RAY_ADDRESS`` to join a cluster, otherwise Ray starts a local one).
+* ``local`` with ``jobs>1``: a pool of worker processes (spawned, torch threads split between them; they end
+  with their parent);
+* ``ray``: one Ray task per group, on an existing cluster (``address``, or ``RAY_ADDRESS``) or a local one,
+  requesting a GPU per task when the device is cuda (``pip install 'spuriouslab[ray]'``).
 
-A group that raises is written to ``errors.jsonl``; its points stay pending, the sweep goes on, and the
-run ends with a non-zero status.  Killing the process loses at most the point in flight.
+A group that raises is written to ``errors.jsonl`` with its traceback and the sweep goes on; its points are skipped
+by later runs unless ``retry_failed``.  Killing the process loses at most the groups in flight.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import os
 import sys
 import traceback
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
@@ -26,15 +37,142 @@ from tqdm.auto import tqdm
 
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments import Experiment, ExperimentConfig, RunContext, get_experiment
+from spuriouslab.experiments.base import MAX_POINTS, _numeric
+from spuriouslab.experiments.fields import split_list
 from spuriouslab.store import Checkpoints, RunStore, point_key
 
 
-def pending_groups(exp: Experiment, cfg: ExperimentConfig, store: RunStore) -> tuple[int, list[list[dict]]]:
-    points = exp.points(cfg)
-    done = store.done_keys(exp.point_fields())
-    return len(points), exp.groups(cfg, [p for p in points if point_key(p) not in done])
+# ------------------------------------------------------------------------------------------------ plans
+def _takes_list(cls: type[ExperimentConfig], key: str) -> bool:
+    return "list" in str(cls.model_fields[key].annotation)
 
 
+def expand_values(value: Any, key: str) -> list:
+    """A grid axis as given: a list, ``a,b,c``, ``{range: [start, stop, step]}`` (stop included when reached) or
+    ``{log: [start, stop, count]}`` (geometric)."""
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, args), = value.items()
+        try:
+            a, b, c = (float(v) for v in args)
+        except (TypeError, ValueError):
+            raise ConfigError(f"grid {key}: got {value!r}; a range is {{range: [start, stop, step]}} or "
+                              "{log: [start, stop, count]}") from None
+        if kind == "range" and c != 0 and (b - a) / c >= 0:
+            n = int(math.floor((b - a) / c + 1e-9)) + 1
+            vals = [a + i * c for i in range(n)]
+        elif kind == "log" and a > 0 and b > 0 and c >= 1 and c == int(c):
+            vals = [a * (b / a) ** (i / max(1, int(c) - 1)) for i in range(int(c))]
+        else:
+            raise ConfigError(f"grid {key}: got {value!r}; a range is {{range: [start, stop, step]}} or "
+                              "{log: [start, stop, count]} (positive ends, an integer count)")
+        return [int(v) if float(v).is_integer() and isinstance(args[0], int) else v for v in vals]
+    return split_list(value)
+
+
+def split_grid(exp: Experiment, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
+    """Pull list values of fields that are not grid axes (``width=128,256`` for a contamination run) into a grid."""
+    cls = exp.Config
+    base, grid = {}, {}
+    for key, value in values.items():
+        info = cls.model_fields.get(key)
+        if info is None or key in cls.AXES or _takes_list(cls, key):
+            base[key] = value
+            continue
+        if isinstance(value, list | tuple) or isinstance(value, dict) and len(value) == 1 or (
+                isinstance(value, str) and "," in value and (_numeric(info.annotation) or "Literal" in str(
+                    info.annotation) or "bool" in str(info.annotation))):
+            grid[key] = value
+        else:
+            base[key] = value
+    return base, grid
+
+
+@dataclass
+class Plan:
+    """An experiment's full grid: one validated config per combination of the swept (non-axis) fields."""
+
+    exp: Experiment
+    values: dict[str, Any]  # the base values as given
+    grid: dict[str, list]  # swept non-axis field -> its values
+    combos: list[dict[str, Any]] = field(default_factory=list)
+    configs: list[ExperimentConfig] = field(default_factory=list)
+
+    @property
+    def base(self) -> ExperimentConfig:
+        return self.configs[0]
+
+    def point_fields(self) -> list[str]:
+        return [*self.grid, *self.exp.point_fields()]
+
+    def points(self) -> list[tuple[int, dict[str, Any]]]:
+        """(combination index, point with the swept fields) for every point of the grid."""
+        return [(i, {**combo, **p}) for i, (combo, cfg) in enumerate(zip(self.combos, self.configs, strict=True))
+                for p in self.exp.points(cfg)]
+
+    def config_dump(self) -> dict[str, Any]:
+        """The resolved base config, with the grid (what config.yaml holds)."""
+        out = self.base.model_dump(mode="json")
+        for key in self.grid:
+            out.pop(key, None)
+        if self.grid:
+            out["grid"] = {k: list(v) for k, v in self.grid.items()}
+        return out
+
+    def fixed_fields(self) -> list[str]:
+        return [f for f in self.base.fixed_fields() if f not in self.grid]
+
+
+def make_plan(exp: Experiment, values: dict[str, Any], grid: dict[str, Any] | None = None) -> Plan:
+    """Validate the base values and every combination of the grid (one line naming the key on a bad value)."""
+    values, auto = split_grid(exp, dict(values))
+    grid = {**auto, **(grid or {})}
+    axes, swept = {}, {}
+    for key, value in grid.items():
+        if key not in exp.Config.model_fields:
+            raise ConfigError(f"grid: unknown key {key!r} for experiment '{exp.name}'; allowed keys: "
+                              f"{', '.join(exp.Config.model_fields)}")
+        vals = expand_values(value, key)
+        if not vals:
+            raise ConfigError(f"{key}: got an empty list; give at least one value")
+        seen = [json.dumps(v, default=str) for v in vals]
+        if len(set(seen)) != len(seen):
+            raise ConfigError(f"{key}: got {vals}; each grid value once")
+        (axes if key in exp.Config.AXES else swept)[key] = vals
+    values = {**values, **axes}
+    size = math.prod(len(v) for v in swept.values())
+    if size > MAX_POINTS:
+        raise ConfigError(f"grid: {size} combinations is more than {MAX_POINTS}; split the sweep")
+    plan = Plan(exp, values, swept)
+    keys = list(swept)
+    for combo in itertools.product(*swept.values()) if keys else [()]:
+        cfg = exp.make_config({**values, **dict(zip(keys, combo, strict=True))})
+        # the swept fields as the config holds them (validated, e.g. "1e-3" -> 0.001): the point's identity
+        dump = cfg.model_dump(mode="json")
+        plan.combos.append({k: dump[k] for k in keys})
+        plan.configs.append(cfg)
+    plan.grid = {k: list({json.dumps(c[k], sort_keys=True): c[k] for c in plan.combos}.values()) for k in keys}
+    total = sum(len(exp.points(c)) for c in plan.configs) if len(plan.configs) < 10_000 else MAX_POINTS + 1
+    if total > MAX_POINTS:
+        raise ConfigError(f"grid: {total} points is more than {MAX_POINTS}; split the sweep")
+    return plan
+
+
+def load_spec(path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A sweep spec: ``experiment:``, base values, and ``grid: {field: values}``."""
+    from spuriouslab import yamlio
+
+    data = yamlio.load_file(path, f"sweep spec {path}")
+    if not isinstance(data, dict) or "experiment" not in data:
+        raise ConfigError(f"sweep spec {path}: needs 'experiment:' and a 'grid:' mapping of field: values")
+    data = dict(data)
+    name = data.pop("experiment")
+    grid = data.pop("grid", {}) or {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"sweep spec {path}: 'grid' must map fields to lists of values")
+    return name, data, grid
+
+
+# ------------------------------------------------------------------------------------------- executors
 def worker_threads(jobs: int) -> int:
     """Torch threads per worker process, so that ``jobs`` workers do not oversubscribe the cores."""
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
@@ -84,70 +222,132 @@ def _checkpoint_dir(ctx: RunContext) -> str | None:
     return None if ctx.checkpoints is None else str(ctx.checkpoints.directory)
 
 
-def _records_local(exp, cfg, groups, ctx) -> Iterable[tuple[list[dict], list[dict], str | None]]:
-    for group in groups:
+Task = tuple[int, list[dict]]  # (combination index, the group's points as the experiment sees them)
+
+
+def _records_local(plan: Plan, tasks: list[Task], ctx) -> Iterable[tuple[Task, list[dict], str | None]]:
+    for task in tasks:
+        i, group = task
         try:
-            for rec in exp.run_group(cfg, group, ctx):
-                yield group, [rec], None
+            for rec in plan.exp.run_group(plan.configs[i], group, ctx):
+                yield task, [rec], None
         except Exception:  # noqa: BLE001 - recorded, the sweep goes on
-            yield group, [], traceback.format_exc(limit=8)
+            yield task, [], traceback.format_exc(limit=12)
 
 
-def _records_pool(exp, cfg, groups, ctx, jobs):
+def _records_pool(plan: Plan, tasks: list[Task], ctx, jobs):
     threads = worker_threads(jobs)
-    cfg_dict = cfg.model_dump(mode="json")
+    dumps = [c.model_dump(mode="json") for c in plan.configs]
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent,
                              initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(_run_group_in_worker, exp.name, cfg_dict, g, ctx.device, threads, _checkpoint_dir(ctx)):
-                   g for g in groups}
+        futures = {pool.submit(_run_group_in_worker, plan.exp.name, dumps[i], g, ctx.device, threads,
+                               _checkpoint_dir(ctx)): (i, g) for i, g in tasks}
         for fut in as_completed(futures):
             try:
                 yield futures[fut], fut.result(), None
             except Exception:  # noqa: BLE001
-                yield futures[fut], [], traceback.format_exc(limit=8)
+                yield futures[fut], [], traceback.format_exc(limit=12)
 
 
-def _records_ray(exp, cfg, groups, ctx):
+def ray_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def _records_ray(plan: Plan, tasks: list[Task], ctx, address: str | None = None):
     try:
         import ray
     except ImportError:
         raise ConfigError("executor: got 'ray' but Ray is not installed; pip install 'spuriouslab[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False)
+        ray.init(address=address or os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
+                 include_dashboard=False)
     remote = ray.remote(num_gpus=1 if ctx.device.startswith("cuda") else 0)(_run_group_in_worker)
-    cfg_dict = cfg.model_dump(mode="json")
-    refs = {remote.remote(exp.name, cfg_dict, g, ctx.device, 1, _checkpoint_dir(ctx)): g for g in groups}
+    dumps = [c.model_dump(mode="json") for c in plan.configs]
+    refs = {remote.remote(plan.exp.name, dumps[i], g, ctx.device, 1, _checkpoint_dir(ctx)): (i, g) for i, g in tasks}
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
         try:
             yield refs[ready[0]], ray.get(ready[0]), None
         except Exception:  # noqa: BLE001
-            yield refs[ready[0]], [], traceback.format_exc(limit=8)
+            yield refs[ready[0]], [], traceback.format_exc(limit=12)
 
 
-def run_sweep(exp: Experiment, cfg: ExperimentConfig, store: RunStore, ctx: RunContext,
-              executor: str = "local", jobs: int = 1) -> int:
-    """Run every pending point; returns the number of failed groups."""
-    total, groups = pending_groups(exp, cfg, store)
+# ------------------------------------------------------------------------------------------------- sweep
+@dataclass
+class SweepResult:
+    total: int
+    done_before: int
+    done: int = 0
+    failed: int = 0  # points of groups that failed now
+    skipped_failed: int = 0  # points that failed in an earlier run (not retried)
+    failed_groups: int = 0
+
+    def line(self) -> str:
+        text = (f"{self.done} done, {self.failed} failed, {self.done_before} skipped (done earlier)"
+                f" of {self.total} points")
+        if self.skipped_failed:
+            text += f"; {self.skipped_failed} skipped (failed earlier; --retry-failed runs them again)"
+        return text
+
+
+def failed_keys(store: RunStore, fields: list[str]) -> set[str]:
+    """Points of groups recorded in errors.jsonl."""
+    out: set[str] = set()
+    if not store.errors_path.exists():
+        return out
+    for line in store.errors_path.read_text(errors="replace").splitlines():
+        try:
+            for p in json.loads(line)["points"]:
+                out.add(point_key({f: p[f] for f in fields}))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def run_sweep(plan: Plan, store: RunStore, ctx: RunContext, executor: str = "local", jobs: int = 1,
+              retry_failed: bool = False, address: str | None = None) -> SweepResult:
+    """Run every pending point of the plan; records carry the swept fields."""
+    fields = plan.point_fields()
+    all_points = plan.points()
+    done = store.done_keys(fields)
+    failed_before = set() if retry_failed else failed_keys(store, fields)
+    result = SweepResult(len(all_points), sum(1 for _, p in all_points if point_key(p) in done))
+    pending: dict[int, list[dict]] = {}
+    for i, p in all_points:
+        key = point_key(p)
+        if key in done:
+            continue
+        if key in failed_before:
+            result.skipped_failed += 1
+            continue
+        pending.setdefault(i, []).append({k: v for k, v in p.items() if k not in plan.grid})
+    tasks: list[Task] = [(i, g) for i, pts in pending.items() for g in plan.exp.groups(plan.configs[i], pts)]
     if ctx.checkpoints is None:
         ctx.checkpoints = store.checkpoints
-    n_pending = sum(len(g) for g in groups)
-    bar = tqdm(total=total, initial=total - n_pending, desc=exp.name, unit="point", disable=not ctx.progress)
+    bar = tqdm(total=result.total, initial=result.done_before + result.skipped_failed, desc=plan.exp.name,
+               unit="point", disable=not ctx.progress)
     if executor == "ray":
-        stream = _records_ray(exp, cfg, groups, ctx)
+        stream = _records_ray(plan, tasks, ctx, address)
     elif jobs > 1:
-        stream = _records_pool(exp, cfg, groups, ctx, jobs)
+        stream = _records_pool(plan, tasks, ctx, jobs)
     else:
-        stream = _records_local(exp, cfg, groups, ctx)
-    failures = 0
-    for group, records, error in stream:
+        stream = _records_local(plan, tasks, ctx)
+    for (i, group), records, error in stream:
+        combo = plan.combos[i]
         if error is not None:
-            failures += 1
-            store.append_error(group, error)
-            tqdm.write(f"{exp.name}: a group of {len(group)} point(s) failed; see {store.errors_path}")
+            result.failed += len(group)
+            result.failed_groups += 1
+            store.append_error([{**combo, **p} for p in group], error)
+            bar.update(len(group))
+            bar.set_postfix(failed=result.failed)
+            tqdm.write(f"{plan.exp.name}: a group of {len(group)} point(s) failed "
+                       f"({error.strip().splitlines()[-1][:160]}); see {store.errors_path}")
             continue
-        store.append(records)
+        store.append([{**combo, **r} for r in records])
+        result.done += len(records)
         bar.update(len(records))
     bar.close()
-    return failures
+    return result

@@ -16,7 +16,6 @@ runs the very same groups with a store, executors and resume.
 from __future__ import annotations
 
 import itertools
-import math
 import types
 import typing
 from collections.abc import Iterator

@@ -6,10 +6,8 @@ training loop -> linear probes on each model's frozen features -> one record per
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import inspect
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +21,7 @@ from spuriouslab.data.distillation import DistillTask, image_task, synthetic_tas
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.distillation.config import DistillationConfig
+from spuriouslab.experiments.distillation.config import checkpoint_key as _key
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import Classifier, CNNEncoder, MLPEncoder, Projected, SeedEnsemble
 from spuriouslab.nets.probes import fit_probe
@@ -279,12 +278,6 @@ def embed(ens: SeedEnsemble, x: torch.Tensor, module: str | None = None, chunk: 
                      for j in range(0, x.shape[1], chunk)], dim=1)
     ens.train(was)
     return out.float()
-
-
-def _key(cfg: DistillationConfig, role: str, seeds: list[int], extra: Any = None) -> str:
-    fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("activation", "seeds", "seed")}
-    text = json.dumps({"role": role, "seeds": seeds, "cfg": fields, "extra": extra}, sort_keys=True)
-    return f"distillation-{role}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"
 
 
 # --------------------------------------------------------------------------------------------------- run

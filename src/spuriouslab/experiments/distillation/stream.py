@@ -21,6 +21,7 @@ from spuriouslab.data.images import DataError, folder_classes
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.distillation.config import DistillationConfig
+from spuriouslab.experiments.distillation.config import checkpoint_key as _key
 from spuriouslab.nets.models import Classifier
 from spuriouslab.nets.probes import fit_probe
 from spuriouslab.nets.train import make_optimizer, train_loop, warmup_cosine
@@ -93,8 +94,6 @@ def features(model: torch.nn.Module, ds, cfg: DistillationConfig, device: str, l
 def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext,
               make_encoder, load_teacher_checkpoint) -> Iterator[dict]:
     """One seed (``points`` holds one point): teacher frozen, student distilled, baseline trained, probes."""
-    from spuriouslab.experiments.distillation.run import _key
-
     t0 = time.perf_counter()
     (p,) = points
     seed, act, dev = p["seed"], p["activation"], ctx.device
