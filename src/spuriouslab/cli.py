@@ -239,6 +239,35 @@ def _sweep_and_report(plan, store, dev, progress, executor, jobs, address=None, 
 
 
 @app.command()
+def reproduce(
+    name: str = typer.Argument(None, help="a paper figure (see --list)"),
+    list_figures: bool = typer.Option(False, "--list", help="name every figure, what it shows and its runtime"),
+    set_: list[str] = typer.Option(None, "--set", "-s", help="key=value overrides of the figure's config"),
+    out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<figure>)"),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+    data_root: Path = typer.Option(None, "--data-root", help="where image data lives"),
+) -> None:
+    """Run one named figure of either paper with that paper's recipe and write its report."""
+    from spuriouslab.figures import config_path, listing
+
+    try:
+        if list_figures or name is None:
+            typer.echo(listing())
+            return
+        path = config_path(name)
+        experiment = yamlio.load_file(path).get("experiment")
+        sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
+        with warnings_to_stderr():
+            _run(experiment, path, sets, out or Path("runs") / name, device, jobs, "local", progress)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(_os_error(exc))
+
+
+@app.command()
 def probe(
     model: str = typer.Argument(..., help="the classifier: package.module:factory (or a module-level nn.Module)"),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="state dict to load into the model"),
@@ -310,6 +339,7 @@ def list_() -> None:
     typer.echo("commands:")
     typer.echo("    spuriouslab run EXPERIMENT [--config FILE.yaml] [--set key=value ...] [--out DIR] [--device auto|cpu|cuda]")
     typer.echo("    spuriouslab probe package.module:factory [--checkpoint FILE] [--set data=cifar10 --set colour=brick ...]")
+    typer.echo("    spuriouslab reproduce NAME | --list                       (the papers' figures, by name)")
     typer.echo("    spuriouslab sweep SPEC.yaml [--executor local|ray] [--jobs N] [--address ADDR] [--retry-failed]")
     typer.echo("    spuriouslab report DIR [DIR ...] [--html OUT.html] [--x FIELD] [--out DIR]")
     typer.echo("    spuriouslab data info [--data-root DIR]      spuriouslab data fetch mnist|fashion-mnist|cifar10")

@@ -1,0 +1,86 @@
+"""Ready-made paper figures: ``spuriouslab reproduce NAME`` runs one with that paper's recipe (a config in
+``spuriouslab/configs/``, also reachable as ``configs/`` in a checkout) and writes its report.
+
+Runtimes were measured with the command itself on the 2-core CPU machine this project develops on (and on a GPU
+where one was available); "not measured" says so where a run needs data or hardware we did not have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from spuriouslab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Figure:
+    paper: str
+    config: str  # file name in spuriouslab/configs
+    shows: str
+    cpu: str  # measured runtime on 2 CPU cores
+    gpu: str = "not measured"
+    needs: str = ""  # data or hardware beyond the package
+
+
+BM = "Bombari & Mondelli, ICML 2024"
+ZH = "Zhang et al., ICML 2024"
+
+FIGURES: dict[str, Figure] = {
+    "bm-synthetic": Figure(BM, "memorization_synthetic.yaml", "RF (k=1e5) and NTK (k=100) spurious vs test accuracy "
+                           "over N, phi2/phi4, alpha 1/2 and 1/4, alignment with theory", "2m48s"),
+    "bm-synthetic-relu": Figure(BM, "memorization_synthetic_relu.yaml", "the same with ReLU at infinite width",
+                                "not measured"),
+    "bm-alignment": Figure(BM, "alignment.yaml", "feature alignment measured vs predicted over alpha, 4 activations, "
+                           "N = 10..4d", "1m18s"),
+    "bm-ridge": Figure(BM + " (follow-up)", "ridge_correlation.yaml", "memorization and spurious correlation C vs the "
+                       "ridge lambda, correlated spurious parts", "not measured"),
+    "bm-mnist": Figure(BM, "memorization_mnist.yaml", "RF / NTK memorization on MNIST 1 vs 7 with a noise border",
+                       "not measured", needs="MNIST (spuriouslab data fetch mnist)"),
+    "bm-cifar10": Figure(BM, "memorization_cifar10.yaml", "RF / NTK memorization on CIFAR-10 cat vs ship with a noise "
+                         "border", "not measured", needs="CIFAR-10 (spuriouslab data fetch cifar10)"),
+    "bm-digits": Figure(BM + " (offline stand-in)", "memorization_offline_images.yaml", "the image protocol on "
+                        "scikit-learn's digits", "not measured"),
+    "bm-nn-quick": Figure(BM, "nn_quick.yaml", "trained FC and CNN memorize the border (digits, 150 epochs)",
+                          "not measured"),
+    "bm-nn-mnist": Figure(BM, "nn_mnist.yaml", "trained FC and CNN on MNIST, the paper's recipe (1000 epochs)",
+                          "not measured", needs="MNIST; a GPU"),
+    "bm-nn-resnet": Figure(BM, "nn_cifar10_resnet.yaml", "ResNet-18 on CIFAR-10 with a border", "not measured",
+                           needs="CIFAR-10; a GPU"),
+    "zh-theory": Figure(ZH, "contamination_theory.yaml", "ReLU net grows background weight (hinge, SGD, frozen "
+                        "output): projections, activation asymmetry, OOD loss", "not measured"),
+    "zh-activations": Figure(ZH, "contamination_activations.yaml", "background growth for ReLU, GELU, LeakyReLU, "
+                             "Sigmoid, Tanh and the linear net", "not measured"),
+    "zh-losses": Figure(ZH, "contamination_losses.yaml", "background growth across losses x optimizers",
+                        "not measured"),
+    "zh-toy": Figure(ZH, "contamination_toy.yaml", "the official toy script (logistic, AdamW, norm core, seed 2024) "
+                     "across activations", "not measured"),
+    "zh-distillation": Figure(ZH, "distillation_synthetic.yaml", "teacher / distilled student / baseline probed ID "
+                              "and OOD; the student's background weight", "2m17s"),
+    "zh-distillation-digits": Figure(ZH, "distillation_digits.yaml", "distillation on digits laid on backgrounds",
+                                     "35s"),
+    "zh-padded-cpu": Figure(ZH, "background_features_cpu.yaml", "padded vs control ResNet-32 at CPU size: feature "
+                            "grids, border sensitivity, Grad-CAM", "2m43s"),
+    "zh-padded-cifar": Figure(ZH, "background_features_paper.yaml", "padded CIFAR-10, ResNet-32, 250 epochs: the "
+                              "paper's feature visualizations, with numbers", "not measured",
+                              needs="CIFAR-10; a GPU"),
+}
+
+
+def config_path(name: str) -> Path:
+    if name not in FIGURES:
+        raise ConfigError(f"reproduce: got {name!r}; allowed: {', '.join(FIGURES)} (spuriouslab reproduce --list)")
+    path = Path(str(resources.files("spuriouslab") / "configs" / FIGURES[name].config))
+    if not path.is_file():
+        raise ConfigError(f"reproduce: the config {FIGURES[name].config} is missing from the installed package")
+    return path
+
+
+def listing() -> str:
+    lines = []
+    for name, f in FIGURES.items():
+        lines.append(f"{name:<24} {f.paper}: {f.shows}")
+        extra = f"; needs {f.needs}" if f.needs else ""
+        lines.append(f"{'':<24} configs/{f.config}; 2 CPU cores: {f.cpu}; GPU: {f.gpu}{extra}")
+    return "\n".join(lines)
