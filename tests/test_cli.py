@@ -197,7 +197,10 @@ def test_a_failing_group_is_recorded_and_retried(cli, tmp_path, monkeypatch):
     assert "simulated divergence" in (out / "errors.jsonl").read_text()
     assert len(pd.read_parquet(out / "results.parquet")) == 8  # the N=10 half
     monkeypatch.setattr(type(EXPERIMENT), "run_group", original)
-    assert _run(cli, out)[0] == 0
+    code, _, stderr = _run(cli, out)  # failed points are skipped by a rerun ...
+    assert code == 0 and "8 skipped (failed earlier" in stderr
+    assert len(pd.read_parquet(out / "results.parquet")) == 8
+    assert _run(cli, out, "--retry-failed")[0] == 0  # ... and run again on request
     assert len(pd.read_parquet(out / "results.parquet")) == 16
 
 

@@ -1,4 +1,7 @@
-"""Command line: ``spuriouslab run | list | report | theory gamma``.
+"""Command line: ``spuriouslab run | sweep | reproduce | probe | report | list | data | theory gamma``.
+
+Each command parses and validates, then hands over: grids and executors to :mod:`spuriouslab.sweep`, the run
+directory to :mod:`spuriouslab.store`, reports to :mod:`spuriouslab.report`.
 
 Every user error (bad --set key or value, bad config file, impossible combination) is one line on stderr
 and exit status 2, never a traceback.

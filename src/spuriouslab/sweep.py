@@ -293,6 +293,13 @@ class SweepResult:
         return text
 
 
+def point_id(config_json: str, point: dict[str, Any]) -> str:
+    """A grid point's stable id: a hash of its combination's resolved config and its axis values and seed."""
+    import hashlib
+
+    return hashlib.sha1((config_json + point_key(point)).encode()).hexdigest()[:16]
+
+
 def failed_keys(store: RunStore, fields: list[str]) -> set[str]:
     """Points of groups recorded in errors.jsonl."""
     out: set[str] = set()
@@ -335,8 +342,13 @@ def run_sweep(plan: Plan, store: RunStore, ctx: RunContext, executor: str = "loc
         stream = _records_pool(plan, tasks, ctx, jobs)
     else:
         stream = _records_local(plan, tasks, ctx)
+    cfg_dumps: dict[int, str] = {}
     for (i, group), records, error in stream:
         combo = plan.combos[i]
+        if i not in cfg_dumps:
+            dump = plan.configs[i].model_dump(mode="json")  # less what a point sets itself (axes, seeds)
+            cfg_dumps[i] = json.dumps({k: v for k, v in dump.items() if k not in (*plan.exp.Config.AXES, "seeds")},
+                                      sort_keys=True)
         if error is not None:
             result.failed += len(group)
             result.failed_groups += 1
@@ -346,7 +358,8 @@ def run_sweep(plan: Plan, store: RunStore, ctx: RunContext, executor: str = "loc
             tqdm.write(f"{plan.exp.name}: a group of {len(group)} point(s) failed "
                        f"({error.strip().splitlines()[-1][:160]}); see {store.errors_path}")
             continue
-        store.append([{**combo, **r} for r in records])
+        store.append([{**combo, **r, "point_id": point_id(cfg_dumps[i], {f: {**combo, **r}[f] for f in fields})}
+                      for r in records])
         result.done += len(records)
         bar.update(len(records))
     bar.close()
