@@ -1,8 +1,10 @@
 """Ready-made paper figures: ``spuriouslab reproduce NAME`` runs one with that paper's recipe (a config in
 ``spuriouslab/configs/``, also reachable as ``configs/`` in a checkout) and writes its report.
 
-Runtimes were measured with the command itself on the 2-core CPU machine this project develops on (and on a GPU
-where one was available); "not measured" says so where a run needs data or hardware we did not have.
+Runtimes were measured with the command itself on the 2-core CPU machine this project develops on (some while
+other jobs shared it: upper bounds); "not measured" says so where a run needs data or hardware we did not have,
+or was too long to measure in the session that wrote this (zh-activations, zh-losses, zh-toy: each several times
+zh-theory).  No GPU was available to measure the GPU column.
 """
 
 from __future__ import annotations
@@ -31,25 +33,25 @@ FIGURES: dict[str, Figure] = {
     "bm-synthetic": Figure(BM, "memorization_synthetic.yaml", "RF (k=1e5) and NTK (k=100) spurious vs test accuracy "
                            "over N, phi2/phi4, alpha 1/2 and 1/4, alignment with theory", "2m48s"),
     "bm-synthetic-relu": Figure(BM, "memorization_synthetic_relu.yaml", "the same with ReLU at infinite width",
-                                "not measured"),
+                                "13s"),
     "bm-alignment": Figure(BM, "alignment.yaml", "feature alignment measured vs predicted over alpha, 4 activations, "
                            "N = 10..4d", "1m18s"),
     "bm-ridge": Figure(BM + " (follow-up)", "ridge_correlation.yaml", "memorization and spurious correlation C vs the "
-                       "ridge lambda, correlated spurious parts", "not measured"),
+                       "ridge lambda, correlated spurious parts", "9s"),
     "bm-mnist": Figure(BM, "memorization_mnist.yaml", "RF / NTK memorization on MNIST 1 vs 7 with a noise border",
                        "not measured", needs="MNIST (spuriouslab data fetch mnist)"),
     "bm-cifar10": Figure(BM, "memorization_cifar10.yaml", "RF / NTK memorization on CIFAR-10 cat vs ship with a noise "
                          "border", "not measured", needs="CIFAR-10 (spuriouslab data fetch cifar10)"),
     "bm-digits": Figure(BM + " (offline stand-in)", "memorization_offline_images.yaml", "the image protocol on "
-                        "scikit-learn's digits", "not measured"),
+                        "scikit-learn's digits", "7s"),
     "bm-nn-quick": Figure(BM, "nn_quick.yaml", "trained FC and CNN memorize the border (digits, 150 epochs)",
-                          "not measured"),
+                          "1m48s"),
     "bm-nn-mnist": Figure(BM, "nn_mnist.yaml", "trained FC and CNN on MNIST, the paper's recipe (1000 epochs)",
                           "not measured", needs="MNIST; a GPU"),
     "bm-nn-resnet": Figure(BM, "nn_cifar10_resnet.yaml", "ResNet-18 on CIFAR-10 with a border", "not measured",
                            needs="CIFAR-10; a GPU"),
     "zh-theory": Figure(ZH, "contamination_theory.yaml", "ReLU net grows background weight (hinge, SGD, frozen "
-                        "output): projections, activation asymmetry, OOD loss", "not measured"),
+                        "output): projections, activation asymmetry, OOD loss", "2m39s"),
     "zh-activations": Figure(ZH, "contamination_activations.yaml", "background growth for ReLU, GELU, LeakyReLU, "
                              "Sigmoid, Tanh and the linear net", "not measured"),
     "zh-losses": Figure(ZH, "contamination_losses.yaml", "background growth across losses x optimizers",
