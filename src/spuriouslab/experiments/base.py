@@ -158,22 +158,35 @@ class Report:
 
 
 class Experiment:
-    """One experiment: its config class and its run / report functions (see the module docstring)."""
+    """One experiment: its config class and its run / report modules (see the module docstring).
+
+    ``run`` is the experiment's ``run.py`` module: ``run_group`` is required; ``points``, ``group_key``,
+    ``check`` and ``estimate`` are used when it defines them.  ``reporting`` is its ``report.py`` module, whose
+    ``report(cfg, df)`` returns a :class:`Report`."""
 
     name: str = ""
     summary: str = ""
     Config: type[ExperimentConfig] = ExperimentConfig
+    run: Any = None
+    reporting: Any = None
+
+    def _hook(self, name: str):
+        return getattr(self.run, name, None)
 
     # ------------------------------------------------------------------ grid
     def point_fields(self) -> list[str]:
         return [*self.Config.AXES, "seed"]
 
     def points(self, cfg: ExperimentConfig) -> list[dict[str, Any]]:
+        if (fn := self._hook("points")) is not None:
+            return fn(cfg)
         axes = [getattr(cfg, a) for a in cfg.AXES]
         return [dict(zip([*cfg.AXES, "seed"], (*combo, s), strict=True))
                 for combo in itertools.product(*axes) for s in cfg.seed_values()]
 
     def group_key(self, cfg: ExperimentConfig, point: dict[str, Any]) -> Any:
+        if (fn := self._hook("group_key")) is not None:
+            return fn(cfg, point)
         return tuple(sorted(point.items()))
 
     def groups(self, cfg: ExperimentConfig, points: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -184,20 +197,23 @@ class Experiment:
         return list(out.values())
 
     def check(self, cfg: ExperimentConfig) -> None:
-        """Checks that need more than the config (data on disk, sizes): raise ConfigError before a run
-        touches its directory.  The default resolves the grid."""
+        """Checks that need more than the config (data on disk, sizes, the user's models): raise ConfigError
+        before a run touches its directory.  Resolves the grid, then the run module's ``check``."""
         self.points(cfg)
+        if (fn := self._hook("check")) is not None:
+            fn(cfg)
 
     def estimate(self, cfg: ExperimentConfig) -> Estimate | None:
         """Peak memory and work of the largest group (None: no estimate).  Checked before a run touches its
         directory."""
-        return None
+        fn = self._hook("estimate")
+        return fn(cfg) if fn is not None else None
 
     def run_group(self, cfg: ExperimentConfig, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]:
-        raise NotImplementedError
+        return self.run.run_group(cfg, points, ctx)
 
     def report(self, cfg: ExperimentConfig, df) -> Report:
-        raise NotImplementedError
+        return self.reporting.report(cfg, df)
 
     # ---------------------------------------------------------------- config
     def make_config(self, values: dict[str, Any]) -> ExperimentConfig:

@@ -7,7 +7,7 @@ measured-vs-predicted table with the gap and a figure of the alignment against a
 
 from __future__ import annotations
 
-from spuriouslab.experiments.alignment import report as _report
+from spuriouslab.experiments.alignment import report
 from spuriouslab.experiments.alignment.config import AlignmentConfig
 from spuriouslab.experiments.memorization import Memorization
 
@@ -16,9 +16,7 @@ class Alignment(Memorization):
     name = "alignment"
     summary = "Feature alignment measured vs predicted over alpha, activations and N (theory check)"
     Config = AlignmentConfig
-
-    def report(self, cfg, df):
-        return _report.report(cfg, df)
+    reporting = report
 
 
 EXPERIMENT = Alignment()

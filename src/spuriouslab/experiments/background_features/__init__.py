@@ -9,8 +9,7 @@ maximization of the last convolution's channels with the colours of what it find
 
 from __future__ import annotations
 
-from spuriouslab.experiments.background_features import report as _report
-from spuriouslab.experiments.background_features import run as _run
+from spuriouslab.experiments.background_features import report, run
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
 from spuriouslab.experiments.base import Experiment
 
@@ -19,22 +18,8 @@ class BackgroundFeatures(Experiment):
     name = "background-features"
     summary = "Padded-border training of a CIFAR ResNet-32: does it learn the border colour? (Zhang et al.)"
     Config = BackgroundFeaturesConfig
-
-    def check(self, cfg):
-        self.points(cfg)
-        _run.check(cfg)
-
-    def estimate(self, cfg):
-        return _run.estimate(cfg)
-
-    def group_key(self, cfg, point):
-        return _run.group_key(cfg, point)
-
-    def run_group(self, cfg, points, ctx):
-        return _run.run_group(cfg, points, ctx)
-
-    def report(self, cfg, df):
-        return _report.report(cfg, df)
+    run = run
+    reporting = report
 
 
 EXPERIMENT = BackgroundFeatures()

@@ -11,8 +11,7 @@ the sign of the output weight (the theory's mechanism).  ``config`` / ``run`` / 
 from __future__ import annotations
 
 from spuriouslab.experiments.base import Experiment
-from spuriouslab.experiments.contamination import report as _report
-from spuriouslab.experiments.contamination import run as _run
+from spuriouslab.experiments.contamination import report, run
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.experiments.contamination.run import measure, train_contamination
 
@@ -21,18 +20,8 @@ class Contamination(Experiment):
     name = "contamination"
     summary = "Feature contamination: MLPs learn label-independent background features (Zhang et al.)"
     Config = ContaminationConfig
-
-    def estimate(self, cfg):
-        return _run.estimate(cfg)
-
-    def group_key(self, cfg, point):
-        return _run.group_key(cfg, point)
-
-    def run_group(self, cfg, points, ctx):
-        return _run.run_group(cfg, points, ctx)
-
-    def report(self, cfg, df):
-        return _report.report(cfg, df)
+    run = run
+    reporting = report
 
 
 EXPERIMENT = Contamination()

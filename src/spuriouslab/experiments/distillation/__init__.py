@@ -12,8 +12,7 @@ mechanism is measured for MLP students on the synthetic task: their first-layer 
 from __future__ import annotations
 
 from spuriouslab.experiments.base import Experiment
-from spuriouslab.experiments.distillation import report as _report
-from spuriouslab.experiments.distillation import run as _run
+from spuriouslab.experiments.distillation import report, run
 from spuriouslab.experiments.distillation.config import DistillationConfig
 
 
@@ -21,22 +20,8 @@ class Distillation(Experiment):
     name = "distillation"
     summary = "Representation distillation: a student of an OOD-robust teacher, probed ID and OOD (Zhang et al.)"
     Config = DistillationConfig
-
-    def check(self, cfg):
-        self.points(cfg)
-        _run.check_models(cfg)
-
-    def estimate(self, cfg):
-        return _run.estimate(cfg)
-
-    def group_key(self, cfg, point):
-        return _run.group_key(cfg, point)
-
-    def run_group(self, cfg, points, ctx):
-        return _run.run_group(cfg, points, ctx)
-
-    def report(self, cfg, df):
-        return _report.report(cfg, df)
+    run = run
+    reporting = report
 
 
 EXPERIMENT = Distillation()

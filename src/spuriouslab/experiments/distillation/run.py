@@ -127,7 +127,7 @@ def make_encoder(cfg: DistillationConfig, task: DistillTask, role: str, activati
     return CNNEncoder(c, (h, w), cfg.embed)
 
 
-def check_models(cfg: DistillationConfig) -> None:
+def check(cfg: DistillationConfig) -> None:
     """Teacher and student build, are modules, and agree on the embedding size (a forward on two inputs)."""
     if cfg.stream:
         from spuriouslab.experiments.distillation import stream as S

@@ -9,8 +9,7 @@ read off one factorisation of the Gram matrix.  ``config`` / ``run`` / ``report`
 from __future__ import annotations
 
 from spuriouslab.experiments.base import Experiment
-from spuriouslab.experiments.memorization import report as _report
-from spuriouslab.experiments.memorization import run as _run
+from spuriouslab.experiments.memorization import report, run
 from spuriouslab.experiments.memorization.config import MemorizationConfig
 
 
@@ -18,25 +17,8 @@ class Memorization(Experiment):
     name = "memorization"
     summary = "RF / NTK regression: do spurious features alone recall training labels? (Bombari & Mondelli)"
     Config = MemorizationConfig
-
-    def points(self, cfg):
-        return _run.points(cfg)
-
-    def check(self, cfg):
-        _run.check(cfg)
-        self.points(cfg)
-
-    def estimate(self, cfg):
-        return _run.estimate(cfg)
-
-    def group_key(self, cfg, point):
-        return _run.group_key(cfg, point)
-
-    def run_group(self, cfg, points, ctx):
-        return _run.run_group(cfg, points, ctx)
-
-    def report(self, cfg, df):
-        return _report.report(cfg, df)
+    run = run
+    reporting = report
 
 
 EXPERIMENT = Memorization()

@@ -12,8 +12,7 @@ loss becomes NaN stops with a recorded error (status ``diverged``) and the other
 from __future__ import annotations
 
 from spuriouslab.experiments.base import Experiment
-from spuriouslab.experiments.memorization_nn import report as _report
-from spuriouslab.experiments.memorization_nn import run as _run
+from spuriouslab.experiments.memorization_nn import report, run
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 
 
@@ -21,22 +20,8 @@ class MemorizationNN(Experiment):
     name = "memorization-nn"
     summary = "Trained FC / CNN / ResNet-18: spurious-feature memorization on images with a random border"
     Config = MemorizationNNConfig
-
-    def check(self, cfg):
-        _run.check(cfg)
-        self.points(cfg)
-
-    def estimate(self, cfg):
-        return _run.estimate(cfg)
-
-    def group_key(self, cfg, point):
-        return _run.group_key(cfg, point)
-
-    def run_group(self, cfg, points, ctx):
-        return _run.run_group(cfg, points, ctx)
-
-    def report(self, cfg, df):
-        return _report.report(cfg, df)
+    run = run
+    reporting = report
 
 
 EXPERIMENT = MemorizationNN()

@@ -9,7 +9,7 @@ lambda grows.  Same computation as ``memorization``; one Gram matrix serves ever
 from __future__ import annotations
 
 from spuriouslab.experiments.memorization import Memorization
-from spuriouslab.experiments.ridge import report as _report
+from spuriouslab.experiments.ridge import report
 from spuriouslab.experiments.ridge.config import RidgeConfig
 
 
@@ -17,9 +17,7 @@ class Ridge(Memorization):
     name = "ridge"
     summary = "Ridge lambda and correlated spurious features: memorization, spurious correlation C, test loss"
     Config = RidgeConfig
-
-    def report(self, cfg, df):
-        return _report.report(cfg, df)
+    reporting = report
 
 
 EXPERIMENT = Ridge()
