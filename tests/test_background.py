@@ -145,7 +145,7 @@ def test_probe_on_any_data_the_data_layer_reads(cli, tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["probe", "nosuch.module:f"], "model: cannot load 'nosuch.module:f' (ModuleNotFoundError"),
+    (["probe", "nosuch.module:f"], "model: cannot import 'nosuch.module:f' (ModuleNotFoundError"),
     (["probe", "probe_models:not_a_model"], "gave str, not a torch.nn.Module"),
     (["probe", "probe_models:centre_only", "--set", "eval_border=20"], "eval_border: got 20"),
     (["probe", "probe_models:centre_only", "--set", "colour=purple"], "colour: got 'purple'; allowed: brick"),

@@ -6,7 +6,6 @@ training loop -> linear probes on each model's frozen features -> one record per
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import math
 import time
@@ -22,6 +21,7 @@ from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.experiments.distillation.config import checkpoint_key as _key
+from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import Classifier, CNNEncoder, MLPEncoder, Projected, SeedEnsemble
 from spuriouslab.nets.probes import fit_probe
@@ -81,15 +81,7 @@ def ood_labels(task: DistillTask, name: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- models
 def import_factory(spec: str, key: str) -> Callable[..., torch.nn.Module]:
     """``package.module:factory`` -> the callable; a one-line ConfigError naming ``key`` when it does not import."""
-    if ":" not in spec:
-        raise ConfigError(f"{key}: got {spec!r}; write package.module:factory")
-    module, _, name = spec.partition(":")
-    try:
-        obj = importlib.import_module(module)
-        for part in name.split("."):
-            obj = getattr(obj, part)
-    except Exception as exc:  # noqa: BLE001 - any import-time failure of the user's module
-        raise ConfigError(f"{key}: cannot import {spec!r} ({type(exc).__name__}: {exc})") from None
+    obj = import_object(spec, key)
     if not callable(obj):
         raise ConfigError(f"{key}: {spec!r} is not callable")
     return obj
@@ -166,14 +158,7 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, key: str, spec: str | None
 
 
 def load_teacher_checkpoint(model: torch.nn.Module, path: str) -> None:
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-        model.load_state_dict(state)
-    except FileNotFoundError:
-        raise ConfigError(f"teacher_checkpoint: {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - a file that is not a matching state dict
-        raise ConfigError(f"teacher_checkpoint: {path} does not match the teacher "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    load_state(model, path, "teacher_checkpoint", "the teacher")
 
 
 # ---------------------------------------------------------------------------------------------- training

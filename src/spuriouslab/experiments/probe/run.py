@@ -4,7 +4,6 @@ Mondelli: a training image's border with its core zeroed recalls its label) -> o
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,31 +16,21 @@ from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.probe.config import ProbeConfig
 from spuriouslab.nets import analysis as A
+from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.seeding import numpy_rng, stream
 
 
 def load_model(cfg: ProbeConfig, device: str = "cpu") -> torch.nn.Module:
     spec = cfg.model
-    if ":" not in spec:
-        raise ConfigError(f"model: got {spec!r}; write package.module:factory")
-    module, _, name = spec.partition(":")
+    obj = import_object(spec, "model")
     try:
-        obj = importlib.import_module(module)
-        for part in name.split("."):
-            obj = getattr(obj, part)
         model = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
-    except Exception as exc:  # noqa: BLE001 - anything the user's module raises on import or construction
-        raise ConfigError(f"model: cannot load {spec!r} ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - anything the user's factory raises
+        raise ConfigError(f"model: {spec!r} failed ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model: {spec!r} gave {type(model).__name__}, not a torch.nn.Module")
     if cfg.checkpoint:
-        try:
-            model.load_state_dict(torch.load(cfg.checkpoint, weights_only=True, map_location="cpu"))
-        except FileNotFoundError:
-            raise ConfigError(f"checkpoint: {cfg.checkpoint} does not exist") from None
-        except Exception as exc:  # noqa: BLE001 - not a state dict of this model
-            raise ConfigError(f"checkpoint: {cfg.checkpoint} does not match {spec} "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+        load_state(model, cfg.checkpoint, "checkpoint", spec)
     return model.to(device).eval()
 
 
