@@ -168,3 +168,23 @@ def test_probe_checkpoint_that_does_not_match(cli, tmp_path):
     code, _, stderr = cli("probe", "probe_models:centre_only", "--checkpoint", tmp_path / "bad.pt", "--set",
                           "data=mnist", "--data-root", tmp_path / "d", "--out", tmp_path / "x")
     assert code == 2 and "does not match probe_models:centre_only" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_adversarial_training_path(cli, tmp_path):
+    code, _, err = cli("run", "background-features", *TINY, "--set", "adversarial=true", "--set", "pipeline=padded",
+                       "--set", "n_train=64", "--set", "epochs=1", "--set", "eps_ramp=2", "--set", "pgd_steps=2",
+                       "--out", tmp_path / "a")
+    assert code == 0, err
+    df = pd.read_parquet(tmp_path / "a" / "results.parquet")
+    assert len(df) == 1 and df.status.iloc[0] == "ok" and "adversarial training" in (tmp_path / "a" / "summary.md").read_text()
+
+
+def test_pgd_stays_in_its_ball():
+    from spuriouslab.experiments.background_features.run import _pgd_l2
+
+    torch.manual_seed(0)
+    m = ResNetCIFAR(3, 10, 8).eval()
+    x = torch.rand(4, 3, 16, 16)
+    adv = _pgd_l2(m, x, torch.zeros(4, dtype=torch.long), 0.5, 3)
+    assert ((adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
+    assert (adv - x).abs().max() > 0

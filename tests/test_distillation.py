@@ -202,3 +202,14 @@ def test_streamed_folder_with_workers_and_resume(cli, tmp_path):
     pd.testing.assert_frame_equal(drop(df), drop(pd.read_parquet(tmp_path / "t" / "results.parquet")))
     code, _, stderr = cli("run", "distillation", "--set", "stream=true", "--out", tmp_path / "x")
     assert code == 2 and "stream: streaming reads task=folder data" in stderr
+
+
+def test_paper_recipe_path_with_torch_probes(cli, tmp_path):
+    code, stdout, err = cli("run", "distillation", *TINY, "--set", "preset=paper", "--set", "epochs=4", "--set",
+                            "teacher_epochs=4", "--set", "log_every=2", "--set", "warmup=3", "--set", "batch_size=64",
+                            "--set", "activation=relu", "--out", tmp_path / "p")
+    assert code == 0, err
+    df = pd.read_parquet(tmp_path / "p" / "results.parquet")
+    cfg = (tmp_path / "p" / "config.yaml").read_text()
+    assert "probe: torch" in cfg and "clip: 1.0" in cfg and "weight_decay: 0.05" in cfg
+    assert df.acc_teacher_id.between(0, 1).all() and (df.status == "ok").all()
