@@ -196,7 +196,7 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
                                      cfg.cam_images))
         _, cams = A.gradcam_border_fraction(model, framed["train_colour"][:8], region.to(dev), model.last_block)
         rec["cam_examples"] = _encode((cams.numpy() / max(float(cams.max()), 1e-12) * 255).astype(np.uint8))
-        rec["cam_images"] = _encode(x_te[:8])
+        rec["cam_images"] = _encode(frame(x_te[:8], colour, cfg.eval_border))  # what the maps were computed on
         rec["seconds_measure"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         channels = list(range(min(cfg.vis_channels, model.last_block.conv2.out_channels)))
