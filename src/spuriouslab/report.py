@@ -70,7 +70,7 @@ def sweep_report(plan, df: pd.DataFrame) -> Report:
     """A grid over swept fields: the headline table by swept field, a figure of the headline metrics against each
     swept field, and the experiment's own report for every combination (figures prefixed by it)."""
     exp = plan.exp
-    headline = [m for m in HEADLINE.get(exp.name, []) if m in df]
+    headline = [m for m in exp.headline if m in df]
     ok = df[df.status == "ok"] if "status" in df else df
     keys = list(plan.grid)
     table = T.aggregate(ok, keys, headline)
@@ -109,16 +109,6 @@ def build_report(store: RunStore, plan=None) -> str:
 
 
 # --------------------------------------------------------------------------------- many runs, one page
-HEADLINE: dict[str, list[str]] = {
-    "memorization": ["spurious_acc", "test_acc", "memorization_cov"],
-    "alignment": ["alignment_mean", "gamma_pred"],
-    "ridge": ["spurious_corr", "test_mse"],
-    "contamination": ["bg_norm_growth", "ood_id_gap", "ood_acc"],
-    "memorization-nn": ["spurious_acc", "test_acc"],
-    "distillation": ["acc_student_ood_mean", "acc_teacher_ood_mean", "acc_baseline_ood_mean"],
-    "background-features": ["acc_train_colour", "repr_change_train_colour", "gradcam_border_train_colour"],
-    "probe": ["spurious_acc", "repr_change_train_colour"],
-}
 
 
 @dataclass
@@ -176,7 +166,7 @@ def cross_tables(runs: list[RunInfo], x: str | None) -> dict[str, pd.DataFrame]:
         df = pd.concat(frames, ignore_index=True)
         if "status" in df:
             df = df[df.status == "ok"]
-        metrics = [m for m in HEADLINE.get(name, []) if m in df]
+        metrics = [m for m in get_experiment(name).headline if m in df]
         by = ["run"] + ([x] if x is not None and x != "run" else [])
         out[name] = T.aggregate(df, by, metrics)
     return out
@@ -188,7 +178,7 @@ def cross_figure(table: pd.DataFrame, experiment: str, x: str):
 
     from spuriouslab import plotting as P
 
-    metrics = [m for m in HEADLINE.get(experiment, []) if m in table]
+    metrics = [m for m in get_experiment(experiment).headline if m in table]
     fig, ax = P.figure(size=(5.0, 3.8))
     t = table.groupby(x, sort=True)[metrics].mean().reset_index()
     cis = table.groupby(x, sort=True)[[f"{m}_ci" for m in metrics]].mean().reset_index()

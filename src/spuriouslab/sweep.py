@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments import Experiment, ExperimentConfig, RunContext, get_experiment
-from spuriouslab.experiments.base import MAX_POINTS, _numeric
+from spuriouslab.experiments.base import MAX_POINTS, numeric_field
 from spuriouslab.experiments.fields import split_list
 from spuriouslab.store import Checkpoints, RunStore, point_key
 
@@ -79,7 +79,7 @@ def split_grid(exp: Experiment, values: dict[str, Any]) -> tuple[dict[str, Any],
             base[key] = value
             continue
         if isinstance(value, list | tuple) or isinstance(value, dict) and len(value) == 1 or (
-                isinstance(value, str) and "," in value and (_numeric(info.annotation) or "Literal" in str(
+                isinstance(value, str) and "," in value and (numeric_field(info.annotation) or "Literal" in str(
                     info.annotation) or "bool" in str(info.annotation))):
             grid[key] = value
         else:

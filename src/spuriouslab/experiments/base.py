@@ -31,7 +31,7 @@ MAX_SEEDS = 10_000
 MAX_POINTS = 1_000_000  # grid points (axes x seeds) in one run
 
 
-def _numeric(annotation: Any) -> bool:
+def numeric_field(annotation: Any) -> bool:
     """Whether a field's type takes numbers (int or float, alone or in lists / unions), not booleans."""
     leaves: set = set()
 
@@ -74,7 +74,7 @@ class ExperimentConfig(BaseModel):
         values = dict(values)
         for key, val in values.items():  # numbers are numbers: no booleans, no 1_000 strings
             info = cls.model_fields.get(key)
-            if info is None or not _numeric(info.annotation):
+            if info is None or not numeric_field(info.annotation):
                 continue
             for item in (val if isinstance(val, list | tuple) else [val]):
                 if isinstance(item, bool):
@@ -169,6 +169,7 @@ class Experiment:
     Config: type[ExperimentConfig] = ExperimentConfig
     run: Any = None
     reporting: Any = None
+    headline: list[str] = []  # the record columns a sweep or a cross-run report shows first
 
     def _hook(self, name: str):
         return getattr(self.run, name, None)

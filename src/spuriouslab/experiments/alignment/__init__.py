@@ -16,6 +16,7 @@ class Alignment(Memorization):
     name = "alignment"
     summary = "Feature alignment measured vs predicted over alpha, activations and N (theory check)"
     Config = AlignmentConfig
+    headline = ["alignment_mean", "gamma_pred"]
     reporting = report
 
 

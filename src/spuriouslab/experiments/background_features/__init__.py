@@ -18,6 +18,7 @@ class BackgroundFeatures(Experiment):
     name = "background-features"
     summary = "Padded-border training of a CIFAR ResNet-32: does it learn the border colour? (Zhang et al.)"
     Config = BackgroundFeaturesConfig
+    headline = ["acc_train_colour", "repr_change_train_colour", "gradcam_border_train_colour"]
     run = run
     reporting = report
 

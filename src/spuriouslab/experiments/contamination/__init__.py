@@ -20,6 +20,7 @@ class Contamination(Experiment):
     name = "contamination"
     summary = "Feature contamination: MLPs learn label-independent background features (Zhang et al.)"
     Config = ContaminationConfig
+    headline = ["bg_norm_growth", "ood_id_gap", "ood_acc"]
     run = run
     reporting = report
 

@@ -20,6 +20,7 @@ class Distillation(Experiment):
     name = "distillation"
     summary = "Representation distillation: a student of an OOD-robust teacher, probed ID and OOD (Zhang et al.)"
     Config = DistillationConfig
+    headline = ["acc_student_ood_mean", "acc_teacher_ood_mean", "acc_baseline_ood_mean"]
     run = run
     reporting = report
 

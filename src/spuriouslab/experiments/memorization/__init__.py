@@ -17,6 +17,7 @@ class Memorization(Experiment):
     name = "memorization"
     summary = "RF / NTK regression: do spurious features alone recall training labels? (Bombari & Mondelli)"
     Config = MemorizationConfig
+    headline = ["spurious_acc", "test_acc", "memorization_cov"]
     run = run
     reporting = report
 

@@ -20,6 +20,7 @@ class MemorizationNN(Experiment):
     name = "memorization-nn"
     summary = "Trained FC / CNN / ResNet-18: spurious-feature memorization on images with a random border"
     Config = MemorizationNNConfig
+    headline = ["spurious_acc", "test_acc"]
     run = run
     reporting = report
 

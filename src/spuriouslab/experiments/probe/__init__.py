@@ -13,6 +13,7 @@ class Probe(Experiment):
     name = "probe"
     summary = "Border reliance of any torch image classifier (import string + checkpoint), any data set"
     Config = ProbeConfig
+    headline = ["spurious_acc", "repr_change_train_colour"]
     run = run
     reporting = report
 

@@ -17,6 +17,7 @@ class Ridge(Memorization):
     name = "ridge"
     summary = "Ridge lambda and correlated spurious features: memorization, spurious correlation C, test loss"
     Config = RidgeConfig
+    headline = ["spurious_corr", "test_mse"]
     reporting = report
 
 
