@@ -358,7 +358,9 @@ def run_sweep(plan: Plan, store: RunStore, ctx: RunContext, executor: str = "loc
             tqdm.write(f"{plan.exp.name}: a group of {len(group)} point(s) failed "
                        f"({error.strip().splitlines()[-1][:160]}); see {store.errors_path}")
             continue
-        store.append([{**combo, **r, "point_id": point_id(cfg_dumps[i], {f: {**combo, **r}[f] for f in fields})}
+        # the swept values win over a record's own column of the same name (a capped n_test, say): they are the
+        # point's identity, so that resume finds it
+        store.append([{**r, **combo, "point_id": point_id(cfg_dumps[i], {f: {**r, **combo}[f] for f in fields})}
                       for r in records])
         result.done += len(records)
         bar.update(len(records))
