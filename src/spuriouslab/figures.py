@@ -3,8 +3,7 @@
 
 Runtimes were measured with the command itself on the 2-core CPU machine this project develops on (some while
 other jobs shared it: upper bounds); "not measured" says so where a run needs data or hardware we did not have,
-or was too long to measure in the session that wrote this (zh-activations, zh-losses, zh-toy: each several times
-zh-theory).  No GPU was available to measure the GPU column.
+or was too long to measure in the session that wrote this (zh-losses: about 5 times zh-theory).  No GPU was available to measure the GPU column.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ FIGURES: dict[str, Figure] = {
     "zh-theory": Figure(ZH, "contamination_theory.yaml", "ReLU net grows background weight (hinge, SGD, frozen "
                         "output): projections, activation asymmetry, OOD loss", "2m39s"),
     "zh-activations": Figure(ZH, "contamination_activations.yaml", "background growth for ReLU, GELU, LeakyReLU, "
-                             "Sigmoid, Tanh and the linear net", "not measured"),
+                             "Sigmoid, Tanh and the linear net", "10m42s"),
     "zh-losses": Figure(ZH, "contamination_losses.yaml", "background growth across losses x optimizers",
                         "not measured"),
     "zh-toy": Figure(ZH, "contamination_toy.yaml", "the official toy script (logistic, AdamW, norm core, seed 2024) "
