@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from spuriouslab.data.contamination import shift_background
 from spuriouslab.seeding import numpy_rng, stream, torch_generator
 
 SYNTHETIC_OOD = ["flip", "shift+1", "shift+2", "shift+4", "scale3"]
@@ -59,13 +60,12 @@ class DistillTask:
 
 
 def _ood_background(bg: torch.Tensor, name: str) -> torch.Tensor:
-    if name == "flip":
-        return -bg
+    """An OOD set's name (``flip``, ``shift+D``, ``scaleF``) as the contamination task's background shift."""
     if name.startswith("shift+"):
-        return bg + float(name.split("+", 1)[1])
+        return shift_background(bg, "shift", float(name.split("+", 1)[1]), 1.0)
     if name.startswith("scale"):
-        return bg * float(name[len("scale"):])
-    raise ValueError(f"unknown OOD background {name!r}")
+        return shift_background(bg, "scale", 0.0, float(name[len("scale"):]))
+    return shift_background(bg, name, 0.0, 1.0)
 
 
 def synthetic_task(seed: int, d: int, d_core: int, d_bg: int, n_classes: int, n: int, n_test: int,

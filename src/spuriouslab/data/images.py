@@ -346,6 +346,13 @@ def load_images(name: str, data_root: str | os.PathLike | None = None) -> ImageD
     return _load_cached(name, str(data_root) if data_root else None)
 
 
+def to_float_chw(images: np.ndarray, device: str = "cpu"):
+    """uint8 images (N, H, W, C) as a float tensor (N, C, H, W) in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+
+
 def image_shape(name: str, data_root: str | os.PathLike | None = None) -> tuple[int, int, int]:
     """``(H, W, C)`` of a data set's images: known for the named sets, read from the files for a folder."""
     if name in EXPECTED_SHAPE:

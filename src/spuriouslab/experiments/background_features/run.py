@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from spuriouslab.data.borders import frame, frame_mask, pad_crop_flip, parse_colour
+from spuriouslab.data.images import to_float_chw
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
@@ -51,10 +52,6 @@ def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> tuple[str, np.ndarray,
     te = np.sort(rng.permutation(len(data.x_test))[: cfg.n_test])
     rgb = lambda a: np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a  # noqa: E731
     return name, rgb(data.x_train[tr]), data.y_train[tr], rgb(data.x_test[te]), data.y_test[te], len(data.classes)
-
-
-def to_tensor(images: np.ndarray, device: str = "cpu") -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0).to(device)
 
 
 def check(cfg: BackgroundFeaturesConfig) -> None:
@@ -119,7 +116,7 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
     n = len(x_tr)
     spe = math.ceil(n / cfg.batch_size)
     y_train = torch.from_numpy(y_tr).to(dev)
-    x_test, y_test = to_tensor(x_te, dev), torch.from_numpy(y_te)
+    x_test, y_test = to_float_chw(x_te, dev), torch.from_numpy(y_te)
     state: dict[str, Any] = {}
     history: dict[str, list] = {"epoch": [], "train_loss": [], "test_acc": []}
     key = "background-" + hashlib.sha1(json.dumps({"p": p, "cfg": cfg.model_dump(mode="json")}, sort_keys=True)
@@ -137,7 +134,7 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
     def epoch_data(epoch: int) -> torch.Tensor:
         rng = numpy_rng(torch_seed(seed, stream("background.augment"), epoch) % 2**63, 0)
         imgs = pad_crop_flip(x_tr, cfg.border, colour if pipeline == "padded" else None, rng, cfg.crop, cfg.flip)
-        return to_tensor(imgs, dev)
+        return to_float_chw(imgs, dev)
 
     def step_loss(t: int) -> torch.Tensor:
         i = (t - 1) % spe
@@ -190,7 +187,7 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
         h, w = x_te.shape[1:3]
         region = torch.from_numpy(frame_mask(h, w, cfg.eval_border))
         colours = {"train_colour": colour, **{c: parse_colour(c) for c in cfg.other_colours}}
-        framed = {k: to_tensor(frame(x_te, c, cfg.eval_border), dev) for k, c in colours.items()}
+        framed = {k: to_float_chw(frame(x_te, c, cfg.eval_border), dev) for k, c in colours.items()}
         model.eval()
         rec.update(A.border_reliance(model, x_test, y_test, framed, region.to(dev), model.last_block,
                                      cfg.cam_images))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from spuriouslab.data.distillation import DistillTask, image_task, synthetic_task
+from spuriouslab.data.images import to_float_chw
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.distillation.config import DistillationConfig
@@ -25,7 +26,8 @@ from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import Classifier, CNNEncoder, MLPEncoder, Projected, SeedEnsemble
 from spuriouslab.nets.probes import fit_probe
-from spuriouslab.nets.train import clip_grad_norm_per_seed, make_optimizer, train_loop, warmup_cosine
+from spuriouslab.nets.train import (clip_grad_norm_per_seed, make_optimizer, seed_cross_entropy, train_loop,
+                                     warmup_cosine)
 from spuriouslab.seeding import stream, torch_generator, torch_seed
 
 MODELS = ["teacher", "student", "baseline"]
@@ -53,7 +55,6 @@ def _folder_task(cfg: DistillationConfig, seed: int) -> DistillTask:
 
     root = Path(cfg.data_root)
     classes = folder_classes(root)
-    to_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div_(255.0)  # noqa: E731
     x_tr, y_tr = read_image_split(root / "train", classes)
     x_te, y_te = read_image_split(root / "test", classes)
     rng = numpy_rng(seed, stream("distillation.data"))
@@ -65,11 +66,12 @@ def _folder_task(cfg: DistillationConfig, seed: int) -> DistillTask:
         x_o, y_o = read_image_split(d, classes)
         if x_o.shape[1:] != x_te.shape[1:]:
             raise DataError(f"{d}: images are {x_o.shape[1:]}, the test images {x_te.shape[1:]}")
-        oods[d.name] = (to_tensor(x_o), torch.from_numpy(y_o))
+        oods[d.name] = (to_float_chw(x_o), torch.from_numpy(y_o))
     if not oods:
         raise DataError(f"{ood_root}: no OOD sets; put each as {ood_root}/<name>/<class>/*.png")
-    task = DistillTask(to_tensor(x_tr[tr]), torch.from_numpy(y_tr[tr]), to_tensor(x_te[te]), torch.from_numpy(y_te[te]),
-                       {k: v[0] for k, v in oods.items()}, to_tensor(x_tr[tr]), torch.from_numpy(y_tr[tr]), len(classes))
+    train, labels = to_float_chw(x_tr[tr]), torch.from_numpy(y_tr[tr])
+    task = DistillTask(train, labels, to_float_chw(x_te[te]), torch.from_numpy(y_te[te]),
+                       {k: v[0] for k, v in oods.items()}, train, labels, len(classes))  # the teacher sees the same
     task.notes["ood_labels"] = {k: v[1] for k, v in oods.items()}
     return task
 
@@ -314,9 +316,8 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
             teacher.load_state_dict(kept)
         else:
             x_t, y_t = stack(lambda t: t.x_teacher), stack(lambda t: t.y_teacher)
-            ce = lambda out, y: torch.nn.functional.cross_entropy(  # noqa: E731
-                out.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape).mean(1)
-            fit_ensemble(cfg, teacher, lambda i, t: ce(teacher(_gather(x_t, i)), torch.gather(y_t, 1, i)),
+            fit_ensemble(cfg, teacher,
+                         lambda i, t: seed_cross_entropy(teacher(_gather(x_t, i)), torch.gather(y_t, 1, i)),
                          x_t.shape[1], cfg.teacher_epochs, seeds, ctx, key, desc=f"teacher x{len(seeds)}")
             if ctx.checkpoints is not None:
                 ctx.checkpoints.save(key + "-final", teacher.state_dict())
@@ -369,9 +370,8 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         return {"baseline_core_norm": core, "baseline_bg_norm": bg}
 
     base_curves = Curves(measure_baseline)
-    ce = lambda out, y: torch.nn.functional.cross_entropy(  # noqa: E731
-        out.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape).mean(1)
-    fit_ensemble(cfg, baseline, lambda i, t: ce(baseline(_gather(x_tr, i)), torch.gather(y_tr, 1, i)), n, cfg.epochs,
+    fit_ensemble(cfg, baseline,
+                 lambda i, t: seed_cross_entropy(baseline(_gather(x_tr, i)), torch.gather(y_tr, 1, i)), n, cfg.epochs,
                  seeds, ctx, _key(cfg, "baseline", seeds, act), base_curves, desc=f"baseline {act} x{len(seeds)}")
     seconds["baseline"] = time.perf_counter() - t1
 

@@ -18,7 +18,8 @@ from spuriouslab.data.images import image_shape
 from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 from spuriouslab.nets.models import SeedEnsemble, build_model
-from spuriouslab.nets.train import DIVERGENCE_BOUND, DivergenceError, diverged, make_optimizer, train_loop
+from spuriouslab.nets.train import (DIVERGENCE_BOUND, DivergenceError, diverged, make_optimizer, seed_cross_entropy,
+                                     train_loop)
 from spuriouslab.seeding import stream, torch_generator, torch_seed
 
 NAME = "memorization-nn"
@@ -87,8 +88,7 @@ def group_key(cfg: MemorizationNNConfig, p: dict[str, Any]) -> Any:
 def _loss(out: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
     """Per-seed loss (S,) of outputs (S, B, C) against targets (S, B)."""
     if classes:
-        ce = torch.nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none")
-        return ce.view(y.shape).mean(dim=1)
+        return seed_cross_entropy(out, y)
     return ((out[..., 0] - y) ** 2).mean(dim=1)
 
 
