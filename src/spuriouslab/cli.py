@@ -45,6 +45,19 @@ def warnings_to_stderr():
         yield
 
 
+@contextlib.contextmanager
+def user_errors():
+    """A command's body: warnings as one line each; a bad input (ConfigError) or a refusal of the file system
+    (OSError) as one line on stderr and exit status 2, never a traceback."""
+    try:
+        with warnings_to_stderr():
+            yield
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:  # a full disk, a path that vanished, permissions
+        fail(_os_error(exc))
+
+
 def fail(message: str) -> None:
     typer.echo(f"spuriouslab: error: {message}", err=True)
     raise typer.Exit(2)
@@ -136,15 +149,10 @@ def run(
     data_root: Path = typer.Option(None, "--data-root", help="where image data lives (same as --set data_root=DIR)"),
 ) -> None:
     """Run an experiment's grid into a run directory (resumes: completed points are skipped)."""
-    try:
+    with user_errors():
         sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
-        with warnings_to_stderr():
-            _run(experiment, config, sets, out, device, jobs, executor, progress, address=address,
-                 retry_failed=retry_failed)
-    except ConfigError as exc:
-        fail(str(exc))
-    except OSError as exc:  # the file system said no: a full disk, a path that vanished, permissions
-        fail(_os_error(exc))
+        _run(experiment, config, sets, out, device, jobs, executor, progress, address=address,
+             retry_failed=retry_failed)
 
 
 @app.command()
@@ -162,18 +170,13 @@ def sweep(
     """Run a grid over any config fields (lists or ranges, seeds included) into one run directory."""
     from spuriouslab.sweep import load_spec
 
-    try:
+    with user_errors():
         if not spec.is_file():
             raise ConfigError(f"sweep: {spec} does not exist or is not a file")
         name, values, grid = load_spec(spec)
         values.update(parse_sets(list(set_ or [])))
-        with warnings_to_stderr():
-            _run(name, None, [], out, device, jobs, executor, progress, address=address, retry_failed=retry_failed,
-                 values=values, grid=grid)
-    except ConfigError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(_os_error(exc))
+        _run(name, None, [], out, device, jobs, executor, progress, address=address, retry_failed=retry_failed,
+             values=values, grid=grid)
 
 
 def _run(experiment, config, sets, out, device, jobs, executor, progress, address=None, retry_failed=False,
@@ -255,19 +258,14 @@ def reproduce(
     """Run one named figure of either paper with that paper's recipe and write its report."""
     from spuriouslab.figures import config_path, listing
 
-    try:
+    with user_errors():
         if list_figures or name is None:
             typer.echo(listing())
             return
         path = config_path(name)
         experiment = yamlio.load_file(path).get("experiment")
         sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
-        with warnings_to_stderr():
-            _run(experiment, path, sets, out or Path("runs") / name, device, jobs, "local", progress)
-    except ConfigError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(_os_error(exc))
+        _run(experiment, path, sets, out or Path("runs") / name, device, jobs, "local", progress)
 
 
 @app.command()
@@ -281,15 +279,10 @@ def probe(
     data_root: Path = typer.Option(None, "--data-root", help="where image data lives"),
 ) -> None:
     """Measure a torch image classifier's reliance on the border: the background-features numbers for your model."""
-    try:
+    with user_errors():
         sets = [f"model={model}", *([f"checkpoint={checkpoint}"] if checkpoint else []), *(set_ or []),
                 *([f"data_root={data_root}"] if data_root else [])]
-        with warnings_to_stderr():
-            _run("probe", None, sets, out, device, 1, "local", progress)
-    except ConfigError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(_os_error(exc))
+        _run("probe", None, sets, out, device, 1, "local", progress)
 
 
 @app.command()
@@ -304,24 +297,19 @@ def report(
     from spuriouslab.report import build_report, report_many
     from spuriouslab.store import RunStore
 
-    try:
+    with user_errors():
         for d in directories:
             if not d.is_dir():
                 raise ConfigError(f"report: {d} is not a directory")
-        with warnings_to_stderr():
-            if len(directories) == 1 and html_out is None and x is None:
-                with RunStore(directories[0]) as store:
-                    store.lock()
-                    typer.echo(build_report(store))
-                return
-            summary = report_many(directories, out or Path("report"), html_out, x)
+        if len(directories) == 1 and html_out is None and x is None:
+            with RunStore(directories[0]) as store:
+                store.lock()
+                typer.echo(build_report(store))
+            return
+        summary = report_many(directories, out or Path("report"), html_out, x)
         typer.echo(summary)
         typer.echo(f"tables and figures: {out or Path('report')}" + (f"; HTML: {html_out}" if html_out else ""),
                    err=True)
-    except ConfigError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(_os_error(exc))
 
 
 @app.command("list")
