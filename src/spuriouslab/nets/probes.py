@@ -25,6 +25,14 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, kind: str = "sklearn", s
     raise ValueError(f"probe must be sklearn or torch, got {kind!r}")
 
 
+def probe_accuracies(train: tuple, tests: dict[str, tuple], **kwargs) -> dict[str, float]:
+    """Fit a probe (:func:`fit_probe` with ``kwargs``) on ``train = (features, labels)`` and return its accuracy
+    on every named ``(features, labels)`` test set.  Tensors or arrays."""
+    as_np = lambda a: a.cpu().numpy() if hasattr(a, "cpu") else np.asarray(a)  # noqa: E731
+    probe = fit_probe(as_np(train[0]), as_np(train[1]), **kwargs)
+    return {name: float((probe.predict(as_np(f)) == as_np(y)).mean()) for name, (f, y) in tests.items()}
+
+
 class TorchProbe:
     """A linear layer on standardised features, trained with AdamW (warm-up then cosine), cross-entropy."""
 

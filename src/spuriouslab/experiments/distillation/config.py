@@ -94,6 +94,14 @@ class DistillationConfig(ExperimentConfig):
             raise ValueError("teacher_checkpoint: give it with teacher=package.module:factory")
         return self
 
+    def probe_kwargs(self, model: str, seed: int) -> dict[str, Any]:
+        """How the probe on ``model``'s features (teacher, student, baseline) of ``seed`` is fitted."""
+        from spuriouslab.seeding import stream, torch_seed
+
+        wd = self.probe_wd_teacher if model == "teacher" else self.probe_wd_student
+        return {"kind": self.probe, "seed": torch_seed(seed, stream("distillation.probe")) % 2**31,
+                "epochs": self.probe_epochs, "lr": self.probe_lr, "weight_decay": wd}
+
     def mlp(self) -> bool:
         """Whether the built-in encoders are MLPs (synthetic) or CNNs (images)."""
         return self.task == "synthetic"

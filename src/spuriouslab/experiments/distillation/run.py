@@ -25,7 +25,7 @@ from spuriouslab.experiments.distillation.config import checkpoint_key as _key
 from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import Classifier, CNNEncoder, MLPEncoder, Projected, SeedEnsemble
-from spuriouslab.nets.probes import fit_probe
+from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import (clip_grad_norm_per_seed, make_optimizer, seed_cross_entropy, train_loop,
                                      warmup_cosine)
 from spuriouslab.seeding import stream, torch_generator, torch_seed
@@ -384,15 +384,9 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     accs: dict[str, list[float]] = {}
     for model, (f_tr, f_te, f_ood) in feats.items():
         for i, s in enumerate(seeds):
-            wd = cfg.probe_wd_teacher if model == "teacher" else cfg.probe_wd_student
-            probe = fit_probe(f_tr[i].cpu().numpy(), y_tr[i].cpu().numpy(), cfg.probe, seed=torch_seed(
-                s, stream("distillation.probe")) % 2**31, epochs=cfg.probe_epochs, lr=cfg.probe_lr, weight_decay=wd)
-            accs.setdefault(f"acc_{model}_id", []).append(
-                float((probe.predict(f_te[i].cpu().numpy()) == y_te[i].cpu().numpy()).mean()))
-            for k in ood_names:
-                labels = ood_labels(tasks[i], k).numpy()
-                accs.setdefault(f"acc_{model}_{k}", []).append(
-                    float((probe.predict(f_ood[k][i].cpu().numpy()) == labels).mean()))
+            tests = {"id": (f_te[i], y_te[i]), **{k: (f_ood[k][i], ood_labels(tasks[i], k)) for k in ood_names}}
+            for name, acc in probe_accuracies((f_tr[i], y_tr[i]), tests, **cfg.probe_kwargs(model, s)).items():
+                accs.setdefault(f"acc_{model}_{name}", []).append(acc)
     seconds["probes"] = time.perf_counter() - t1
 
     if teacher_first is not None and basis is not None:  # the teacher's first layer seen in the input space

@@ -23,7 +23,7 @@ from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.experiments.distillation.config import checkpoint_key as _key
 from spuriouslab.nets.models import Classifier
-from spuriouslab.nets.probes import fit_probe
+from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import make_optimizer, train_loop, warmup_cosine
 from spuriouslab.seeding import stream, torch_seed
 
@@ -185,13 +185,9 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext,
 
     rec: dict[str, Any] = dict(p)
     for model_name, model in [("teacher", teacher), ("student", student), ("baseline", baseline.encoder)]:
-        f_tr, y_tr = features(model, sets["train"], cfg, dev)
-        wd = cfg.probe_wd_teacher if model_name == "teacher" else cfg.probe_wd_student
-        probe = fit_probe(f_tr.numpy(), y_tr.numpy(), cfg.probe, seed=torch_seed(seed, stream("distillation.probe"))
-                          % 2**31, epochs=cfg.probe_epochs, lr=cfg.probe_lr, weight_decay=wd)
-        for name, ds in fit_sets.items():
-            f, y = features(model, ds, cfg, dev)
-            rec[f"acc_{model_name}_{name}"] = float((probe.predict(f.numpy()) == y.numpy()).mean())
+        tests = {name: features(model, ds, cfg, dev) for name, ds in fit_sets.items()}
+        accs = probe_accuracies(features(model, sets["train"], cfg, dev), tests, **cfg.probe_kwargs(model_name, seed))
+        rec.update({f"acc_{model_name}_{name}": acc for name, acc in accs.items()})
     ood = [k for k in fit_sets if k != "id"]
     for model_name in ("teacher", "student", "baseline"):
         rec[f"acc_{model_name}_ood_mean"] = float(np.mean([rec[f"acc_{model_name}_{k}"] for k in ood]))
