@@ -121,7 +121,3 @@ def save_figure(fig, directory, name: str, writer=None) -> list:
         paths.append(path)
     plt.close(fig)
     return paths
-
-
-def close_all() -> None:
-    plt.close("all")

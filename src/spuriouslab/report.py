@@ -17,7 +17,7 @@ import yaml
 from spuriouslab import tables as T
 
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments import Experiment, ExperimentConfig, Report, get_experiment
+from spuriouslab.experiments import Report, get_experiment
 from spuriouslab.store import RunStore
 
 
@@ -29,12 +29,6 @@ def load_plan(store: RunStore):
     exp = get_experiment(values.pop("experiment"))
     grid = values.pop("grid", None)
     return make_plan(exp, values, grid)
-
-
-def load_run(store: RunStore) -> tuple[Experiment, ExperimentConfig]:
-    """The experiment and resolved (base) config a run directory was made with."""
-    plan = load_plan(store)
-    return plan.exp, plan.base
 
 
 def _same_kind(value: Any, ref: Any) -> bool:
@@ -49,8 +43,8 @@ def valid_records(store: RunStore, plan) -> list[dict]:
     """The run's records whose grid point has the plan's fields with values of the right kinds; others
     (a foreign file's lines) are skipped with a warning naming the line's point."""
     fields = plan.point_fields()
-    points = plan.points()
-    ref = points[0][1] if points else None
+    first = plan.exp.points(plan.configs[0])  # one point shows the kinds; no need to expand the whole grid
+    ref = {**plan.combos[0], **first[0]} if first else None
     out = []
     for rec in store.records(fields):
         if ref is not None and not all(_same_kind(rec[f], ref[f]) for f in fields):
@@ -140,7 +134,7 @@ def collect(directories: list[Path]) -> list[RunInfo]:
     return runs
 
 
-def _swept(runs: list[RunInfo], field: str, run: RunInfo) -> pd.Series:
+def _swept(field: str, run: RunInfo) -> pd.Series:
     """The value of ``field`` per record: the record's own column, else the run's config value."""
     if field in run.df:
         return run.df[field]
@@ -161,7 +155,7 @@ def cross_tables(runs: list[RunInfo], x: str | None) -> dict[str, pd.DataFrame]:
             df = r.df.copy()
             df["run"] = r.root.name
             if x is not None and x != "run":
-                df[x] = _swept(runs, x, r)
+                df[x] = _swept(x, r)
             frames.append(df)
         df = pd.concat(frames, ignore_index=True)
         if "status" in df:

@@ -360,7 +360,7 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     # 3. the baseline: the same architecture trained end to end with labels on the same inputs
     t1 = time.perf_counter()
     baseline = SeedEnsemble(lambda s: Classifier(make_encoder(cfg, tasks[seeds.index(s)], "student", act, s,
-                                                              "distillation.baseline"), _embed_size(targets),
+                                                              "distillation.baseline"), int(targets.shape[-1]),
                                                  tasks[0].n_classes), seeds).to(dev)
 
     def measure_baseline(t: int) -> dict[str, torch.Tensor]:
@@ -420,10 +420,6 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         rec.update(task=cfg.task, ood_sets=ood_names, n_train=n, status="ok", error="", seconds=total,
                    **{f"seconds_{k}": v / len(seeds) for k, v in seconds.items()})
         yield rec
-
-
-def _embed_size(targets: torch.Tensor) -> int:
-    return int(targets.shape[-1])
 
 
 def estimate(cfg: DistillationConfig) -> Estimate:
