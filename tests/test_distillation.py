@@ -70,14 +70,14 @@ def test_resumes_after_sigkill_with_the_uninterrupted_table(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((out / "checkpoints").glob("distillation-student-*.pt")) \
-            if out.exists() else time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert list((out / "checkpoints").glob("distillation-*.pt")), "the kill should land mid-training"
+    # killed right after its ninth checkpoint: the teacher's six (every 50 of 300 epochs, the last kept for reuse)
+    # and the first relu student's third (epoch 150 of 600)
+    proc = subprocess.run([*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:9"},
+                          capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    (teacher,) = (out / "checkpoints").glob("distillation-teacher-*.pt")
+    (student,) = (out / "checkpoints").glob("distillation-student-*.pt")
+    assert torch.load(teacher, weights_only=True)["step"] == 300 and torch.load(student, weights_only=True)["step"] == 150
     subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
     a = pd.read_parquet(tmp_path / "full" / "results.parquet")
     b = pd.read_parquet(out / "results.parquet")

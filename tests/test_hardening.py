@@ -267,12 +267,12 @@ def test_a_truncated_checkpoint_is_set_aside_and_its_group_restarts(cli, tmp_pat
     assert cli(*args, "--set", "epochs=6", "--out", out)[0] == 0
     (out / "records.jsonl").unlink()  # as if killed before the group finished ...
     from spuriouslab.experiments import get_experiment
-    from spuriouslab.experiments.memorization_nn.run import checkpoint_key
+    from spuriouslab.experiments.base import checkpoint_key
 
     exp = get_experiment("memorization-nn")
     cfg = exp.make_config(dict(data="synthetic", d=40, model=["fc"], n_train=[40], epochs=6, log_every=2, seeds=2,
                                n_test=50))
-    path = out / "checkpoints" / f"{checkpoint_key(cfg, exp.points(cfg))}.pt"
+    path = out / "checkpoints" / f"{checkpoint_key('memorization-nn', cfg, exp.points(cfg))}.pt"
     path.write_bytes(b"PK\x03\x04 truncated")  # ... with a truncated checkpoint left behind
     code, _, stderr = cli(*args, "--out", out)
     assert code == 0 and "unreadable checkpoint" in stderr and "restarts from scratch" in stderr

@@ -96,14 +96,12 @@ def test_a_killed_sweep_resumes_with_every_point_done_once(tmp_path):
            "n=100", "--set", "n_test=100", "--no-progress"]
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=ENV, capture_output=True)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*cmd, "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed right after its fourth record (two groups of two seeds) is on disk
+    proc = subprocess.run([*cmd, "--out", str(out)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:4"},
+                          capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
     rec = out / "records.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not rec.exists() or rec.read_text().count("\n") < 4):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 4 <= rec.read_text().count("\n") < 16, "the kill should land mid-sweep"
+    assert rec.read_text().count("\n") == 4
     subprocess.run([*cmd, "--out", str(out)], check=True, env=ENV, capture_output=True)
     keys = ["width", "lr", "activation", "loss", "optimizer", "seed"]
     drop = lambda t: t.drop(columns="seconds").sort_values(keys).reset_index(drop=True)  # noqa: E731

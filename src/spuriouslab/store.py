@@ -42,6 +42,24 @@ import yaml
 from spuriouslab.errors import ConfigError
 
 
+# Fault injection for the crash tests: with SPURIOUSLAB_KILL_AFTER="records:N" (or "checkpoints:N") this process
+# kills itself with SIGKILL right after its N-th record (checkpoint) is durably written: a crash at a known point.
+KILL_AFTER = "SPURIOUSLAB_KILL_AFTER"
+_written = {"records": 0, "checkpoints": 0}
+
+
+def _crash_point(kind: str, count: int = 1) -> None:
+    spec = os.environ.get(KILL_AFTER, "")
+    what, _, n = spec.partition(":")
+    if what != kind:
+        return
+    _written[kind] += count
+    if _written[kind] >= int(n):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def point_key(point: dict[str, Any]) -> str:
     return json.dumps(point, sort_keys=True, default=str)
 
@@ -106,8 +124,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 class Checkpoints:
     """Checkpoints of long groups, by key, in one directory (``DIR/checkpoints``).  Loading uses
     ``torch.load(weights_only=True)``: a checkpoint holds tensors and plain containers only, never code.
-    A checkpoint that cannot be read is set aside (renamed ``*.corrupt``) with a warning, and its group
-    starts from scratch."""
+    A checkpoint that cannot be read, or that loads but does not match its run (:func:`spuriouslab.nets.train.resume`),
+    is set aside (renamed ``*.corrupt``) with a warning, and its group starts from scratch."""
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
@@ -124,17 +142,22 @@ class Checkpoints:
         try:
             return torch.load(path, weights_only=True, map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - any unreadable file: set aside, restart the group
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
-            warnings.warn(f"{path}: unreadable checkpoint ({type(exc).__name__}); moved to {aside.name}, "
-                          "its group restarts from scratch", stacklevel=2)
+            self.set_aside(key, f"unreadable checkpoint ({type(exc).__name__})")
             return None
+
+    def set_aside(self, key: str, reason: str) -> None:
+        """Move checkpoint ``key`` out of the way (``*.corrupt``) with a warning: its group starts from scratch."""
+        path = self.path(key)
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"{path}: {reason}; moved to {aside.name}, its group restarts from scratch", stacklevel=3)
 
     def save(self, key: str, obj: Any) -> None:
         import torch
 
         self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path(key), lambda tmp: torch.save(obj, tmp))
+        _crash_point("checkpoints")
 
     def discard(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -285,11 +308,14 @@ class RunStore:
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         self._repair_tail()
+        count = 0
         with open(self.records_path, "a") as fh:
             for rec in records:
                 fh.write(json.dumps(rec) + "\n")
+                count += 1
             fh.flush()
             os.fsync(fh.fileno())
+        _crash_point("records", count)
 
     def append_error(self, points: list[dict[str, Any]], message: str) -> None:
         with open(self.errors_path, "a") as fh:

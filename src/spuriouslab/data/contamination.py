@@ -104,11 +104,3 @@ def make_task(seeds: list[int], d: int, d_core: int, d_bg: int, n: int, n_test: 
 def online_batch(task: ContaminationTask, n: int, core: str) -> LatentSet:
     """Fresh training samples for every seed (online SGD)."""
     return _stack([sample_set(n, task.d_core, task.d_bg, core, g) for g in task.generators])
-
-
-def minibatch(task: ContaminationTask, batch: int) -> LatentSet:
-    n = task.train.z.shape[1]
-    idx = torch.stack([torch.randint(n, (batch,), generator=g) for g in task.generators])  # (S, B)
-    idx = idx.to(task.train.z.device)
-    z = torch.gather(task.train.z, 1, idx[..., None].expand(-1, -1, task.train.z.shape[2]))
-    return LatentSet(z, torch.gather(task.train.y, 1, idx))

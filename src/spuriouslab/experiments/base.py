@@ -127,6 +127,25 @@ class RunContext:
     progress: bool = True
     checkpoints: Any = None
 
+    def discard(self, *keys: str) -> None:
+        """Drop checkpoints once their group's records are written (nothing in memory)."""
+        if self.checkpoints is not None:
+            for key in keys:
+                self.checkpoints.discard(key)
+
+
+def checkpoint_key(experiment: str, cfg: ExperimentConfig, points: list[dict[str, Any]], role: str = "") -> str:
+    """The one name of a training checkpoint: the experiment, the role (teacher, student, ...; empty for an
+    experiment that trains one model per group), and a hash of the config's fixed fields and the points it
+    trains, so that a resumed run finds exactly its own and two groups never share one."""
+    import hashlib
+    import json
+
+    values = cfg.model_dump(mode="json")
+    fixed = {k: values[k] for k in cfg.fixed_fields()}
+    text = json.dumps({"role": role, "points": points, "cfg": fixed}, sort_keys=True, default=str)
+    return "-".join(filter(None, [experiment, role, hashlib.sha1(text.encode()).hexdigest()[:16]]))
+
 
 @dataclass
 class Estimate:

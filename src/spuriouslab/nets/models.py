@@ -1,10 +1,17 @@
-"""Models for trained-network memorization, and an ensemble that trains S seeds as one computation.
+"""The model registry, the models, and an ensemble that trains S seeds as one computation.
+
+:data:`MODELS` maps a name to a :class:`ModelSpec` (its builder, whether it has BatchNorm, what it is); every
+consumer (config validation, grouping, memory estimates, the experiments that build models) reads it, so adding a
+model is one entry.  The built-in ones:
 
 * ``fc``:   d -> 500 -> 200 -> C, ReLU (Bombari & Mondelli's fully connected network);
 * ``cnn``:  conv3x3(16) ReLU maxpool2, conv3x3(32) ReLU maxpool2, FC 256 ReLU, FC C;
 * ``resnet18``: the CIFAR ResNet-18 (3x3 stem, no max-pool, 4 stages of 2 basic blocks, widths 64..512);
-* ``resnet32``: He et al.'s CIFAR ResNet-32 (3 stages of 5 basic blocks, widths 16/32/64, ~0.46M parameters);
-* encoders for distillation: :class:`MLPEncoder`, :class:`CNNEncoder`, :class:`Projected`, :class:`Classifier`.
+* ``resnet``: He et al.'s CIFAR ResNet of depth 6n+2 (option ``depth``, default 32: 3 stages of 5 basic blocks,
+  widths 16/32/64, ~0.46M parameters);
+* encoders for distillation (role ``encoder``, output = the embedding): ``mlp-encoder`` (:class:`MLPEncoder`,
+  options ``width`` and ``activation``) and ``cnn-encoder`` (:class:`CNNEncoder`); :class:`Projected` and
+  :class:`Classifier` wrap any encoder.
 
 :class:`SeedEnsemble` stacks the parameters of S independently initialised copies
 (``torch.func.stack_module_state``) and evaluates them with ``vmap(functional_call)``: one batched
@@ -15,7 +22,12 @@ Models with BatchNorm (ResNet) keep running statistics, which vmap cannot update
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator
 
 import torch
 from torch import nn
@@ -80,20 +92,6 @@ class ResNet18(nn.Module):
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)))
-
-
-def build_model(name: str, shape: tuple[int, int, int], n_out: int) -> nn.Module:
-    """``shape`` is (C, H, W)."""
-    c, h, w = shape
-    if name == "fc":
-        return FC(c * h * w, n_out)
-    if name == "cnn":
-        return SmallCNN(c, (h, w), n_out)
-    if name == "resnet18":
-        return ResNet18(c, n_out)
-    if name == "resnet32":
-        return ResNetCIFAR(c, n_out, depth=32)
-    raise ValueError(f"model must be fc, cnn, resnet18 or resnet32, got {name!r}")
 
 
 def has_batchnorm(module: nn.Module) -> bool:
@@ -283,3 +281,81 @@ class ResNetCIFAR(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+# ------------------------------------------------------------------------------------------- the registry
+Shape = tuple[int, int, int]  # (C, H, W); synthetic vectors are (1, 1, d)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the registry: ``build(shape, n_out, **options)`` returns a fresh module (PyTorch's default
+    initialisation; seed it with :func:`spuriouslab.nets.train.seeded`); ``batchnorm``: it keeps running
+    statistics, so seeds cannot be stacked and train one at a time; ``role``: ``classifier`` (outputs ``n_out``
+    logits) or ``encoder`` (outputs an ``n_out``-dimensional embedding)."""
+
+    build: Callable[..., nn.Module]
+    description: str
+    batchnorm: bool = False
+    role: Literal["classifier", "encoder"] = "classifier"
+
+    def size(self, shape: Shape, n_out: int, **options: Any) -> tuple[int, int]:
+        """(parameters, activations kept per sample) for a memory estimate, counted on the meta device (nothing
+        allocated): the parameters' sizes, and the outputs of every module of a one-sample forward."""
+        with torch.device("meta"):
+            model = self.build(shape, n_out, **options)
+            outputs = [0]
+            hooks = [m.register_forward_hook(lambda m, i, o: outputs.__setitem__(0, outputs[0] + o.numel()))
+                     for m in model.modules() if not list(m.children())]
+            try:
+                model(torch.zeros(1, *shape))
+            except (NotImplementedError, RuntimeError):  # an operation without a meta kernel: no activation count
+                outputs = [0]
+            finally:
+                for h in hooks:
+                    h.remove()
+        return sum(p.numel() for p in model.parameters()), outputs[0]
+
+
+def _fc(shape: Shape, n_out: int) -> nn.Module:
+    return FC(math.prod(shape), n_out)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "fc": ModelSpec(_fc, "fully connected d -> 500 -> 200 -> C, ReLU"),
+    "cnn": ModelSpec(lambda shape, n_out: SmallCNN(shape[0], shape[1:], n_out), "small CNN: 2 conv + 2 FC, ReLU"),
+    "resnet18": ModelSpec(lambda shape, n_out: ResNet18(shape[0], n_out), "CIFAR ResNet-18 (11M parameters)",
+                          batchnorm=True),
+    "resnet": ModelSpec(lambda shape, n_out, depth=32: ResNetCIFAR(shape[0], n_out, depth),
+                        "He et al.'s CIFAR ResNet, depth 6n+2 (option depth, default 32)", batchnorm=True),
+    "mlp-encoder": ModelSpec(lambda shape, n_out, width=256, activation="relu":
+                             MLPEncoder(math.prod(shape), width, n_out, activation),
+                             "two-layer MLP encoder, any activation", role="encoder"),
+    "cnn-encoder": ModelSpec(lambda shape, n_out: CNNEncoder(shape[0], shape[1:], n_out), "small CNN encoder",
+                             role="encoder"),
+}
+
+
+def get_model(name: str) -> ModelSpec:
+    if name not in MODELS:
+        from spuriouslab.errors import ConfigError
+
+        raise ConfigError(f"model: got {name!r}; allowed: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def build_model(name: str, shape: Shape, n_out: int, **options: Any) -> nn.Module:
+    """A fresh model of the registry; ``shape`` is (C, H, W)."""
+    return get_model(name).build(shape, n_out, **options)
+
+
+def _classifier(name: str) -> str:
+    spec = MODELS.get(name)
+    if spec is None or spec.role != "classifier":
+        allowed = ", ".join(k for k, v in MODELS.items() if v.role == "classifier")
+        raise ValueError(f"allowed: {allowed}")
+    return name
+
+
+ClassifierName = Annotated[str, AfterValidator(_classifier)]
+"""A config field type: a classifier of :data:`MODELS`."""

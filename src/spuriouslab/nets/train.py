@@ -1,12 +1,33 @@
-"""The single training loop, losses and optimizers.
+"""The one trainer: :class:`TrainState` (everything a run needs to continue) and :func:`fit` (the loop), with
+the pieces every trained experiment shares: losses, optimizers, the minibatch sampler (:class:`Minibatches`),
+chunked evaluation (:func:`evaluate`) in eval mode (:func:`evaluating`), per-seed gradient clipping and the
+warm-up + cosine schedule.
 
-``train_loop`` does nothing per step but the step itself (zero grad, loss, backward, optimizer step);
-evaluation, divergence checks and progress happen only at logging steps.
+A step does nothing but the step itself (zero grad, the experiment's per-seed losses, backward, clipping, the
+optimizer, the scheduler) plus one elementwise maximum that tracks divergence; evaluation, checkpoints, progress
+and the divergence verdict happen only at logging steps.  Experiments describe the step and the measurement;
+the trainer owns the loop, the schedule, checkpoints and divergence:
+
+>>> import torch
+>>> from spuriouslab.nets.train import TrainState, fit
+>>> model = torch.nn.Linear(2, 1)
+>>> state = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1))
+>>> x, y = torch.randn(8, 2), torch.randn(8, 1)
+>>> state = fit(state, lambda t: ((model(x) - y) ** 2).mean()[None], steps=20, log_every=10,
+...             measure=lambda t: {"w": model.weight.norm()[None]})
+>>> state.step, state.history["step"], state.diverged_at
+(20, [0, 10, 20], {})
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+import copy
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -36,12 +57,9 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
-class DivergenceError(RuntimeError):
-    """Every seed's training loss became NaN, infinite or larger than :data:`DIVERGENCE_BOUND`."""
-
-
 # A training loss above this counts as diverged.  Every loss here is O(1) at initialisation (hinge, logistic and
-# MSE of +-1 labels, cross-entropy log C), so a loss a million times larger means the run has blown up.
+# MSE of +-1 labels, cross-entropy log C, an embedding MSE), so a loss a million times larger means the run has
+# blown up.
 DIVERGENCE_BOUND = 1e6
 
 
@@ -69,37 +87,261 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, w
         return cls(params, foreach=True, **kw)
 
 
-def train_loop(step_loss: Callable[[int], torch.Tensor], optimizer: torch.optim.Optimizer, iterations: int,
-               log_every: int, on_log: Callable[[int], dict | None], desc: str | None = None,
-               progress: bool = False, start: int = 0, before_step: Callable[[], None] | None = None,
-               scheduler=None) -> None:
-    """Run steps ``start + 1 .. iterations``; ``step_loss(t)`` returns the scalar loss of step t (1-based).
+# ------------------------------------------------------------------------------------------ the state
+@dataclass
+class TrainState:
+    """Everything a training run needs to continue where it stopped.
 
-    ``on_log(t)`` is called at t = 0 (before training, unless resuming from ``start > 0``), every
-    ``log_every`` steps and at the end; if the ``"loss"`` it returns (the seeds still alive) has diverged
-    everywhere (:func:`diverged`), the run stops with :class:`DivergenceError`.  Checkpointing belongs in ``on_log``: resuming from a logged step continues the
-    same trajectory.  ``before_step`` runs between backward and the optimizer step (gradient clipping);
-    ``scheduler`` (a learning-rate scheduler) steps after every optimizer step."""
-    if start == 0:
-        on_log(0)
-    bar = tqdm(total=iterations, initial=start, desc=desc, leave=False, disable=not progress, unit="step")
-    last = start
-    for t in range(start + 1, iterations + 1):
+    ``model``, ``optimizer`` and ``scheduler`` (or None) are the torch objects; ``generators`` every random
+    generator the steps draw from (minibatch order, online samples, augmentation noise), in a fixed order;
+    ``history`` the measurements at each logged step (``history["step"]`` the steps, every other key one list of
+    per-seed values per logged step); ``step`` the number of optimizer steps taken; ``diverged_at`` the seeds
+    (by position) whose step loss diverged, with the logged step at which that was seen; ``extra`` anything else
+    an experiment keeps with the state (plain values and tensors).  :meth:`state_dict` / :meth:`load_state_dict`
+    save and restore all of it in one object (a checkpoint)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any = None
+    generators: list[torch.Generator] = field(default_factory=list)
+    history: dict[str, list] = field(default_factory=dict)
+    step: int = 0
+    diverged_at: dict[int, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    stopped: bool = False  # every seed diverged: training stopped early
+    last_loss: torch.Tensor | None = None  # per-seed loss of the latest step (not saved)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "generators": [g.get_state() for g in self.generators], "history": self.history,
+                "step": self.step, "diverged_at": dict(self.diverged_at), "extra": self.extra,
+                "stopped": self.stopped}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; a checkpoint that does not match this state (other keys, shapes or
+        generators) raises ValueError and leaves the state as it was."""
+        if not isinstance(saved, dict) or set(saved) != set(self.state_dict()):
+            got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+            raise ValueError(f"not a training checkpoint of this kind (keys {got})")
+        if len(saved["generators"]) != len(self.generators) or (saved["scheduler"] is None) != (self.scheduler is None):
+            raise ValueError("the checkpoint's generators or scheduler do not match this run")
+        before = copy.deepcopy(self.state_dict())
+        try:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(saved["scheduler"])
+            for g, st in zip(self.generators, saved["generators"], strict=True):
+                g.set_state(st)
+            step = int(saved["step"])
+            history, diverged_at = dict(saved["history"]), {int(k): int(v) for k, v in saved["diverged_at"].items()}
+            if step < 0 or not isinstance(history.get("step", []), list):
+                raise ValueError(f"step {step} and history do not describe a run")
+        except Exception as exc:  # noqa: BLE001 - any mismatch: restore what we had, say what was wrong
+            self._restore(before)
+            raise ValueError(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+        self.step, self.history, self.diverged_at, self.extra = step, history, diverged_at, dict(saved["extra"])
+        self.stopped = bool(saved["stopped"])
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        for g, st in zip(self.generators, saved["generators"], strict=True):
+            g.set_state(st)
+
+    def curve(self, key: str, seed: int) -> list:
+        """The logged values of ``key`` for the seed at position ``seed``."""
+        return [values[seed] for values in self.history[key]]
+
+    def divergence(self, seed: int, what: str = "training loss") -> dict[str, Any]:
+        """The record fields every trained experiment writes: ``status`` (ok / diverged), ``diverged_at`` (the
+        logged step at which the step loss was seen to diverge, or None) and ``error``."""
+        at = self.diverged_at.get(seed)
+        if at is None:
+            return {"status": "ok", "diverged_at": None, "error": ""}
+        return {"status": "diverged", "diverged_at": at,
+                "error": f"{what} not finite or above {DIVERGENCE_BOUND:g} by step {at}"}
+
+
+def resume(state: TrainState, checkpoints: Any, key: str | None) -> bool:
+    """Load ``state`` from checkpoint ``key`` if there is one; a checkpoint that loads but does not match is set
+    aside (``*.corrupt``) with a warning and the state starts fresh.  Returns whether it resumed."""
+    if checkpoints is None or key is None:
+        return False
+    saved = checkpoints.load(key)
+    if saved is None:
+        return False
+    try:
+        state.load_state_dict(saved)
+    except ValueError as exc:
+        checkpoints.set_aside(key, f"does not match this run ({exc})")
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def fit(state: TrainState, step: Callable[[int], torch.Tensor], steps: int, *, log_every: int,
+        measure: Callable[[int], dict[str, Any] | None] | None = None, checkpoints: Any = None,
+        key: str | None = None, steps_per_epoch: int = 1, schedule: Literal["step", "epoch"] = "step",
+        before_step: Callable[[], None] | None = None, desc: str | None = None,
+        progress: bool = False) -> TrainState:
+    """Train ``state`` to ``steps`` optimizer steps and return it.
+
+    ``step(t)`` (t = 1, 2, ...) returns the per-seed losses (a tensor of shape (S,), one entry per seed trained
+    together) of step t's batch; their sum is minimised, so seeds stacked in one model keep their own
+    trajectories.  ``before_step`` runs between backward and the optimizer (gradient clipping).  The scheduler
+    steps after every optimizer step (``schedule="step"``) or after the last step of every epoch of
+    ``steps_per_epoch`` steps (``"epoch"``).
+
+    At step 0 (a fresh run), every ``log_every`` steps and at the end: the seeds whose step loss was not finite
+    or above :data:`DIVERGENCE_BOUND` at any step since the last log are marked in ``state.diverged_at`` (once
+    every seed has diverged, training stops there: ``state.stopped``); ``measure(t)`` is called and what it returns (tensors or
+    lists of per-seed values) appended to ``state.history``; and with ``checkpoints`` (the run directory's
+    :class:`~spuriouslab.store.Checkpoints`) the whole state is saved under ``key``.  A run that finds its
+    checkpoint continues from it (a finished one takes no step); the caller discards the checkpoint once its
+    records are written."""
+    resume(state, checkpoints, key)
+    if state.step == 0 and not state.history:
+        _log(state, 0, measure)
+    worst = None  # per-seed maximum of the step losses since the last log (NaN propagates)
+    bar = tqdm(total=steps, initial=state.step, desc=desc, leave=False, disable=not progress, unit="step")
+    last = state.step
+    optimizer, scheduler = state.optimizer, state.scheduler
+    state.model.train()
+    for t in range(state.step + 1, steps + 1):
+        if state.stopped:
+            break
         optimizer.zero_grad(set_to_none=True)
-        step_loss(t).backward()
+        loss = step(t)
+        loss.sum().backward()
         if before_step is not None:
             before_step()
         optimizer.step()
-        if scheduler is not None:
+        if scheduler is not None and (schedule == "step" or t % steps_per_epoch == 0):
             scheduler.step()
-        if t % log_every == 0 or t == iterations:
-            logged = on_log(t)
+        state.last_loss = loss = loss.detach()
+        worst = loss.clone() if worst is None else torch.maximum(worst, loss)
+        state.step = t
+        if t % log_every == 0 or t == steps:
+            for i in torch.nonzero(diverged(worst.cpu())).flatten().tolist():
+                state.diverged_at.setdefault(i, t)
+            state.stopped = len(state.diverged_at) == worst.numel()
+            worst = None
+            _log(state, t, measure)
+            if checkpoints is not None and key is not None:
+                checkpoints.save(key, state.state_dict())
             bar.update(t - last)
             last = t
-            if logged is not None and diverged(logged.get("loss", 0.0)).all():
-                bar.close()
-                raise DivergenceError(f"training loss is not finite (or above {DIVERGENCE_BOUND:g}) at step {t}")
     bar.close()
+    return state
+
+
+def _log(state: TrainState, t: int, measure: Callable[[int], dict[str, Any] | None] | None) -> None:
+    logged = measure(t) if measure is not None else None
+    state.history.setdefault("step", []).append(t)
+    for k, v in (logged or {}).items():
+        state.history.setdefault(k, []).append(v.detach().cpu().tolist() if isinstance(v, torch.Tensor) else list(v))
+
+
+# ------------------------------------------------------------------------------- batches and evaluation
+class Minibatches:
+    """Per-step index tensors ``(S, B)`` into each seed's own training set of ``n`` samples.
+
+    ``batch_size=0``: the full batch, in order, every step.  Otherwise ``replace=False`` (epochs): at the first
+    step of every epoch each seed draws its own permutation of ``range(n)`` from its generator and the epoch walks
+    through it in ``ceil(n / batch_size)`` steps; ``replace=True``: each step draws ``batch_size`` indices with
+    replacement.  The generators belong to the :class:`TrainState`, so a resumed run draws what it would have."""
+
+    def __init__(self, n: int, batch_size: int, generators: list[torch.Generator], device: str = "cpu",
+                 replace: bool = False):
+        self.n, self.batch_size, self.generators, self.device, self.replace = n, batch_size, generators, device, replace
+        self.steps_per_epoch = 1 if batch_size == 0 or replace else math.ceil(n / batch_size)
+        self._perm: torch.Tensor | None = None
+        self._full: torch.Tensor | None = None
+
+    def __call__(self, t: int) -> torch.Tensor:
+        if self.batch_size == 0:
+            if self._full is None:
+                self._full = torch.arange(self.n, device=self.device).expand(len(self.generators), -1)
+            return self._full
+        if self.replace:
+            return torch.stack([torch.randint(self.n, (self.batch_size,), generator=g)
+                                for g in self.generators]).to(self.device)
+        i = (t - 1) % self.steps_per_epoch
+        if i == 0 or self._perm is None:
+            self._perm = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators]).to(self.device)
+        return self._perm[:, i * self.batch_size:(i + 1) * self.batch_size]
+
+
+def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows ``idx`` (S, B) of each seed's data ``x`` (S, n, ...) -> (S, B, ...)."""
+    return torch.gather(x, 1, idx.view(*idx.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:]))
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Eval mode (BatchNorm running statistics, no dropout) inside, the previous mode restored after."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+@torch.no_grad()
+def evaluate(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, model: torch.nn.Module | None = None,
+             chunk: int = 2048, dim: int = 1) -> torch.Tensor:
+    """``fn`` on ``x`` in chunks of ``chunk`` along ``dim`` (the sample dimension: 1 for seed-stacked inputs),
+    without gradients and with ``model`` (default: ``fn`` itself) in eval mode; outputs concatenated."""
+    module = model if model is not None else fn
+    with evaluating(module) if isinstance(module, torch.nn.Module) else contextlib.nullcontext():
+        return torch.cat([fn(part) for part in torch.split(x, chunk, dim=dim)], dim=dim)
+
+
+# -------------------------------------------------------------------------------------- initialisation
+def seeded(build: Callable[[], torch.nn.Module], generator: torch.Generator, reinit: bool = True) -> torch.nn.Module:
+    """A module built by ``build()`` and initialised from ``generator`` alone: the global random stream is
+    neither read nor changed.
+
+    ``reinit=True`` (the registry's models): every parameter gets PyTorch's default initialisation drawn from
+    ``generator``, module by module in registration order - the numbers ``torch.manual_seed(s); build()``
+    gives, for a generator seeded with ``s``.  ``reinit=False`` (a user's factory, which may initialise in its
+    own way): ``build()`` runs with the global stream forked and seeded from ``generator``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(generator.initial_seed())
+        model = build()
+    if reinit:
+        reset_parameters(model, generator)
+    return model
+
+
+_NO_RANDOM_INIT = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm, torch.nn.GroupNorm)
+
+
+def reset_parameters(model: torch.nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation of every ``nn.Linear`` / ``nn.Conv*`` (Kaiming-uniform weights with
+    a = sqrt(5), uniform biases in +-1/sqrt(fan_in)), drawn from ``generator`` in module order; normalisation
+    layers get ones and zeros.  A module with parameters of another kind is refused (it would keep an init
+    drawn from elsewhere)."""
+    for m in model.modules():
+        own = list(m.parameters(recurse=False))
+        if not own:
+            continue
+        if isinstance(m, torch.nn.Linear | torch.nn.modules.conv._ConvNd):
+            torch.nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                torch.nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+        elif isinstance(m, _NO_RANDOM_INIT):
+            m.reset_parameters()
+        else:
+            raise ValueError(f"cannot initialise {type(m).__name__} from a generator; give it a reset rule in "
+                             "spuriouslab.nets.train.reset_parameters")
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ import pandas as pd
 from spuriouslab import plotting as P
 from spuriouslab import tables as T
 from spuriouslab.experiments.base import Report
+from spuriouslab.records import decode_array
 
 
 def _grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
@@ -68,8 +69,6 @@ def reliance_figure(agg: pd.DataFrame, by: str, colours: list[str], colour_name:
 
 
 def report(cfg, df: pd.DataFrame) -> Report:
-    from spuriouslab.experiments.background_features.run import decode
-
     bad = df[df.status != "ok"]
     df = df[df.status == "ok"]
     colours = ["train_colour", *cfg.other_colours]
@@ -84,7 +83,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
     fig, axes = P.panel_grid(1, len(pipes), size=(5.0, 5.4))
     for j, pipe in enumerate(pipes):
         row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
-        axes[0][j].imshow(_grid(decode(row.vis)))
+        axes[0][j].imshow(_grid(decode_array(row.vis)))
         axes[0][j].set_title(f"{pipe}: redness {row.vis_redness:+.3f}, near border colour "
                              f"{row.vis_near_border_colour:.2f}", fontsize=8)
         axes[0][j].axis("off")
@@ -101,7 +100,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
     fig, axes = P.panel_grid(len(pipes), 8, size=(1.3, 1.4))
     for i, pipe in enumerate(pipes):
         row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
-        cams, imgs = decode(row.cam_examples), decode(row.cam_images)
+        cams, imgs = decode_array(row.cam_examples), decode_array(row.cam_images)
         for k in range(min(8, len(cams))):
             axes[i][k].imshow(imgs[k])
             axes[i][k].imshow(cams[k], cmap="jet", alpha=0.45, extent=(-0.5, imgs.shape[2] - 0.5,

@@ -1,16 +1,15 @@
 """Background-features run: images (the data layer) -> padded or control training pipeline
-(:func:`spuriouslab.data.borders.pad_crop_flip`) -> a CIFAR ResNet trained by the one training loop (SGD, step
-schedule; optional Gaussian-noise + PGD-L2 adversarial training) -> the border numbers, Grad-CAM and feature
-visualizations of :mod:`spuriouslab.nets.analysis` -> one record per (pipeline, seed)."""
+(:func:`spuriouslab.data.borders.pad_crop_flip`) -> a CIFAR ResNet of the model registry trained by the one trainer
+(:func:`spuriouslab.nets.train.fit`: SGD, step schedule; optional Gaussian-noise + PGD-L2 adversarial training) ->
+the border numbers, Grad-CAM and feature visualizations of :mod:`spuriouslab.nets.analysis` -> one record per
+(pipeline, seed)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,11 +18,12 @@ import torch
 from spuriouslab.data.borders import frame, frame_mask, pad_crop_flip, parse_colour
 from spuriouslab.data.images import to_float_chw
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
-from spuriouslab.nets import analysis as A
-from spuriouslab.nets.models import ResNetCIFAR
-from spuriouslab.nets.train import DIVERGENCE_BOUND, DivergenceError, make_optimizer, train_loop
+from spuriouslab.experiments.base import Estimate, RunContext, checkpoint_key
+from spuriouslab.nets import analysis
+from spuriouslab.nets.models import build_model
+from spuriouslab.nets.train import Minibatches, TrainState, evaluating, fit, make_optimizer, seeded
+from spuriouslab.records import encode_array
 from spuriouslab.seeding import numpy_rng, stream, torch_generator, torch_seed
 
 
@@ -36,9 +36,20 @@ def resolve_data(cfg: BackgroundFeaturesConfig) -> str:
     return "fashion-mnist" if locate("fashion-mnist", cfg.data_root) else "digits"
 
 
-def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                                  int]:
-    """A seeded subset of the data set as uint8 RGB (N, H, W, 3): train images / labels, test images / labels."""
+@dataclass
+class BorderData:
+    """A seeded subset of a data set as uint8 RGB images (N, H, W, 3) with labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+
+def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> BorderData:
+    """The seed's training and test subsets (grey images repeated to 3 channels)."""
     from spuriouslab.data.images import load_images
 
     name = resolve_data(cfg)
@@ -51,7 +62,8 @@ def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> tuple[str, np.ndarray,
     tr = rng.permutation(len(data.x_train))[: cfg.n_train]
     te = np.sort(rng.permutation(len(data.x_test))[: cfg.n_test])
     rgb = lambda a: np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a  # noqa: E731
-    return name, rgb(data.x_train[tr]), data.y_train[tr], rgb(data.x_test[te]), data.y_test[te], len(data.classes)
+    return BorderData(name, rgb(data.x_train[tr]), data.y_train[tr], rgb(data.x_test[te]), data.y_test[te],
+                      len(data.classes))
 
 
 def check(cfg: BackgroundFeaturesConfig) -> None:
@@ -90,126 +102,121 @@ def _pgd_l2(model, x, y, eps: float, steps: int) -> torch.Tensor:
     return (x + delta).detach()
 
 
-def _encode(a: np.ndarray) -> dict:
-    a = np.ascontiguousarray(a)
-    return {"shape": list(a.shape), "dtype": str(a.dtype), "data": base64.b64encode(a.tobytes()).decode()}
-
-
-def decode(d: dict) -> np.ndarray:
-    """An array stored in a record (visualizations, Grad-CAM examples)."""
-    return np.frombuffer(base64.b64decode(d["data"]), dtype=d["dtype"]).reshape(d["shape"])
-
-
 def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
     t0 = time.perf_counter()
     (p,) = points
-    seed, pipeline = p["seed"], p["pipeline"]
-    dev = ctx.device
-    name, x_tr, y_tr, x_te, y_te, n_classes = load_rgb(cfg, seed)
-    colour = parse_colour(cfg.colour)
-    torch.manual_seed(torch_seed(seed, stream("background.init")))
-    model = ResNetCIFAR(3, n_classes, cfg.depth).to(dev)
-    opt = make_optimizer("sgd", model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
-    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.gamma)
-    order = torch_generator(seed, stream("background.order"))
-    noise_gen = torch_generator(seed, stream("background.adversarial"))
-    n = len(x_tr)
-    spe = math.ceil(n / cfg.batch_size)
-    y_train = torch.from_numpy(y_tr).to(dev)
-    x_test, y_test = to_float_chw(x_te, dev), torch.from_numpy(y_te)
-    state: dict[str, Any] = {}
-    history: dict[str, list] = {"epoch": [], "train_loss": [], "test_acc": []}
-    key = "background-" + hashlib.sha1(json.dumps({"p": p, "cfg": cfg.model_dump(mode="json")}, sort_keys=True)
-                                       .encode()).hexdigest()[:16]
-    start = 0
-    saved = ctx.checkpoints.load(key) if ctx.checkpoints is not None else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        order.set_state(saved["order"])
-        noise_gen.set_state(saved["noise"])
-        history, start = saved["history"], saved["step"]
-
-    def epoch_data(epoch: int) -> torch.Tensor:
-        rng = numpy_rng(torch_seed(seed, stream("background.augment"), epoch) % 2**63, 0)
-        imgs = pad_crop_flip(x_tr, cfg.border, colour if pipeline == "padded" else None, rng, cfg.crop, cfg.flip)
-        return to_float_chw(imgs, dev)
-
-    def step_loss(t: int) -> torch.Tensor:
-        i = (t - 1) % spe
-        epoch = (t - 1) // spe
-        if i == 0 or "x" not in state:
-            if t > 1 and i == 0:
-                sched.step()
-            state["x"] = epoch_data(epoch)
-            state["perm"] = torch.randperm(n, generator=order).to(dev)
-        idx = state["perm"][i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        xb, yb = state["x"][idx], y_train[idx]
-        if cfg.adversarial:
-            xb = (xb + cfg.noise * torch.randn(xb.shape, generator=noise_gen).to(dev)).clamp(0, 1)
-            eps = cfg.eps * min(1.0, (epoch + 1) / cfg.eps_ramp) if cfg.eps_ramp else cfg.eps
-            model.eval()
-            xb = _pgd_l2(model, xb, yb, eps, cfg.pgd_steps)
-            model.train()
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        state["last_loss"] = float(loss.detach())
-        return loss
-
-    def on_log(t: int) -> dict:
-        loss = state.get("last_loss", math.nan) if t > 0 else math.nan
-        history["epoch"].append(t // spe)
-        history["train_loss"].append(loss)
-        history["test_acc"].append(A.accuracy(model, x_test, y_test))
-        model.train()
-        if ctx.checkpoints is not None and 0 < t < cfg.epochs * spe:
-            ctx.checkpoints.save(key, {"model": model.state_dict(), "opt": opt.state_dict(),
-                                       "sched": sched.state_dict(), "order": order.get_state(),
-                                       "noise": noise_gen.get_state(), "history": history, "step": t})
-        return {"loss": torch.tensor([0.0 if t == 0 else loss])}
-
-    model.train()
-    status, error = "ok", ""
-    try:
-        train_loop(step_loss, opt, cfg.epochs * spe, cfg.log_every * spe, on_log,
-                   desc=f"ResNet-{cfg.depth} {pipeline} seed {seed}", progress=ctx.progress, start=start)
-    except DivergenceError:
-        status, error = "diverged", f"training loss not finite or above {DIVERGENCE_BOUND:g}"
+    seed, pipeline, dev = p["seed"], p["pipeline"], ctx.device
+    data = load_rgb(cfg, seed)
+    state = new_state(cfg, data, seed, dev)
+    key = checkpoint_key("background-features", cfg, points)
+    x_test = to_float_chw(data.x_test, dev)
+    spe = math.ceil(len(data.x_train) / cfg.batch_size)
+    fit(state, _step(cfg, state, data, seed, pipeline, dev), cfg.epochs * spe, log_every=cfg.log_every * spe,
+        measure=lambda t: {"train_loss": [math.nan] if state.last_loss is None else state.last_loss.tolist(),
+                           "test_acc": [analysis.accuracy(state.model, x_test, torch.from_numpy(data.y_test))]},
+        checkpoints=ctx.checkpoints, key=key, steps_per_epoch=spe, schedule="epoch",
+        desc=f"ResNet-{cfg.depth} {pipeline} seed {seed}", progress=ctx.progress)
     train_seconds = time.perf_counter() - t0
-
+    model = state.model
     rec: dict[str, Any] = dict(p)
-    rec.update(data=name, n_train=n, n_test=len(y_te), epochs=cfg.epochs, status=status, error=error,
-               parameters=sum(q.numel() for q in model.parameters()),
-               **{f"curve_{k}": v for k, v in history.items()})
-    rec["train_loss"], rec["test_acc"] = history["train_loss"][-1], history["test_acc"][-1]
-    if status == "ok":
+    rec.update(data=data.name, n_train=len(data.x_train), n_test=len(data.y_test), epochs=cfg.epochs,
+               parameters=sum(q.numel() for q in model.parameters()), **state.divergence(0))
+    rec["curve_epoch"] = [t // spe for t in state.history["step"]]
+    for k in ("train_loss", "test_acc"):
+        rec[f"curve_{k}"] = state.curve(k, 0)
+        rec[k] = rec[f"curve_{k}"][-1]
+    if rec["status"] == "ok":
         t1 = time.perf_counter()
-        h, w = x_te.shape[1:3]
-        region = torch.from_numpy(frame_mask(h, w, cfg.eval_border))
-        colours = {"train_colour": colour, **{c: parse_colour(c) for c in cfg.other_colours}}
-        framed = {k: to_float_chw(frame(x_te, c, cfg.eval_border), dev) for k, c in colours.items()}
-        model.eval()
-        rec.update(A.border_reliance(model, x_test, y_test, framed, region.to(dev), model.last_block,
-                                     cfg.cam_images))
-        _, cams = A.gradcam_border_fraction(model, framed["train_colour"][:8], region.to(dev), model.last_block)
-        rec["cam_examples"] = _encode((cams.numpy() / max(float(cams.max()), 1e-12) * 255).astype(np.uint8))
-        rec["cam_images"] = _encode(frame(x_te[:8], colour, cfg.eval_border))  # what the maps were computed on
+        rec.update(border_numbers(cfg, model, data, x_test, dev))
         rec["seconds_measure"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        channels = list(range(min(cfg.vis_channels, model.last_block.conv2.out_channels)))
-        vis = A.visualize_channels(model, model.last_block, (3, h, w), channels, cfg.vis_rounds, cfg.vis_steps,
-                                   cfg.vis_lr, cfg.vis_reg, torch_seed(seed, stream("background.visualize")) % 2**63)
-        before = A.channel_activation(model, model.last_block, torch.full((len(channels), 3, h, w), 0.5), channels)
-        after = A.channel_activation(model, model.last_block, vis, channels)
-        rec["vis_gain"] = float((after - before).mean())
-        stats = [A.colour_stats(vis[i:i + 1], colour) for i in range(len(channels))]
-        for k in ("hue", "redness", "near_border_colour"):
-            rec[f"vis_{k}"] = float(np.mean([s[k] for s in stats]))
-            rec[f"vis_{k}_per_channel"] = [s[k] for s in stats]
-        rec["vis"] = _encode((vis.numpy() * 255).round().astype(np.uint8))
+        rec.update(visualization(cfg, model, data.x_test.shape[1:3], seed))
         rec["seconds_visualize"] = time.perf_counter() - t1
     rec["seconds_train"] = train_seconds
     rec["seconds"] = time.perf_counter() - t0
-    if ctx.checkpoints is not None:
-        ctx.checkpoints.discard(key)
     yield rec
+    ctx.discard(key)
+
+
+def new_state(cfg: BackgroundFeaturesConfig, data: BorderData, seed: int, device: str) -> TrainState:
+    """A CIFAR ResNet of the model registry initialised from the seed's stream, SGD with momentum, the step
+    schedule; generators: the minibatch order and the adversarial noise."""
+    h, w = data.x_train.shape[1:3]
+    model = seeded(lambda: build_model("resnet", (3, h, w), data.n_classes, depth=cfg.depth),
+                   torch_generator(seed, stream("background.init"))).to(device)
+    opt = make_optimizer("sgd", model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
+    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.gamma)
+    return TrainState(model, opt, sched, [torch_generator(seed, stream("background.order")),
+                                          torch_generator(seed, stream("background.adversarial"))])
+
+
+def _step(cfg: BackgroundFeaturesConfig, state: TrainState, data: BorderData, seed: int, pipeline: str,
+          device: str) -> Callable[[int], torch.Tensor]:
+    """Step t: the epoch's augmented images (padded with the training colour, or the control pipeline; drawn
+    once an epoch from the (seed, epoch) stream), a minibatch in the epoch's order, optionally Gaussian noise and
+    PGD-L2 (the official code's adversarial training), cross-entropy."""
+    model, (order, noise) = state.model, state.generators
+    n = len(data.x_train)
+    batches = Minibatches(n, cfg.batch_size, [order], device)
+    colour = parse_colour(cfg.colour) if pipeline == "padded" else None
+    y_train = torch.from_numpy(data.y_train).to(device)
+    epoch_images: dict[int, torch.Tensor] = {}
+
+    def step(t: int) -> torch.Tensor:
+        epoch = (t - 1) // batches.steps_per_epoch
+        if epoch not in epoch_images:
+            epoch_images.clear()
+            rng = numpy_rng(torch_seed(seed, stream("background.augment"), epoch) % 2**63, 0)
+            epoch_images[epoch] = to_float_chw(pad_crop_flip(data.x_train, cfg.border, colour, rng, cfg.crop,
+                                                             cfg.flip), device)
+        idx = batches(t)[0]
+        xb, yb = epoch_images[epoch][idx], y_train[idx]
+        if cfg.adversarial:
+            xb = (xb + cfg.noise * torch.randn(xb.shape, generator=noise).to(device)).clamp(0, 1)
+            eps = cfg.eps * min(1.0, (epoch + 1) / cfg.eps_ramp) if cfg.eps_ramp else cfg.eps
+            with evaluating(model):
+                xb = _pgd_l2(model, xb, yb, eps, cfg.pgd_steps)
+        return torch.nn.functional.cross_entropy(model(xb), yb)[None]
+
+    return step
+
+
+def border_numbers(cfg: BackgroundFeaturesConfig, model: torch.nn.Module, data: BorderData, x_test: torch.Tensor,
+                   device: str) -> dict[str, Any]:
+    """Accuracy and representation change under frames of each colour, Grad-CAM mass on the frame, and eight
+    Grad-CAM examples (the maps and the framed images they were computed on)."""
+    h, w = data.x_test.shape[1:3]
+    colour = parse_colour(cfg.colour)
+    region = torch.from_numpy(frame_mask(h, w, cfg.eval_border)).to(device)
+    colours = {"train_colour": colour, **{c: parse_colour(c) for c in cfg.other_colours}}
+    framed = {k: to_float_chw(frame(data.x_test, c, cfg.eval_border), device) for k, c in colours.items()}
+    with evaluating(model):
+        out = analysis.border_reliance(model, x_test, torch.from_numpy(data.y_test), framed, region,
+                                       model.last_block, cfg.cam_images)
+        _, cams = analysis.gradcam_border_fraction(model, framed["train_colour"][:8], region, model.last_block)
+    out["cam_examples"] = encode_array((cams.numpy() / max(float(cams.max()), 1e-12) * 255).astype(np.uint8))
+    out["cam_images"] = encode_array(frame(data.x_test[:8], colour, cfg.eval_border))
+    return out
+
+
+def visualization(cfg: BackgroundFeaturesConfig, model: torch.nn.Module, size: tuple[int, int],
+                  seed: int) -> dict[str, Any]:
+    """Activation maximization of the last block's channels, the activation it gains over a grey image, and the
+    colours of what it finds (per channel and averaged)."""
+    h, w = size
+    colour = parse_colour(cfg.colour)
+    with evaluating(model):
+        channels = list(range(min(cfg.vis_channels, model.last_block.conv2.out_channels)))
+        vis = analysis.visualize_channels(model, model.last_block, (3, h, w), channels, cfg.vis_rounds,
+                                          cfg.vis_steps, cfg.vis_lr, cfg.vis_reg,
+                                          torch_seed(seed, stream("background.visualize")) % 2**63)
+        before = analysis.channel_activation(model, model.last_block, torch.full((len(channels), 3, h, w), 0.5),
+                                             channels)
+        after = analysis.channel_activation(model, model.last_block, vis, channels)
+    out: dict[str, Any] = {"vis_gain": float((after - before).mean())}
+    stats = [analysis.colour_stats(vis[i:i + 1], colour) for i in range(len(channels))]
+    for k in ("hue", "redness", "near_border_colour"):
+        out[f"vis_{k}"] = float(np.mean([s[k] for s in stats]))
+        out[f"vis_{k}_per_channel"] = [s[k] for s in stats]
+    out["vis"] = encode_array((vis.numpy() * 255).round().astype(np.uint8))
+    return out

@@ -1,22 +1,22 @@
 """Contamination run: tasks (:mod:`spuriouslab.data.contamination`) -> stacked MLPs trained by the one training loop
-(:mod:`spuriouslab.nets`) -> one record per seed with curves of every logged metric."""
+(:mod:`spuriouslab.nets.train`) -> one record per seed with curves of every logged metric."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_task, minibatch, online_batch
-from spuriouslab.experiments.base import Estimate, RunContext
+from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_task, online_batch
+from spuriouslab.experiments.base import Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.mlp import StackedMLP
-from spuriouslab.nets.train import DIVERGENCE_BOUND, LOSSES, DivergenceError, diverged, make_optimizer, train_loop
+from spuriouslab.nets.train import LOSSES, Minibatches, TrainState, fit, gather, make_optimizer
 from spuriouslab.seeding import stream, torch_generator
 
 
@@ -45,10 +45,12 @@ def run_group(cfg: ContaminationConfig, points: list[dict], ctx: RunContext) -> 
     t0 = time.perf_counter()
     seeds = [p["seed"] for p in points]
     p0 = points[0]
-    records = train_contamination(cfg, seeds, p0["activation"], p0["loss"], p0["optimizer"], ctx).records
+    key = checkpoint_key("contamination", cfg, points)
+    records = train_contamination(cfg, seeds, p0["activation"], p0["loss"], p0["optimizer"], ctx, key).records
     seconds = (time.perf_counter() - t0) / len(points)
     for p, rec in zip(points, records, strict=True):
         yield {**p, **rec, "seconds": seconds}
+    ctx.discard(key)
 
 
 def _device_task(task: ContaminationTask, device: str, dtype: torch.dtype) -> ContaminationTask:
@@ -103,85 +105,75 @@ class Trained:
 
 
 def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: str, loss: str, optimizer: str,
-                        ctx: RunContext) -> Trained:
-    """Train one model per seed (stacked) and return one record per seed with the model."""
+                        ctx: RunContext, key: str | None = None) -> Trained:
+    """Train one model per seed (stacked) and return one record per seed with the model; ``key`` names the
+    checkpoint in ``ctx.checkpoints`` (None: none)."""
     dtype = getattr(torch, cfg.dtype)
     task = _device_task(make_task(seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood,
                                   cfg.ood_shift, cfg.ood_scale), ctx.device, dtype)
     model = StackedMLP([torch_generator(s, stream("contamination.init")) for s in seeds], cfg.d, cfg.width, cfg.depth,
                        activation, cfg.bias, cfg.freeze_output).to(ctx.device, dtype)
-    opt = make_optimizer(optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
+    state = TrainState(model, make_optimizer(optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum),
+                       generators=task.generators)
     loss_fn = LOSSES[loss]
+    fit(state, _step(cfg, task, model, loss_fn, ctx.device, dtype), cfg.iterations, log_every=cfg.log_every,
+        measure=lambda t: {k: v for k, v in measure(model, task, loss_fn, cfg.subspace).items() if k in CURVES},
+        checkpoints=ctx.checkpoints, key=key, desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}",
+        progress=ctx.progress)
+    final = measure(model, task, loss_fn, cfg.subspace)
+    return Trained([_record(state, final, i) for i in range(len(seeds))], model, task)
+
+
+def _step(cfg: ContaminationConfig, task: ContaminationTask, model: StackedMLP, loss_fn, device: str,
+          dtype: torch.dtype) -> Callable[[int], torch.Tensor]:
+    """Step t's per-seed losses: the full training set, a minibatch of it (drawn with replacement), or fresh
+    samples (online)."""
     T = task.T if cfg.subspace else None
+    x_train = None if cfg.subspace else task.inputs(task.train)
+    batches = Minibatches(task.train.z.shape[1], cfg.batch_size, task.generators, device, replace=True)
 
     def batch(t: int) -> LatentSet:
         if cfg.sampling == "full":
             return task.train
         if cfg.sampling == "minibatch":
-            return minibatch(task, cfg.batch_size)
-        return _device_set(online_batch(task, cfg.n, cfg.core), ctx.device, dtype)
+            idx = batches(t)
+            return LatentSet(gather(task.train.z, idx), torch.gather(task.train.y, 1, idx))
+        return _device_set(online_batch(task, cfg.n, cfg.core), device, dtype)
 
-    x_train = None if cfg.subspace else task.inputs(task.train)
-
-    def step_loss(t: int) -> torch.Tensor:
+    def step(t: int) -> torch.Tensor:
         b = batch(t)
         if cfg.subspace:
             f = model(b.z, T)
         else:
             f = model(x_train if cfg.sampling == "full" else task.inputs(b))
-        return loss_fn(f, b.y).sum()
+        return loss_fn(f, b.y)
 
-    history: dict[str, list] = {"step": []}
-    last: dict[str, torch.Tensor] = {}  # metrics at the latest logged step
-    last_init: dict[str, torch.Tensor] = {}  # metrics at step 0
+    return step
 
-    diverged_at: dict[int, int] = {}  # seed index -> first logged step whose loss diverged
 
-    def on_log(t: int) -> dict:
-        m = measure(model, task, loss_fn, cfg.subspace)
-        for i in torch.nonzero(diverged(m["train_loss"].cpu())).flatten().tolist():
-            diverged_at.setdefault(i, t)
-        history["step"].append(t)
-        for key in CURVES:
-            if key in m:
-                history.setdefault(key, []).append(m[key].cpu())
-        last.clear()
-        last.update(m)
-        if t == 0:
-            last_init.update({k: v.clone() for k, v in m.items()})
-        alive = [i for i in range(len(seeds)) if i not in diverged_at]
-        return {"loss": m["train_loss"][alive] if alive else torch.tensor([math.nan])}
-
-    try:
-        train_loop(step_loss, opt, cfg.iterations, cfg.log_every, on_log,
-                   desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}", progress=ctx.progress)
-    except DivergenceError:
-        pass  # every seed diverged: their records say so (below); nothing to retry
-    records = []
-    for i in range(len(seeds)):
-        rec: dict[str, Any] = {}
-        for key in CURVES:
-            if key in history:
-                rec[key] = float(history[key][-1][i])
-                rec[f"curve_{key}"] = [float(v[i]) for v in history[key]]
-        rec["curve_step"] = list(history["step"])
-        rec["ood_id_gap"] = rec["ood_loss"] - rec["id_loss"]
-        rec["bg_norm_init"] = float(last_init["bg_norm"][i])
-        rec["core_norm_init"] = float(last_init["core_norm"][i])
-        rec["bg_norm_growth"] = rec["bg_norm"] / rec["bg_norm_init"]
-        rec["bg_signed_change"] = rec["bg_signed"] - float(last_init["bg_signed"][i])
-        rec["asymmetry"] = [float(v) for v in last["asymmetry"][i].cpu()]
-        if "out_sign" in last:
-            rec["out_sign"] = [float(v) for v in last["out_sign"][i].cpu()]
-        rec["status"], rec["error"] = "ok", ""
-        if i in diverged_at:
-            rec["status"] = "diverged"
-            rec["error"] = f"training loss not finite or above {DIVERGENCE_BOUND:g} at step {diverged_at[i]}"
-            for key in [*CURVES, "ood_id_gap", "bg_norm_growth", "bg_signed_change"]:
-                if key in rec:
-                    rec[key] = math.nan
-        records.append(rec)
-    return Trained(records, model, task)
+def _record(state: TrainState, final: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
+    """Seed ``i``'s record: the last value and the curve of every logged metric, the changes from step 0, the
+    final per-neuron asymmetry, and the divergence fields (a diverged seed's metrics are NaN)."""
+    rec: dict[str, Any] = {}
+    for key in CURVES:
+        if key in state.history:
+            rec[key] = state.history[key][-1][i]
+            rec[f"curve_{key}"] = state.curve(key, i)
+    rec["curve_step"] = list(state.history["step"])
+    rec["ood_id_gap"] = rec["ood_loss"] - rec["id_loss"]
+    rec["bg_norm_init"] = state.history["bg_norm"][0][i]
+    rec["core_norm_init"] = state.history["core_norm"][0][i]
+    rec["bg_norm_growth"] = rec["bg_norm"] / rec["bg_norm_init"]
+    rec["bg_signed_change"] = rec["bg_signed"] - state.history["bg_signed"][0][i]
+    rec["asymmetry"] = final["asymmetry"][i].cpu().tolist()
+    if "out_sign" in final:
+        rec["out_sign"] = final["out_sign"][i].cpu().tolist()
+    rec.update(state.divergence(i))
+    if rec["status"] != "ok":
+        for key in [*CURVES, "ood_id_gap", "bg_norm_growth", "bg_signed_change"]:
+            if key in rec:
+                rec[key] = math.nan
+    return rec
 
 
 def _device_set(s: LatentSet, device: str, dtype: torch.dtype) -> LatentSet:

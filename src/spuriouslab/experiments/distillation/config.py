@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from spuriouslab.experiments.base import ExperimentConfig
 from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, Listed
 
+ROLES = ["teacher", "student", "baseline"]  # the three models of every seed
 TASKS = ["synthetic", "digits-background", "fashion-background", "folder"]
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU minutes: full-batch (synthetic) or small-batch AdamW, no warm-up, no clipping, scikit-learn probes
@@ -105,14 +106,3 @@ class DistillationConfig(ExperimentConfig):
     def mlp(self) -> bool:
         """Whether the built-in encoders are MLPs (synthetic) or CNNs (images)."""
         return self.task == "synthetic"
-
-
-def checkpoint_key(cfg: DistillationConfig, role: str, seeds: list[int], extra: Any = None) -> str:
-    """The name of a model's checkpoint in the run directory: a hash of the config (less the grid axes), the role
-    and the seeds, so that a resumed run finds exactly its own."""
-    import hashlib
-    import json
-
-    fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in ("activation", "seeds", "seed")}
-    text = json.dumps({"role": role, "seeds": seeds, "cfg": fields, "extra": extra}, sort_keys=True)
-    return f"distillation-{role}-{hashlib.sha1(text.encode()).hexdigest()[:16]}"

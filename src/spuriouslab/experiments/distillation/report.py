@@ -11,7 +11,7 @@ import pandas as pd
 from spuriouslab import plotting as P
 from spuriouslab import tables as T
 from spuriouslab.experiments.base import Report
-from spuriouslab.experiments.distillation.run import MODELS
+from spuriouslab.experiments.distillation.config import ROLES
 
 LABELS = {"teacher": "teacher", "student": "distilled student", "baseline": "baseline (labels)"}
 
@@ -26,7 +26,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
     rows = []
     for act in acts:
         sub = df[df.activation == act]
-        for model in MODELS:
+        for model in ROLES:
             if model == "teacher" and act != acts[0]:
                 continue  # one teacher per seed, shared by every student activation
             row = {"model": LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
@@ -57,7 +57,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
     fig, ax = P.figure(size=(4.4, 4.0))
     for act in acts:
         sub = df[df.activation == act]
-        for model, marker in zip(MODELS, ["*", "o", "s"], strict=True):
+        for model, marker in zip(ROLES, ["*", "o", "s"], strict=True):
             if model == "teacher" and act != acts[0]:
                 continue
             ax.scatter(sub[f"acc_{model}_id"], sub[f"acc_{model}_ood_mean"], marker=marker, s=40 if marker == "*" else 20,

@@ -1,7 +1,8 @@
 """Distillation run: a task (:mod:`spuriouslab.data.distillation`) -> a frozen teacher (built-in, trained once per
 seed and kept in the run directory, or the user's) -> a student fitting the teacher's embeddings (MSE, no labels)
 and a baseline trained with labels, seeds stacked (:class:`~spuriouslab.nets.models.SeedEnsemble`), all by the one
-training loop -> linear probes on each model's frozen features -> one record per (activation, seed)."""
+trainer (:func:`spuriouslab.nets.train.fit`) -> linear probes on each model's frozen features -> one record per
+(activation, seed)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +21,15 @@ import torch
 from spuriouslab.data.distillation import DistillTask, image_task, synthetic_task
 from spuriouslab.data.images import to_float_chw
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments.base import Estimate, RunContext
-from spuriouslab.experiments.distillation.config import DistillationConfig
-from spuriouslab.experiments.distillation.config import checkpoint_key as _key
+from spuriouslab.experiments.base import Estimate, RunContext, checkpoint_key
+from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
 from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.nets.metrics import subspace_norms
-from spuriouslab.nets.models import Classifier, CNNEncoder, MLPEncoder, Projected, SeedEnsemble
+from spuriouslab.nets.models import Classifier, Projected, SeedEnsemble, build_model
 from spuriouslab.nets.probes import probe_accuracies
-from spuriouslab.nets.train import (clip_grad_norm_per_seed, make_optimizer, seed_cross_entropy, train_loop,
-                                     warmup_cosine)
-from spuriouslab.seeding import stream, torch_generator, torch_seed
-
-MODELS = ["teacher", "student", "baseline"]
+from spuriouslab.nets.train import (Minibatches, TrainState, clip_grad_norm_per_seed, evaluate, fit, gather,
+                                     make_optimizer, seed_cross_entropy, seeded, warmup_cosine)
+from spuriouslab.seeding import stream, torch_generator
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -105,42 +104,63 @@ def call_factory(factory: Callable, spec: str, key: str, input_shape: tuple[int,
     return model
 
 
-def make_encoder(cfg: DistillationConfig, task: DistillTask, role: str, activation: str, seed: int,
-                 stream_name: str) -> torch.nn.Module:
-    """A fresh encoder of ``role`` (teacher / student / baseline), initialised from its own seeded stream."""
-    torch.manual_seed(torch_seed(seed, stream(stream_name)))
+def user_model(cfg: DistillationConfig, role: str) -> bool:
+    """Whether ``role``'s encoder comes from the user's factory (initialised its own way) or the registry."""
+    return (cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)) is not None
+
+
+def encoder_builder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classes: int, role: str,
+                    activation: str, core_projection: Callable[[], torch.Tensor] | None = None
+                    ) -> Callable[[], torch.nn.Module]:
+    """What builds a fresh encoder of ``role`` (teacher / student / baseline): the user's factory, or the model
+    registry's ``mlp-encoder`` (synthetic; the built-in teacher sees only the core projection) or
+    ``cnn-encoder`` (images).  Seed it with :func:`spuriouslab.nets.train.seeded`."""
     spec = cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)
     if spec is not None:
-        return call_factory(import_factory(spec, "teacher" if role == "teacher" or cfg.student is None else "student"),
-                            spec, role, task.input_shape, task.n_classes)
+        key = "teacher" if role == "teacher" or cfg.student is None else "student"
+        factory = import_factory(spec, key)
+        return lambda: call_factory(factory, spec, role, input_shape, n_classes)
     if cfg.mlp():
         act = cfg.teacher_activation if role == "teacher" else activation
-        enc = MLPEncoder(int(np.prod(task.input_shape)), cfg.width, cfg.embed, act)
-        return Projected(enc, task.core_projection()) if role == "teacher" else enc
-    c, h, w = task.input_shape
-    return CNNEncoder(c, (h, w), cfg.embed)
+
+        def mlp() -> torch.nn.Module:
+            enc = build_model("mlp-encoder", input_shape, cfg.embed, width=cfg.width, activation=act)
+            return Projected(enc, core_projection()) if role == "teacher" else enc
+
+        return mlp
+    return lambda: build_model("cnn-encoder", input_shape, cfg.embed)
+
+
+def make_encoder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classes: int, role: str, activation: str,
+                 seed: int, stream_name: str, head: int | None = None,
+                 core_projection: Callable[[], torch.Tensor] | None = None) -> torch.nn.Module:
+    """A fresh encoder of ``role`` (with a linear head of ``head`` inputs to ``n_classes`` when given: a
+    classifier trained with labels), initialised from the seed's own stream ``stream_name`` alone."""
+    build = encoder_builder(cfg, input_shape, n_classes, role, activation, core_projection)
+    whole = (lambda: Classifier(build(), head, n_classes)) if head is not None else build
+    return seeded(whole, torch_generator(seed, stream(stream_name)), reinit=not user_model(cfg, role))
 
 
 def check(cfg: DistillationConfig) -> None:
     """Teacher and student build, are modules, and agree on the embedding size (a forward on two inputs)."""
     if cfg.stream:
-        from spuriouslab.experiments.distillation import stream as S
+        from spuriouslab.experiments.distillation import folders
 
-        sets = S.datasets(cfg)
+        sets = folders.datasets(cfg)
         x = torch.stack([sets["train"][i][0] for i in range(min(2, len(sets["train"])))])
-
-        class task:  # what make_encoder reads
-            input_shape, n_classes = tuple(x.shape[1:]), len(sets["classes"])
+        shape, n_classes, projection = tuple(x.shape[1:]), len(sets["classes"]), None
     else:
         task = load_task(cfg, cfg.seed)
         x = task.x_train[:2]
+        shape, n_classes, projection = task.input_shape, task.n_classes, task.core_projection
     with torch.no_grad():
-        teacher = make_encoder(cfg, task, "teacher", "relu", cfg.seed, "distillation.teacher")
+        teacher = make_encoder(cfg, shape, n_classes, "teacher", "relu", cfg.seed, "distillation.teacher",
+                               core_projection=projection)
         if cfg.teacher_checkpoint:
             load_teacher_checkpoint(teacher, cfg.teacher_checkpoint)
         t_out = _forward(teacher, x, "teacher", cfg.teacher)
         for act in cfg.activation:
-            student = make_encoder(cfg, task, "student", act, cfg.seed, "distillation.student")
+            student = make_encoder(cfg, shape, n_classes, "student", act, cfg.seed, "distillation.student")
             s_out = _forward(student, x, "student", cfg.student or cfg.teacher)
             if s_out.shape[1:] != t_out.shape[1:]:
                 raise ConfigError(f"student: {cfg.student or 'the built-in student'} gives embeddings of shape "
@@ -164,107 +184,66 @@ def load_teacher_checkpoint(model: torch.nn.Module, path: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _batches(n: int, batch_size: int, gens: list[torch.Generator], device: str):
-    """Per-step index tensors (S, B): full batch when ``batch_size`` is 0 or >= n, else seeded permutations."""
-    if batch_size == 0 or batch_size >= n:
-        full = torch.arange(n, device=device).expand(len(gens), -1)
-        return (lambda t: full), 1
-    spe = math.ceil(n / batch_size)
-    state: dict[str, Any] = {}
-
-    def idx(t: int) -> torch.Tensor:
-        i = (t - 1) % spe
-        if i == 0 or "perm" not in state:
-            state["perm"] = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
-        return state["perm"][:, i * batch_size:(i + 1) * batch_size]
-
-    return idx, spe
-
-
-def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    return torch.gather(x, 1, idx.view(*idx.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:]))
-
-
-def fit_ensemble(cfg: DistillationConfig, ens: SeedEnsemble, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                 n: int, epochs: int, seeds: list[int], ctx: RunContext, key: str,
-                 on_log: Callable[[int], None] | None = None, desc: str = "") -> None:
-    """Train ``ens`` with AdamW (warm-up + cosine when ``warmup`` or ``clip`` is set), per-seed clipping, the one
-    training loop; ``loss(out_idx, t)`` gives the per-seed loss (S,) of step ``t``'s batch.  Checkpointed at every
-    log step under ``key`` (resumed from there), discarded when done."""
-    dev = ctx.device
-    opt = make_optimizer("adamw", ens.parameters(), cfg.lr, cfg.weight_decay)
+def train(cfg: DistillationConfig, model: torch.nn.Module, loss: Callable[[torch.Tensor], torch.Tensor], n: int,
+          epochs: int, seeds: list[int], ctx: RunContext, key: str,
+          measure: Callable[[int], dict[str, torch.Tensor]] | None = None, desc: str = "") -> TrainState:
+    """Train a seed ensemble with AdamW (warm-up + cosine when ``warmup`` or ``clip`` is set, per-seed gradient
+    clipping) by the one trainer; ``loss(idx)`` gives the per-seed losses (S,) of the batch ``idx`` (S, B) of
+    the ``n`` training samples.  Checkpointed under ``key`` at every log step (resumed from there)."""
+    opt = make_optimizer("adamw", model.parameters(), cfg.lr, cfg.weight_decay)
     gens = [torch_generator(s, stream("distillation.order")) for s in seeds]
-    idx, spe = _batches(n, cfg.batch_size, gens, dev)
-    steps = epochs * spe
+    batches = Minibatches(n, 0 if cfg.batch_size >= n else cfg.batch_size, gens, ctx.device)
+    steps = epochs * batches.steps_per_epoch
     sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
-    clip = (lambda: clip_grad_norm_per_seed(list(ens.parameters()), cfg.clip, ens.stacked)) if cfg.clip else None
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.startswith("cuda")
+    clip = (lambda: clip_grad_norm_per_seed(list(model.parameters()), cfg.clip, model.stacked)) if cfg.clip else None
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and ctx.device.startswith("cuda")
                 else contextlib.nullcontext())
-    start = 0
-    saved = ctx.checkpoints.load(key) if ctx.checkpoints is not None else None
-    if saved is not None:
-        ens.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        if sched is not None:
-            sched.load_state_dict(saved["sched"])
-        for g, st in zip(gens, saved["gens"], strict=True):
-            g.set_state(st)
-        start = saved["step"]
-        if on_log is not None and "log" in saved:
-            on_log.restore(saved["log"])  # type: ignore[attr-defined]
 
-    def step_loss(t: int) -> torch.Tensor:
+    def step(t: int) -> torch.Tensor:
         with autocast:
-            return loss(idx(t), t).sum()
+            return loss(batches(t))
 
-    def logged(t: int) -> dict:
-        if on_log is not None:
-            on_log(t)
-        if ctx.checkpoints is not None and 0 < t < steps:
-            state = {"model": ens.state_dict(), "opt": opt.state_dict(), "gens": [g.get_state() for g in gens],
-                     "step": t}
-            if sched is not None:
-                state["sched"] = sched.state_dict()
-            if on_log is not None:
-                state["log"] = on_log.state()  # type: ignore[attr-defined]
-            ctx.checkpoints.save(key, state)
-        return {}
-
-    ens.train()
-    train_loop(step_loss, opt, steps, cfg.log_every * spe, logged, desc=desc, progress=ctx.progress, start=start,
-               before_step=clip, scheduler=sched)
-    if ctx.checkpoints is not None:
-        ctx.checkpoints.discard(key)
+    state = TrainState(model, opt, sched, gens)
+    return fit(state, step, steps, log_every=cfg.log_every * batches.steps_per_epoch, measure=measure,
+               checkpoints=ctx.checkpoints, key=key, before_step=clip, desc=desc, progress=ctx.progress)
 
 
-class Curves:
-    """Measurements at log steps (a callable for :func:`fit_ensemble`), restorable from a checkpoint."""
-
-    def __init__(self, measure: Callable[[int], dict[str, torch.Tensor]]):
-        self.measure = measure
-        self.history: dict[str, list] = {"step": []}
-
-    def __call__(self, t: int) -> None:
-        self.history["step"].append(t)
-        for k, v in self.measure(t).items():
-            self.history.setdefault(k, []).append([float(a) for a in v.detach().float().cpu()])
-
-    def state(self) -> dict:
-        return self.history
-
-    def restore(self, state: dict) -> None:
-        self.history = state
-
-
-@torch.no_grad()
-def embed(ens: SeedEnsemble, x: torch.Tensor, module: str | None = None, chunk: int = 2048) -> torch.Tensor:
+def embed(ens: SeedEnsemble, x: torch.Tensor, module: str | None = None) -> torch.Tensor:
     """Embeddings (S, n, e) of inputs (S, n, ...), evaluated in chunks, in eval mode."""
-    was = ens.training
-    ens.eval()
-    out = torch.cat([ens(x[:, j:j + chunk]) if module is None else ens.forward_module(x[:, j:j + chunk], module)
-                     for j in range(0, x.shape[1], chunk)], dim=1)
-    ens.train(was)
-    return out.float()
+    fn = ens if module is None else (lambda part: ens.forward_module(part, module))
+    return evaluate(fn, x, model=ens).float()
+
+
+@dataclass
+class Stacked:
+    """Every seed's task stacked along the first dimension: training, test, OOD and teacher inputs and labels;
+    ``basis`` the synthetic latent bases (None for images or user models)."""
+
+    tasks: list[DistillTask]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    ood_x: dict[str, torch.Tensor]
+    basis: torch.Tensor | None
+
+    @property
+    def ood_names(self) -> list[str]:
+        return list(self.ood_x)
+
+    def stack(self, get: Callable[[DistillTask], torch.Tensor], device: str) -> torch.Tensor:
+        return torch.stack([get(t) for t in self.tasks]).to(device)
+
+
+def stacked_tasks(cfg: DistillationConfig, seeds: list[int], device: str) -> Stacked:
+    tasks = [load_task(cfg, s) for s in seeds]
+    stack = lambda get: torch.stack([get(t) for t in tasks]).to(device)  # noqa: E731
+    basis = stack(lambda t: t.basis) if cfg.mlp() and cfg.student is None and cfg.teacher is None else None
+    return Stacked(tasks, stack(lambda t: t.x_train), stack(lambda t: t.y_train), stack(lambda t: t.x_test),
+                   stack(lambda t: t.y_test), {k: stack(lambda t, k=k: t.ood[k]) for k in tasks[0].ood}, basis)
+
+
+ROLE_LOSS = {"teacher": "teacher training loss", "student": "distillation loss", "baseline": "baseline training loss"}
 
 
 # --------------------------------------------------------------------------------------------------- run
@@ -276,150 +255,190 @@ def group_key(cfg: DistillationConfig, p: dict[str, Any]) -> Any:
 
 
 def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
+    """data -> teacher (frozen or trained once per seed) -> student (fits the teacher's embeddings) and baseline
+    (labels) -> probes on frozen features -> one record per point."""
     if cfg.stream:
-        from spuriouslab.experiments.distillation import stream as S
+        from spuriouslab.experiments.distillation import folders
 
-        yield from S.run_group(cfg, points, ctx, make_encoder, load_teacher_checkpoint)
+        yield from folders.run_group(cfg, points, ctx)
         return
     t0 = time.perf_counter()
-    dev = ctx.device
     act = points[0]["activation"]
     seeds = [p["seed"] for p in points]
-    tasks = [load_task(cfg, s) for s in seeds]
-    stack = lambda get: torch.stack([get(t) for t in tasks]).to(dev)  # noqa: E731
-    x_tr, y_tr, x_te, y_te = stack(lambda t: t.x_train), stack(lambda t: t.y_train), stack(lambda t: t.x_test), \
-        stack(lambda t: t.y_test)
-    ood_names = list(tasks[0].ood)
-    x_ood = {k: stack(lambda t, k=k: t.ood[k]) for k in ood_names}
-    n = x_tr.shape[1]
+    data = stacked_tasks(cfg, seeds, ctx.device)
     seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    teacher = fit_teacher(cfg, data, seeds, act, ctx)
+    seconds["teacher"], clock = time.perf_counter() - clock, time.perf_counter()
+    student = fit_student(cfg, data, teacher, seeds, act, ctx)
+    seconds["student"], clock = time.perf_counter() - clock, time.perf_counter()
+    baseline = fit_baseline(cfg, data, int(teacher.train.shape[-1]), seeds, act, ctx)
+    seconds["baseline"], clock = time.perf_counter() - clock, time.perf_counter()
+    states = {"teacher": teacher.state, "student": student, "baseline": baseline}
+    alive = [i for i in range(len(seeds)) if all(st is None or i not in st.diverged_at for st in states.values())]
+    accs = probe_all(cfg, data, teacher, student.model, baseline.model, seeds, alive)
+    seconds["probes"] = time.perf_counter() - clock
+    total = (time.perf_counter() - t0) / len(seeds)
+    for i, p in enumerate(points):
+        rec = _record(cfg, p, i, data, teacher, student, baseline, accs)
+        rec.update(seconds=total, **{f"seconds_{k}": v / len(seeds) for k, v in seconds.items()})
+        yield rec
+    ctx.discard(student.extra["key"], baseline.extra["key"])
 
-    # 1. the teacher: the user's (frozen), or the built-in one trained with labels, once per seed, kept
-    t1 = time.perf_counter()
+
+@dataclass
+class Teacher:
+    """The teacher's embeddings of every set, its state (None for a user's frozen teacher), and the per-seed
+    (core, background) norms of its first layer seen in the input space (built-in synthetic teacher; else None)."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+    ood: dict[str, torch.Tensor]
+    state: TrainState | None
+    first_norms: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def fit_teacher(cfg: DistillationConfig, data: Stacked, seeds: list[int], act: str, ctx: RunContext) -> Teacher:
+    """The user's teacher (frozen, from its checkpoint), or the built-in one trained with labels on wide
+    backgrounds, once per seed: its checkpoint is kept in the run directory and shared by every activation."""
+    task0 = data.tasks[0]
     if cfg.teacher is not None:
-        def make_teacher(s):
-            m = make_encoder(cfg, tasks[seeds.index(s)], "teacher", act, s, "distillation.teacher")
+        def make_teacher(s: int) -> torch.nn.Module:
+            m = make_encoder(cfg, task0.input_shape, task0.n_classes, "teacher", act, s, "distillation.teacher")
             if cfg.teacher_checkpoint:
                 load_teacher_checkpoint(m, cfg.teacher_checkpoint)
             return m
 
-        teacher = SeedEnsemble(make_teacher, seeds).to(dev)
-        teach = lambda x: embed(teacher, x)  # noqa: E731
-        teacher_first = None
+        model = SeedEnsemble(make_teacher, seeds).to(ctx.device)
+        teach = lambda x: embed(model, x)  # noqa: E731
+        state = None
     else:
-        teacher = SeedEnsemble(lambda s: Classifier(make_encoder(cfg, tasks[seeds.index(s)], "teacher", act, s,
-                                                                 "distillation.teacher"), cfg.embed,
-                                                    tasks[0].n_classes), seeds).to(dev)
-        key = _key(cfg, "teacher", seeds)
-        kept = ctx.checkpoints.load(key + "-final") if ctx.checkpoints is not None else None
-        if kept is not None:
-            teacher.load_state_dict(kept)
-        else:
-            x_t, y_t = stack(lambda t: t.x_teacher), stack(lambda t: t.y_teacher)
-            fit_ensemble(cfg, teacher,
-                         lambda i, t: seed_cross_entropy(teacher(_gather(x_t, i)), torch.gather(y_t, 1, i)),
-                         x_t.shape[1], cfg.teacher_epochs, seeds, ctx, key, desc=f"teacher x{len(seeds)}")
-            if ctx.checkpoints is not None:
-                ctx.checkpoints.save(key + "-final", teacher.state_dict())
-        teach = lambda x: embed(teacher, x, "encoder")  # noqa: E731
-        teacher_first = "encoder.encoder.first.weight" if cfg.mlp() else None
-    seconds["teacher"] = time.perf_counter() - t1
-    targets = teach(x_tr)
-    t_te = teach(x_te)
-    t_ood = {k: teach(v) for k, v in x_ood.items()}
+        model = SeedEnsemble(lambda s: make_encoder(
+            cfg, task0.input_shape, task0.n_classes, "teacher", act, s, "distillation.teacher", head=cfg.embed,
+            core_projection=data.tasks[seeds.index(s)].core_projection), seeds).to(ctx.device)
+        x_t, y_t = data.stack(lambda t: t.x_teacher, ctx.device), data.stack(lambda t: t.y_teacher, ctx.device)
+        key = checkpoint_key("distillation", cfg, [{"seed": s} for s in seeds], "teacher")
+        state = train(cfg, model, lambda i: seed_cross_entropy(model(gather(x_t, i)), torch.gather(y_t, 1, i)),
+                      x_t.shape[1], cfg.teacher_epochs, seeds, ctx, key, desc=f"teacher x{len(seeds)}")
+        teach = lambda x: embed(model, x, "encoder")  # noqa: E731
+    norms = None
+    if cfg.teacher is None and data.basis is not None:  # the teacher's first layer seen in the input space
+        projection = data.stack(lambda t: t.core_projection(), ctx.device)
+        first = torch.bmm(model.seed_parameter("encoder.encoder.first.weight").detach().float(), projection)
+        norms = subspace_norms(first, data.basis, task0.d_core)
+    return Teacher(teach(data.train_x), teach(data.test_x), {k: teach(v) for k, v in data.ood_x.items()}, state,
+                   norms)
 
-    basis = stack(lambda t: t.basis) if cfg.mlp() and cfg.student is None and cfg.teacher is None else None
-    d_core = tasks[0].d_core
 
-    # 2. the student: fits the teacher's embeddings on the training inputs, no labels
-    t1 = time.perf_counter()
-    student = SeedEnsemble(lambda s: make_encoder(cfg, tasks[seeds.index(s)], "student", act, s,
-                                                  "distillation.student"), seeds).to(dev)
+def fit_student(cfg: DistillationConfig, data: Stacked, teacher: Teacher, seeds: list[int], act: str,
+                ctx: RunContext) -> TrainState:
+    """A fresh encoder fitted to the teacher's embeddings of the training inputs (MSE, no labels); logged: the
+    distillation loss, the fit to the teacher on ID and every OOD set, the first layer's core / background
+    weight (synthetic)."""
+    task0 = data.tasks[0]
+    student = SeedEnsemble(lambda s: make_encoder(cfg, task0.input_shape, task0.n_classes, "student", act, s,
+                                                  "distillation.student"), seeds).to(ctx.device)
 
-    def fit_stats(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mse = ((a - b) ** 2).mean(dim=(1, 2))
-        cos = torch.nn.functional.cosine_similarity(a, b, dim=2).mean(dim=1)
-        return mse, cos
-
-    def measure_student(t: int) -> dict[str, torch.Tensor]:
+    def measure(t: int) -> dict[str, torch.Tensor]:
         out = {}
-        out["distill_loss"], _ = fit_stats(embed(student, x_tr), targets)
-        for name, x, tgt in [("id", x_te, t_te), *[(k, x_ood[k], t_ood[k]) for k in ood_names]]:
-            out[f"fit_mse_{name}"], out[f"fit_cos_{name}"] = fit_stats(embed(student, x), tgt)
-        if basis is not None:
+        out["distill_loss"], _ = _fit_stats(embed(student, data.train_x), teacher.train)
+        for name, x, target in [("id", data.test_x, teacher.test),
+                                *[(k, data.ood_x[k], teacher.ood[k]) for k in data.ood_names]]:
+            out[f"fit_mse_{name}"], out[f"fit_cos_{name}"] = _fit_stats(embed(student, x), target)
+        if data.basis is not None:
             out["student_core_norm"], out["student_bg_norm"] = subspace_norms(
-                student.seed_parameter("first.weight").detach().float(), basis, d_core)
+                student.seed_parameter("first.weight").detach().float(), data.basis, task0.d_core)
         return out
 
-    curves = Curves(measure_student)
-    fit_ensemble(cfg, student, lambda i, t: ((student(_gather(x_tr, i)).float() - _gather(targets, i)) ** 2)
-                 .mean(dim=(1, 2)), n, cfg.epochs, seeds, ctx, _key(cfg, "student", seeds, act), curves,
-                 desc=f"student {act} x{len(seeds)}")
-    seconds["student"] = time.perf_counter() - t1
+    key = checkpoint_key("distillation", cfg, [{"seed": s, "activation": act} for s in seeds], "student")
+    state = train(cfg, student, lambda i: ((student(gather(data.train_x, i)).float() - gather(teacher.train, i)) ** 2)
+                  .mean(dim=(1, 2)), data.train_x.shape[1], cfg.epochs, seeds, ctx, key, measure,
+                  desc=f"student {act} x{len(seeds)}")
+    state.extra["key"] = key
+    return state
 
-    # 3. the baseline: the same architecture trained end to end with labels on the same inputs
-    t1 = time.perf_counter()
-    baseline = SeedEnsemble(lambda s: Classifier(make_encoder(cfg, tasks[seeds.index(s)], "student", act, s,
-                                                              "distillation.baseline"), int(targets.shape[-1]),
-                                                 tasks[0].n_classes), seeds).to(dev)
 
-    def measure_baseline(t: int) -> dict[str, torch.Tensor]:
-        if basis is None:
+def fit_baseline(cfg: DistillationConfig, data: Stacked, embed_size: int, seeds: list[int], act: str,
+                 ctx: RunContext) -> TrainState:
+    """The student's architecture trained end to end with labels on the same inputs; logged (synthetic): its
+    first layer's core / background weight."""
+    task0 = data.tasks[0]
+    baseline = SeedEnsemble(lambda s: make_encoder(cfg, task0.input_shape, task0.n_classes, "student", act, s,
+                                                   "distillation.baseline", head=embed_size), seeds).to(ctx.device)
+
+    def measure(t: int) -> dict[str, torch.Tensor]:
+        if data.basis is None:
             return {}
-        core, bg = subspace_norms(baseline.seed_parameter("encoder.first.weight").detach().float(), basis, d_core)
+        core, bg = subspace_norms(baseline.seed_parameter("encoder.first.weight").detach().float(), data.basis,
+                                  task0.d_core)
         return {"baseline_core_norm": core, "baseline_bg_norm": bg}
 
-    base_curves = Curves(measure_baseline)
-    fit_ensemble(cfg, baseline,
-                 lambda i, t: seed_cross_entropy(baseline(_gather(x_tr, i)), torch.gather(y_tr, 1, i)), n, cfg.epochs,
-                 seeds, ctx, _key(cfg, "baseline", seeds, act), base_curves, desc=f"baseline {act} x{len(seeds)}")
-    seconds["baseline"] = time.perf_counter() - t1
+    key = checkpoint_key("distillation", cfg, [{"seed": s, "activation": act} for s in seeds], "baseline")
+    state = train(cfg, baseline, lambda i: seed_cross_entropy(baseline(gather(data.train_x, i)),
+                                                              torch.gather(data.train_y, 1, i)),
+                  data.train_x.shape[1], cfg.epochs, seeds, ctx, key, measure, desc=f"baseline {act} x{len(seeds)}")
+    state.extra["key"] = key
+    return state
 
-    # 4. linear probes on frozen features, fitted on the ID training set; 5. ID and OOD accuracy
-    t1 = time.perf_counter()
-    feats = {"teacher": (targets, t_te, t_ood),
-             "student": (embed(student, x_tr), embed(student, x_te), {k: embed(student, v) for k, v in x_ood.items()}),
-             "baseline": (embed(baseline, x_tr, "encoder"), embed(baseline, x_te, "encoder"),
-                          {k: embed(baseline, v, "encoder") for k, v in x_ood.items()})}
+
+def _fit_stats(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-seed MSE and mean cosine similarity between embeddings (S, n, e)."""
+    return ((a - b) ** 2).mean(dim=(1, 2)), torch.nn.functional.cosine_similarity(a, b, dim=2).mean(dim=1)
+
+
+def probe_all(cfg: DistillationConfig, data: Stacked, teacher: Teacher, student: SeedEnsemble,
+              baseline: SeedEnsemble, seeds: list[int], alive: list[int]) -> dict[str, list[float]]:
+    """Linear probes on each model's frozen features, fitted on the ID training set, scored on ID and every OOD
+    set (``acc_<model>_<set>``, one value per seed; NaN for a seed whose training diverged)."""
+    feats = {"teacher": (teacher.train, teacher.test, teacher.ood),
+             "student": (embed(student, data.train_x), embed(student, data.test_x),
+                         {k: embed(student, v) for k, v in data.ood_x.items()}),
+             "baseline": (embed(baseline, data.train_x, "encoder"), embed(baseline, data.test_x, "encoder"),
+                          {k: embed(baseline, v, "encoder") for k, v in data.ood_x.items()})}
     accs: dict[str, list[float]] = {}
     for model, (f_tr, f_te, f_ood) in feats.items():
         for i, s in enumerate(seeds):
-            tests = {"id": (f_te[i], y_te[i]), **{k: (f_ood[k][i], ood_labels(tasks[i], k)) for k in ood_names}}
-            for name, acc in probe_accuracies((f_tr[i], y_tr[i]), tests, **cfg.probe_kwargs(model, s)).items():
+            tests = {"id": (f_te[i], data.test_y[i]),
+                     **{k: (f_ood[k][i], ood_labels(data.tasks[i], k)) for k in data.ood_names}}
+            if i in alive:
+                got = probe_accuracies((f_tr[i], data.train_y[i]), tests, **cfg.probe_kwargs(model, s))
+            else:
+                got = {name: math.nan for name in tests}
+            for name, acc in got.items():
                 accs.setdefault(f"acc_{model}_{name}", []).append(acc)
-    seconds["probes"] = time.perf_counter() - t1
+    return accs
 
-    if teacher_first is not None and basis is not None:  # the teacher's first layer seen in the input space
-        P = stack(lambda t: t.core_projection())
-        W_eff = torch.bmm(teacher.seed_parameter(teacher_first).detach().float(), P)
-        teacher_core, teacher_bg = subspace_norms(W_eff, basis, d_core)
-    else:
-        teacher_core = teacher_bg = None
-    hist, bhist = curves.history, base_curves.history
-    total = (time.perf_counter() - t0) / len(seeds)
-    for i, p in enumerate(points):
-        rec: dict[str, Any] = dict(p)
-        rec.update({k: v[i] for k, v in accs.items()})
-        for model in MODELS:
-            ood_accs = [rec[f"acc_{model}_{k}"] for k in ood_names]
-            rec[f"acc_{model}_ood_mean"] = float(np.mean(ood_accs))
-        for k, v in hist.items():
-            if k == "step":
-                continue
-            rec[k] = v[-1][i]
-            rec[f"curve_{k}"] = [h[i] for h in v]
-        for k, v in bhist.items():
+
+def _record(cfg: DistillationConfig, p: dict, i: int, data: Stacked, teacher: Teacher, student: TrainState,
+            baseline: TrainState, accs: dict[str, list[float]]) -> dict[str, Any]:
+    rec: dict[str, Any] = dict(p)
+    ood_names = data.ood_names
+    rec.update({k: v[i] for k, v in accs.items()})
+    for model in ROLES:
+        rec[f"acc_{model}_ood_mean"] = float(np.mean([rec[f"acc_{model}_{k}"] for k in ood_names]))
+    for state in (student, baseline):
+        for k in state.history:
             if k != "step":
-                rec[k] = v[-1][i]
-                rec[f"curve_{k}"] = [h[i] for h in v]
-        rec["curve_step"] = list(hist["step"])
-        rec["fit_mse_ood_mean"] = float(np.mean([rec[f"fit_mse_{k}"] for k in ood_names]))
-        rec["fit_cos_ood_mean"] = float(np.mean([rec[f"fit_cos_{k}"] for k in ood_names]))
-        if teacher_bg is not None:
-            rec["teacher_bg_norm"], rec["teacher_core_norm"] = float(teacher_bg[i]), float(teacher_core[i])
-        rec.update(task=cfg.task, ood_sets=ood_names, n_train=n, status="ok", error="", seconds=total,
-                   **{f"seconds_{k}": v / len(seeds) for k, v in seconds.items()})
-        yield rec
+                rec[f"curve_{k}"] = state.curve(k, i)
+                rec[k] = rec[f"curve_{k}"][-1]
+    rec["curve_step"] = list(student.history["step"])
+    rec["fit_mse_ood_mean"] = float(np.mean([rec[f"fit_mse_{k}"] for k in ood_names]))
+    rec["fit_cos_ood_mean"] = float(np.mean([rec[f"fit_cos_{k}"] for k in ood_names]))
+    if teacher.first_norms is not None:
+        core, bg = teacher.first_norms
+        rec["teacher_bg_norm"], rec["teacher_core_norm"] = float(bg[i]), float(core[i])
+    rec.update(task=cfg.task, ood_sets=ood_names, n_train=int(data.train_x.shape[1]))
+    rec.update(divergence(cfg, {"teacher": teacher.state, "student": student, "baseline": baseline}, i))
+    return rec
+
+
+def divergence(cfg: DistillationConfig, states: dict[str, TrainState | None], i: int) -> dict[str, Any]:
+    """A seed's divergence fields: the first of its teacher, student and baseline fits whose loss diverged (a
+    diverged seed's accuracies are NaN: its features are not probed)."""
+    for role, state in states.items():
+        if state is not None and i in state.diverged_at:
+            return state.divergence(i, ROLE_LOSS[role])
+    return {"status": "ok", "diverged_at": None, "error": ""}
 
 
 def estimate(cfg: DistillationConfig) -> Estimate:

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from spuriouslab.data.borders import DEFAULT_BORDER
 from spuriouslab.data.memorization import SplitSpec
 from spuriouslab.experiments.base import ExperimentConfig
+from spuriouslab.nets.models import ClassifierName
 from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, DataSource, Listed, Scaling,
                                             Size)
 
@@ -33,7 +34,8 @@ class MemorizationNNConfig(ExperimentConfig):
     scaling: Scaling = Field("unit", description="pixel scaling")
     d: int = Field(1000, ge=2, le=MAX_DIM, description="synthetic: input dimension")
     alpha: float = Field(0.5, gt=0, lt=1, description="synthetic: spurious fraction")
-    model: Annotated[list[Literal["fc", "cnn", "resnet18"]], Listed] = Field(["fc", "cnn"], description="networks")
+    model: Annotated[list[ClassifierName], Listed] = Field(["fc", "cnn"], description="networks of the model registry "
+                                                           "(fc, cnn, resnet18, resnet)")
     n_train: Annotated[list[Size], Listed] = Field([100, 500, 1000], description="training-set sizes N")
     n_test: int = Field(10000, ge=1, le=MAX_SAMPLES, description="test samples (capped at what the data has)")
     epochs: int = Field(1000, ge=1, le=10**6, description="training epochs (preset)")

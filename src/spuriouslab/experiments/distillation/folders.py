@@ -1,6 +1,6 @@
 """The full-scale path of distillation: image folders read batch by batch by DataLoader workers (nothing held in
 memory but features), the user's frozen teacher, a student and a baseline trained one seed at a time by the one
-training loop (AdamW, warm-up + cosine, gradient-norm clipping, bfloat16 autocast on CUDA), checkpoints at every
+trainer (AdamW, warm-up + cosine, gradient-norm clipping, bfloat16 autocast on CUDA), checkpoints at every
 logged epoch (resumed there, with the same data order), and probes on the streamed features.
 
 Layout: ``data_root/{train,test}/<class>/*`` and ``data_root/ood/<name>/<class>/*``; all images of one size (resize
@@ -9,6 +9,7 @@ them beforehand, or give a factory whose first module resizes)."""
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +20,10 @@ import torch
 
 from spuriouslab.data.images import DataError, folder_classes
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments.base import RunContext
+from spuriouslab.experiments.base import RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import DistillationConfig
-from spuriouslab.experiments.distillation.config import checkpoint_key as _key
-from spuriouslab.nets.models import Classifier
 from spuriouslab.nets.probes import probe_accuracies
-from spuriouslab.nets.train import make_optimizer, train_loop, warmup_cosine
+from spuriouslab.nets.train import TrainState, fit, make_optimizer, warmup_cosine
 from spuriouslab.seeding import stream, torch_seed
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -91,115 +90,118 @@ def features(model: torch.nn.Module, ds, cfg: DistillationConfig, device: str, l
     return torch.cat(feats), torch.cat(labels)
 
 
-def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext,
-              make_encoder, load_teacher_checkpoint) -> Iterator[dict]:
+def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
     """One seed (``points`` holds one point): teacher frozen, student distilled, baseline trained, probes."""
+    from spuriouslab.experiments.distillation.run import divergence, load_teacher_checkpoint, make_encoder
+
     t0 = time.perf_counter()
     (p,) = points
     seed, act, dev = p["seed"], p["activation"], ctx.device
     sets = datasets(cfg)
     classes = sets.pop("classes")
     shape = tuple(sets["train"][0][0].shape)
-
-    class _Shape:  # what make_encoder reads of a task
-        input_shape, n_classes = shape, len(classes)
-
-    teacher = make_encoder(cfg, _Shape, "teacher", act, seed, "distillation.teacher")
+    teacher = make_encoder(cfg, shape, len(classes), "teacher", act, seed, "distillation.teacher")
     if cfg.teacher_checkpoint:
         load_teacher_checkpoint(teacher, cfg.teacher_checkpoint)
     teacher = teacher.to(dev).eval()
     for q in teacher.parameters():
         q.requires_grad_(False)
-    student = make_encoder(cfg, _Shape, "student", act, seed, "distillation.student").to(dev)
+    student = make_encoder(cfg, shape, len(classes), "student", act, seed, "distillation.student").to(dev)
     with torch.no_grad():
         embed_size = teacher(sets["train"][0][0][None].to(dev)).shape[-1]
-    baseline = Classifier(make_encoder(cfg, _Shape, "student", act, seed, "distillation.baseline"), embed_size,
-                          len(classes)).to(dev)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.startswith("cuda")
-                else contextlib.nullcontext())
+    baseline = make_encoder(cfg, shape, len(classes), "student", act, seed, "distillation.baseline",
+                            head=embed_size).to(dev)
     fit_sets = {"id": sets["test"], **{k[4:]: v for k, v in sets.items() if k.startswith("ood:")}}
-    history: dict[str, list] = {"step": []}
-
-    def train(model: torch.nn.Module, role: str, loss_of) -> None:
-        opt = make_optimizer("adamw", model.parameters(), cfg.lr, cfg.weight_decay)
-        spe = -(-len(sets["train"]) // (cfg.batch_size or 256))
-        steps = cfg.epochs * spe
-        sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
-        key = _key(cfg, f"stream-{role}", [seed], act)
-        state: dict[str, Any] = {"it": None}
-        start = 0
-        saved = ctx.checkpoints.load(key) if ctx.checkpoints is not None else None
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["opt"])
-            if sched is not None:
-                sched.load_state_dict(saved["sched"])
-            start = saved["step"]
-            if role == "student":
-                history.update(saved["history"])
-
-        def step_loss(t: int) -> torch.Tensor:
-            if (t - 1) % spe == 0 or state["it"] is None:  # a new epoch: its own seeded order
-                epoch = (t - 1) // spe
-                state["it"] = iter(loader(sets["train"], cfg, torch_seed(seed, stream("distillation.order"), epoch)
-                                          % 2**63))
-            x, y = next(state["it"])
-            with autocast:
-                loss = loss_of(x.to(dev), y.to(dev))
-            state.setdefault("losses", []).append(float(loss.detach()))
-            return loss
-
-        def on_log(t: int) -> dict:
-            if role == "student":
-                history["step"].append(t // spe)
-                recent = state.pop("losses", [])
-                history.setdefault("distill_loss", []).append(float(np.mean(recent)) if recent else float("nan"))
-                for name, ds in fit_sets.items():
-                    s_f, _ = features(student, ds, cfg, dev, limit=1000)
-                    t_f, _ = features(teacher, ds, cfg, dev, limit=1000)
-                    history.setdefault(f"fit_mse_{name}", []).append(float(((s_f - t_f) ** 2).mean()))
-                    history.setdefault(f"fit_cos_{name}", []).append(
-                        float(torch.nn.functional.cosine_similarity(s_f, t_f, dim=1).mean()))
-                model.train()
-            if ctx.checkpoints is not None and 0 < t < steps:
-                saved_state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": t, "history": history}
-                if sched is not None:
-                    saved_state["sched"] = sched.state_dict()
-                ctx.checkpoints.save(key, saved_state)
-            return {}
-
-        clip = (lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)) if cfg.clip else None
-        model.train()
-        train_loop(step_loss, opt, steps, cfg.log_every * spe, on_log, desc=f"{role} seed {seed}",
-                   progress=ctx.progress, start=start, before_step=clip, scheduler=sched)
-        if ctx.checkpoints is not None:
-            ctx.checkpoints.discard(key)
 
     def distill_loss(x, y):
         with torch.no_grad():
             target = teacher(x).float()
         return ((student(x).float() - target) ** 2).mean()
 
-    train(student, "student", distill_loss)
-    train(baseline, "baseline", lambda x, y: torch.nn.functional.cross_entropy(baseline(x).float(), y))
+    def measure(t: int) -> dict[str, list[float]]:
+        out = {}
+        for name, ds in fit_sets.items():
+            s_f, _ = features(student, ds, cfg, dev, limit=1000)
+            t_f, _ = features(teacher, ds, cfg, dev, limit=1000)
+            out[f"fit_mse_{name}"] = [float(((s_f - t_f) ** 2).mean())]
+            out[f"fit_cos_{name}"] = [float(torch.nn.functional.cosine_similarity(s_f, t_f, dim=1).mean())]
+        return out
+
+    keys = {role: checkpoint_key("distillation", cfg, points, f"folder-{role}") for role in ("student", "baseline")}
+    states = {"student": train(cfg, student, "student", seed, sets["train"], distill_loss, ctx, keys["student"],
+                               measure, "distill_loss"),
+              "baseline": train(cfg, baseline, "baseline", seed, sets["train"],
+                                lambda x, y: torch.nn.functional.cross_entropy(baseline(x).float(), y), ctx,
+                                keys["baseline"])}
 
     rec: dict[str, Any] = dict(p)
-    for model_name, model in [("teacher", teacher), ("student", student), ("baseline", baseline.encoder)]:
-        tests = {name: features(model, ds, cfg, dev) for name, ds in fit_sets.items()}
-        accs = probe_accuracies(features(model, sets["train"], cfg, dev), tests, **cfg.probe_kwargs(model_name, seed))
-        rec.update({f"acc_{model_name}_{name}": acc for name, acc in accs.items()})
+    alive = 0 not in states["student"].diverged_at and 0 not in states["baseline"].diverged_at
     ood = [k for k in fit_sets if k != "id"]
+    for model_name, model in [("teacher", teacher), ("student", student), ("baseline", baseline.encoder)]:
+        if alive:
+            tests = {name: features(model, ds, cfg, dev) for name, ds in fit_sets.items()}
+            accs = probe_accuracies(features(model, sets["train"], cfg, dev), tests,
+                                    **cfg.probe_kwargs(model_name, seed))
+        else:
+            accs = {name: math.nan for name in fit_sets}
+        rec.update({f"acc_{model_name}_{name}": acc for name, acc in accs.items()})
     for model_name in ("teacher", "student", "baseline"):
         rec[f"acc_{model_name}_ood_mean"] = float(np.mean([rec[f"acc_{model_name}_{k}"] for k in ood]))
-    for k, v in history.items():
+    history = states["student"].history
+    for k in history:
         if k != "step":
-            rec[k], rec[f"curve_{k}"] = v[-1], list(v)
-    rec["curve_step"] = list(history["step"])
+            rec[f"curve_{k}"] = states["student"].curve(k, 0)
+            rec[k] = rec[f"curve_{k}"][-1]
+    rec["curve_step"] = [t // steps_per_epoch(cfg, len(sets["train"])) for t in history["step"]]  # epochs
     rec["fit_mse_ood_mean"] = float(np.mean([rec[f"fit_mse_{k}"] for k in ood]))
     rec["fit_cos_ood_mean"] = float(np.mean([rec[f"fit_cos_{k}"] for k in ood]))
-    rec.update(task=cfg.task, ood_sets=ood, n_train=len(sets["train"]), status="ok", error="",
-               seconds=time.perf_counter() - t0)
+    rec.update(task=cfg.task, ood_sets=ood, n_train=len(sets["train"]), seconds=time.perf_counter() - t0,
+               **divergence(cfg, {"teacher": None, **states}, 0))
     yield rec
+    ctx.discard(*keys.values())
+
+
+def steps_per_epoch(cfg: DistillationConfig, n: int) -> int:
+    return -(-n // (cfg.batch_size or 256))
+
+
+def train(cfg: DistillationConfig, model: torch.nn.Module, role: str, seed: int, data: FolderImages, loss_of,
+          ctx: RunContext, key: str, measure=None, loss_name: str | None = None) -> TrainState:
+    """One model trained by the one trainer on batches read by DataLoader workers (each epoch its own seeded
+    order, so a resumed run reads what it would have); ``loss_name``: also log the mean step loss since the
+    last log under that name."""
+    dev = ctx.device
+    opt = make_optimizer("adamw", model.parameters(), cfg.lr, cfg.weight_decay)
+    spe = steps_per_epoch(cfg, len(data))
+    steps = cfg.epochs * spe
+    sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.startswith("cuda")
+                else contextlib.nullcontext())
+    batches: dict[str, Any] = {"it": None}
+    losses: list[float] = []
+
+    def step(t: int) -> torch.Tensor:
+        if (t - 1) % spe == 0 or batches["it"] is None:  # a new epoch: its own seeded order
+            epoch = (t - 1) // spe
+            batches["it"] = iter(loader(data, cfg, torch_seed(seed, stream("distillation.order"), epoch) % 2**63))
+        x, y = next(batches["it"])
+        with autocast:
+            loss = loss_of(x.to(dev), y.to(dev))
+        if loss_name:
+            losses.append(float(loss.detach()))
+        return loss[None]
+
+    def logged(t: int) -> dict[str, list[float]]:
+        out = {loss_name: [float(np.mean(losses)) if losses else math.nan]} if loss_name else {}
+        losses.clear()
+        if measure is not None:
+            out.update(measure(t))
+        return out
+
+    clip = (lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)) if cfg.clip else None
+    return fit(TrainState(model, opt, sched), step, steps, log_every=cfg.log_every * spe, measure=logged,
+               checkpoints=ctx.checkpoints, key=key, before_step=clip, desc=f"{role} seed {seed}",
+               progress=ctx.progress)
 
 
 def check(cfg: DistillationConfig) -> None:
