@@ -39,7 +39,9 @@ def test_synthetic_teacher_is_exactly_invariant_and_the_fit_is_measured(cli, tmp
     assert "| teacher |" in stdout and "distilled student (relu)" in stdout
     for name in ["accuracy_bars", "effective_robustness", "distillation_fit", "mechanism"]:
         assert (tmp_path / "s" / "figures" / f"{name}.png").stat().st_size > 1000
-    assert len(list((tmp_path / "s" / "checkpoints").glob("distillation-teacher-*-final.pt"))) == 1  # kept
+    (teacher,) = (tmp_path / "s" / "checkpoints").glob("distillation-teacher-*.pt")  # kept, shared by both groups
+    assert torch.load(teacher, weights_only=True)["step"] == 60 and not list(
+        (tmp_path / "s" / "checkpoints").glob("distillation-student-*"))  # finished students are discarded
 
 
 def test_digits_background_task_end_to_end(cli, tmp_path):

@@ -300,7 +300,8 @@ def test_contamination_divergence_is_recorded_per_seed_and_not_retried(cli, tmp_
     code, stdout, _ = cli(*args)
     assert code == 0 and "diverged" in stdout
     df = pd.read_parquet(tmp_path / "d" / "results.parquet")
-    assert len(df) == 2 and (df.status == "diverged").all() and df.error.str.contains("at step 50").all()
+    assert len(df) == 2 and (df.status == "diverged").all() and df.error.str.contains("by step 50").all()
+    assert (df.diverged_at == 50).all()
     before = (tmp_path / "d" / "records.jsonl").read_text()
     assert cli(*args)[0] == 0
     assert (tmp_path / "d" / "records.jsonl").read_text() == before and not (tmp_path / "d" / "errors.jsonl").exists()
