@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import os
 from pathlib import Path
@@ -121,8 +122,8 @@ def test_known_checksums():
     a = np.arange(12, dtype=np.uint8).reshape(3, 4)
     assert array_checksum(a) == "208ad48e12fd6fd6bf1a54d5a15ffad828843d198fd7139e057f23fdf0f8fc84"
     assert array_checksum(a.reshape(4, 3)) != array_checksum(a)  # the shape is part of the checksum
-    assert I.KNOWN_CHECKSUMS["digits"] == "9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"
-    assert I.KNOWN_CHECKSUMS["fashion-mnist"] == "abf4cdc7be0d9c228398ac0cf5e497a09c7e922e721564006ac1a5942474e36e"
+    assert I.DATASETS["digits"].checksum == "9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"
+    assert I.DATASETS["fashion-mnist"].checksum == "abf4cdc7be0d9c228398ac0cf5e497a09c7e922e721564006ac1a5942474e36e"
     digits = load_images("digits")
     assert digits.checksum == "9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"
     assert "match" in digits.verified
@@ -131,7 +132,7 @@ def test_known_checksums():
 
 def test_reference_checksum_mismatch_is_an_error(tmp_path, monkeypatch):
     _mnist_dir(tmp_path)
-    monkeypatch.setitem(I.KNOWN_CHECKSUMS, "mnist", "0" * 64)
+    monkeypatch.setitem(I.DATASETS, "mnist", dataclasses.replace(I.DATASETS["mnist"], checksum="0" * 64))
     with pytest.raises(DataError, match="do not match the reference checksum"):
         load_images("mnist", tmp_path)
 
@@ -250,7 +251,8 @@ def test_fetch_verifies_checksums_and_writes_atomically(tmp_path, monkeypatch):
         else:
             output_file.write(data)
 
-    monkeypatch.setitem(I.SOURCES, "mnist", ("https://example.invalid/mnist/", files))
+    monkeypatch.setitem(I.DATASETS, "mnist", dataclasses.replace(I.DATASETS["mnist"],
+                                                                 sources=("https://example.invalid/mnist/", files)))
     where = I.fetch("mnist", tmp_path / "root", downloader=local)
     assert len(calls) == 4
     I.fetch("mnist", tmp_path / "root", downloader=local)  # cached: verified, not downloaded again
@@ -259,7 +261,8 @@ def test_fetch_verifies_checksums_and_writes_atomically(tmp_path, monkeypatch):
     np.testing.assert_array_equal(load_images("mnist", tmp_path / "root").x_test[..., 0],
                                   arrays["t10k-images-idx3-ubyte"])
     bad = dict(files, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
-    monkeypatch.setitem(I.SOURCES, "mnist", ("https://example.invalid/mnist/", bad))
+    monkeypatch.setitem(I.DATASETS, "mnist", dataclasses.replace(I.DATASETS["mnist"],
+                                                                 sources=("https://example.invalid/mnist/", bad)))
     (where / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="checksum mismatch"):
         I.fetch("mnist", tmp_path / "root", downloader=local)

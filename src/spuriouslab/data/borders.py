@@ -12,10 +12,6 @@ import numpy as np
 
 from spuriouslab.errors import ConfigError
 
-# Border width by data set (the papers': 10 for 28x28 MNIST-like images, 8 for CIFAR-10; 4 for 8x8 digits)
-DEFAULT_BORDER = {"digits": 4, "mnist": 10, "fashion-mnist": 10, "cifar10": 8, "folder": 4}
-
-
 def parse_content(content: str) -> tuple[str, np.ndarray | None]:
     """``uniform`` | ``gaussian`` | ``constant:V`` | ``constant:R,G,B`` (0..255)."""
     if content in ("uniform", "gaussian"):

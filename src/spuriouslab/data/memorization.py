@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spuriouslab.data.borders import DEFAULT_BORDER, add_border, nominal_alpha, scale_pixels, spurious_queries
+from spuriouslab.data.borders import add_border, nominal_alpha, scale_pixels, spurious_queries
+from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.images import image_shape, load_images
 from spuriouslab.data.split import MemorizationSplit
 from spuriouslab.data.synthetic import synthetic_memorization
@@ -44,7 +45,7 @@ class SplitSpec:
 
     @property
     def border_width(self) -> int:
-        return self.border if self.border is not None else DEFAULT_BORDER.get(self.source, DEFAULT_BORDER["folder"])
+        return self.border if self.border is not None else DATASETS[self.source].border
 
     def nominal_alpha(self) -> float:
         """Border pixels / all pixels for images (reads the image shape), ``alpha`` for synthetic data."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -114,6 +114,23 @@ class ExperimentConfig(BaseModel):
 
     def seed_values(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
+
+
+class FromRegistry(Mapping):
+    """A ``DEFAULTS`` table read from a registry when it is looked up: ``defaults(spec)`` gives the layer of each
+    entry, so an entry added to the registry (one line) has its defaults everywhere at once."""
+
+    def __init__(self, registry: Mapping[str, Any], defaults: Callable[[Any], dict[str, Any]]):
+        self.registry, self.defaults = registry, defaults
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self.defaults(self.registry[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.registry)
+
+    def __len__(self) -> int:
+        return len(self.registry)
 
 
 @dataclass

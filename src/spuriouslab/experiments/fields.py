@@ -1,8 +1,8 @@
 """Config field types shared by the experiments (one definition each).
 
 ``Listed`` turns ``"a,b,c"`` (from ``--set``) and scalars into lists for grid axes; ``Width`` is a positive integer
-or infinity (``inf``; stored as ``math.inf`` and written ``inf`` in config files); ``ActivationName`` checks the
-activation registry.
+or infinity (``inf``; stored as ``math.inf`` and written ``inf`` in config files); ``ActivationName``,
+``DatasetName`` / ``DataSource`` and ``ClassifierName`` check the activation, data-set and model registries.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, PlainSerializer
 
-from spuriouslab.activations import ActivationName, HERMITE_PREFIX
+from spuriouslab.activations import HERMITE_PREFIX, ActivationName
+from spuriouslab.data.datasets import DataSource, DatasetName
 from spuriouslab.experiments import base
 from spuriouslab.kernels.matrices import parse_width
+from spuriouslab.nets.models import ClassifierName
 
 
 def split_list(value: Any) -> Any:
@@ -68,9 +70,8 @@ Correlation = Annotated[float, Field(ge=0, lt=1)]
 Width = Annotated[int | float, BeforeValidator(_width),
                   PlainSerializer(lambda v: "inf" if math.isinf(v) else int(v), when_used="json")]
 KernelModel = Literal["rf", "ntk"]
-ImageSource = Literal["digits", "mnist", "fashion-mnist", "cifar10", "folder"]
-DataSource = Literal["synthetic", "digits", "mnist", "fashion-mnist", "cifar10", "folder"]
+ImageSource = DatasetName  # an image data set of the registry
 Scaling = Literal["raw", "unit", "standard"]
 
-__all__ = ["ActivationName", "Correlation", "DataSource", "Fraction", "ImageSource", "KernelModel", "Listed",
-           "RidgeValue", "Scaling", "Size", "Width", "split_list"]
+__all__ = ["ActivationName", "ClassifierName", "Correlation", "DataSource", "DatasetName", "Fraction", "ImageSource",
+           "KernelModel", "Listed", "RidgeValue", "Scaling", "Size", "Width", "split_list"]

@@ -7,7 +7,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from spuriouslab.experiments.base import ExperimentConfig
+from spuriouslab.data.datasets import DATASETS, AutoDataset
+from spuriouslab.experiments.base import ExperimentConfig, FromRegistry
 from spuriouslab.experiments.fields import MAX_SAMPLES, MAX_SEEDS, Listed
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -18,13 +19,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"data": "cifar10", "n_train": 50000, "n_test": 10000, "epochs": 250, "lr_step": 50,
               "vis_rounds": 10, "vis_steps": 200, "cam_images": 1000, "seeds": 1, "log_every": 10},
 }
-DATA_DEFAULTS: dict[str, dict[str, Any]] = {
-    "auto": {"border": 8, "eval_border": 4},
-    "fashion-mnist": {"border": 8, "eval_border": 4},
-    "cifar10": {"border": 8, "eval_border": 4},
-    "digits": {"border": 2, "eval_border": 1},
-    "folder": {"border": 8, "eval_border": 4},
-}
+DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"border": spec.padding[0], "eval_border": spec.padding[1]})
 
 
 class BackgroundFeaturesConfig(ExperimentConfig):
@@ -32,8 +27,8 @@ class BackgroundFeaturesConfig(ExperimentConfig):
     DEFAULTS: ClassVar = (("preset", PRESETS), ("data", DATA_DEFAULTS))
 
     preset: Literal["cpu", "paper"] = Field("cpu", description="cpu (minutes) or paper (CIFAR-10, 250 epochs, GPU)")
-    data: Literal["auto", "fashion-mnist", "digits", "cifar10", "folder"] = Field(
-        "auto", description="auto = Fashion-MNIST when found, else digits (both as RGB); cifar10; folder")
+    data: AutoDataset = Field(
+        "auto", description="auto = Fashion-MNIST when found, else digits (both as RGB); or any image data set")
     data_root: str | None = Field(None, description="where image data lives (folder: root/{train,test}/<class>)")
     pipeline: Annotated[list[Literal["padded", "control"]], Listed] = Field(
         ["padded", "control"], description="padded (border of `colour`, random crop, flip) and/or control")

@@ -6,24 +6,19 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from spuriouslab.data.borders import DEFAULT_BORDER, parse_content
+from spuriouslab.data.borders import parse_content
+from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.memorization import SplitSpec
 from spuriouslab.data.synthetic import split_dims
-from spuriouslab.experiments.base import ExperimentConfig
+from spuriouslab.experiments.base import ExperimentConfig, FromRegistry
 from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, ActivationName, Correlation,
                                             DataSource, Fraction, KernelModel, Listed, RidgeValue, Scaling, Size,
                                             Width, split_list)
 
-# Defaults by data set (images: ReLU, which is scale-free on raw pixels, and the papers' class pairs and N)
-DATA_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"classes": [1, 7], "n_train": [10, 20, 50, 100, 200], "activation": ["relu"]},
-    "mnist": {"classes": [1, 7], "n_train": [100, 200, 500, 1000, 2000, 5000], "activation": ["relu"]},
-    "fashion-mnist": {"classes": [1, 7], "n_train": [100, 200, 500, 1000, 2000, 5000], "activation": ["relu"]},
-    "cifar10": {"classes": [3, 8], "n_train": [100, 200, 500, 1000], "activation": ["relu"]},
-    "folder": {"classes": [0, 1], "n_train": [10, 20, 50, 100], "activation": ["relu"]},
-}
-for _name, _layer in DATA_DEFAULTS.items():
-    _layer["border"] = DEFAULT_BORDER[_name]
+# Defaults by data set, from the data-set registry (images: ReLU, which is scale-free on raw pixels, and the papers'
+# class pairs, N grids and border widths)
+DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"classes": list(spec.classes), "n_train": list(spec.n_train),
+                                                     "activation": ["relu"], "border": spec.border})
 
 
 class MemorizationConfig(ExperimentConfig):
@@ -35,7 +30,8 @@ class MemorizationConfig(ExperimentConfig):
     data_root: str | None = Field(None, description="where image data lives (else $SPURIOUSLAB_DATA, cache, Debian)")
     classes: Annotated[list[int], Listed] | None = Field(None, description="image class pair (a -> -1, b -> +1); "
                                                          "unset = 1,7 (MNIST-like) or 3,8 (CIFAR-10)")
-    border: int | None = Field(None, ge=1, le=MAX_BORDER, description="border width; unset = 10 MNIST-like, 8 CIFAR-10, 4 digits")
+    border: int | None = Field(None, ge=1, le=MAX_BORDER, description="border width; unset = the data set's (10 "
+                               "MNIST-like, 8 CIFAR-10, 4 digits)")
     border_content: str = Field("uniform", description="uniform (0..255), gaussian, constant:V or constant:R,G,B")
     query: Literal["zero", "swap"] = Field("zero", description="image query: border with core zeroed, or swapped")
     scaling: Scaling = Field("raw", description="pixel scaling (raw = 0..255)")

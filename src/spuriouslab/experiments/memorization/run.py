@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from spuriouslab.data.borders import DEFAULT_BORDER
 from spuriouslab.data.images import image_shape
 from spuriouslab.data.memorization import build_split
 from spuriouslab.experiments.base import Estimate, RunContext
@@ -53,7 +52,7 @@ def estimate(cfg: MemorizationConfig) -> Estimate:
         d, nt = cfg.d, cfg.n_test
     else:
         h, w, c = image_shape(cfg.data, cfg.data_root)
-        b = cfg.border or DEFAULT_BORDER[cfg.data]
+        b = cfg.split_spec().border_width
         d, nt = (h + 2 * b) * (w + 2 * b) * c, cfg.n_test
     rows = 2 * n + nt + (nt if cfg.spurious_corr else 0)
     acts = len(cfg.activation)

@@ -6,12 +6,11 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from spuriouslab.data.borders import DEFAULT_BORDER
+from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.memorization import SplitSpec
-from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.nets.models import ClassifierName
-from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, DataSource, Listed, Scaling,
-                                            Size)
+from spuriouslab.experiments.base import ExperimentConfig, FromRegistry
+from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, ClassifierName, DataSource,
+                                            Listed, Scaling, Size)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 1000, "step_size": 100, "log_every": 50},
@@ -19,7 +18,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"epochs": 150, "step_size": 50, "log_every": 15, "n_train": [100, 300, 1000], "seeds": 2,
               "n_test": 2000},
 }
-DATA_DEFAULTS: dict[str, dict[str, Any]] = {name: {"border": width} for name, width in DEFAULT_BORDER.items()}
+DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"border": spec.border})
 
 
 class MemorizationNNConfig(ExperimentConfig):

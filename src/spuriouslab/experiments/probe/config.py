@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import MAX_SAMPLES, Listed
+from spuriouslab.experiments.fields import MAX_SAMPLES, DatasetName, Listed
 
 
 class ProbeConfig(ExperimentConfig):
@@ -16,8 +16,7 @@ class ProbeConfig(ExperimentConfig):
     model: str = Field("", description="import string package.module:factory returning the classifier (nn.Module)")
     checkpoint: str | None = Field(None, description="state dict (torch.save) loaded into the model")
     layer: str | None = Field(None, description="module name for Grad-CAM (default: the last nn.Conv2d)")
-    data: Literal["digits", "mnist", "fashion-mnist", "cifar10", "folder"] = Field(
-        "cifar10", description="any data set the data layer reads")
+    data: DatasetName = Field("cifar10", description="any image data set of the registry")
     data_root: str | None = Field(None, description="where image data lives")
     rgb: bool = Field(True, description="feed grey images as 3 channels")
     scaling: Literal["unit", "raw", "standard"] = Field("unit", description="pixels as the model expects them")
