@@ -1,7 +1,6 @@
 """Every consumer agrees with the registries (data sets, models, random streams), and adding a data set or a model
 is one entry: a new entry works end to end with no other change."""
 
-import dataclasses
 from collections import Counter
 
 import numpy as np

@@ -54,3 +54,23 @@ def test_the_html_report_opens_in_a_real_browser(cli, tmp_path):
     assert found, res.stdout[-2000:] + res.stderr[-2000:]
     check = json.loads(found.group(1))
     assert check["images"] >= 6 and check["not_shown"] == 0 and check["errors"] == [], check
+
+
+def _snapshot(root):
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*"))}
+
+
+def test_a_cross_run_report_reads_runs_and_never_writes_into_them(cli, tmp_path):
+    a, c = tmp_path / "x" / "fig", tmp_path / "y" / "fig"  # two runs of the same name
+    assert cli("run", "memorization", *TINY, "--out", a)[0] == 0
+    assert cli("run", "memorization", *TINY, "--set", "d=60", "--out", c)[0] == 0
+    (a / "figures" / "accuracy_vs_n.png").unlink()  # a run's own outputs are not what the report reads
+    before = {d: _snapshot(d) for d in (a, c)}
+    code, stdout, err = cli("report", a, c, "--out", tmp_path / "rep", "--html", tmp_path / "rep" / "p.html")
+    assert code == 0, err
+    assert {d: _snapshot(d) for d in (a, c)} == before  # nothing written, not even a lock
+    table = pd.read_csv(tmp_path / "rep" / "memorization.csv")
+    assert sorted(table.run) == ["x/fig", "y/fig"]  # one row each, not merged under their common name
+    assert (tmp_path / "rep" / "runs" / "00-x-fig" / "accuracy_vs_n.png").stat().st_size > 1000
+    code, _, err = cli("report", a, tmp_path / "x" / ".." / "x" / "fig", "--out", tmp_path / "rep2")
+    assert code == 2 and "is given twice" in err and len(err.strip().splitlines()) == 1

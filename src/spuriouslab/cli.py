@@ -1,7 +1,8 @@
 """Command line: ``spuriouslab run | sweep | reproduce | probe | report | list | data | theory gamma``.
 
 Each command parses and validates, then hands over: grids and executors to :mod:`spuriouslab.sweep`, the run
-directory to :mod:`spuriouslab.store`, reports to :mod:`spuriouslab.report`.
+directory to :mod:`spuriouslab.store`, reports to :mod:`spuriouslab.report` (one run) and :mod:`spuriouslab.collect`
+(many runs).
 
 Every user error (bad --set key or value, bad config file, impossible combination) is one line on stderr
 and exit status 2, never a traceback.
@@ -292,9 +293,11 @@ def report(
     x: str = typer.Option(None, "--x", help="a swept field: figures of each experiment's headline metrics vs it"),
     out: Path = typer.Option(None, "--out", "-o", help="where the cross-run tables and figures go (default report/)"),
 ) -> None:
-    """Rebuild each run's results, figures and summary from its records alone; over several runs (or with --html or
-    --x), also tables (Markdown, CSV, LaTeX), figures over a swept field and one HTML page."""
-    from spuriouslab.report import build_report, report_many
+    """One run: rebuild its results, figures and summary from its records alone.  Several runs (or --html or --x):
+    tables across runs (Markdown, CSV, LaTeX), figures over a swept field and one HTML page under --out, the runs
+    themselves left untouched."""
+    from spuriouslab.collect import report_many
+    from spuriouslab.report import build_report
     from spuriouslab.store import RunStore
 
     with user_errors():
@@ -321,8 +324,9 @@ def list_() -> None:
     for name in EXPERIMENTS:
         exp = get_experiment(name)
         typer.echo(f"{name}: {exp.summary}")
+        defaults = exp.default_config()  # as resolved: presets and data-set layers applied
         for field, info in exp.Config.model_fields.items():
-            default = info.default
+            default = defaults.get(field, info.default)
             shown = json.dumps(default) if not isinstance(default, str) else default
             typer.echo(f"    {field:<16} {shown:<34} {info.description or ''}")
         typer.echo("")

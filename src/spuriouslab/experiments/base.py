@@ -6,8 +6,9 @@ An experiment is a package ``experiments/<name>/`` split by job:
 * ``run.py`` - data -> numerics -> records: ``points(cfg)`` (the grid, one record each), ``group_key`` (points
   computed together share work) and ``run_group(cfg, points, ctx)`` (yields one record per point);
 * ``report.py`` - ``report(cfg, df) -> Report``: the summary table and figures, from the records alone;
-* ``__init__.py`` - the :class:`Experiment` object that ties them together, registered in
-  :data:`spuriouslab.experiments.EXPERIMENTS`.
+* ``__init__.py`` - ``EXPERIMENT = Experiment(name, summary, Config, run, report, headline)``: the declaration
+  that ties them together (:class:`RunModule` and :class:`ReportModule` say what the modules provide),
+  registered in :data:`spuriouslab.experiments.EXPERIMENTS`.
 
 :func:`run_points` runs a config in memory (no run directory): tests, benchmarks and notebooks use it; the sweep
 runs the very same groups with a store, executors and resume.
@@ -20,9 +21,9 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from spuriouslab.errors import ConfigError
 
@@ -193,21 +194,45 @@ class Report:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
+class RunModule(Protocol):
+    """What an experiment's ``run.py`` provides.  ``run_group(cfg, points, ctx)`` is required: it computes a group
+    of grid points (data -> model -> fit -> measure) and yields one record per point.  Optional, used when
+    defined: ``points(cfg)`` (the grid; default: every combination of the axes and seeds), ``group_key(cfg,
+    point)`` (points computed together; default: each alone), ``check(cfg)`` (raise ConfigError before a run
+    touches its directory) and ``estimate(cfg) -> Estimate`` (peak memory and work of the largest group)."""
+
+    def run_group(self, cfg: Any, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]: ...
+
+
+class ReportModule(Protocol):
+    """What an experiment's ``report.py`` provides: ``report(cfg, df) -> Report`` from the records alone."""
+
+    def report(self, cfg: Any, df: Any) -> Report: ...
+
+
+@dataclass(frozen=True)
 class Experiment:
-    """One experiment: its config class and its run / report modules (see the module docstring).
+    """One experiment, declared (see the module docstring): its name and one-line summary, its config class, its
+    run and report modules, and the headline record columns a sweep or a cross-run report shows first.
 
-    ``run`` is the experiment's ``run.py`` module: ``run_group`` is required; ``points``, ``group_key``,
-    ``check`` and ``estimate`` are used when it defines them.  ``reporting`` is its ``report.py`` module, whose
-    ``report(cfg, df)`` returns a :class:`Report`."""
+    >>> from spuriouslab.experiments import get_experiment
+    >>> exp = get_experiment("contamination")
+    >>> exp.Config.__name__, exp.headline[0]
+    ('ContaminationConfig', 'bg_norm_growth')
+    """
 
-    name: str = ""
-    summary: str = ""
-    Config: type[ExperimentConfig] = ExperimentConfig
-    run: Any = None
-    reporting: Any = None
-    headline: list[str] = []  # the record columns a sweep or a cross-run report shows first
+    name: str
+    summary: str
+    Config: type[ExperimentConfig]
+    run: RunModule
+    reporting: ReportModule
+    headline: tuple[str, ...] = ()
 
-    def _hook(self, name: str):
+    def __post_init__(self) -> None:
+        if not callable(getattr(self.run, "run_group", None)) or not callable(getattr(self.reporting, "report", None)):
+            raise TypeError(f"experiment {self.name!r}: its run module needs run_group and its report module report")
+
+    def _hook(self, name: str) -> Any:
         return getattr(self.run, name, None)
 
     # ------------------------------------------------------------------ grid
@@ -249,7 +274,7 @@ class Experiment:
     def run_group(self, cfg: ExperimentConfig, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]:
         return self.run.run_group(cfg, points, ctx)
 
-    def report(self, cfg: ExperimentConfig, df) -> Report:
+    def report(self, cfg: ExperimentConfig, df: Any) -> Report:
         return self.reporting.report(cfg, df)
 
     # ---------------------------------------------------------------- config
@@ -258,6 +283,22 @@ class Experiment:
             return self.Config(**values)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, self)) from None
+
+    def default_config(self) -> dict[str, Any]:
+        """Every field's default as resolved for an empty config (presets and data-set layers applied); a field
+        that must be given keeps its declared default."""
+        try:
+            return self.Config().model_dump(mode="json")
+        except ValidationError:
+            return {k: f.default for k, f in self.Config.model_fields.items()}
+
+
+def with_preset(config: type[ExperimentConfig], preset: str, name: str) -> type[ExperimentConfig]:
+    """``config`` whose ``preset`` field defaults to ``preset``: an experiment that is another's preset (alignment
+    and ridge are memorization presets) declares no field of its own."""
+    field = config.model_fields["preset"]
+    return create_model(name, __base__=config, __doc__=f"{config.__name__} with preset={preset}",
+                        preset=(field.annotation, Field(preset, description=field.description)))
 
 
 def run_points(exp: Experiment, cfg: ExperimentConfig, ctx: RunContext | None = None,

@@ -7,17 +7,16 @@ measured-vs-predicted table with the gap and a figure of the alignment against a
 
 from __future__ import annotations
 
+from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.alignment import report
 from spuriouslab.experiments.alignment.config import AlignmentConfig
-from spuriouslab.experiments.memorization import Memorization
+from spuriouslab.experiments.memorization import run
 
-
-class Alignment(Memorization):
-    name = "alignment"
-    summary = "Feature alignment measured vs predicted over alpha, activations and N (theory check)"
-    Config = AlignmentConfig
-    headline = ["alignment_mean", "gamma_pred"]
-    reporting = report
-
-
-EXPERIMENT = Alignment()
+EXPERIMENT = Experiment(
+    name="alignment",
+    summary="Feature alignment measured vs predicted over alpha, activations and N (theory check)",
+    Config=AlignmentConfig,
+    run=run,
+    reporting=report,
+    headline=("alignment_mean", "gamma_pred"),
+)

@@ -9,18 +9,15 @@ maximization of the last convolution's channels with the colours of what it find
 
 from __future__ import annotations
 
+from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.background_features import report, run
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
-from spuriouslab.experiments.base import Experiment
 
-
-class BackgroundFeatures(Experiment):
-    name = "background-features"
-    summary = "Padded-border training of a CIFAR ResNet-32: does it learn the border colour? (Zhang et al.)"
-    Config = BackgroundFeaturesConfig
-    headline = ["acc_train_colour", "repr_change_train_colour", "gradcam_border_train_colour"]
-    run = run
-    reporting = report
-
-
-EXPERIMENT = BackgroundFeatures()
+EXPERIMENT = Experiment(
+    name="background-features",
+    summary="Padded-border training of a CIFAR ResNet-32: does it learn the border colour? (Zhang et al.)",
+    Config=BackgroundFeaturesConfig,
+    run=run,
+    reporting=report,
+    headline=("acc_train_colour", "repr_change_train_colour", "gradcam_border_train_colour"),
+)

@@ -15,16 +15,13 @@ from spuriouslab.experiments.contamination import report, run
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.experiments.contamination.run import measure, train_contamination
 
+EXPERIMENT = Experiment(
+    name="contamination",
+    summary="Feature contamination: MLPs learn label-independent background features (Zhang et al.)",
+    Config=ContaminationConfig,
+    run=run,
+    reporting=report,
+    headline=("bg_norm_growth", "ood_id_gap", "ood_acc"),
+)
 
-class Contamination(Experiment):
-    name = "contamination"
-    summary = "Feature contamination: MLPs learn label-independent background features (Zhang et al.)"
-    Config = ContaminationConfig
-    headline = ["bg_norm_growth", "ood_id_gap", "ood_acc"]
-    run = run
-    reporting = report
-
-
-EXPERIMENT = Contamination()
-
-__all__ = ["EXPERIMENT", "Contamination", "ContaminationConfig", "measure", "train_contamination"]
+__all__ = ["EXPERIMENT", "ContaminationConfig", "measure", "train_contamination"]

@@ -15,14 +15,11 @@ from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.distillation import report, run
 from spuriouslab.experiments.distillation.config import DistillationConfig
 
-
-class Distillation(Experiment):
-    name = "distillation"
-    summary = "Representation distillation: a student of an OOD-robust teacher, probed ID and OOD (Zhang et al.)"
-    Config = DistillationConfig
-    headline = ["acc_student_ood_mean", "acc_teacher_ood_mean", "acc_baseline_ood_mean"]
-    run = run
-    reporting = report
-
-
-EXPERIMENT = Distillation()
+EXPERIMENT = Experiment(
+    name="distillation",
+    summary="Representation distillation: a student of an OOD-robust teacher, probed ID and OOD (Zhang et al.)",
+    Config=DistillationConfig,
+    run=run,
+    reporting=report,
+    headline=("acc_student_ood_mean", "acc_teacher_ood_mean", "acc_baseline_ood_mean"),
+)

@@ -22,6 +22,7 @@ from spuriouslab.data.images import DataError, folder_classes
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import DistillationConfig
+from spuriouslab.experiments.distillation.models import divergence, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import TrainState, fit, make_optimizer, warmup_cosine
 from spuriouslab.seeding import stream, torch_seed
@@ -92,8 +93,6 @@ def features(model: torch.nn.Module, ds, cfg: DistillationConfig, device: str, l
 
 def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
     """One seed (``points`` holds one point): teacher frozen, student distilled, baseline trained, probes."""
-    from spuriouslab.experiments.distillation.run import divergence, load_teacher_checkpoint, make_encoder
-
     t0 = time.perf_counter()
     (p,) = points
     seed, act, dev = p["seed"], p["activation"], ctx.device

@@ -7,7 +7,6 @@ trainer (:func:`spuriouslab.nets.train.fit`) -> linear probes on each model's fr
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -23,12 +22,13 @@ from spuriouslab.data.images import to_float_chw
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
-from spuriouslab.nets.loading import import_object, load_state
+from spuriouslab.experiments.distillation.models import (forward_check, divergence, load_teacher_checkpoint,
+                                                        make_encoder)
 from spuriouslab.nets.metrics import subspace_norms
-from spuriouslab.nets.models import Classifier, Projected, SeedEnsemble, build_model
+from spuriouslab.nets.models import SeedEnsemble
 from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import (Minibatches, TrainState, clip_grad_norm_per_seed, evaluate, fit, gather,
-                                     make_optimizer, seed_cross_entropy, seeded, warmup_cosine)
+                                     make_optimizer, seed_cross_entropy, warmup_cosine)
 from spuriouslab.seeding import stream, torch_generator
 
 
@@ -79,68 +79,6 @@ def ood_labels(task: DistillTask, name: str) -> torch.Tensor:
     return task.notes.get("ood_labels", {}).get(name, task.y_test)
 
 
-# ---------------------------------------------------------------------------------------------- models
-def import_factory(spec: str, key: str) -> Callable[..., torch.nn.Module]:
-    """``package.module:factory`` -> the callable; a one-line ConfigError naming ``key`` when it does not import."""
-    obj = import_object(spec, key)
-    if not callable(obj):
-        raise ConfigError(f"{key}: {spec!r} is not callable")
-    return obj
-
-
-def call_factory(factory: Callable, spec: str, key: str, input_shape: tuple[int, ...], n_classes: int):
-    """Call a user factory (with ``input_shape`` / ``n_classes`` when it takes them); it must return a Module."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        params = {}
-    kwargs = {k: v for k, v in (("input_shape", input_shape), ("n_classes", n_classes)) if k in params}
-    try:
-        model = factory(**kwargs)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{key}: {spec!r} failed ({type(exc).__name__}: {exc})") from None
-    if not isinstance(model, torch.nn.Module):
-        raise ConfigError(f"{key}: {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
-
-
-def user_model(cfg: DistillationConfig, role: str) -> bool:
-    """Whether ``role``'s encoder comes from the user's factory (initialised its own way) or the registry."""
-    return (cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)) is not None
-
-
-def encoder_builder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classes: int, role: str,
-                    activation: str, core_projection: Callable[[], torch.Tensor] | None = None
-                    ) -> Callable[[], torch.nn.Module]:
-    """What builds a fresh encoder of ``role`` (teacher / student / baseline): the user's factory, or the model
-    registry's ``mlp-encoder`` (synthetic; the built-in teacher sees only the core projection) or
-    ``cnn-encoder`` (images).  Seed it with :func:`spuriouslab.nets.train.seeded`."""
-    spec = cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)
-    if spec is not None:
-        key = "teacher" if role == "teacher" or cfg.student is None else "student"
-        factory = import_factory(spec, key)
-        return lambda: call_factory(factory, spec, role, input_shape, n_classes)
-    if cfg.mlp():
-        act = cfg.teacher_activation if role == "teacher" else activation
-
-        def mlp() -> torch.nn.Module:
-            enc = build_model("mlp-encoder", input_shape, cfg.embed, width=cfg.width, activation=act)
-            return Projected(enc, core_projection()) if role == "teacher" else enc
-
-        return mlp
-    return lambda: build_model("cnn-encoder", input_shape, cfg.embed)
-
-
-def make_encoder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classes: int, role: str, activation: str,
-                 seed: int, stream_name: str, head: int | None = None,
-                 core_projection: Callable[[], torch.Tensor] | None = None) -> torch.nn.Module:
-    """A fresh encoder of ``role`` (with a linear head of ``head`` inputs to ``n_classes`` when given: a
-    classifier trained with labels), initialised from the seed's own stream ``stream_name`` alone."""
-    build = encoder_builder(cfg, input_shape, n_classes, role, activation, core_projection)
-    whole = (lambda: Classifier(build(), head, n_classes)) if head is not None else build
-    return seeded(whole, torch_generator(seed, stream(stream_name)), reinit=not user_model(cfg, role))
-
-
 def check(cfg: DistillationConfig) -> None:
     """Teacher and student build, are modules, and agree on the embedding size (a forward on two inputs)."""
     if cfg.stream:
@@ -158,29 +96,13 @@ def check(cfg: DistillationConfig) -> None:
                                core_projection=projection)
         if cfg.teacher_checkpoint:
             load_teacher_checkpoint(teacher, cfg.teacher_checkpoint)
-        t_out = _forward(teacher, x, "teacher", cfg.teacher)
+        t_out = forward_check(teacher, x, "teacher", cfg.teacher)
         for act in cfg.activation:
             student = make_encoder(cfg, shape, n_classes, "student", act, cfg.seed, "distillation.student")
-            s_out = _forward(student, x, "student", cfg.student or cfg.teacher)
+            s_out = forward_check(student, x, "student", cfg.student or cfg.teacher)
             if s_out.shape[1:] != t_out.shape[1:]:
                 raise ConfigError(f"student: {cfg.student or 'the built-in student'} gives embeddings of shape "
                                   f"{tuple(s_out.shape[1:])}, the teacher's are {tuple(t_out.shape[1:])}")
-
-
-def _forward(model: torch.nn.Module, x: torch.Tensor, key: str, spec: str | None) -> torch.Tensor:
-    try:
-        out = model.eval()(x)
-    except Exception as exc:  # noqa: BLE001 - the user's module on our inputs
-        raise ConfigError(f"{key}: {spec or 'built-in'} fails on inputs of shape {tuple(x.shape)} "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ConfigError(f"{key}: {spec or 'built-in'} must return a (batch, embedding) tensor, got "
-                          f"{getattr(out, 'shape', type(out).__name__)}")
-    return out
-
-
-def load_teacher_checkpoint(model: torch.nn.Module, path: str) -> None:
-    load_state(model, path, "teacher_checkpoint", "the teacher")
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -241,9 +163,6 @@ def stacked_tasks(cfg: DistillationConfig, seeds: list[int], device: str) -> Sta
     basis = stack(lambda t: t.basis) if cfg.mlp() and cfg.student is None and cfg.teacher is None else None
     return Stacked(tasks, stack(lambda t: t.x_train), stack(lambda t: t.y_train), stack(lambda t: t.x_test),
                    stack(lambda t: t.y_test), {k: stack(lambda t, k=k: t.ood[k]) for k in tasks[0].ood}, basis)
-
-
-ROLE_LOSS = {"teacher": "teacher training loss", "student": "distillation loss", "baseline": "baseline training loss"}
 
 
 # --------------------------------------------------------------------------------------------------- run
@@ -430,15 +349,6 @@ def _record(cfg: DistillationConfig, p: dict, i: int, data: Stacked, teacher: Te
     rec.update(task=cfg.task, ood_sets=ood_names, n_train=int(data.train_x.shape[1]))
     rec.update(divergence(cfg, {"teacher": teacher.state, "student": student, "baseline": baseline}, i))
     return rec
-
-
-def divergence(cfg: DistillationConfig, states: dict[str, TrainState | None], i: int) -> dict[str, Any]:
-    """A seed's divergence fields: the first of its teacher, student and baseline fits whose loss diverged (a
-    diverged seed's accuracies are NaN: its features are not probed)."""
-    for role, state in states.items():
-        if state is not None and i in state.diverged_at:
-            return state.divergence(i, ROLE_LOSS[role])
-    return {"status": "ok", "diverged_at": None, "error": ""}
 
 
 def estimate(cfg: DistillationConfig) -> Estimate:

@@ -12,16 +12,13 @@ from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization import report, run
 from spuriouslab.experiments.memorization.config import MemorizationConfig
 
+EXPERIMENT = Experiment(
+    name="memorization",
+    summary="RF / NTK regression: do spurious features alone recall training labels? (Bombari & Mondelli)",
+    Config=MemorizationConfig,
+    run=run,
+    reporting=report,
+    headline=("spurious_acc", "test_acc", "memorization_cov"),
+)
 
-class Memorization(Experiment):
-    name = "memorization"
-    summary = "RF / NTK regression: do spurious features alone recall training labels? (Bombari & Mondelli)"
-    Config = MemorizationConfig
-    headline = ["spurious_acc", "test_acc", "memorization_cov"]
-    run = run
-    reporting = report
-
-
-EXPERIMENT = Memorization()
-
-__all__ = ["EXPERIMENT", "Memorization", "MemorizationConfig"]
+__all__ = ["EXPERIMENT", "MemorizationConfig"]

@@ -21,10 +21,26 @@ DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"classes": list(spec.classe
                                                      "activation": ["relu"], "border": spec.border})
 
 
+# Presets: the papers' figure (memorization), the alignment theory check, the follow-up's ridge grid
+PRESETS: dict[str, dict[str, Any]] = {
+    "memorization": {},
+    "alignment": {"d": 500, "alpha": [0.1, 0.25, 0.5, 0.75, 0.9], "n_train": [10, 25, 50, 100, 250, 500, 1000, 2000],
+                  "n_test": 200, "activation": ["phi2", "phi4", "relu", "tanh"], "width": ["inf"], "nested": True,
+                  "seeds": 2},
+    "ridge": {"d": 500, "alpha": [0.5], "n_train": [500], "activation": ["relu"], "width": ["inf"],
+              "ridge": [0.0, 1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 10.0], "correlation": [0.0, 0.3, 0.6, 0.9],
+              "spurious_corr": True},
+}
+
+
 class MemorizationConfig(ExperimentConfig):
     AXES: ClassVar[tuple[str, ...]] = ("n_train", "model", "activation", "alpha", "width", "ridge", "correlation")
-    DEFAULTS: ClassVar = (("data", DATA_DEFAULTS),)
+    # the data set's defaults win over the preset's, which win over the fields' own
+    DEFAULTS: ClassVar = (("data", DATA_DEFAULTS), ("preset", PRESETS))
 
+    preset: Literal["memorization", "alignment", "ridge"] = Field(
+        "memorization", description="memorization (the papers' figure), alignment (theory check) or ridge (lambda x "
+                                    "correlation grid)")
     data: DataSource = Field("synthetic", description="synthetic Gaussian data or an image data set (with a "
                                                       "random border)")
     data_root: str | None = Field(None, description="where image data lives (else $SPURIOUSLAB_DATA, cache, Debian)")

@@ -15,14 +15,11 @@ from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization_nn import report, run
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 
-
-class MemorizationNN(Experiment):
-    name = "memorization-nn"
-    summary = "Trained FC / CNN / ResNet-18: spurious-feature memorization on images with a random border"
-    Config = MemorizationNNConfig
-    headline = ["spurious_acc", "test_acc"]
-    run = run
-    reporting = report
-
-
-EXPERIMENT = MemorizationNN()
+EXPERIMENT = Experiment(
+    name="memorization-nn",
+    summary="Trained FC / CNN / ResNet-18: spurious-feature memorization on images with a random border",
+    Config=MemorizationNNConfig,
+    run=run,
+    reporting=report,
+    headline=("spurious_acc", "test_acc"),
+)

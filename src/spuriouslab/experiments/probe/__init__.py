@@ -8,14 +8,11 @@ from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.probe import report, run
 from spuriouslab.experiments.probe.config import ProbeConfig
 
-
-class Probe(Experiment):
-    name = "probe"
-    summary = "Border reliance of any torch image classifier (import string + checkpoint), any data set"
-    Config = ProbeConfig
-    headline = ["spurious_acc", "repr_change_train_colour"]
-    run = run
-    reporting = report
-
-
-EXPERIMENT = Probe()
+EXPERIMENT = Experiment(
+    name="probe",
+    summary="Border reliance of any torch image classifier (import string + checkpoint), any data set",
+    Config=ProbeConfig,
+    run=run,
+    reporting=report,
+    headline=("spurious_acc", "repr_change_train_colour"),
+)

@@ -8,17 +8,16 @@ lambda grows.  Same computation as ``memorization``; one Gram matrix serves ever
 
 from __future__ import annotations
 
-from spuriouslab.experiments.memorization import Memorization
+from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.ridge import report
 from spuriouslab.experiments.ridge.config import RidgeConfig
+from spuriouslab.experiments.memorization import run
 
-
-class Ridge(Memorization):
-    name = "ridge"
-    summary = "Ridge lambda and correlated spurious features: memorization, spurious correlation C, test loss"
-    Config = RidgeConfig
-    headline = ["spurious_corr", "test_mse"]
-    reporting = report
-
-
-EXPERIMENT = Ridge()
+EXPERIMENT = Experiment(
+    name="ridge",
+    summary="Ridge lambda and correlated spurious features: memorization, spurious correlation C, test loss",
+    Config=RidgeConfig,
+    run=run,
+    reporting=report,
+    headline=("spurious_corr", "test_mse"),
+)

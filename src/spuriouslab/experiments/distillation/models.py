@@ -1,0 +1,106 @@
+"""Distillation's models: the teacher, student and baseline encoders (the user's factories, or the model registry's),
+each initialised from its own seeded stream; the teacher's checkpoint; and a seed's divergence fields over the
+three fits.  Used by the in-memory run and the streamed folder path alike."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from spuriouslab.errors import ConfigError
+from spuriouslab.experiments.distillation.config import DistillationConfig
+from spuriouslab.nets.loading import import_object, load_state
+from spuriouslab.nets.models import Classifier, Projected, build_model
+from spuriouslab.nets.train import TrainState, seeded
+from spuriouslab.seeding import stream, torch_generator
+
+def import_factory(spec: str, key: str) -> Callable[..., torch.nn.Module]:
+    """``package.module:factory`` -> the callable; a one-line ConfigError naming ``key`` when it does not import."""
+    obj = import_object(spec, key)
+    if not callable(obj):
+        raise ConfigError(f"{key}: {spec!r} is not callable")
+    return obj
+
+
+def call_factory(factory: Callable, spec: str, key: str, input_shape: tuple[int, ...], n_classes: int):
+    """Call a user factory (with ``input_shape`` / ``n_classes`` when it takes them); it must return a Module."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs = {k: v for k, v in (("input_shape", input_shape), ("n_classes", n_classes)) if k in params}
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"{key}: {spec!r} failed ({type(exc).__name__}: {exc})") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"{key}: {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def user_model(cfg: DistillationConfig, role: str) -> bool:
+    """Whether ``role``'s encoder comes from the user's factory (initialised its own way) or the registry."""
+    return (cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)) is not None
+
+
+def encoder_builder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classes: int, role: str,
+                    activation: str, core_projection: Callable[[], torch.Tensor] | None = None
+                    ) -> Callable[[], torch.nn.Module]:
+    """What builds a fresh encoder of ``role`` (teacher / student / baseline): the user's factory, or the model
+    registry's ``mlp-encoder`` (synthetic; the built-in teacher sees only the core projection) or
+    ``cnn-encoder`` (images).  Seed it with :func:`spuriouslab.nets.train.seeded`."""
+    spec = cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)
+    if spec is not None:
+        key = "teacher" if role == "teacher" or cfg.student is None else "student"
+        factory = import_factory(spec, key)
+        return lambda: call_factory(factory, spec, role, input_shape, n_classes)
+    if cfg.mlp():
+        act = cfg.teacher_activation if role == "teacher" else activation
+
+        def mlp() -> torch.nn.Module:
+            enc = build_model("mlp-encoder", input_shape, cfg.embed, width=cfg.width, activation=act)
+            return Projected(enc, core_projection()) if role == "teacher" else enc
+
+        return mlp
+    return lambda: build_model("cnn-encoder", input_shape, cfg.embed)
+
+
+def make_encoder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classes: int, role: str, activation: str,
+                 seed: int, stream_name: str, head: int | None = None,
+                 core_projection: Callable[[], torch.Tensor] | None = None) -> torch.nn.Module:
+    """A fresh encoder of ``role`` (with a linear head of ``head`` inputs to ``n_classes`` when given: a
+    classifier trained with labels), initialised from the seed's own stream ``stream_name`` alone."""
+    build = encoder_builder(cfg, input_shape, n_classes, role, activation, core_projection)
+    whole = (lambda: Classifier(build(), head, n_classes)) if head is not None else build
+    return seeded(whole, torch_generator(seed, stream(stream_name)), reinit=not user_model(cfg, role))
+
+
+def forward_check(model: torch.nn.Module, x: torch.Tensor, key: str, spec: str | None) -> torch.Tensor:
+    try:
+        out = model.eval()(x)
+    except Exception as exc:  # noqa: BLE001 - the user's module on our inputs
+        raise ConfigError(f"{key}: {spec or 'built-in'} fails on inputs of shape {tuple(x.shape)} "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ConfigError(f"{key}: {spec or 'built-in'} must return a (batch, embedding) tensor, got "
+                          f"{getattr(out, 'shape', type(out).__name__)}")
+    return out
+
+
+def load_teacher_checkpoint(model: torch.nn.Module, path: str) -> None:
+    load_state(model, path, "teacher_checkpoint", "the teacher")
+
+
+ROLE_LOSS = {"teacher": "teacher training loss", "student": "distillation loss", "baseline": "baseline training loss"}
+
+
+def divergence(cfg: DistillationConfig, states: dict[str, TrainState | None], i: int) -> dict[str, Any]:
+    """A seed's divergence fields: the first of its teacher, student and baseline fits whose loss diverged (a
+    diverged seed's accuracies are NaN: its features are not probed)."""
+    for role, state in states.items():
+        if state is not None and i in state.diverged_at:
+            return state.divergence(i, ROLE_LOSS[role])
+    return {"status": "ok", "diverged_at": None, "error": ""}
