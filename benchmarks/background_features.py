@@ -17,7 +17,7 @@ import torch
 
 
 def bench(device: str, images: int, size: int, batch: int) -> dict:
-    from spuriouslab.nets import analysis as A
+    from spuriouslab.nets import analysis
     from spuriouslab.nets.models import ResNetCIFAR
 
     torch.manual_seed(0)
@@ -46,15 +46,15 @@ def bench(device: str, images: int, size: int, batch: int) -> dict:
     region[:4] = region[-4:] = True
     region[:, :4] = region[:, -4:] = True
     t = time.perf_counter()
-    A.sensitivity(model, x[:1000], x[:1000].flip(-1))
+    analysis.sensitivity(model, x[:1000], x[:1000].flip(-1))
     sync()
     out["sensitivity_1000"] = time.perf_counter() - t
     t = time.perf_counter()
-    A.gradcam_border_fraction(model, x[:200], region, model.last_block)
+    analysis.gradcam_border_fraction(model, x[:200], region, model.last_block)
     sync()
     out["gradcam_200"] = time.perf_counter() - t
     t = time.perf_counter()
-    A.visualize_channels(model, model.last_block, (3, size, size), list(range(64)), rounds=1, steps=25)
+    analysis.visualize_channels(model, model.last_block, (3, size, size), list(range(64)), rounds=1, steps=25)
     sync()
     out["visualize_64x25"] = time.perf_counter() - t
     return out

@@ -95,7 +95,7 @@ def read_cifar_batch_from(raw: bytes, path: Path, reader):
 def folder_cases(tmp: Path, n: int) -> Counter:
     from PIL import Image
 
-    import spuriouslab.data.images as I
+    import spuriouslab.data.images as images
 
     root = tmp / "folder"
     rng = np.random.default_rng(5)
@@ -106,10 +106,10 @@ def folder_cases(tmp: Path, n: int) -> Counter:
                 Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
     target = root / "train" / "a" / "0.png"
     raw = target.read_bytes()
-    good = I.read_image_folder(root)
+    good = images.read_image_folder(root)
 
     def load():
-        return I.read_image_folder(root)
+        return images.read_image_folder(root)
 
     return run_cases(mutations(raw, n, 6), target.write_bytes, load,
                      lambda r: np.array_equal(r.x_train, good.x_train))

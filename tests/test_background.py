@@ -10,7 +10,7 @@ import torch
 
 import probe_models
 from spuriouslab.data.borders import frame, frame_mask, pad_crop_flip, parse_colour
-from spuriouslab.nets import analysis as A
+from spuriouslab.nets import analysis
 from spuriouslab.nets.models import ResNetCIFAR
 
 TINY = ["--set", "data=digits", "--set", "n_train=200", "--set", "n_test=60", "--set", "epochs=2", "--set",
@@ -52,11 +52,11 @@ def test_the_visualization_increases_its_channel_activation():
     m = ResNetCIFAR(3, 10, 8).eval()
     channels = [0, 5, 9]
     start = torch.full((3, 3, 16, 16), 0.5)
-    before = A.channel_activation(m, m.last_block, start, channels)
-    vis = A.visualize_channels(m, m.last_block, (3, 16, 16), channels, rounds=2, steps=20)
-    after = A.channel_activation(m, m.last_block, vis, channels)
+    before = analysis.channel_activation(m, m.last_block, start, channels)
+    vis = analysis.visualize_channels(m, m.last_block, (3, 16, 16), channels, rounds=2, steps=20)
+    after = analysis.channel_activation(m, m.last_block, vis, channels)
     assert (after > before + 1e-3).all() and vis.min() >= 0 and vis.max() <= 1
-    stats = A.colour_stats(torch.tensor([[[[0.8]], [[0.1]], [[0.1]]]]), (204, 26, 26))
+    stats = analysis.colour_stats(torch.tensor([[[[0.8]], [[0.1]], [[0.1]]]]), (204, 26, 26))
     assert stats["near_border_colour"] == 1.0 and stats["redness"] == pytest.approx(0.7) and stats["hue"] < 1
 
 
@@ -66,12 +66,12 @@ def test_border_sensitivity_is_zero_for_a_model_that_ignores_the_border():
     plain = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
     framed = torch.from_numpy(frame(x, (150, 50, 50), 4)).permute(0, 3, 1, 2).float() / 255
     blind, reader = probe_models.CentreOnly(), probe_models.ReadsBorder()
-    s = A.sensitivity(blind, plain, framed)
+    s = analysis.sensitivity(blind, plain, framed)
     assert s["repr_change"] == 0.0 and s["logit_change"] == 0.0
-    s = A.sensitivity(reader, plain, framed)
+    s = analysis.sensitivity(reader, plain, framed)
     assert s["repr_change"] > 0.01 and s["logit_change"] > 0.01
     region = torch.from_numpy(frame_mask(28, 28, 4))
-    frac, maps = A.gradcam_border_fraction(reader, framed, region, reader.conv)
+    frac, maps = analysis.gradcam_border_fraction(reader, framed, region, reader.conv)
     assert 0 < frac < 1 and maps.shape == (40, 28, 28)
 
 

@@ -8,7 +8,7 @@ from spuriouslab.nets.train import Minibatches, gather
 from spuriouslab.experiments import RunContext, get_experiment
 from spuriouslab.experiments.contamination import train_contamination
 from spuriouslab.nets.mlp import StackedMLP
-from spuriouslab.seeding import stream, torch_generator
+from spuriouslab.seeding import stream_id, torch_generator
 
 EXP = get_experiment("contamination")
 CTX = RunContext(progress=False)
@@ -56,7 +56,7 @@ def test_frozen_output_stays_frozen_and_init_projection_matches_pytorch_default(
     trained = train_contamination(cfg, [0], "relu", "hinge", "sgd", CTX)
     model, rec = trained.model, trained.records[0]
     # the initial model, drawn from the same stream as the run's
-    init = StackedMLP([torch_generator(0, stream("contamination.init"))], 128, 32, 2, "relu", True, True)
+    init = StackedMLP([torch_generator(0, stream_id("contamination.init"))], 128, 32, 2, "relu", True, True)
     a = model.output_weights().detach()
     np.testing.assert_allclose(a[0, :16].numpy(), 1 / 32)
     np.testing.assert_allclose(a[0, 16:].numpy(), -1 / 32)
@@ -64,7 +64,7 @@ def test_frozen_output_stays_frozen_and_init_projection_matches_pytorch_default(
     assert not model.weights[-1].requires_grad and not model.biases[-1].requires_grad
     # the trainable layer did train, away from the init the run started from
     torch.testing.assert_close(init.weights[0].detach(), StackedMLP(
-        [torch_generator(0, stream("contamination.init"))], 128, 32).weights[0].detach())
+        [torch_generator(0, stream_id("contamination.init"))], 128, 32).weights[0].detach())
     assert (model.weights[0].detach() - init.weights[0].detach()).abs().max() > 1e-3
     # at PyTorch's default init, projections on a 16-dim subspace of R^128 are ~ sqrt(16 / (3 * 128))
     assert rec["bg_norm_init"] == pytest.approx(np.sqrt(16 / (3 * 128)), rel=0.15)

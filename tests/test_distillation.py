@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-import spuriouslab.data.images as I
+import spuriouslab.data.images as images
 from spuriouslab.data.distillation import SYNTHETIC_OOD, synthetic_task
 from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.nets.train import clip_grad_norm_per_seed, warmup_cosine
@@ -54,7 +54,7 @@ def test_digits_background_task_end_to_end(cli, tmp_path):
     assert "student_bg_norm" not in df  # the mechanism is measured for MLP students only
 
 
-@pytest.mark.skipif(I.locate("fashion-mnist") is None, reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)")
+@pytest.mark.skipif(images.locate("fashion-mnist") is None, reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)")
 def test_fashion_background_task_end_to_end(cli, tmp_path):
     code, _, err = cli("run", "distillation", "--set", "task=fashion-background", *TINY, "--set", "epochs=1",
                        "--set", "teacher_epochs=1", "--set", "log_every=1", "--set", "batch_size=60", "--out",
@@ -189,7 +189,7 @@ def test_run_points_in_memory():
 def test_streamed_folder_with_workers_and_resume(cli, tmp_path):
     _folder(tmp_path / "data", size=16)
     args = ["run", "distillation", "--set", "task=folder", "--set", f"data_root={tmp_path / 'data'}", "--set",
-            "stream=true", "--set", "workers=1", "--set", "teacher=distill_models:linear_teacher", "--set",
+            "streaming=true", "--set", "workers=1", "--set", "teacher=distill_models:linear_teacher", "--set",
             "student=distill_models:small_student", "--set", "epochs=4", "--set", "log_every=2", "--set",
             "batch_size=4", "--set", "warmup=2", "--set", "clip=1.0", "--no-progress"]
     code, stdout, err = cli(*args, "--out", tmp_path / "s")
@@ -201,8 +201,8 @@ def test_streamed_folder_with_workers_and_resume(cli, tmp_path):
     assert again[0] == 0
     drop = lambda t: t.drop(columns=[c for c in t if c.startswith("seconds")])  # noqa: E731
     pd.testing.assert_frame_equal(drop(df), drop(pd.read_parquet(tmp_path / "t" / "results.parquet")))
-    code, _, stderr = cli("run", "distillation", "--set", "stream=true", "--out", tmp_path / "x")
-    assert code == 2 and "stream: streaming reads task=folder data" in stderr
+    code, _, stderr = cli("run", "distillation", "--set", "streaming=true", "--out", tmp_path / "x")
+    assert code == 2 and "streaming: reads task=folder data" in stderr
 
 
 def test_paper_recipe_path_with_torch_probes(cli, tmp_path):

@@ -77,10 +77,10 @@ def test_not_fitted_pickle_and_column_y(data, tmp_path):
 
 
 def test_docstring_examples_run():
-    import spuriouslab.kernels.estimators as E
+    import spuriouslab.kernels.estimators as estimators
 
     torch.set_num_threads(2)
-    result = doctest.testmod(E)
+    result = doctest.testmod(estimators)
     assert result.attempted >= 10 and result.failed == 0
     for cls in (RandomFeaturesRegressor, NTKRegressor):
         for section in ("Parameters", "Attributes", "Examples"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from spuriouslab.data.synthetic import synthetic_memorization
-import spuriouslab.kernels.matrices as G
+import spuriouslab.kernels.matrices as matrices
 from spuriouslab.activations import ACTIVATIONS
 from spuriouslab.kernels.matrices import KernelSpec, explicit_features, gram, grams
 from spuriouslab.kernels.solve import fit_kernel
@@ -49,7 +49,7 @@ def test_result_independent_of_chunk_size_and_extra_rows(small, monkeypatch):
     Z, _, Zt = small
     spec = KernelSpec.make("rf", "relu", 3000, key=(5,), dtype="float64")
     K1 = gram(spec, Z, Zt)
-    monkeypatch.setattr(G, "_chunk_blocks", lambda rows, k, device: 1)
+    monkeypatch.setattr(matrices, "_chunk_blocks", lambda rows, k, device: 1)
     K2 = gram(spec, Z, Zt)
     K3 = gram(spec, Z)  # fewer rows, same random features
     np.testing.assert_allclose(K1.numpy(), K2.numpy(), atol=1e-12)

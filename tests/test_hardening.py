@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import fuzzing
-import spuriouslab.data.images as I
+import spuriouslab.data.images as images
 from conftest import TINY
 from spuriouslab.data.images import DataError, read_cifar_batch
 from spuriouslab.store import Checkpoints, RunStore
@@ -29,9 +29,9 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    I._load_cached.cache_clear()
+    images._load_cached.cache_clear()
     yield
-    I._load_cached.cache_clear()
+    images._load_cached.cache_clear()
 
 
 def _one_line_exit_2(result, needle):
@@ -54,7 +54,7 @@ def _cifar_dir(root: Path, poison: bool, marker: Path) -> Path:
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for name in [*I.CIFAR_TRAIN, "test_batch"]:
+    for name in [*images.CIFAR_TRAIN, "test_batch"]:
         batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
                  b"labels": [int(v) for v in rng.integers(0, 10, 20)]}
         if poison and name == "data_batch_1":
@@ -110,7 +110,7 @@ def test_fuzzed_cifar_batches_through_data_info(cli, tmp_path):
     raw = (d / "data_batch_2").read_bytes()
     for case in fuzzing.mutations(raw, 25, 11):
         (d / "data_batch_2").write_bytes(case)
-        I._load_cached.cache_clear()
+        images._load_cached.cache_clear()
         code, stdout, stderr = cli("data", "info", "--data-root", tmp_path / "data")
         assert code == 0 and "Traceback" not in stdout + stderr
         line = next(x for x in stdout.splitlines() if x.startswith("cifar10"))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import spuriouslab.data.images as I
+import spuriouslab.data.images as images
 from spuriouslab.data import SplitSpec, build_split
 from spuriouslab.data.borders import add_border, nominal_alpha, scale_pixels, spurious_queries
 from spuriouslab.data.images import DataError, array_checksum, load_images, read_cifar_batch, read_idx, write_idx
@@ -32,9 +32,9 @@ def _mnist_dir(root, n_train=60, n_test=30, compress=True, h=28):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    I._load_cached.cache_clear()
+    images._load_cached.cache_clear()
     yield
-    I._load_cached.cache_clear()
+    images._load_cached.cache_clear()
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -69,7 +69,7 @@ def test_mnist_wrong_shape_or_labels(tmp_path):
     with pytest.raises(DataError, match=r"mnist images must be \(28, 28, 1\)"):
         load_images("mnist", tmp_path)
     write_idx(d / "train-labels-idx1-ubyte.gz", np.full(60, 12, dtype=np.uint8), compress=True)
-    I._load_cached.cache_clear()
+    images._load_cached.cache_clear()
     with pytest.raises(DataError, match="labels outside 0..9"):
         load_images("mnist", tmp_path)
 
@@ -78,7 +78,7 @@ def _cifar_dir(root, n=20):
     rng = np.random.default_rng(1)
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True)
-    for name in [*I.CIFAR_TRAIN, "test_batch"]:
+    for name in [*images.CIFAR_TRAIN, "test_batch"]:
         batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, n))}
         with open(d / name, "wb") as fh:
             pickle.dump(batch, fh)
@@ -122,8 +122,8 @@ def test_known_checksums():
     a = np.arange(12, dtype=np.uint8).reshape(3, 4)
     assert array_checksum(a) == "208ad48e12fd6fd6bf1a54d5a15ffad828843d198fd7139e057f23fdf0f8fc84"
     assert array_checksum(a.reshape(4, 3)) != array_checksum(a)  # the shape is part of the checksum
-    assert I.DATASETS["digits"].checksum == "9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"
-    assert I.DATASETS["fashion-mnist"].checksum == "abf4cdc7be0d9c228398ac0cf5e497a09c7e922e721564006ac1a5942474e36e"
+    assert images.DATASETS["digits"].checksum == "9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"
+    assert images.DATASETS["fashion-mnist"].checksum == "abf4cdc7be0d9c228398ac0cf5e497a09c7e922e721564006ac1a5942474e36e"
     digits = load_images("digits")
     assert digits.checksum == "9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"
     assert "match" in digits.verified
@@ -132,7 +132,7 @@ def test_known_checksums():
 
 def test_reference_checksum_mismatch_is_an_error(tmp_path, monkeypatch):
     _mnist_dir(tmp_path)
-    monkeypatch.setitem(I.DATASETS, "mnist", dataclasses.replace(I.DATASETS["mnist"], checksum="0" * 64))
+    monkeypatch.setitem(images.DATASETS, "mnist", dataclasses.replace(images.DATASETS["mnist"], checksum="0" * 64))
     with pytest.raises(DataError, match="do not match the reference checksum"):
         load_images("mnist", tmp_path)
 
@@ -210,7 +210,7 @@ def test_digits_memorization_through_the_cli(cli, tmp_path):
     assert df.gamma_pred.isna().all()  # the Gaussian theory is not applied to images
 
 
-@pytest.mark.skipif(I.locate("fashion-mnist") is None, reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)")
+@pytest.mark.skipif(images.locate("fashion-mnist") is None, reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)")
 def test_fashion_mnist_from_debian_through_the_cli(cli, tmp_path):
     code, _, err = cli("run", "memorization", "--set", "data=fashion-mnist", "--set", "n_train=20", "--set",
                        "n_test=100", "--set", "width=300", "--set", "seeds=1", "--set", "model=rf", "--out",
@@ -251,21 +251,21 @@ def test_fetch_verifies_checksums_and_writes_atomically(tmp_path, monkeypatch):
         else:
             output_file.write(data)
 
-    monkeypatch.setitem(I.DATASETS, "mnist", dataclasses.replace(I.DATASETS["mnist"],
+    monkeypatch.setitem(images.DATASETS, "mnist", dataclasses.replace(images.DATASETS["mnist"],
                                                                  sources=("https://example.invalid/mnist/", files)))
-    where = I.fetch("mnist", tmp_path / "root", downloader=local)
+    where = images.fetch("mnist", tmp_path / "root", downloader=local)
     assert len(calls) == 4
-    I.fetch("mnist", tmp_path / "root", downloader=local)  # cached: verified, not downloaded again
+    images.fetch("mnist", tmp_path / "root", downloader=local)  # cached: verified, not downloaded again
     assert len(calls) == 4
     assert sorted(p.name for p in where.iterdir()) == sorted(files)
     np.testing.assert_array_equal(load_images("mnist", tmp_path / "root").x_test[..., 0],
                                   arrays["t10k-images-idx3-ubyte"])
     bad = dict(files, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
-    monkeypatch.setitem(I.DATASETS, "mnist", dataclasses.replace(I.DATASETS["mnist"],
+    monkeypatch.setitem(images.DATASETS, "mnist", dataclasses.replace(images.DATASETS["mnist"],
                                                                  sources=("https://example.invalid/mnist/", bad)))
     (where / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="checksum mismatch"):
-        I.fetch("mnist", tmp_path / "root", downloader=local)
+        images.fetch("mnist", tmp_path / "root", downloader=local)
     assert sorted(p.name for p in where.iterdir()) == sorted(set(files) - {"t10k-labels-idx1-ubyte.gz"})
 
 

@@ -66,6 +66,6 @@ def test_cholesky_that_succeeds_but_is_ill_conditioned_goes_to_eigh():
     fit = fit_kernel(K, g)
     assert fit.solver == "eigh" and fit.cond == pytest.approx(1e13, rel=1e-6) and fit.cond > COND_LIMIT
     assert fit.rank == 12  # every eigenvalue is above the pseudo-inverse's cut
-    np.testing.assert_allclose(fit.alpha.numpy(), g.numpy() / evals, rtol=1e-9)
+    np.testing.assert_allclose(fit.dual_coef.numpy(), g.numpy() / evals, rtol=1e-9)
     well = fit_kernel(torch.from_numpy(np.diag(np.logspace(0, -3, 12))), g)
     assert well.solver == "cholesky" and well.cond == pytest.approx(1e3, rel=1e-9)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from spuriouslab import plotting as P
+from spuriouslab import plotting
 from spuriouslab.tables import aggregate, markdown_table, mean_ci
 
 
@@ -38,23 +38,23 @@ def test_aggregate_groups_counts_and_skips_missing():
 
 
 def test_bands_stay_inside_the_quantity_range():
-    fig, ax = P.figure()
-    P.band(ax, [1, 2, 3], [0.95, 0.5, 0.05], [0.5, 2.0, 0.5], quantity="test_acc")
-    P.band(ax, [1, 2, 3], [0.1, 0.2, 0.3], [1.0, 1.0, 1.0], quantity="id_loss")
-    P.band(ax, [1, 2, 3], [0.1, 0.2, 0.3], [1.0, 1.0, 1.0], quantity="bg_signed")
+    fig, ax = plotting.figure()
+    plotting.band(ax, [1, 2, 3], [0.95, 0.5, 0.05], [0.5, 2.0, 0.5], quantity="test_acc")
+    plotting.band(ax, [1, 2, 3], [0.1, 0.2, 0.3], [1.0, 1.0, 1.0], quantity="id_loss")
+    plotting.band(ax, [1, 2, 3], [0.1, 0.2, 0.3], [1.0, 1.0, 1.0], quantity="bg_signed")
     acc, loss, free = [c.get_paths()[0].vertices[:, 1] for c in ax.collections]
     assert acc.min() >= 0 and acc.max() <= 1 and acc.max() == 1 and acc.min() == 0
     assert loss.min() == 0 and loss.max() == pytest.approx(1.3)
     assert free.min() == pytest.approx(-0.9)
-    assert P.bounds_for("spurious_acc") == (0, 1) and P.bounds_for("alignment_mean") == (-math.inf, math.inf)
+    assert plotting.bounds_for("spurious_acc") == (0, 1) and plotting.bounds_for("alignment_mean") == (-math.inf, math.inf)
     matplotlib.pyplot.close(fig)
 
 
 def test_labels_and_axis_styling():
-    assert P.label({"model": "rf", "alpha": 0.5, "n_train": 100}, ["model", "alpha", "n_train"]) == \
+    assert plotting.label({"model": "rf", "alpha": 0.5, "n_train": 100}, ["model", "alpha", "n_train"]) == \
         "rf, alpha=0.5, n_train=100"
-    fig, ax = P.figure()
+    fig, ax = plotting.figure()
     ax.plot([1, 10], [1, 2], label="a")
-    P.style_axes(ax, "N", "accuracy", "title", logx=True)
+    plotting.style_axes(ax, "N", "accuracy", "title", logx=True)
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "N" and ax.get_legend() is not None
     matplotlib.pyplot.close(fig)

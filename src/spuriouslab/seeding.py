@@ -62,7 +62,7 @@ IMAGE_OFFSETS = {"train_pick": 0, "test_pick": 1, "train_border": 2, "test_borde
                  "test_query": 5}
 
 
-def stream(name: str) -> int:
+def stream_id(name: str) -> int:
     """The id of a named stream (a KeyError names a stream that is not in the table)."""
     return STREAMS[name]
 

@@ -337,13 +337,13 @@ def run_sweep(plan: Plan, store: RunStore, ctx: RunContext, executor: str = "loc
     bar = tqdm(total=result.total, initial=result.done_before + result.skipped_failed, desc=plan.exp.name,
                unit="point", disable=not ctx.progress)
     if executor == "ray":
-        stream = _records_ray(plan, tasks, ctx, address)
+        results = _records_ray(plan, tasks, ctx, address)
     elif jobs > 1:
-        stream = _records_pool(plan, tasks, ctx, jobs)
+        results = _records_pool(plan, tasks, ctx, jobs)
     else:
-        stream = _records_local(plan, tasks, ctx)
+        results = _records_local(plan, tasks, ctx)
     cfg_dumps: dict[int, str] = {}
-    for (i, group), records, error in stream:
+    for (i, group), records, error in results:
         combo = plan.combos[i]
         if i not in cfg_dumps:
             dump = plan.configs[i].model_dump(mode="json")  # less what a point sets itself (axes, seeds)

@@ -28,7 +28,7 @@ from scipy import special
 from pydantic import AfterValidator
 from typing_extensions import Annotated
 
-from spuriouslab.activations import hermite as H
+from spuriouslab.activations import hermite
 from spuriouslab.errors import ConfigError
 
 KernelFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -69,13 +69,13 @@ class Fn:
             return out
         if self.closed_coefficients is not None:
             return self.closed_coefficients(order)
-        return H.quadrature_coefficients(self.numpy_fn, order)
+        return hermite.quadrature_coefficients(self.numpy_fn, order)
 
     def second_moment(self) -> float:
         """``E[f(G)^2]`` (the total Hermite energy ``sum_l mu_l^2``)."""
         if self.series is not None:
             return float(np.sum(np.square(self.series)))
-        x, w = H.gaussian_quadrature(400, 14.0)
+        x, w = hermite.gaussian_quadrature(400, 14.0)
         return float(np.sum(w * self.numpy_fn(x) ** 2))
 
     def gaussian_kernel(self, s_left: np.ndarray, s_right: np.ndarray, cos: np.ndarray) -> np.ndarray:
@@ -83,12 +83,12 @@ class Fn:
         if self.closed_kernel is not None:
             return self.closed_kernel(s_left, s_right, cos)
         if self.series is not None:
-            a = H.rescaled_series(np.array(self.series), s_left)
-            b = H.rescaled_series(np.array(self.series), s_right)
+            a = hermite.rescaled_series(np.array(self.series), s_left)
+            b = hermite.rescaled_series(np.array(self.series), s_right)
         else:
-            a = H.quadrature_coefficients(self.numpy_fn, SMOOTH_ORDER, s_left)
-            b = H.quadrature_coefficients(self.numpy_fn, SMOOTH_ORDER, s_right)
-        return H.series_kernel(a, b, cos)
+            a = hermite.quadrature_coefficients(self.numpy_fn, SMOOTH_ORDER, s_left)
+            b = hermite.quadrature_coefficients(self.numpy_fn, SMOOTH_ORDER, s_right)
+        return hermite.series_kernel(a, b, cos)
 
 
 # Truncation order of the Hermite series for smooth activations without closed-form kernels
@@ -122,7 +122,7 @@ class Activation:
 
 # ----------------------------------------------------------------------------------------- helpers
 def _polynomial_torch(series: tuple[float, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
-    poly = [float(c) for c in H.series_to_monomials(np.array(series))]
+    poly = [float(c) for c in hermite.series_to_monomials(np.array(series))]
     while len(poly) > 1 and poly[-1] == 0.0:
         poly.pop()
 
@@ -143,12 +143,12 @@ def _polynomial_torch(series: tuple[float, ...]) -> Callable[[torch.Tensor], tor
 
 
 def _polynomial_numpy(series: tuple[float, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    poly = H.series_to_monomials(np.array(series))
+    poly = hermite.series_to_monomials(np.array(series))
     return lambda x: np.polynomial.polynomial.polyval(x, poly)
 
 
 def _polynomial_autograd(series: tuple[float, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
-    poly = [float(c) for c in H.series_to_monomials(np.array(series))]
+    poly = [float(c) for c in hermite.series_to_monomials(np.array(series))]
 
     def f(x: torch.Tensor) -> torch.Tensor:
         y = torch.full_like(x, poly[-1])
@@ -227,8 +227,8 @@ def _sigmoid_deriv_np(x: np.ndarray) -> np.ndarray:
 
 LEAKY_SLOPE = 0.1
 
-STEP = Fn("step", _step_torch, lambda x: (x > 0).astype(np.float64), H.step_coefficients, closed_kernel=_step_kernel)
-RELU = Fn("relu", _relu_torch, lambda x: np.maximum(x, 0.0), H.relu_coefficients, closed_kernel=_relu_kernel,
+STEP = Fn("step", _step_torch, lambda x: (x > 0).astype(np.float64), hermite.step_coefficients, closed_kernel=_step_kernel)
+RELU = Fn("relu", _relu_torch, lambda x: np.maximum(x, 0.0), hermite.relu_coefficients, closed_kernel=_relu_kernel,
           autograd_fn=torch.relu, autograd_inplace=torch.relu_)
 IDENTITY = Fn("identity", lambda x: x, lambda x: x, series=(0.0, 1.0), closed_kernel=_linear_kernel,
               autograd_fn=lambda x: x, autograd_inplace=lambda x: x)
@@ -238,14 +238,14 @@ _A, _B = LEAKY_SLOPE, 1 - LEAKY_SLOPE
 
 
 def _leaky_coefficients(order: int) -> np.ndarray:
-    mu = _B * H.relu_coefficients(order)
+    mu = _B * hermite.relu_coefficients(order)
     if order >= 1:
         mu[1] += _A
     return mu
 
 
 def _leaky_step_coefficients(order: int) -> np.ndarray:
-    mu = _B * H.step_coefficients(order)
+    mu = _B * hermite.step_coefficients(order)
     mu[0] += _A
     return mu
 
@@ -312,7 +312,7 @@ def get_activation(name: str) -> Activation:
         return ACTIVATIONS[name]
     if isinstance(name, str) and name.startswith(HERMITE_PREFIX):
         coeffs = parse_hermite(name)
-        deriv = tuple(H.series_derivative(np.array(coeffs)))
+        deriv = tuple(hermite.series_derivative(np.array(coeffs)))
         if not any(deriv):
             deriv = (0.0,)
         return Activation(name, "user-given Hermite series (NTK: its exact derivative)",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spuriouslab.seeding import stream, torch_generator
+from spuriouslab.seeding import stream_id, torch_generator
 
 
 @dataclass
@@ -87,17 +87,17 @@ def make_task(seeds: list[int], d: int, d_core: int, d_bg: int, n: int, n_test: 
     k = d_core + d_bg
     Ts, train, id_test, ood_test, gens = [], [], [], [], []
     for seed in seeds:
-        g_map = torch_generator(seed, stream("contamination.map"))
+        g_map = torch_generator(seed, stream_id("contamination.map"))
         q, _ = torch.linalg.qr(torch.randn(d, k, generator=g_map, dtype=torch.float64))
         Ts.append(q.T.to(torch.float32)[None])
-        g_data = torch_generator(seed, stream("contamination.data"))
+        g_data = torch_generator(seed, stream_id("contamination.data"))
         train.append(sample_set(n, d_core, d_bg, core, g_data))
         test = sample_set(n_test, d_core, d_bg, core, g_data)
         id_test.append(test)
         z_ood = test.z.clone()
         z_ood[..., d_core:] = shift_background(test.z[..., d_core:], ood, ood_shift, ood_scale)
         ood_test.append(LatentSet(z_ood, test.y.clone()))
-        gens.append(torch_generator(seed, stream("contamination.sampling")))
+        gens.append(torch_generator(seed, stream_id("contamination.sampling")))
     return ContaminationTask(torch.cat(Ts), d_core, d_bg, _stack(train), _stack(id_test), _stack(ood_test), gens)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from spuriouslab.data.contamination import shift_background
-from spuriouslab.seeding import numpy_rng, stream, torch_generator
+from spuriouslab.seeding import numpy_rng, stream_id, torch_generator
 
 SYNTHETIC_OOD = ["flip", "shift+1", "shift+2", "shift+4", "scale3"]
 IMAGE_OOD = ["red", "green", "noise", "stripes"]
@@ -71,12 +71,12 @@ def _ood_background(bg: torch.Tensor, name: str) -> torch.Tensor:
 def synthetic_task(seed: int, d: int, d_core: int, d_bg: int, n_classes: int, n: int, n_test: int,
                    noise: float = 0.5, ood: list[str] | None = None) -> DistillTask:
     k = d_core + d_bg
-    q, _ = torch.linalg.qr(torch.randn(d, k, generator=torch_generator(seed, stream("distillation.map")),
+    q, _ = torch.linalg.qr(torch.randn(d, k, generator=torch_generator(seed, stream_id("distillation.map")),
                                        dtype=torch.float64))
     T = q.T.to(torch.float32)
-    protos = torch.randn(n_classes, d_core, generator=torch_generator(seed, stream("distillation.prototypes")))
+    protos = torch.randn(n_classes, d_core, generator=torch_generator(seed, stream_id("distillation.prototypes")))
     protos = protos / protos.norm(dim=1, keepdim=True)
-    gen = torch_generator(seed, stream("distillation.data"))
+    gen = torch_generator(seed, stream_id("distillation.data"))
 
     def sample(m: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.arange(m) % n_classes
@@ -145,14 +145,14 @@ def image_task(images_train: np.ndarray, labels_train: np.ndarray, images_test: 
                n_classes: int, seed: int, n: int, n_test: int, canvas: int,
                ood: list[str] | None = None) -> DistillTask:
     """Background-canvas task from grey uint8 images (N, h, w): a seeded choice of n train / n_test test images."""
-    rng = numpy_rng(seed, stream("distillation.data"))
+    rng = numpy_rng(seed, stream_id("distillation.data"))
     tr = rng.permutation(len(images_train))[:n]
     te = rng.permutation(len(images_test))[:n_test]
     x_tr, x_te = images_train[tr] / 255.0, images_test[te] / 255.0
     train = compose(x_tr, _canvas("train", len(tr), canvas, rng))
     test = compose(x_te, _canvas("train", len(te), canvas, rng))
     oods = {name: compose(x_te, _canvas(name, len(te), canvas, rng)) for name in (ood or IMAGE_OOD)}
-    t_rng = numpy_rng(seed, stream("distillation.teacher"))
+    t_rng = numpy_rng(seed, stream_id("distillation.teacher"))
     teacher = compose(x_tr, _canvas("wide", len(tr), canvas, t_rng))
     y_tr = torch.from_numpy(labels_train[tr].astype(np.int64))
     return DistillTask(train, y_tr, test, torch.from_numpy(labels_test[te].astype(np.int64)), oods, teacher, y_tr,

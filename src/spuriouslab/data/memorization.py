@@ -20,7 +20,7 @@ from spuriouslab.data.images import image_shape, load_images
 from spuriouslab.data.split import MemorizationSplit
 from spuriouslab.data.synthetic import synthetic_memorization
 from spuriouslab.errors import ConfigError
-from spuriouslab.seeding import IMAGE_OFFSETS, numpy_rng, stream
+from spuriouslab.seeding import IMAGE_OFFSETS, numpy_rng, stream_id
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def build_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
 
 def _image_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
     data = load_images(spec.source, spec.data_root)
-    base = stream(spec.streams)
+    base = stream_id(spec.streams)
 
     def rng(part: str) -> np.random.Generator:
         return numpy_rng(seed, base + IMAGE_OFFSETS[part])

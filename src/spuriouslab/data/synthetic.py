@@ -14,7 +14,7 @@ import numpy as np
 
 from spuriouslab.data.split import MemorizationSplit
 from spuriouslab.errors import ConfigError
-from spuriouslab.seeding import numpy_rng, stream
+from spuriouslab.seeding import numpy_rng, stream_id
 
 
 def split_dims(d: int, alpha: float) -> tuple[int, int]:
@@ -37,7 +37,7 @@ def synthetic_memorization(seed: int, d: int, alpha: float, n_train: int, n_test
     d_x, d_y = split_dims(d, alpha)
 
     def rng(name: str) -> np.random.Generator:
-        return numpy_rng(seed, stream(name))
+        return numpy_rng(seed, stream_id(name))
 
     u = rng("synthetic.teacher").standard_normal(d_x) / np.sqrt(d_x)
     P = rng("synthetic.correlation").standard_normal((d_y, d_x)) / np.sqrt(d_x) if correlation else None

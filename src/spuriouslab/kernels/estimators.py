@@ -82,7 +82,7 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         self.X_fit_ = X
         K = gram(self.spec_, torch.tensor(X))
         self.kernel_fit_ = fit_kernel(K, torch.tensor(np.asarray(y, dtype=np.float64)), self.ridge)
-        self.dual_coef_ = self.kernel_fit_.alpha.cpu().numpy()
+        self.dual_coef_ = self.kernel_fit_.dual_coef.cpu().numpy()
         self.loo_residuals_ = self.kernel_fit_.stability().cpu().numpy()
         self.residual_max_ = self.kernel_fit_.residual_max
         self.solver_ = self.kernel_fit_.solver

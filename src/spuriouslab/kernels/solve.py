@@ -1,9 +1,9 @@
 """Minimum-norm / ridge kernel solves in float64 from one factorisation, with leave-one-out quantities.
 
-With ``A = K + ridge I`` and ``alpha = A^-1 G`` (``A^+`` when ``A`` is singular or ill-conditioned):
+With ``A = K + ridge I`` and ``dual_coef = A^-1 G`` (``A^+`` when ``A`` is singular or ill-conditioned):
 
-* predictions ``f(q) = k(q, Z) alpha``;
-* leave-one-out stability ``S_i = alpha_i / (A^-1)_ii``: for any query ``q``,
+* predictions ``f(q) = k(q, Z) dual_coef``;
+* leave-one-out stability ``S_i = dual_coef_i / (A^-1)_ii``: for any query ``q``,
   ``f(q) - f_{-i}(q) = [k(q, Z) A^-1]_i * S_i`` (rank-one downdate, exact), so
   ``f(z_i) - f_{-i}(z_i) = (1 - ridge (A^-1)_ii) S_i`` (``= S_i`` for the interpolator) and
   ``g_i - f_{-i}(z_i) = S_i`` for every ridge;
@@ -23,7 +23,7 @@ COND_LIMIT = 1e12
 
 @dataclass
 class KernelFit:
-    alpha: torch.Tensor  # (N,) or (N, T)
+    dual_coef: torch.Tensor  # (N,) or (N, T)
     inverse: torch.Tensor  # A^-1 or A^+ (N, N)
     ridge: float
     solver: str  # "cholesky" or "eigh"
@@ -36,13 +36,13 @@ class KernelFit:
         return torch.diagonal(self.inverse)
 
     def predict(self, K_cross: torch.Tensor) -> torch.Tensor:
-        """``f(q) = k(q, Z) alpha`` for rows of ``K_cross`` (queries x train)."""
-        return K_cross.to(self.alpha.dtype) @ self.alpha
+        """``f(q) = k(q, Z) dual_coef`` for rows of ``K_cross`` (queries x train)."""
+        return K_cross.to(self.dual_coef.dtype) @ self.dual_coef
 
     def stability(self) -> torch.Tensor:
-        """``S_i = alpha_i / (A^-1)_ii`` (the leave-one-out residual ``g_i - f_{-i}(z_i)``)."""
+        """``S_i = dual_coef_i / (A^-1)_ii`` (the leave-one-out residual ``g_i - f_{-i}(z_i)``)."""
         diag = self.inverse_diag
-        return self.alpha / (diag if self.alpha.ndim == 1 else diag[:, None])
+        return self.dual_coef / (diag if self.dual_coef.ndim == 1 else diag[:, None])
 
     def alignment(self, K_query: torch.Tensor) -> torch.Tensor:
         """``F_i = [k(q_i, Z) A^-1]_i`` for paired queries (row i of ``K_query`` is query i vs train)."""
@@ -58,7 +58,7 @@ class KernelFit:
 
 def fit_kernel(K: torch.Tensor, G: torch.Tensor, ridge: float = 0.0) -> KernelFit:
     """Factor ``A = K + ridge I`` once (Cholesky; eigen pseudo-inverse when that fails or ``A`` is
-    ill-conditioned) and solve for ``alpha``."""
+    ill-conditioned) and solve for ``dual_coef``."""
     K = K.to(torch.float64)
     K = (K + K.T) / 2  # float32 feature products leave ~1e-8 asymmetry; Cholesky reads one triangle only
     G = G.to(K.device, torch.float64)
@@ -72,7 +72,7 @@ def fit_kernel(K: torch.Tensor, G: torch.Tensor, ridge: float = 0.0) -> KernelFi
         cond = float((dg.max() / dg.min()) ** 2)
     if int(info) == 0 and cond < COND_LIMIT:
         inverse = torch.cholesky_inverse(L)
-        alpha = torch.cholesky_solve(G.reshape(n, -1), L).reshape(G.shape)
+        dual_coef = torch.cholesky_solve(G.reshape(n, -1), L).reshape(G.shape)
     else:
         solver = "eigh"
         evals, evecs = torch.linalg.eigh(A)
@@ -82,6 +82,6 @@ def fit_kernel(K: torch.Tensor, G: torch.Tensor, ridge: float = 0.0) -> KernelFi
         cond = top / float(evals[keep].min()) if rank else float("inf")
         inv_vals = torch.where(keep, 1.0 / torch.where(keep, evals, torch.ones_like(evals)), torch.zeros_like(evals))
         inverse = (evecs * inv_vals) @ evecs.T
-        alpha = inverse @ G
-    residual = float((K @ alpha - G).abs().max()) if n else 0.0
-    return KernelFit(alpha, inverse, float(ridge), solver, cond, residual, rank)
+        dual_coef = inverse @ G
+    residual = float((K @ dual_coef - G).abs().max()) if n else 0.0
+    return KernelFit(dual_coef, inverse, float(ridge), solver, cond, residual, rank)

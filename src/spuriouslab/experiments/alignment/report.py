@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spuriouslab import plotting as P
-from spuriouslab import tables as T
+from spuriouslab import plotting
+from spuriouslab import tables
 from spuriouslab.experiments.base import Report
 from spuriouslab.experiments.memorization.report import report_memorization
 from spuriouslab.theory.alignment import predict_alignment
@@ -16,7 +16,7 @@ from spuriouslab.theory.alignment import predict_alignment
 def report(cfg, df: pd.DataFrame) -> Report:
     base = report_memorization(df)
     keys = ["model", "activation", "alpha", "width", "n_train"]
-    agg = T.aggregate(df, keys, ["alignment_mean", "gamma_pred", "gamma_few", "gamma_many"])
+    agg = tables.aggregate(df, keys, ["alignment_mean", "gamma_pred", "gamma_few", "gamma_many"])
     agg["gap"] = agg["alignment_mean"] - agg["gamma_pred"]
     worst = agg.loc[agg.gap.abs().idxmax()]
     lines = ["# Feature alignment: measured vs predicted", "",
@@ -24,7 +24,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
              f"alpha={worst.alpha:g}, N={worst.n_train}); mean |gap| = {agg.gap.abs().mean():.4f}.  "
              "Prediction: finite-psi formula at psi=(N-1)/d (see spuriouslab.theory.alignment).  "
              "Figure: figures/alignment_vs_alpha.", "",
-             T.markdown_table(agg, ["model", "activation", "alpha", "width", "n_train", "n", "alignment_mean",
+             tables.markdown_table(agg, ["model", "activation", "alpha", "width", "n_train", "n", "alignment_mean",
                                     "alignment_mean_ci", "gamma_pred", "gap", "gamma_few", "gamma_many"]),
              "", base.summary]
     figures = {**base.figures, "alignment_vs_alpha": _figure_vs_alpha(df, agg, cfg.d)}
@@ -36,7 +36,7 @@ def _figure_vs_alpha(df, agg, d: int):
 
     models = [m for m in ["rf", "ntk"] if m in set(agg.model)]
     acts = list(dict.fromkeys(df.activation))
-    fig, axes = P.panel_grid(len(models), len(acts), size=(3.6, 3.0))
+    fig, axes = plotting.panel_grid(len(models), len(acts), size=(3.6, 3.0))
     ns = sorted(agg.n_train.unique())
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(ns)))
     grid = np.linspace(0.02, 0.98, 49)
@@ -56,7 +56,7 @@ def _figure_vs_alpha(df, agg, d: int):
                     label="N<<d")
             ax.plot(grid, [predict_alignment(a, m, x).gamma_many for x in grid], "k-", linewidth=0.8,
                     label="N>>d")
-            P.style_axes(ax, "alpha = d_y/d", "mean feature alignment", f"{m.upper()} {a}",
+            plotting.style_axes(ax, "alpha = d_y/d", "mean feature alignment", f"{m.upper()} {a}",
                          legend=(i, j) == (0, 0))
     fig.suptitle(f"Alignment vs alpha (d={d}): measured (points, 95% CI), theory at each N (dotted), limits",
                  fontsize=9)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spuriouslab import plotting as P
-from spuriouslab import tables as T
+from spuriouslab import plotting
+from spuriouslab import tables
 from spuriouslab.experiments.base import Report
 from spuriouslab.records import decode_array
 
@@ -35,7 +35,7 @@ def metric_columns(df: pd.DataFrame, colours: list[str]) -> list[str]:
 
 def summary_table(df: pd.DataFrame, by: list[str], colours: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     metrics = metric_columns(df, colours)
-    agg = T.aggregate(df, by, metrics)
+    agg = tables.aggregate(df, by, metrics)
     shown = agg[[*by, "n"]].copy()
     for m in metrics:
         shown[m] = [f"{a:.3f} ± {b:.3f}" for a, b in zip(agg[m], agg[m + "_ci"], strict=True)]
@@ -49,7 +49,7 @@ def reliance_figure(agg: pd.DataFrame, by: str, colours: list[str], colour_name:
     panels = [("acc", "accuracy", ["plain", *colours]),
               ("repr_change", "relative change of the representation", colours),
               ("gradcam_border", "Grad-CAM mass on the border", ["plain", *colours])]
-    fig, axes = P.panel_grid(1, 3, size=(4.4, 3.6))
+    fig, axes = plotting.panel_grid(1, 3, size=(4.4, 3.6))
     for ax, (prefix, ylabel, names) in zip(axes[0], panels, strict=True):
         xs = np.arange(len(names))
         width = 0.8 / len(rows)
@@ -58,13 +58,13 @@ def reliance_figure(agg: pd.DataFrame, by: str, colours: list[str], colour_name:
             vals = [row.get(f"{prefix}_{c}", np.nan) for c in names]
             errs = [row.get(f"{prefix}_{c}_ci", 0.0) for c in names]
             quantity = {"acc": "acc", "repr_change": "change", "gradcam_border": "border"}[prefix]
-            ax.bar(xs + (j - (len(rows) - 1) / 2) * width, vals, width, yerr=P.bar_errors(vals, errs, quantity),
+            ax.bar(xs + (j - (len(rows) - 1) / 2) * width, vals, width, yerr=plotting.bar_errors(vals, errs, quantity),
                    capsize=2, label=str(key))
         ax.set_xticks(xs, [n.replace("train_colour", f"train ({colour_name})") for n in names], rotation=25,
                       fontsize=7)
         if prefix != "repr_change":
             ax.set_ylim(0, 1.05)
-        P.style_axes(ax, "test images with a frame of", ylabel)
+        plotting.style_axes(ax, "test images with a frame of", ylabel)
     return fig
 
 
@@ -74,13 +74,13 @@ def report(cfg, df: pd.DataFrame) -> Report:
     colours = ["train_colour", *cfg.other_colours]
     if df.empty:
         return Report("# Background features in deep networks\n\nEvery run diverged:\n\n"
-                      + T.markdown_table(bad, ["pipeline", "seed", "error"]) + "\n")
+                      + tables.markdown_table(bad, ["pipeline", "seed", "error"]) + "\n")
     agg, shown = summary_table(df, ["pipeline"], colours)
     pipes = list(agg.pipeline)
     figures = {}
 
     # 1. feature visualizations, padded and control side by side (the first seed of each)
-    fig, axes = P.panel_grid(1, len(pipes), size=(5.0, 5.4))
+    fig, axes = plotting.panel_grid(1, len(pipes), size=(5.0, 5.4))
     for j, pipe in enumerate(pipes):
         row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
         axes[0][j].imshow(_grid(decode_array(row.vis)))
@@ -97,7 +97,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
     figures["border_reliance"] = fig
 
     # 3. Grad-CAM examples on test images framed with the training colour
-    fig, axes = P.panel_grid(len(pipes), 8, size=(1.3, 1.4))
+    fig, axes = plotting.panel_grid(len(pipes), 8, size=(1.3, 1.4))
     for i, pipe in enumerate(pipes):
         row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
         cams, imgs = decode_array(row.cam_examples), decode_array(row.cam_images)
@@ -110,16 +110,16 @@ def report(cfg, df: pd.DataFrame) -> Report:
     figures["gradcam_examples"] = fig
 
     # 4. training curves
-    fig, axes = P.panel_grid(1, 2, size=(4.4, 3.4))
-    for pipe, color in zip(pipes, P.colors(len(pipes)), strict=True):
+    fig, axes = plotting.panel_grid(1, 2, size=(4.4, 3.4))
+    for pipe, color in zip(pipes, plotting.colors(len(pipes)), strict=True):
         sub = df[df.pipeline == pipe]
         epochs = np.asarray(sub.curve_epoch.iloc[0])
         for j, key in enumerate(["train_loss", "test_acc"]):
             vals = np.stack([np.asarray(v, dtype=float) for v in sub[f"curve_{key}"]])
-            mean, ci = T.mean_ci(vals)
-            P.band(axes[0][j], epochs, mean, ci, label=pipe, quantity=key, color=color, marker="o", ms=3)
-    P.style_axes(axes[0][0], "epoch", "training loss (last batch)")
-    P.style_axes(axes[0][1], "epoch", "test accuracy (plain images)")
+            mean, ci = tables.mean_ci(vals)
+            plotting.band(axes[0][j], epochs, mean, ci, label=pipe, quantity=key, color=color, marker="o", ms=3)
+    plotting.style_axes(axes[0][0], "epoch", "training loss (last batch)")
+    plotting.style_axes(axes[0][1], "epoch", "test accuracy (plain images)")
     figures["training"] = fig
 
     lines = ["# Background features in deep networks", "",
@@ -127,7 +127,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
              f"{int(df.n_train.iloc[0])} training images, {cfg.epochs} epochs, SGD lr {cfg.lr:g}; padded = border of "
              f"{cfg.border} px in {cfg.colour}, random crop, flip; test frames of {cfg.eval_border} px"
              + (", adversarial training" if cfg.adversarial else "") + ".  Mean ± 95% interval over seeds:", "",
-             T.markdown_table(shown.T.reset_index().rename(columns=lambda c: str(c)).pipe(
+             tables.markdown_table(shown.T.reset_index().rename(columns=lambda c: str(c)).pipe(
                  lambda t: t.set_axis(["metric", *[str(p) for p in shown.pipeline]], axis=1).iloc[2:]),
                  None), "",
              "acc_X: accuracy on test images framed with X; repr_change_X / logit_change_X: relative change of the "
@@ -137,5 +137,5 @@ def report(cfg, df: pd.DataFrame) -> Report:
              "the visualization.", "",
              "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF)."]
     if len(bad):
-        lines += ["", f"{len(bad)} run(s) diverged:", "", T.markdown_table(bad, ["pipeline", "seed", "error"])]
+        lines += ["", f"{len(bad)} run(s) diverged:", "", tables.markdown_table(bad, ["pipeline", "seed", "error"])]
     return Report("\n".join(lines) + "\n", figures)

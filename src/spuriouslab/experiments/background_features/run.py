@@ -24,7 +24,7 @@ from spuriouslab.nets import analysis
 from spuriouslab.nets.models import build_model
 from spuriouslab.nets.train import Minibatches, TrainState, evaluating, fit, make_optimizer, seeded
 from spuriouslab.records import encode_array
-from spuriouslab.seeding import numpy_rng, stream, torch_generator, torch_seed
+from spuriouslab.seeding import numpy_rng, stream_id, torch_generator, torch_seed
 
 
 def resolve_data(cfg: BackgroundFeaturesConfig) -> str:
@@ -58,7 +58,7 @@ def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> BorderData:
     for key, width in (("border", cfg.border), ("eval_border", cfg.eval_border)):
         if 2 * width >= min(h, w):
             raise ConfigError(f"{key}: got {width}; {name} images are {h}x{w}, so a border must be below {min(h, w) // 2}")
-    rng = numpy_rng(seed, stream("background.subset"))
+    rng = numpy_rng(seed, stream_id("background.subset"))
     tr = rng.permutation(len(data.x_train))[: cfg.n_train]
     te = np.sort(rng.permutation(len(data.x_test))[: cfg.n_test])
     rgb = lambda a: np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a  # noqa: E731
@@ -143,11 +143,11 @@ def new_state(cfg: BackgroundFeaturesConfig, data: BorderData, seed: int, device
     schedule; generators: the minibatch order and the adversarial noise."""
     h, w = data.x_train.shape[1:3]
     model = seeded(lambda: build_model("resnet", (3, h, w), data.n_classes, depth=cfg.depth),
-                   torch_generator(seed, stream("background.init"))).to(device)
+                   torch_generator(seed, stream_id("background.init"))).to(device)
     opt = make_optimizer("sgd", model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.gamma)
-    return TrainState(model, opt, sched, [torch_generator(seed, stream("background.order")),
-                                          torch_generator(seed, stream("background.adversarial"))])
+    return TrainState(model, opt, sched, [torch_generator(seed, stream_id("background.order")),
+                                          torch_generator(seed, stream_id("background.adversarial"))])
 
 
 def _step(cfg: BackgroundFeaturesConfig, state: TrainState, data: BorderData, seed: int, pipeline: str,
@@ -166,7 +166,7 @@ def _step(cfg: BackgroundFeaturesConfig, state: TrainState, data: BorderData, se
         epoch = (t - 1) // batches.steps_per_epoch
         if epoch not in epoch_images:
             epoch_images.clear()
-            rng = numpy_rng(torch_seed(seed, stream("background.augment"), epoch) % 2**63, 0)
+            rng = numpy_rng(torch_seed(seed, stream_id("background.augment"), epoch) % 2**63, 0)
             epoch_images[epoch] = to_float_chw(pad_crop_flip(data.x_train, cfg.border, colour, rng, cfg.crop,
                                                              cfg.flip), device)
         idx = batches(t)[0]
@@ -209,7 +209,7 @@ def visualization(cfg: BackgroundFeaturesConfig, model: torch.nn.Module, size: t
         channels = list(range(min(cfg.vis_channels, model.last_block.conv2.out_channels)))
         vis = analysis.visualize_channels(model, model.last_block, (3, h, w), channels, cfg.vis_rounds,
                                           cfg.vis_steps, cfg.vis_lr, cfg.vis_reg,
-                                          torch_seed(seed, stream("background.visualize")) % 2**63)
+                                          torch_seed(seed, stream_id("background.visualize")) % 2**63)
         before = analysis.channel_activation(model, model.last_block, torch.full((len(channels), 3, h, w), 0.5),
                                              channels)
         after = analysis.channel_activation(model, model.last_block, vis, channels)

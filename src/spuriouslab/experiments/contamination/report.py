@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spuriouslab import plotting as P
-from spuriouslab import tables as T
+from spuriouslab import plotting
+from spuriouslab import tables
 from spuriouslab.experiments.base import Report
 
 COMBO = ["activation", "loss", "optimizer"]
@@ -22,51 +22,51 @@ def report(cfg, df: pd.DataFrame) -> Report:
     df = df[df.status == "ok"] if "status" in df else df
     if df.empty:
         return Report("# Feature contamination\n\nEvery seed diverged:\n\n"
-                      + T.markdown_table(bad, [*COMBO, "seed", "status", "error"]) + "\n")
+                      + tables.markdown_table(bad, [*COMBO, "seed", "status", "error"]) + "\n")
     keys = [k for k in COMBO if df[k].nunique() > 1]
     groups = list(df.groupby(COMBO, sort=False))
     colors = plt.cm.tab10(np.arange(len(groups)) % 10)
-    labels = [P.label(dict(zip(COMBO, key, strict=True)), keys) or "model" for key, _ in groups]
+    labels = [plotting.label(dict(zip(COMBO, key, strict=True)), keys) or "model" for key, _ in groups]
     figures = {}
 
     # 1. losses and accuracies, ID (solid) vs OOD (dashed)
-    fig, axes = P.panel_grid(1, 2, size=(5.0, 3.6))
+    fig, axes = plotting.panel_grid(1, 2, size=(5.0, 3.6))
     for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
         for j, metric in enumerate(["loss", "acc"]):
             for split, style in [("id", "-"), ("ood", "--")]:
-                steps, mean, ci = T.curve_stats(sub, f"{split}_{metric}")
-                P.band(axes[0][j], steps, mean, ci, label=f"{lab} {split.upper()}", quantity=metric, color=color,
+                steps, mean, ci = tables.curve_stats(sub, f"{split}_{metric}")
+                plotting.band(axes[0][j], steps, mean, ci, label=f"{lab} {split.upper()}", quantity=metric, color=color,
                        linestyle=style)
-    P.style_axes(axes[0][0], "iteration", "loss")
-    P.style_axes(axes[0][1], "iteration", "accuracy")
+    plotting.style_axes(axes[0][0], "iteration", "loss")
+    plotting.style_axes(axes[0][1], "iteration", "accuracy")
     fig.suptitle("ID (solid) vs OOD (dashed): mean and 95% band over seeds", fontsize=9)
     figures["losses"] = fig
 
     # 2. projections: core vs background norm; signed background projection by output-weight sign
-    fig, axes = P.panel_grid(1, 2, size=(5.0, 3.6))
+    fig, axes = plotting.panel_grid(1, 2, size=(5.0, 3.6))
     for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
         for metric, style in [("core_norm", "-"), ("bg_norm", "--")]:
-            steps, mean, ci = T.curve_stats(sub, metric)
-            P.band(axes[0][0], steps, mean, ci, label=f"{lab} {metric.split('_')[0]}", quantity=metric,
+            steps, mean, ci = tables.curve_stats(sub, metric)
+            plotting.band(axes[0][0], steps, mean, ci, label=f"{lab} {metric.split('_')[0]}", quantity=metric,
                    color=color, linestyle=style)
         if "curve_bg_signed_pos" in sub and sub["curve_bg_signed_pos"].notna().all():
             for metric, style, name in [("bg_signed_pos", "-", "a>0"), ("bg_signed_neg", "--", "a<0")]:
-                steps, mean, ci = T.curve_stats(sub, metric)
-                P.band(axes[0][1], steps, mean, ci, label=f"{lab} {name}", color=color, linestyle=style)
+                steps, mean, ci = tables.curve_stats(sub, metric)
+                plotting.band(axes[0][1], steps, mean, ci, label=f"{lab} {name}", color=color, linestyle=style)
         else:
-            steps, mean, ci = T.curve_stats(sub, "bg_signed")
-            P.band(axes[0][1], steps, mean, ci, label=lab, color=color)
-    P.style_axes(axes[0][0], "iteration", "mean per-neuron projection norm", "core (solid) vs background (dashed)")
-    P.style_axes(axes[0][1], "iteration", "signed projection on background mean", "split by sign of output weight a")
+            steps, mean, ci = tables.curve_stats(sub, "bg_signed")
+            plotting.band(axes[0][1], steps, mean, ci, label=lab, color=color)
+    plotting.style_axes(axes[0][0], "iteration", "mean per-neuron projection norm", "core (solid) vs background (dashed)")
+    plotting.style_axes(axes[0][1], "iteration", "signed projection on background mean", "split by sign of output weight a")
     figures["projections"] = fig
 
     # 3. activation asymmetry at the end of training, split by sign of the output weight
     cols = min(len(groups), 3)
-    fig, axes = P.panel_grid((len(groups) + cols - 1) // cols, cols, size=(3.6, 2.8))
+    fig, axes = plotting.panel_grid((len(groups) + cols - 1) // cols, cols, size=(3.6, 2.8))
     for i, (key, sub) in enumerate(groups):
         ax = axes[i // cols][i % cols]
         asym = np.concatenate([np.asarray(v) for v in sub.asymmetry])
-        title = P.label(dict(zip(COMBO, key, strict=True)), COMBO)
+        title = plotting.label(dict(zip(COMBO, key, strict=True)), COMBO)
         if "out_sign" in sub and sub.out_sign.notna().all():
             sign = np.concatenate([np.asarray(v) for v in sub.out_sign])
             bins = np.linspace(-1, 1, 41)
@@ -75,23 +75,23 @@ def report(cfg, df: pd.DataFrame) -> Report:
             title += f"  corr={sub.asym_corr.mean():.2f}"
         else:
             ax.hist(asym, bins=40)
-        P.style_axes(ax, "P(active|y=+1) - P(active|y=-1)", "neurons", title, fontsize=8)
-    P.hide_unused(axes, len(groups))
+        plotting.style_axes(ax, "P(active|y=+1) - P(active|y=-1)", "neurons", title, fontsize=8)
+    plotting.hide_unused(axes, len(groups))
     figures["asymmetry"] = fig
 
     # 4. background projection per combination (the activation / loss comparison)
     by = "background_by_" + ("_".join(keys) or "model")
     if len(groups) > 1:
-        fig, axes = P.panel_grid(1, 2, size=(5.0, 3.6))
+        fig, axes = plotting.panel_grid(1, 2, size=(5.0, 3.6))
         for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
             for j, metric in enumerate(["bg_norm", "bg_signed"]):
-                steps, mean, ci = T.curve_stats(sub, metric)
-                P.band(axes[0][j], steps, mean, ci, label=lab, quantity=metric, color=color)
-        P.style_axes(axes[0][0], "iteration", "background projection norm")
-        P.style_axes(axes[0][1], "iteration", "signed background-mean projection")
+                steps, mean, ci = tables.curve_stats(sub, metric)
+                plotting.band(axes[0][j], steps, mean, ci, label=lab, quantity=metric, color=color)
+        plotting.style_axes(axes[0][0], "iteration", "background projection norm")
+        plotting.style_axes(axes[0][1], "iteration", "signed background-mean projection")
         figures[by] = fig
 
-    agg = T.aggregate(df, COMBO, METRICS)
+    agg = tables.aggregate(df, COMBO, METRICS)
     cols_ = [*COMBO, "n", *[m for m in METRICS if m in agg]]
     summary = "\n".join([
         "# Feature contamination", "",
@@ -99,8 +99,8 @@ def report(cfg, df: pd.DataFrame) -> Report:
         f"width={cfg.width}, lr={cfg.lr:g}, wd={cfg.weight_decay:g}, iterations={cfg.iterations}.  End of training, "
         "means over seeds (n).  bg_norm_growth = final / initial background projection norm; bg_signed_change = "
         "change of the signed background-mean projection; ood_id_gap = OOD loss - ID loss.", "",
-        T.markdown_table(agg, cols_), "",
+        tables.markdown_table(agg, cols_), "",
         "Figures: " + ", ".join(f"figures/{name}" for name in figures) + " (PNG, PDF).",
-    ] + ([f"\n{len(bad)} seed(s) diverged (left out above):\n", T.markdown_table(bad, [*COMBO, "seed", "error"])]
+    ] + ([f"\n{len(bad)} seed(s) diverged (left out above):\n", tables.markdown_table(bad, [*COMBO, "seed", "error"])]
          if len(bad) else [])) + "\n"
     return Report(summary, figures)

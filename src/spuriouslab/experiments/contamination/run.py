@@ -17,7 +17,7 @@ from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.mlp import StackedMLP
 from spuriouslab.nets.train import LOSSES, Minibatches, TrainState, fit, gather, make_optimizer
-from spuriouslab.seeding import stream, torch_generator
+from spuriouslab.seeding import stream_id, torch_generator
 
 
 def estimate(cfg: ContaminationConfig) -> Estimate:
@@ -111,7 +111,7 @@ def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: 
     dtype = getattr(torch, cfg.dtype)
     task = _device_task(make_task(seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood,
                                   cfg.ood_shift, cfg.ood_scale), ctx.device, dtype)
-    model = StackedMLP([torch_generator(s, stream("contamination.init")) for s in seeds], cfg.d, cfg.width, cfg.depth,
+    model = StackedMLP([torch_generator(s, stream_id("contamination.init")) for s in seeds], cfg.d, cfg.width, cfg.depth,
                        activation, cfg.bias, cfg.freeze_output).to(ctx.device, dtype)
     state = TrainState(model, make_optimizer(optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum),
                        generators=task.generators)

@@ -73,9 +73,9 @@ class DistillationConfig(ExperimentConfig):
     probe_lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="torch probe learning rate")
     probe_wd_teacher: float = Field(0.1, ge=0, description="torch probe weight decay on teacher features")
     probe_wd_student: float = Field(1e-3, ge=0, description="torch probe weight decay on student / baseline features")
-    stream: bool = Field(False, description="task=folder with a given teacher: read images batch by batch with "
+    streaming: bool = Field(False, description="task=folder with a given teacher: read images batch by batch with "
                                             "DataLoader workers (data larger than memory)")
-    workers: int = Field(2, ge=0, le=256, description="DataLoader worker processes (stream=true)")
+    workers: int = Field(2, ge=0, le=256, description="DataLoader worker processes (streaming=true)")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
     seeds: int = Field(5, ge=1, le=MAX_SEEDS, description="seeds (teacher, student and baseline per seed)")
 
@@ -88,8 +88,8 @@ class DistillationConfig(ExperimentConfig):
                              "activation axis is for MLP students on task=synthetic)")
         if self.task == "folder" and not self.data_root:
             raise ValueError("data_root: task=folder needs data_root=DIR (DIR/train, DIR/test, DIR/ood/<name>)")
-        if self.stream and (self.task != "folder" or not self.teacher):
-            raise ValueError("stream: streaming reads task=folder data for a given teacher "
+        if self.streaming and (self.task != "folder" or not self.teacher):
+            raise ValueError("streaming: reads task=folder data for a given teacher "
                              "(teacher=package.module:factory)")
         if self.teacher_checkpoint and not self.teacher:
             raise ValueError("teacher_checkpoint: give it with teacher=package.module:factory")
@@ -97,10 +97,10 @@ class DistillationConfig(ExperimentConfig):
 
     def probe_kwargs(self, model: str, seed: int) -> dict[str, Any]:
         """How the probe on ``model``'s features (teacher, student, baseline) of ``seed`` is fitted."""
-        from spuriouslab.seeding import stream, torch_seed
+        from spuriouslab.seeding import stream_id, torch_seed
 
         wd = self.probe_wd_teacher if model == "teacher" else self.probe_wd_student
-        return {"kind": self.probe, "seed": torch_seed(seed, stream("distillation.probe")) % 2**31,
+        return {"kind": self.probe, "seed": torch_seed(seed, stream_id("distillation.probe")) % 2**31,
                 "epochs": self.probe_epochs, "lr": self.probe_lr, "weight_decay": wd}
 
     def mlp(self) -> bool:

@@ -25,7 +25,7 @@ from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.experiments.distillation.models import divergence, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import TrainState, fit, make_optimizer, warmup_cosine
-from spuriouslab.seeding import stream, torch_seed
+from spuriouslab.seeding import stream_id, torch_seed
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -182,7 +182,7 @@ def train(cfg: DistillationConfig, model: torch.nn.Module, role: str, seed: int,
     def step(t: int) -> torch.Tensor:
         if (t - 1) % spe == 0 or batches["it"] is None:  # a new epoch: its own seeded order
             epoch = (t - 1) // spe
-            batches["it"] = iter(loader(data, cfg, torch_seed(seed, stream("distillation.order"), epoch) % 2**63))
+            batches["it"] = iter(loader(data, cfg, torch_seed(seed, stream_id("distillation.order"), epoch) % 2**63))
         x, y = next(batches["it"])
         with autocast:
             loss = loss_of(x.to(dev), y.to(dev))
@@ -205,5 +205,5 @@ def train(cfg: DistillationConfig, model: torch.nn.Module, role: str, seed: int,
 
 def check(cfg: DistillationConfig) -> None:
     if cfg.task != "folder" or not cfg.teacher:
-        raise ConfigError("stream: streaming reads task=folder data for a given teacher (teacher=package.module:f)")
+        raise ConfigError("streaming: reads task=folder data for a given teacher (teacher=package.module:f)")
     datasets(cfg)

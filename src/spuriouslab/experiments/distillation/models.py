@@ -15,7 +15,7 @@ from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.nets.models import Classifier, Projected, build_model
 from spuriouslab.nets.train import TrainState, seeded
-from spuriouslab.seeding import stream, torch_generator
+from spuriouslab.seeding import stream_id, torch_generator
 
 def import_factory(spec: str, key: str) -> Callable[..., torch.nn.Module]:
     """``package.module:factory`` -> the callable; a one-line ConfigError naming ``key`` when it does not import."""
@@ -75,7 +75,7 @@ def make_encoder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classe
     classifier trained with labels), initialised from the seed's own stream ``stream_name`` alone."""
     build = encoder_builder(cfg, input_shape, n_classes, role, activation, core_projection)
     whole = (lambda: Classifier(build(), head, n_classes)) if head is not None else build
-    return seeded(whole, torch_generator(seed, stream(stream_name)), reinit=not user_model(cfg, role))
+    return seeded(whole, torch_generator(seed, stream_id(stream_name)), reinit=not user_model(cfg, role))
 
 
 def forward_check(model: torch.nn.Module, x: torch.Tensor, key: str, spec: str | None) -> torch.Tensor:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spuriouslab import plotting as P
-from spuriouslab import tables as T
+from spuriouslab import plotting
+from spuriouslab import tables
 from spuriouslab.experiments.base import Report
 from spuriouslab.experiments.distillation.config import ROLES
 
@@ -32,7 +32,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
             row = {"model": LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
                    "n": len(sub)}
             for split in [*splits, "ood_mean"]:
-                mean, ci = T.mean_ci(sub[f"acc_{model}_{split}"].to_numpy(dtype=float))
+                mean, ci = tables.mean_ci(sub[f"acc_{model}_{split}"].to_numpy(dtype=float))
                 row[split], row[f"{split}_ci"] = float(mean), float(ci)
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -41,20 +41,20 @@ def report(cfg, df: pd.DataFrame) -> Report:
         shown[split] = [f"{m:.3f} ± {c:.3f}" for m, c in zip(table[split], table[f"{split}_ci"], strict=True)]
 
     # 1. bars: accuracy per split and model
-    fig, ax = P.figure(size=(max(5.0, 1.1 * len(splits) + 2), 3.8))
+    fig, ax = plotting.figure(size=(max(5.0, 1.1 * len(splits) + 2), 3.8))
     width = 0.8 / len(table)
     xs = np.arange(len(splits))
     for j, row in table.iterrows():
         vals = [row[s] for s in splits]
         ax.bar(xs + (j - (len(table) - 1) / 2) * width, vals, width,
-               yerr=P.bar_errors(vals, [row[f"{s}_ci"] for s in splits], "acc"), label=row.model, capsize=2)
+               yerr=plotting.bar_errors(vals, [row[f"{s}_ci"] for s in splits], "acc"), label=row.model, capsize=2)
     ax.set_xticks(xs, ["ID", *ood], rotation=20)
     ax.set_ylim(0, 1.05)
-    P.style_axes(ax, "test set", "linear-probe accuracy", "Probe accuracy (mean and 95% interval over seeds)")
+    plotting.style_axes(ax, "test set", "linear-probe accuracy", "Probe accuracy (mean and 95% interval over seeds)")
     figures["accuracy_bars"] = fig
 
     # 2. effective robustness: mean OOD accuracy against ID accuracy, one point per seed and model
-    fig, ax = P.figure(size=(4.4, 4.0))
+    fig, ax = plotting.figure(size=(4.4, 4.0))
     for act in acts:
         sub = df[df.activation == act]
         for model, marker in zip(ROLES, ["*", "o", "s"], strict=True):
@@ -66,59 +66,59 @@ def report(cfg, df: pd.DataFrame) -> Report:
     ax.plot(lim, lim, "k:", linewidth=0.7, label="OOD = ID")
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
-    P.style_axes(ax, "ID accuracy", "mean OOD accuracy", "Effective robustness (one point per seed)")
+    plotting.style_axes(ax, "ID accuracy", "mean OOD accuracy", "Effective robustness (one point per seed)")
     figures["effective_robustness"] = fig
 
     # 3. distillation loss and the student-teacher fit on ID and OOD inputs over training
-    fig, axes = P.panel_grid(1, 3, size=(4.2, 3.4))
-    colors = P.colors(len(splits))
+    fig, axes = plotting.panel_grid(1, 3, size=(4.2, 3.4))
+    colors = plotting.colors(len(splits))
     for act, style in zip(acts, ["-", "--", ":", "-."], strict=False):
         sub = df[df.activation == act]
-        steps, mean, ci = T.curve_stats(sub, "distill_loss")
-        P.band(axes[0][0], steps, mean, ci, label=f"{act} train", quantity="loss", linestyle=style)
+        steps, mean, ci = tables.curve_stats(sub, "distill_loss")
+        plotting.band(axes[0][0], steps, mean, ci, label=f"{act} train", quantity="loss", linestyle=style)
         for split, color in zip(splits, colors, strict=True):
             for j, metric in [(1, "fit_mse"), (2, "fit_cos")]:
-                steps, mean, ci = T.curve_stats(sub, f"{metric}_{split}")
-                P.band(axes[0][j], steps, mean, ci, label=f"{act} {split}" if len(acts) > 1 else split,
+                steps, mean, ci = tables.curve_stats(sub, f"{metric}_{split}")
+                plotting.band(axes[0][j], steps, mean, ci, label=f"{act} {split}" if len(acts) > 1 else split,
                        quantity="mse" if metric == "fit_mse" else None, color=color, linestyle=style)
     axes[0][0].set_yscale("log")
     axes[0][1].set_yscale("log")
-    P.style_axes(axes[0][0], "epoch", "distillation loss (MSE)", "Student fitting the teacher")
-    P.style_axes(axes[0][1], "epoch", "MSE to the teacher's embedding", "Fit on ID test and OOD inputs")
-    P.style_axes(axes[0][2], "epoch", "cosine to the teacher's embedding", "Fit on ID test and OOD inputs")
+    plotting.style_axes(axes[0][0], "epoch", "distillation loss (MSE)", "Student fitting the teacher")
+    plotting.style_axes(axes[0][1], "epoch", "MSE to the teacher's embedding", "Fit on ID test and OOD inputs")
+    plotting.style_axes(axes[0][2], "epoch", "cosine to the teacher's embedding", "Fit on ID test and OOD inputs")
     figures["distillation_fit"] = fig
 
     # 4. the mechanism (MLP students): background-subspace weight of the student, the baseline and the teacher
     mech = "curve_student_bg_norm" in df and df["curve_student_bg_norm"].notna().all()
     if mech:
-        fig, axes = P.panel_grid(1, 2, size=(4.6, 3.6))
-        for act, color in zip(acts, P.colors(len(acts)), strict=True):
+        fig, axes = plotting.panel_grid(1, 2, size=(4.6, 3.6))
+        for act, color in zip(acts, plotting.colors(len(acts)), strict=True):
             sub = df[df.activation == act]
             for j, space in enumerate(["bg", "core"]):
                 for who, style in [("student", "-"), ("baseline", "--")]:
-                    steps, mean, ci = T.curve_stats(sub, f"{who}_{space}_norm")
-                    P.band(axes[0][j], steps, mean, ci, label=f"{who} ({act})", quantity="norm", color=color,
+                    steps, mean, ci = tables.curve_stats(sub, f"{who}_{space}_norm")
+                    plotting.band(axes[0][j], steps, mean, ci, label=f"{who} ({act})", quantity="norm", color=color,
                            linestyle=style)
         if "teacher_bg_norm" in df:
             axes[0][0].axhline(float(df.teacher_bg_norm.mean()), color="k", linewidth=1, label="teacher")
-        P.style_axes(axes[0][0], "epoch", "mean per-neuron norm, background subspace",
+        plotting.style_axes(axes[0][0], "epoch", "mean per-neuron norm, background subspace",
                      "Background weight (teacher: 0 by construction)")
-        P.style_axes(axes[0][1], "epoch", "mean per-neuron norm, core subspace", "Core weight")
+        plotting.style_axes(axes[0][1], "epoch", "mean per-neuron norm, core subspace", "Core weight")
         figures["mechanism"] = fig
 
     fit_cols = ["activation", "n", "distill_loss", "fit_mse_id", "fit_mse_ood_mean", "fit_cos_id", "fit_cos_ood_mean"]
     mech_cols = ["student_bg_norm", "baseline_bg_norm", "teacher_bg_norm", "student_core_norm"]
-    fit = T.aggregate(df, ["activation"], [c for c in fit_cols[2:] + mech_cols if c in df])
+    fit = tables.aggregate(df, ["activation"], [c for c in fit_cols[2:] + mech_cols if c in df])
     lines = [
         "# Representation distillation", "",
         f"task={cfg.task}, preset={cfg.preset}, {df.seed.nunique()} seed(s); teacher="
         f"{cfg.teacher or 'built-in (' + ('core-only MLP' if cfg.task == 'synthetic' else 'CNN on wide backgrounds') + ')'}"
         f", student={cfg.student or 'same architecture, fresh init'}.  Linear-probe accuracy (probe fitted on ID "
         "train features), mean ± 95% interval over seeds:", "",
-        T.markdown_table(shown, ["model", "n", *splits, "ood_mean"]), "",
+        tables.markdown_table(shown, ["model", "n", *splits, "ood_mean"]), "",
         "Student-teacher embedding fit at the end of training (MSE and cosine, on the ID test set and the mean over "
         "OOD sets)" + (" and the first-layer weight norms in the background / core subspaces" if mech else "") + ":",
-        "", T.markdown_table(fit, [c for c in fit_cols + mech_cols if c in fit]), "",
+        "", tables.markdown_table(fit, [c for c in fit_cols + mech_cols if c in fit]), "",
         "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF).",
     ]
     return Report("\n".join(lines) + "\n", figures)

@@ -29,7 +29,7 @@ from spuriouslab.nets.models import SeedEnsemble
 from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import (Minibatches, TrainState, clip_grad_norm_per_seed, evaluate, fit, gather,
                                      make_optimizer, seed_cross_entropy, warmup_cosine)
-from spuriouslab.seeding import stream, torch_generator
+from spuriouslab.seeding import stream_id, torch_generator
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -56,7 +56,7 @@ def _folder_task(cfg: DistillationConfig, seed: int) -> DistillTask:
     classes = folder_classes(root)
     x_tr, y_tr = read_image_split(root / "train", classes)
     x_te, y_te = read_image_split(root / "test", classes)
-    rng = numpy_rng(seed, stream("distillation.data"))
+    rng = numpy_rng(seed, stream_id("distillation.data"))
     tr = rng.permutation(len(x_tr))[: cfg.n]
     te = np.sort(rng.permutation(len(x_te))[: cfg.n_test])
     oods = {}
@@ -81,7 +81,7 @@ def ood_labels(task: DistillTask, name: str) -> torch.Tensor:
 
 def check(cfg: DistillationConfig) -> None:
     """Teacher and student build, are modules, and agree on the embedding size (a forward on two inputs)."""
-    if cfg.stream:
+    if cfg.streaming:
         from spuriouslab.experiments.distillation import folders
 
         sets = folders.datasets(cfg)
@@ -113,7 +113,7 @@ def train(cfg: DistillationConfig, model: torch.nn.Module, loss: Callable[[torch
     clipping) by the one trainer; ``loss(idx)`` gives the per-seed losses (S,) of the batch ``idx`` (S, B) of
     the ``n`` training samples.  Checkpointed under ``key`` at every log step (resumed from there)."""
     opt = make_optimizer("adamw", model.parameters(), cfg.lr, cfg.weight_decay)
-    gens = [torch_generator(s, stream("distillation.order")) for s in seeds]
+    gens = [torch_generator(s, stream_id("distillation.order")) for s in seeds]
     batches = Minibatches(n, 0 if cfg.batch_size >= n else cfg.batch_size, gens, ctx.device)
     steps = epochs * batches.steps_per_epoch
     sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
@@ -176,7 +176,7 @@ def group_key(cfg: DistillationConfig, p: dict[str, Any]) -> Any:
 def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
     """data -> teacher (frozen or trained once per seed) -> student (fits the teacher's embeddings) and baseline
     (labels) -> probes on frozen features -> one record per point."""
-    if cfg.stream:
+    if cfg.streaming:
         from spuriouslab.experiments.distillation import folders
 
         yield from folders.run_group(cfg, points, ctx)
@@ -362,7 +362,7 @@ def estimate(cfg: DistillationConfig) -> Estimate:
         per_sample = 16 * cfg.canvas**2 * 3 + 32 * cfg.canvas**2
         params = 32 * (cfg.canvas // 4) ** 2 * cfg.embed + 5000
     n, n_test, n_ood = cfg.n, cfg.n_test, 5 if cfg.task == "synthetic" else 4
-    if cfg.stream:  # only features are held: models, one batch, and (N, embed) features per set
+    if cfg.streaming:  # only features are held: models, one batch, and (N, embed) features per set
         batch = cfg.batch_size or 256
         return Estimate(3 * 4 * 4 * 50e6 + batch * 3 * 224 * 224 * 4 * 20, 0.0, "streamed folder, one seed")
     if cfg.task == "folder":  # sizes from the files there (images are read only by the run)

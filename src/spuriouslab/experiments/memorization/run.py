@@ -17,7 +17,7 @@ from spuriouslab.experiments.base import Estimate, RunContext
 from spuriouslab.experiments.memorization.config import MemorizationConfig
 from spuriouslab.kernels.matrices import BLOCK, DEFAULT_WIDTH, KernelSpec, grams
 from spuriouslab.kernels.solve import fit_kernel
-from spuriouslab.seeding import stream
+from spuriouslab.seeding import stream_id
 from spuriouslab.theory.alignment import predict_alignment
 
 
@@ -91,7 +91,7 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
     n_max = max(p["n_train"] for p in points)
     data = build_split(cfg.split_spec(p0["alpha"], p0["correlation"]), p0["seed"], n_max)
     acts = list(dict.fromkeys(p["activation"] for p in points))
-    key = (p0["seed"], stream(f"features.{p0['model']}"), 0 if cfg.nested else n_max)
+    key = (p0["seed"], stream_id(f"features.{p0['model']}"), 0 if cfg.nested else n_max)
     specs = [KernelSpec.make(p0["model"], a, p0["width"], key=key, device=ctx.device, dtype=cfg.feature_dtype,
                              progress=ctx.progress) for a in acts]
     blocks = [data.Z_test, data.Z_query] + ([data.Z_test_query] if cfg.spurious_corr else [])

@@ -19,7 +19,7 @@ from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 from spuriouslab.nets.models import MODELS, SeedEnsemble, build_model
 from spuriouslab.nets.train import (Minibatches, TrainState, evaluate, fit, gather, make_optimizer,
                                      seed_cross_entropy, seeded)
-from spuriouslab.seeding import stream, torch_generator
+from spuriouslab.seeding import stream_id, torch_generator
 
 NAME = "memorization-nn"
 METRICS = ["train_loss", "train_acc", "test_acc", "spurious_acc"]
@@ -138,10 +138,10 @@ def new_state(cfg: MemorizationNNConfig, model_name: str, data: SeedData, seeds:
     """The paper's recipe: each seed's model initialised from its own stream, Adam, StepLR every ``step_size``
     epochs; the minibatch order from each seed's own generator."""
     net = SeedEnsemble(lambda s: seeded(lambda: build_model(model_name, data.shape, data.n_out),
-                                        torch_generator(s, stream("nets.init"))), seeds).to(device)
+                                        torch_generator(s, stream_id("nets.init"))), seeds).to(device)
     opt = make_optimizer("adam", net.parameters(), cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
-    return TrainState(net, opt, sched, [torch_generator(s, stream("nets.order")) for s in seeds])
+    return TrainState(net, opt, sched, [torch_generator(s, stream_id("nets.order")) for s in seeds])
 
 
 def _step(net: SeedEnsemble, data: SeedData, batches: Minibatches) -> Callable[[int], torch.Tensor]:

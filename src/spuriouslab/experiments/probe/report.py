@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from spuriouslab import tables as T
+from spuriouslab import tables
 from spuriouslab.experiments.background_features.report import reliance_figure, summary_table
 from spuriouslab.experiments.base import Report
 from spuriouslab.experiments.probe.config import ProbeConfig
@@ -23,7 +23,7 @@ def report(cfg: ProbeConfig, df: pd.DataFrame) -> Report:
     lines = [f"# Probe: {cfg.model}", "",
              f"data={cfg.data}, {int(row.n)} test images, frame {cfg.eval_border} px, training colour {cfg.colour}"
              + (f", checkpoint {cfg.checkpoint}" if cfg.checkpoint else "") + ".", "",
-             T.markdown_table(pd.concat([table, extra]), ["metric", "value"]), "",
+             tables.markdown_table(pd.concat([table, extra]), ["metric", "value"]), "",
              "spurious_acc: each training image's frame with its core zeroed, classified as its label (Bombari & "
              "Mondelli's query).  See background-features for the other columns.  Figure: figures/border_reliance."]
     return Report("\n".join(lines) + "\n", {"border_reliance": fig})

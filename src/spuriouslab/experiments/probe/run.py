@@ -15,9 +15,9 @@ from spuriouslab.data.borders import frame, frame_mask, parse_colour, scale_pixe
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.probe.config import ProbeConfig
-from spuriouslab.nets import analysis as A
+from spuriouslab.nets import analysis
 from spuriouslab.nets.loading import import_object, load_state
-from spuriouslab.seeding import numpy_rng, stream
+from spuriouslab.seeding import numpy_rng, stream_id
 
 
 def load_model(cfg: ProbeConfig, device: str = "cpu") -> torch.nn.Module:
@@ -41,7 +41,7 @@ def layer_of(cfg: ProbeConfig, model: torch.nn.Module) -> torch.nn.Module:
         except AttributeError:
             raise ConfigError(f"layer: {cfg.layer!r} is not a module of {cfg.model}") from None
     try:
-        return A.last_conv(model)
+        return analysis.last_conv(model)
     except ValueError as exc:
         raise ConfigError(f"model: {exc}; give layer=NAME") from None
 
@@ -53,7 +53,7 @@ def data(cfg: ProbeConfig) -> dict[str, Any]:
     h, w, _ = d.shape
     if 2 * cfg.eval_border >= min(h, w):
         raise ConfigError(f"eval_border: got {cfg.eval_border}; {cfg.data} images are {h}x{w}")
-    rng = numpy_rng(0, stream("background.subset"))
+    rng = numpy_rng(0, stream_id("background.subset"))
     te = np.sort(rng.permutation(len(d.x_test))[: cfg.n])
     tr = np.sort(rng.permutation(len(d.x_train))[: cfg.n])
     rgb = (lambda a: np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a) if cfg.rgb else (lambda a: a)
@@ -80,7 +80,7 @@ def check(cfg: ProbeConfig) -> None:
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ConfigError(f"model: {cfg.model} must return (batch, classes) logits")
     try:
-        A.last_linear(model)
+        analysis.last_linear(model)
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
 
@@ -99,12 +99,12 @@ def run_group(cfg: ProbeConfig, points: list[dict], ctx: RunContext) -> Iterator
     colours = {"train_colour": parse_colour(cfg.colour), **{c: parse_colour(c) for c in cfg.other_colours}}
     framed = {k: tensor(cfg, frame(d["x_test"], c, cfg.eval_border), ref, dev) for k, c in colours.items()}
     rec: dict[str, Any] = dict(points[0])
-    rec.update(A.border_reliance(model, x, y, framed, region, layer, cfg.cam_images))
+    rec.update(analysis.border_reliance(model, x, y, framed, region, layer, cfg.cam_images))
     # spurious-border memorization: each training image's frame with its core zeroed, against its label
     queries = d["x_train"].copy()
     queries[:, cfg.eval_border:h - cfg.eval_border, cfg.eval_border:w - cfg.eval_border] = 0
-    rec["spurious_acc"] = A.accuracy(model, tensor(cfg, queries, ref, dev), torch.from_numpy(d["y_train"]))
-    rec["train_acc"] = A.accuracy(model, tensor(cfg, d["x_train"], ref, dev), torch.from_numpy(d["y_train"]))
+    rec["spurious_acc"] = analysis.accuracy(model, tensor(cfg, queries, ref, dev), torch.from_numpy(d["y_train"]))
+    rec["train_acc"] = analysis.accuracy(model, tensor(cfg, d["x_train"], ref, dev), torch.from_numpy(d["y_train"]))
     rec["chance"] = 1.0 / max(2, int(max(d["y_test"].max(), d["y_train"].max())) + 1)
     rec.update(model=cfg.model, data=cfg.data, n=len(y), status="ok", error="", seconds=time.perf_counter() - t0)
     yield rec

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from spuriouslab import plotting as P
-from spuriouslab import tables as T
+from spuriouslab import plotting
+from spuriouslab import tables
 from spuriouslab.experiments.base import Report
 
 METRICS = ["test_acc", "test_mse", "memorization_cov", "spurious_corr", "spurious_acc"]
@@ -13,7 +13,7 @@ KEYS = ["model", "activation", "alpha", "width", "n_train", "correlation", "ridg
 
 
 def report(cfg, df: pd.DataFrame) -> Report:
-    agg = T.aggregate(df, KEYS, METRICS)
+    agg = tables.aggregate(df, KEYS, METRICS)
     curves = [k for k in ["model", "activation", "alpha", "width", "n_train"] if agg[k].nunique() > 1]
     best = (agg.loc[agg.groupby([*curves, "correlation"] if curves else ["correlation"]).test_mse.idxmin()]
             .reset_index(drop=True))
@@ -22,23 +22,23 @@ def report(cfg, df: pd.DataFrame) -> Report:
     linthresh = float(positive.min()) if len(positive) else 1.0
 
     def figure(panels: list[tuple[str, str]], xlabel: str, mark_best: bool):
-        fig, axes = P.panel_grid(len(groups), 2)
+        fig, axes = plotting.panel_grid(len(groups), 2)
         for i, (gkey, sub) in enumerate(groups):
             bsub = best.merge(sub[[*curves, "correlation"]].drop_duplicates()) if curves else best
             gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-            title = P.label(dict(zip(curves, gkey, strict=False)), curves) or "all"
+            title = plotting.label(dict(zip(curves, gkey, strict=False)), curves) or "all"
             for j, (metric, ylabel) in enumerate(panels):
                 ax = axes[i][j]
                 for c, line in sub.groupby("correlation", sort=True):
                     line = line.sort_values("ridge")
-                    handle = P.band(ax, line.ridge, line[metric], line[metric + "_ci"], label=f"c={c:g}",
+                    handle = plotting.band(ax, line.ridge, line[metric], line[metric + "_ci"], label=f"c={c:g}",
                                     quantity=metric, marker="o", ms=3)
                     opt = bsub[bsub.correlation == c]
                     if mark_best and len(opt):
                         ax.plot(opt.ridge, opt[metric], marker="*", ms=12, color=handle.get_color(),
                                 markeredgecolor="k", linestyle="none")
                 ax.set_xscale("symlog", linthresh=linthresh)
-                P.style_axes(ax, xlabel, ylabel, title)
+                plotting.style_axes(ax, xlabel, ylabel, title)
         return fig
 
     figures = {
@@ -50,8 +50,8 @@ def report(cfg, df: pd.DataFrame) -> Report:
     }
     lines = ["# Ridge and spurious correlation", "",
              "Test-optimal lambda (minimum test MSE) per setting:", "",
-             T.markdown_table(best, [*curves, "correlation", "ridge", "test_mse", "test_acc", "spurious_corr",
+             tables.markdown_table(best, [*curves, "correlation", "ridge", "test_mse", "test_acc", "spurious_corr",
                                      "memorization_cov"]),
              "", "All points (means over seeds). Figures: figures/ridge_memorization, figures/ridge_correlation.",
-             "", T.markdown_table(agg, [*KEYS, "n", *METRICS])]
+             "", tables.markdown_table(agg, [*KEYS, "n", *METRICS])]
     return Report("\n".join(lines) + "\n", figures)
