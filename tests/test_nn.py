@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -65,7 +66,16 @@ def test_synthetic_mse_and_resnet_paths(cli, tmp_path):
                        "epochs=1", "--set", "log_every=1", "--set", "seeds=2", "--set", "n_test=50",
                        "--set", "weight_decay=5e-4", "--out", tmp_path / "r", "--no-progress")
     assert code == 0, err
-    assert len(pd.read_parquet(tmp_path / "r" / "results.parquet")) == 2
+    df = pd.read_parquet(tmp_path / "r" / "results.parquet").drop(columns=["seconds", "point_id"])
+    assert list(df.seed) == [0, 1] and (df.status == "ok").all() and np.isfinite(df.train_loss).all()
+    assert df.curve_train_loss.iloc[0].tolist() != df.curve_train_loss.iloc[1].tolist()  # two different models
+    # BatchNorm: one seed a group, so seed 0's record is what a run of seed 0 alone gives
+    code, _, err = cli("run", "memorization-nn", "--set", "model=resnet18", "--set", "n_train=32", "--set",
+                       "epochs=1", "--set", "log_every=1", "--set", "seeds=1", "--set", "n_test=50",
+                       "--set", "weight_decay=5e-4", "--out", tmp_path / "r1", "--no-progress")
+    assert code == 0, err
+    alone = pd.read_parquet(tmp_path / "r1" / "results.parquet").drop(columns=["seconds", "point_id"])
+    pd.testing.assert_frame_equal(df.iloc[:1].reset_index(drop=True), alone)
 
 
 def test_divergence_is_recorded_not_retried(cli, tmp_path):

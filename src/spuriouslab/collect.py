@@ -5,40 +5,20 @@ against that field, and one HTML page (:mod:`spuriouslab.html`)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from spuriouslab import tables as tables_
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments import Report, get_experiment
+from spuriouslab.experiments import get_experiment
+from spuriouslab.html import RunInfo, write_html
 from spuriouslab.report import cross_figure, load_plan, make_report
 from spuriouslab.store import RunStore
 
 
 def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in label)
-
-
-@dataclass
-class RunInfo:
-    """One run as a cross-run report sees it: where it is, its distinct label, its experiment, resolved config,
-    environment, records (a table) and its report (in memory); ``figures`` the PNGs of that report once saved
-    under the cross-run report's directory."""
-
-    root: Path
-    label: str
-    experiment: str
-    config: dict
-    env: dict
-    df: pd.DataFrame
-    report: Report
-    figures: list[Path] = field(default_factory=list)
-
-    @property
-    def summary(self) -> str:
-        return self.report.summary
 
 
 def labels(directories: list[Path]) -> list[str]:
@@ -134,7 +114,5 @@ def report_many(directories: list[Path], out: Path, html_path: Path | None = Non
     summary = "\n".join(lines)
     atomic_write(out / "summary.md", lambda tmp: tmp.write_text(summary))
     if html_path is not None:
-        from spuriouslab.html import write_html
-
         write_html(runs, tables, extra, html_path)
     return summary

@@ -7,16 +7,34 @@ from __future__ import annotations
 import base64
 import html
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
 
 from spuriouslab import tables
+from spuriouslab.experiments import Report
 
-if TYPE_CHECKING:
-    from spuriouslab.collect import RunInfo
+
+@dataclass
+class RunInfo:
+    """One run as a cross-run report sees it: where it is, its distinct label, its experiment, resolved config,
+    environment, records (a table) and its report (in memory); ``figures`` the PNGs of that report once saved
+    under the cross-run report's directory."""
+
+    root: Path
+    label: str
+    experiment: str
+    config: dict
+    env: dict
+    df: pd.DataFrame
+    report: Report
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        return self.report.summary
 
 
 def markdown_to_html(text: str) -> str:

@@ -28,7 +28,7 @@ class DatasetSpec:
     ``checksum`` the SHA-256 of the decoded arrays (None: no reference); ``sources`` the canonical download (base
     address, {file: MD5}); ``system`` a directory a system package installs it in.  Defaults of the experiments:
     ``border`` the random border of the memorization papers, ``classes`` the kernel class pair, ``n_train`` the
-    kernel N grid, ``padding`` (pad, test frame) of background-features."""
+    kernel N grid, ``padding`` (pad, test frame) of background-features; ``count`` the (train, test) sizes."""
 
     read: Callable[[Path | None], formats.ImageData]
     description: str
@@ -42,6 +42,7 @@ class DatasetSpec:
     classes: tuple[int, int] = (0, 1)
     n_train: tuple[int, ...] = (10, 20, 50, 100)
     padding: tuple[int, int] = (8, 4)
+    count: tuple[int, int] | None = None  # (train, test) images, for memory estimates; None: read from the files
     fetchable: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -52,11 +53,11 @@ _MNIST_N = (100, 200, 500, 1000, 2000, 5000)
 
 DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(lambda where: formats.load_digits_data(), "scikit-learn's bundled 8x8 digits (offline)",
-                          shape=(8, 8, 1), border=4, classes=(1, 7), n_train=(10, 20, 50, 100, 200), padding=(2, 1),
+                          shape=(8, 8, 1), border=4, classes=(1, 7), n_train=(10, 20, 50, 100, 200), padding=(2, 1), count=(1198, 599),
                           checksum="9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"),
     "mnist": DatasetSpec(lambda where: formats.read_mnist_dir(where, "mnist"), "MNIST (IDX files)",
                          probe=formats.MNIST_FILES[0], subdir="mnist", shape=(28, 28, 1), border=10, classes=(1, 7),
-                         n_train=_MNIST_N, padding=(8, 4), sources=("https://ossci-datasets.s3.amazonaws.com/mnist/", {
+                         n_train=_MNIST_N, padding=(8, 4), count=(60000, 10000), sources=("https://ossci-datasets.s3.amazonaws.com/mnist/", {
                              "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
                              "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
                              "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -64,7 +65,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": DatasetSpec(
         lambda where: formats.read_mnist_dir(where, "fashion-mnist"), "Fashion-MNIST (IDX files; Debian's "
         "dataset-fashion-mnist is found)", probe=formats.MNIST_FILES[0], subdir="fashion-mnist", shape=(28, 28, 1),
-        border=10, classes=(1, 7), n_train=_MNIST_N, padding=(8, 4), system=Path("/usr/share/datasets/fashion-mnist"),
+        border=10, classes=(1, 7), n_train=_MNIST_N, padding=(8, 4), count=(60000, 10000), system=Path("/usr/share/datasets/fashion-mnist"),
         # computed from Debian's files (whose gzip streams differ from upstream's, the decoded IDX bytes do not)
         checksum="abf4cdc7be0d9c228398ac0cf5e497a09c7e922e721564006ac1a5942474e36e",
         sources=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", {
@@ -74,7 +75,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"})),
     "cifar10": DatasetSpec(lambda where: formats.read_cifar_dir(where), "CIFAR-10 (python pickle batches)",
                            probe="data_batch_1", subdir="cifar-10-batches-py", shape=(32, 32, 3), border=8,
-                           classes=(3, 8), n_train=(100, 200, 500, 1000), padding=(8, 4),
+                           classes=(3, 8), n_train=(100, 200, 500, 1000), padding=(8, 4), count=(50000, 10000),
                            sources=("https://www.cs.toronto.edu/~kriz/",
                                     {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"})),
     "folder": DatasetSpec(lambda where: formats.read_image_folder(where), "an image folder given as data_root "

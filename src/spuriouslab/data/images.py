@@ -29,7 +29,7 @@ from spuriouslab.data.formats import (CIFAR_CLASSES, CIFAR_TRAIN, FASHION_CLASSE
                                       idx_file, read_idx, read_image_folder, read_image_split, read_mnist_dir, write_idx)
 
 __all__ = ["CIFAR_CLASSES", "CIFAR_TRAIN", "DATASETS", "FASHION_CLASSES", "MNIST_FILES", "DataError", "ImageData",
-           "array_checksum", "fetch", "folder_classes", "image_shape", "info", "load_digits_data", "load_images",
+           "array_checksum", "builtin", "fetch", "load_bytes", "folder_classes", "image_shape", "info", "load_digits_data", "load_images",
            "locate", "read_cifar_batch", "read_cifar_dir", "read_idx", "read_image_folder", "read_image_split",
            "read_mnist_dir", "search_roots", "to_float_chw", "where_to_put", "write_idx"]
 
@@ -134,6 +134,16 @@ def to_float_chw(images: np.ndarray, device: str = "cpu"):
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0).to(device)
+
+
+def load_bytes(name: str) -> float:
+    """Peak memory of loading a data set (a memory estimate): its decoded arrays, the decompressed buffer they come
+    from and the checksum's copy, about 3x the decoded size; 0 where the registry does not know its size."""
+    spec = get_dataset(name)
+    if spec.count is None or spec.shape is None:
+        return 0.0
+    h, w, c = spec.shape
+    return 3.0 * sum(spec.count) * h * w * c
 
 
 def image_shape(name: str, data_root: str | os.PathLike | None = None) -> tuple[int, int, int]:

@@ -29,6 +29,9 @@ from spuriouslab.errors import ConfigError
 
 
 MAX_SEEDS = 10_000
+# What torch itself takes on the first training steps of any model (allocator pools, autograd and vmap
+# workspaces, kernels' scratch), measured at 20-100 MB on tiny runs: part of every trained experiment's estimate.
+FRAMEWORK_BYTES = 100e6
 MAX_POINTS = 1_000_000  # grid points (axes x seeds) in one run
 
 

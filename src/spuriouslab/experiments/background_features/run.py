@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from spuriouslab.data.borders import frame, frame_mask, pad_crop_flip, parse_colour
-from spuriouslab.data.images import to_float_chw
+from spuriouslab.data.images import image_shape, load_bytes, to_float_chw
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
-from spuriouslab.experiments.base import Estimate, RunContext, checkpoint_key
+from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.nets import analysis
 from spuriouslab.nets.models import build_model
 from spuriouslab.nets.train import Minibatches, TrainState, evaluating, fit, make_optimizer, seeded
@@ -75,9 +75,13 @@ def group_key(cfg: BackgroundFeaturesConfig, p: dict[str, Any]) -> Any:
 
 
 def estimate(cfg: BackgroundFeaturesConfig) -> Estimate:
-    hw = 32 * 32 if cfg.data in ("cifar10", "folder") else 28 * 28
+    name = resolve_data(cfg)
+    h, w, _ = image_shape(name, cfg.data_root)
+    hw = h * w
     act = hw * 16 * 6 * ((cfg.depth - 2) // 6) * 4  # activations kept for backward, per image (float32)
-    peak = (cfg.n_train + cfg.n_test * (2 + len(cfg.other_colours))) * hw * 3 * 5 + cfg.batch_size * act * 2 + 50e6
+    peak = ((cfg.n_train + cfg.n_test * (2 + len(cfg.other_colours))) * hw * 3 * 5 + cfg.batch_size * act * 2
+            + FRAMEWORK_BYTES)
+    peak += load_bytes(name)
     flops_img = 2 * 0.07e9 * hw / 1024 * (cfg.depth / 32)
     steps_imgs = cfg.epochs * cfg.n_train * (1 + (cfg.pgd_steps if cfg.adversarial else 0))
     flops = 3 * flops_img * steps_imgs + 3 * flops_img * cfg.vis_channels * cfg.vis_rounds * cfg.vis_steps

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_task, online_batch
-from spuriouslab.experiments.base import Estimate, RunContext, checkpoint_key
+from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.mlp import StackedMLP
@@ -29,11 +29,12 @@ def estimate(cfg: ContaminationConfig) -> Estimate:
     params = cfg.width * cfg.d + (cfg.depth - 2) * cfg.width**2 + 3 * cfg.width
     batch = {"full": cfg.n, "minibatch": cfg.batch_size, "online": cfg.n}[cfg.sampling]
     inputs = rows * (k if cfg.subspace else cfg.d + k)
-    peak = S * b * (inputs + k * cfg.d + 5 * params + 4 * max(rows, batch) * cfg.width * cfg.depth)
+    # activations of the largest forward: a training batch (kept for backward) or one evaluated set at a time
+    peak = S * b * (inputs + k * cfg.d + 5 * params + 2 * max(cfg.n, cfg.n_test, batch) * cfg.width * cfg.depth)
     first = k if cfg.subspace else cfg.d
     per_step = 6.0 * batch * (first * cfg.width + (cfg.depth - 2) * cfg.width**2 + cfg.width)
     flops = S * (cfg.iterations * per_step + (cfg.iterations / cfg.log_every + 1) * 2.0 * rows * params)
-    return Estimate(peak, flops, f"{S} seed(s) x {cfg.iterations} steps, width {cfg.width}")
+    return Estimate(peak + FRAMEWORK_BYTES, flops, f"{S} seed(s) x {cfg.iterations} steps, width {cfg.width}")
 
 
 def group_key(cfg: ContaminationConfig, p: dict[str, Any]) -> Any:

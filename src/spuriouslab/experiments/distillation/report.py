@@ -17,6 +17,11 @@ LABELS = {"teacher": "teacher", "student": "distilled student", "baseline": "bas
 
 
 def report(cfg, df: pd.DataFrame) -> Report:
+    bad = df[df.status != "ok"]
+    df = df[df.status == "ok"]
+    if df.empty:
+        return Report("# Representation distillation\n\nEvery seed diverged:\n\n"
+                      + tables.markdown_table(bad, ["activation", "seed", "error"]) + "\n")
     ood = list(df.ood_sets.iloc[0])
     splits = ["id", *ood]
     acts = list(dict.fromkeys(df.activation))
@@ -121,4 +126,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
         "", tables.markdown_table(fit, [c for c in fit_cols + mech_cols if c in fit]), "",
         "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF).",
     ]
+    if len(bad):
+        lines += ["", f"{len(bad)} seed(s) diverged (left out above):", "",
+                  tables.markdown_table(bad, ["activation", "seed", "error"])]
     return Report("\n".join(lines) + "\n", figures)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from spuriouslab.data.distillation import DistillTask, image_task, synthetic_task
-from spuriouslab.data.images import to_float_chw
+from spuriouslab.data.images import load_bytes, to_float_chw
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments.base import Estimate, RunContext, checkpoint_key
+from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
 from spuriouslab.experiments.distillation.models import (forward_check, divergence, load_teacher_checkpoint,
                                                         make_encoder)
@@ -375,6 +375,8 @@ def estimate(cfg: DistillationConfig) -> Estimate:
     rows = 2 * n + n_test * (1 + n_ood)
     batch = n if cfg.batch_size == 0 else min(n, cfg.batch_size)
     peak = S * (rows * size * 4 + rows * cfg.embed * 4 * 3 + 3 * params * 4 * 4 + batch * per_sample * 4 * 3)
+    peak += FRAMEWORK_BYTES + (0.0 if cfg.task in ("synthetic", "folder") else load_bytes(
+        "digits" if cfg.task == "digits-background" else "fashion-mnist"))
     steps = cfg.epochs * (1 if cfg.batch_size == 0 else math.ceil(n / cfg.batch_size))
     flops = S * 6.0 * (steps * 2 + cfg.teacher_epochs) * batch * max(params, per_sample)
     return Estimate(peak, flops, f"{S} seed(s) stacked, {cfg.task}")

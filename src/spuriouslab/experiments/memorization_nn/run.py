@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from spuriouslab.data.images import image_shape
+from spuriouslab.data.images import image_shape, load_bytes
 from spuriouslab.data.memorization import build_split
-from spuriouslab.experiments.base import Estimate, RunContext, checkpoint_key
+from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 from spuriouslab.nets.models import MODELS, SeedEnsemble, build_model
 from spuriouslab.nets.train import (Minibatches, TrainState, evaluate, fit, gather, make_optimizer,
@@ -87,7 +87,8 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
         S = 1 if spec.batchnorm else cfg.seeds
         params, per_sample = spec.size(shape, n_out)
         batch = min(cfg.batch_size, n)
-        peak = S * rows * size * 4 + rows * size * 8 + S * params * 4 * 4 + S * batch * per_sample * 4 * 2
+        peak = (S * rows * size * 4 + rows * size * 8 + S * params * 4 * 4 + S * batch * per_sample * 4 * 2
+                + (0.0 if cfg.data == "synthetic" else load_bytes(cfg.data)) + FRAMEWORK_BYTES)
         steps = cfg.epochs * math.ceil(n / cfg.batch_size)
         flops = S * (6.0 * steps * batch * max(params, per_sample)
                      + 2.0 * (cfg.epochs / cfg.log_every + 1) * rows * max(params, per_sample))
