@@ -195,3 +195,27 @@ def test_pgd_stays_in_its_ball():
     adv = _pgd_l2(m, x, torch.zeros(4, dtype=torch.long), 0.5, 3)
     assert ((adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
     assert (adv - x).abs().max() > 0
+
+
+def test_data_auto_takes_the_borders_of_the_data_it_finds(monkeypatch, tmp_path):
+    """Without Fashion-MNIST anywhere, data=auto falls back to digits with digits' borders (not Fashion-MNIST's)."""
+    import dataclasses
+
+    from spuriouslab.data import images
+    from spuriouslab.data.datasets import DATASETS
+    from spuriouslab.experiments import get_experiment, run_points
+
+    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"],
+                                                                       system=tmp_path / "none"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPURIOUSLAB_DATA", raising=False)
+    images._load_cached.cache_clear()
+    exp = get_experiment("background-features")
+    cfg = exp.make_config({"n_train": 60, "n_test": 20, "epochs": 1, "depth": 8, "seeds": 1, "pipeline": ["padded"],
+                           "vis_channels": 2, "vis_steps": 2, "vis_rounds": 1, "cam_images": 10})
+    exp.check(cfg)
+    (rec,) = run_points(exp, cfg)
+    assert rec["data"] == "digits" and (rec["border"], rec["eval_border"]) == DATASETS["digits"].padding == (2, 1)
+    explicit = exp.make_config({"data": "digits", "border": 3, "eval_border": 2})
+    assert (explicit.border, explicit.eval_border) == (3, 2)
+    images._load_cached.cache_clear()

@@ -164,16 +164,16 @@ def test_streamed_distillation_killed_mid_training_resumes_to_the_same_table(cli
     cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "distillation", "--set", "task=folder", "--set",
            f"data_root={tmp_path / 'data'}", "--set", "streaming=true", "--set", "workers=1", "--set",
            "teacher=distill_models:linear_teacher", "--set", "student=distill_models:small_student", "--set",
-           "epochs=6", "--set", "log_every=2", "--set", "batch_size=4", "--set", "warmup=2", "--set", "clip=1.0",
+           "epochs=4", "--set", "log_every=2", "--set", "batch_size=4", "--set", "warmup=2", "--set", "clip=1.0",
            "--no-progress"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     out = tmp_path / "killed"
-    proc = subprocess.run([*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:2"},
+    proc = subprocess.run([*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:1"},
                           capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     (ckpt,) = (out / "checkpoints").glob("distillation-folder-student-*.pt")
-    assert torch.load(ckpt, weights_only=True)["step"] == 4 * 3  # epoch 4 of 6 (12 images, batches of 4)
+    assert torch.load(ckpt, weights_only=True)["step"] == 2 * 3  # epoch 2 of 4 (12 images, batches of 4)
     subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
     drop = lambda t: t.drop(columns=[c for c in t if c.startswith("seconds")])  # noqa: E731
     pd.testing.assert_frame_equal(drop(pd.read_parquet(tmp_path / "full" / "results.parquet")),
@@ -188,12 +188,12 @@ MEMORY_RUNS = {
     "contamination": {"n": 10000, "n_test": 10000, "iterations": 10, "log_every": 5, "seeds": 4, "width": 512},
     "memorization-nn": {"model": ["fc", "cnn"], "n_train": [1000], "epochs": 2, "log_every": 1, "seeds": 6,
                         "n_test": 500},
-    "distillation": {"n": 20000, "n_test": 5000, "epochs": 5, "teacher_epochs": 5, "log_every": 5, "seeds": 3,
+    "distillation": {"n": 10000, "n_test": 2500, "epochs": 3, "teacher_epochs": 3, "log_every": 3, "seeds": 3,
                      "activation": ["relu"]},
     "background-features": {"data": "digits", "n_train": 1000, "n_test": 500, "epochs": 1, "depth": 20, "seeds": 1,
                             "pipeline": ["padded"], "vis_channels": 2, "vis_steps": 2, "vis_rounds": 1,
                             "cam_images": 20},
-    "memorization": {"d": 500, "n_train": [2000], "n_test": 1000, "model": ["rf"], "width": [20000],
+    "memorization": {"d": 400, "n_train": [1500], "n_test": 1000, "model": ["rf"], "width": [10000],
                      "activation": ["relu"], "seeds": 1, "alpha": [0.5]},
 }
 

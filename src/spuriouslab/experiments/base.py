@@ -195,6 +195,7 @@ class Report:
 
     summary: str
     figures: dict[str, Any] = field(default_factory=dict)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # judged claims, one row each
 
 
 class RunModule(Protocol):
@@ -230,6 +231,7 @@ class Experiment:
     run: RunModule
     reporting: ReportModule
     headline: tuple[str, ...] = ()
+    claims: tuple[Any, ...] = ()  # spuriouslab.claims.Claim: what the paper says, judged on every report
 
     def __post_init__(self) -> None:
         if not callable(getattr(self.run, "run_group", None)) or not callable(getattr(self.reporting, "report", None)):
@@ -278,7 +280,19 @@ class Experiment:
         return self.run.run_group(cfg, points, ctx)
 
     def report(self, cfg: ExperimentConfig, df: Any) -> Report:
-        return self.reporting.report(cfg, df)
+        """The report module's report, with the verdict on each declared claim (:mod:`spuriouslab.claims`) after
+        its summary; ``Report.verdicts`` keeps them as rows."""
+        report = self.reporting.report(cfg, df)
+        if self.claims:
+            from spuriouslab.claims import judge_all, verdict_markdown
+
+            verdicts = judge_all(list(self.claims), df)
+            report.verdicts = [v.row() for v in verdicts]
+            report.summary = (report.summary.rstrip("\n") + "\n\n## Verdicts on the paper's claims\n\n"
+                              "Effect with its 95% interval over seeds (paired where seeds pair); holds / "
+                              "contradicted when the interval lies on one side, inconclusive otherwise.\n\n"
+                              + verdict_markdown(verdicts) + "\n")
+        return report
 
     # ---------------------------------------------------------------- config
     def make_config(self, values: dict[str, Any]) -> ExperimentConfig:

@@ -7,6 +7,7 @@ measured-vs-predicted table with the gap and a figure of the alignment against a
 
 from __future__ import annotations
 
+from spuriouslab.claims import Claim
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.alignment import report
 from spuriouslab.experiments.alignment.config import AlignmentConfig
@@ -19,4 +20,8 @@ EXPERIMENT = Experiment(
     run=run,
     reporting=report,
     headline=("alignment_mean", "gamma_pred"),
+    claims=(
+        Claim("alignment", "the measured feature alignment agrees with the predicted gamma (within 0.05)",
+              "alignment_mean", "agreement", predicted="gamma_pred", tolerance=0.05, paper="Bombari & Mondelli, ICML 2024"),
+    ),
 )

@@ -9,6 +9,7 @@ maximization of the last convolution's channels with the colours of what it find
 
 from __future__ import annotations
 
+from spuriouslab.claims import Claim
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.background_features import report, run
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
@@ -20,4 +21,15 @@ EXPERIMENT = Experiment(
     run=run,
     reporting=report,
     headline=("acc_train_colour", "repr_change_train_colour", "gradcam_border_train_colour"),
+    claims=(
+        Claim("background-features", "the padded model's features take the border's colour (share of "
+              "visualization pixels near the training colour, padded vs control)", "vis_near_border_colour",
+              "difference", when={"pipeline": "padded"}, versus={"pipeline": "control"}, paper="Zhang et al., ICML 2024"),
+        Claim("background-features", "the padded model relies on the border: more Grad-CAM mass on a frame of "
+              "the training colour than the control", "gradcam_border_train_colour", "difference",
+              when={"pipeline": "padded"}, versus={"pipeline": "control"}, paper="Zhang et al., ICML 2024"),
+        Claim("background-features", "signed redness of the padded model's visualizations exceeds the "
+              "control's (the signed measure, shown beside)", "vis_redness", "difference",
+              when={"pipeline": "padded"}, versus={"pipeline": "control"}, paper="Zhang et al., ICML 2024"),
+    ),
 )

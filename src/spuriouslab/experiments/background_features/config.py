@@ -20,6 +20,8 @@ PRESETS: dict[str, dict[str, Any]] = {
               "vis_rounds": 10, "vis_steps": 200, "cam_images": 1000, "seeds": 1, "log_every": 10},
 }
 DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"border": spec.padding[0], "eval_border": spec.padding[1]})
+# data=auto: the padding follows the data set the run finds (resolved at run time, see BorderData), so an unset
+# border or eval_border stays None here
 
 
 class BackgroundFeaturesConfig(ExperimentConfig):
@@ -35,8 +37,10 @@ class BackgroundFeaturesConfig(ExperimentConfig):
     colour: str = Field("brick", description="the training border colour: a name (brick = 150,50,50) or R,G,B")
     other_colours: Annotated[list[str], Listed] = Field(["green", "blue", "grey"],
                                                         description="border colours of the OOD test sets")
-    border: int = Field(8, ge=1, le=4096, description="padding width in pixels (data set)")
-    eval_border: int = Field(4, ge=1, le=4096, description="width of the frame painted on test images (data set)")
+    border: int | None = Field(None, ge=1, le=4096, description="padding width in pixels; unset = the data set's "
+                               "(8 for 28x28 and 32x32 images, 2 for digits)")
+    eval_border: int | None = Field(None, ge=1, le=4096, description="width of the frame painted on test images; "
+                                    "unset = the data set's (4, digits 1)")
     crop: bool = Field(True, description="random crop back to the image size after padding")
     flip: bool = Field(True, description="random horizontal flips")
     n_train: int = Field(3000, ge=10, le=MAX_SAMPLES, description="training images (preset; capped by the data)")

@@ -125,7 +125,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
     lines = ["# Background features in deep networks", "",
              f"data={df.data.iloc[0]}, ResNet-{cfg.depth} ({int(df.parameters.iloc[0])} parameters), "
              f"{int(df.n_train.iloc[0])} training images, {cfg.epochs} epochs, SGD lr {cfg.lr:g}; padded = border of "
-             f"{cfg.border} px in {cfg.colour}, random crop, flip; test frames of {cfg.eval_border} px"
+             f"{int(df.border.iloc[0])} px in {cfg.colour}, random crop, flip; test frames of {int(df.eval_border.iloc[0])} px"
              + (", adversarial training" if cfg.adversarial else "") + ".  Mean ± 95% interval over seeds:", "",
              tables.markdown_table(shown.T.reset_index().rename(columns=lambda c: str(c)).pipe(
                  lambda t: t.set_axis(["metric", *[str(p) for p in shown.pipeline]], axis=1).iloc[2:]),

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from spuriouslab.data.borders import frame, frame_mask, pad_crop_flip, parse_colour
+from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.images import image_shape, load_bytes, to_float_chw
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
@@ -38,7 +39,8 @@ def resolve_data(cfg: BackgroundFeaturesConfig) -> str:
 
 @dataclass
 class BorderData:
-    """A seeded subset of a data set as uint8 RGB images (N, H, W, 3) with labels."""
+    """A seeded subset of a data set as uint8 RGB images (N, H, W, 3) with labels, and the padding width and test
+    frame width for it (the config's, or the data set's where the config leaves them unset)."""
 
     name: str
     x_train: np.ndarray
@@ -46,6 +48,15 @@ class BorderData:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int
+    border: int
+    eval_border: int
+
+
+def borders(cfg: BackgroundFeaturesConfig, name: str) -> tuple[int, int]:
+    """(padding, test frame) for data set ``name``: the config's values, else the registry's for that set."""
+    pad, frame_width = DATASETS[name].padding
+    return (cfg.border if cfg.border is not None else pad,
+            cfg.eval_border if cfg.eval_border is not None else frame_width)
 
 
 def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> BorderData:
@@ -55,7 +66,8 @@ def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> BorderData:
     name = resolve_data(cfg)
     data = load_images(name, cfg.data_root)
     h, w, _ = data.shape
-    for key, width in (("border", cfg.border), ("eval_border", cfg.eval_border)):
+    border, eval_border = borders(cfg, name)
+    for key, width in (("border", border), ("eval_border", eval_border)):
         if 2 * width >= min(h, w):
             raise ConfigError(f"{key}: got {width}; {name} images are {h}x{w}, so a border must be below {min(h, w) // 2}")
     rng = numpy_rng(seed, stream_id("background.subset"))
@@ -63,7 +75,7 @@ def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> BorderData:
     te = np.sort(rng.permutation(len(data.x_test))[: cfg.n_test])
     rgb = lambda a: np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a  # noqa: E731
     return BorderData(name, rgb(data.x_train[tr]), data.y_train[tr], rgb(data.x_test[te]), data.y_test[te],
-                      len(data.classes))
+                      len(data.classes), border, eval_border)
 
 
 def check(cfg: BackgroundFeaturesConfig) -> None:
@@ -124,6 +136,7 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
     model = state.model
     rec: dict[str, Any] = dict(p)
     rec.update(data=data.name, n_train=len(data.x_train), n_test=len(data.y_test), epochs=cfg.epochs,
+               border=data.border, eval_border=data.eval_border,
                parameters=sum(q.numel() for q in model.parameters()), **state.divergence(0))
     rec["curve_epoch"] = [t // spe for t in state.history["step"]]
     for k in ("train_loss", "test_acc"):
@@ -171,7 +184,7 @@ def _step(cfg: BackgroundFeaturesConfig, state: TrainState, data: BorderData, se
         if epoch not in epoch_images:
             epoch_images.clear()
             rng = numpy_rng(torch_seed(seed, stream_id("background.augment"), epoch) % 2**63, 0)
-            epoch_images[epoch] = to_float_chw(pad_crop_flip(data.x_train, cfg.border, colour, rng, cfg.crop,
+            epoch_images[epoch] = to_float_chw(pad_crop_flip(data.x_train, data.border, colour, rng, cfg.crop,
                                                              cfg.flip), device)
         idx = batches(t)[0]
         xb, yb = epoch_images[epoch][idx], y_train[idx]
@@ -191,15 +204,15 @@ def border_numbers(cfg: BackgroundFeaturesConfig, model: torch.nn.Module, data: 
     Grad-CAM examples (the maps and the framed images they were computed on)."""
     h, w = data.x_test.shape[1:3]
     colour = parse_colour(cfg.colour)
-    region = torch.from_numpy(frame_mask(h, w, cfg.eval_border)).to(device)
+    region = torch.from_numpy(frame_mask(h, w, data.eval_border)).to(device)
     colours = {"train_colour": colour, **{c: parse_colour(c) for c in cfg.other_colours}}
-    framed = {k: to_float_chw(frame(data.x_test, c, cfg.eval_border), device) for k, c in colours.items()}
+    framed = {k: to_float_chw(frame(data.x_test, c, data.eval_border), device) for k, c in colours.items()}
     with evaluating(model):
         out = analysis.border_reliance(model, x_test, torch.from_numpy(data.y_test), framed, region,
                                        model.last_block, cfg.cam_images)
         _, cams = analysis.gradcam_border_fraction(model, framed["train_colour"][:8], region, model.last_block)
     out["cam_examples"] = encode_array((cams.numpy() / max(float(cams.max()), 1e-12) * 255).astype(np.uint8))
-    out["cam_images"] = encode_array(frame(data.x_test[:8], colour, cfg.eval_border))
+    out["cam_images"] = encode_array(frame(data.x_test[:8], colour, data.eval_border))
     return out
 
 

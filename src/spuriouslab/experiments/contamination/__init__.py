@@ -10,6 +10,7 @@ the sign of the output weight (the theory's mechanism).  ``config`` / ``run`` / 
 
 from __future__ import annotations
 
+from spuriouslab.claims import Claim
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.contamination import report, run
 from spuriouslab.experiments.contamination.config import ContaminationConfig
@@ -22,6 +23,17 @@ EXPERIMENT = Experiment(
     run=run,
     reporting=report,
     headline=("bg_norm_growth", "ood_id_gap", "ood_acc"),
+    claims=(
+        Claim("contamination", "a ReLU net's first-layer weight in the background subspace grows in training",
+              "bg_norm_growth", "sign", when={"activation": "relu"}, reference=1.0, paper="Zhang et al., ICML 2024"),
+        Claim("contamination", "the background weight grows more for ReLU than for the linear net",
+              "bg_norm_growth", "difference", when={"activation": "relu"}, versus={"activation": "identity"},
+              paper="Zhang et al., ICML 2024"),
+        Claim("contamination", "the OOD - ID loss gap is larger for ReLU than for the linear net", "ood_id_gap",
+              "difference", when={"activation": "relu"}, versus={"activation": "identity"}, paper="Zhang et al., ICML 2024"),
+        Claim("contamination", "ReLU neurons activate class-asymmetrically, in line with their output sign",
+              "asym_corr", "sign", when={"activation": "relu"}, paper="Zhang et al., ICML 2024"),
+    ),
 )
 
 __all__ = ["EXPERIMENT", "ContaminationConfig", "measure", "train_contamination"]

@@ -11,6 +11,7 @@ mechanism is measured for MLP students on the synthetic task: their first-layer 
 
 from __future__ import annotations
 
+from spuriouslab.claims import Claim
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.distillation import report, run
 from spuriouslab.experiments.distillation.config import DistillationConfig
@@ -22,4 +23,12 @@ EXPERIMENT = Experiment(
     run=run,
     reporting=report,
     headline=("acc_student_ood_mean", "acc_teacher_ood_mean", "acc_baseline_ood_mean"),
+    claims=(
+        Claim("distillation", "the student is behind the teacher OOD", "acc_teacher_ood_mean", "sign",
+              minus="acc_student_ood_mean", paper="Zhang et al., ICML 2024"),
+        Claim("distillation", "the student is ahead of the baseline OOD", "acc_student_ood_mean", "sign",
+              minus="acc_baseline_ood_mean", paper="Zhang et al., ICML 2024"),
+        Claim("distillation", "the student's ID accuracy is close to the teacher's (within 0.05)", "acc_student_id",
+              "agreement", predicted="acc_teacher_id", tolerance=0.05, paper="Zhang et al., ICML 2024"),
+    ),
 )

@@ -11,6 +11,7 @@ loss becomes NaN stops with a recorded error (status ``diverged``) and the other
 
 from __future__ import annotations
 
+from spuriouslab.claims import Claim
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization_nn import report, run
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
@@ -22,4 +23,8 @@ EXPERIMENT = Experiment(
     run=run,
     reporting=report,
     headline=("spurious_acc", "test_acc"),
+    claims=(
+        Claim("memorization-nn", "trained networks: spurious accuracy falls as N grows", "spurious_acc", "trend",
+              over="n_train", side="less", paper="Bombari & Mondelli, ICML 2024"),
+    ),
 )

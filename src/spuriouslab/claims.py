@@ -1,0 +1,239 @@
+"""Claims of the papers as data, judged from records alone.
+
+A :class:`Claim` is one sentence in the paper's terms, the record column it is measured by, and the comparison
+that would support it: a ``difference`` between two conditions (paired over seeds where the seeds pair), the
+``sign`` of one condition's value against a reference, a ``trend`` over a column (the per-seed slope against
+its logarithm), or ``agreement`` with a prediction column within a tolerance.  :func:`judge` computes the effect
+with a 95% interval over seeds (Student t) and the verdict:
+
+* **holds** - the interval lies on the claimed side (agreement: inside the tolerance band);
+* **contradicted** - the interval lies on the other side (agreement: outside the band);
+* **inconclusive** - otherwise, with the reason (one seed, the interval spans zero, no records).
+
+Records that did not finish (``status`` other than ok) or whose metric is NaN are excluded and counted, never
+dropped silently.  Experiments only declare their claims; this module owns the judgement.
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"activation": ["relu"] * 3 + ["identity"] * 3, "seed": [0, 1, 2] * 2,
+...                    "gap": [0.5, 0.6, 0.55, 0.0, 0.01, -0.01], "status": "ok"})
+>>> claim = Claim("toy", "ReLU's gap exceeds the linear net's", "gap", "difference",
+...               when={"activation": "relu"}, versus={"activation": "identity"})
+>>> v = judge(claim, df)
+>>> v.verdict, v.n, v.paired
+('holds', 3, True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Comparison = Literal["difference", "sign", "trend", "agreement"]
+VERDICTS = ("holds", "contradicted", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: ``figure`` (the reproduce name or experiment it belongs to), ``text`` (one sentence), the record
+    column ``metric`` and the comparison.
+
+    ``when`` / ``versus`` select records by column values (``versus`` only for ``difference``); ``side`` is the
+    claimed sign of the effect (``greater``: effect > 0); ``reference`` the value ``sign`` compares with;
+    ``over`` the column of a ``trend`` (slope of the metric against log of it, per seed); ``predicted`` the
+    column ``agreement`` compares with and ``tolerance`` the half-width of the band it must lie in; ``minus`` a
+    column subtracted from the metric in each record (``sign`` of a within-record difference, e.g. teacher minus
+    student accuracy of one seed); ``pair_on`` the columns that identify one unit of pairing (a seed); ``paper``
+    where the claim comes from."""
+
+    figure: str
+    text: str
+    metric: str
+    comparison: Comparison
+    when: dict[str, Any] = field(default_factory=dict)
+    versus: dict[str, Any] | None = None
+    side: Literal["greater", "less"] = "greater"
+    reference: float = 0.0
+    over: str | None = None
+    predicted: str | None = None
+    tolerance: float = 0.0
+    pair_on: tuple[str, ...] = ("seed",)
+    minus: str | None = None
+    paper: str = ""
+
+    def __post_init__(self) -> None:
+        if self.comparison == "difference" and self.versus is None:
+            raise ValueError(f"claim {self.text!r}: a difference needs `versus`")
+        if self.comparison == "trend" and self.over is None:
+            raise ValueError(f"claim {self.text!r}: a trend needs `over`")
+        if self.comparison == "agreement" and (self.predicted is None or self.tolerance <= 0):
+            raise ValueError(f"claim {self.text!r}: agreement needs `predicted` and a tolerance > 0")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judged claim: the effect and its 95% interval, the number of units (seeds, or pairs) it rests on,
+    whether they were paired, how many records were excluded (not ok, or NaN), the verdict and its reason."""
+
+    claim: Claim
+    effect: float
+    low: float
+    high: float
+    n: int
+    paired: bool
+    excluded: int
+    verdict: str
+    reason: str
+
+    def row(self) -> dict[str, Any]:
+        c = self.claim
+        return {"figure": c.figure, "claim": c.text, "metric": c.metric, "effect": self.effect, "low": self.low,
+                "high": self.high, "n": self.n, "paired": self.paired, "excluded": self.excluded,
+                "verdict": self.verdict, "reason": self.reason}
+
+
+def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval of the mean (NaN bounds for fewer than two values)."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if n < 2:
+        return mean, math.nan, math.nan
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half
+
+
+def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Difference of means ``a - b`` and its 95% Welch interval."""
+    from scipy import stats
+
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, dof) * se)
+    return diff, diff - half, diff + half
+
+
+def _select(df: pd.DataFrame, where: dict[str, Any]) -> pd.DataFrame:
+    mask = pd.Series(True, index=df.index)
+    for k, v in where.items():
+        if k not in df:
+            return df.iloc[0:0]
+        mask &= df[k].map(lambda a, v=v: a == v or (isinstance(a, float) and isinstance(v, float)
+                                                     and math.isclose(a, v)))
+    return df[mask]
+
+
+def _usable(df: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:
+    """Records that finished with finite values in ``columns``, and how many others there were."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    for c in columns:
+        if c not in ok:
+            return ok.iloc[0:0], len(df)
+        ok = ok[pd.to_numeric(ok[c], errors="coerce").notna() & np.isfinite(pd.to_numeric(ok[c], errors="coerce"))]
+    return ok, len(df) - len(ok)
+
+
+def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
+    """The verdict on ``claim`` from the records ``df``."""
+    columns = [claim.metric, *[c for c in (claim.predicted, claim.over, claim.minus) if c]]
+    chosen = _select(df, claim.when)
+    paired = False
+    if claim.comparison == "difference":
+        other = _select(df, claim.versus or {})
+        a, ex_a = _usable(chosen, columns)
+        b, ex_b = _usable(other, columns)
+        excluded = ex_a + ex_b
+        keys = [k for k in claim.pair_on if k in a and k in b]
+        if keys:  # pair the units (seeds) both conditions have; a unit whose partner is gone is excluded
+            ga, gb = a.groupby(keys)[claim.metric].mean(), b.groupby(keys)[claim.metric].mean()
+            common = ga.index.intersection(gb.index)
+            paired = len(common) >= 2
+        if paired:
+            excluded += (len(ga) - len(common)) + (len(gb) - len(common))
+            d = (ga.loc[common] - gb.loc[common]).to_numpy(dtype=float)
+            effect, low, high = mean_interval(d)
+            n = len(d)
+        else:
+            va, vb = a[claim.metric].to_numpy(dtype=float), b[claim.metric].to_numpy(dtype=float)
+            n = min(len(va), len(vb))
+            effect, low, high = _welch(va, vb) if n else (math.nan, math.nan, math.nan)
+    else:
+        rows, excluded = _usable(chosen, columns)
+        keys = [k for k in claim.pair_on if k in rows]
+        if claim.comparison == "trend":
+            values = []
+            for _, unit in (rows.groupby(keys) if keys else [((), rows)]):
+                curve = unit.groupby(claim.over)[claim.metric].mean()  # averaged over the other axes
+                x = np.log(curve.index.to_numpy(dtype=float))
+                y = curve.to_numpy(dtype=float)
+                if len(np.unique(x)) >= 2:
+                    values.append(float(np.polyfit(x, y, 1)[0]))
+            values = np.asarray(values)
+        else:
+            per = rows[claim.metric].to_numpy(dtype=float)
+            if claim.comparison == "agreement":
+                per = per - rows[claim.predicted].to_numpy(dtype=float)
+            else:
+                per = per - claim.reference - (rows[claim.minus].to_numpy(dtype=float) if claim.minus else 0.0)
+            values = (pd.Series(per, index=rows.index).groupby([rows[k] for k in keys]).mean().to_numpy()
+                      if keys and len(rows) else per)
+        effect, low, high = mean_interval(values)
+        n = len(values)
+    verdict, reason = _decide(claim, effect, low, high, n)
+    return Verdict(claim, effect, low, high, n, paired, int(excluded), verdict, reason)
+
+
+def _decide(claim: Claim, effect: float, low: float, high: float, n: int) -> tuple[str, str]:
+    if n == 0 or math.isnan(effect):
+        return "inconclusive", "no usable records"
+    if n < 2 or math.isnan(low):
+        return "inconclusive", "one seed: no interval"
+    if claim.comparison == "agreement":
+        t = claim.tolerance
+        if -t <= low and high <= t:
+            return "holds", f"interval inside +-{t:g}"
+        if high < -t or low > t:
+            return "contradicted", f"interval outside +-{t:g}"
+        return "inconclusive", f"interval crosses the +-{t:g} band"
+    sign = 1 if claim.side == "greater" else -1
+    lo, hi = sorted((sign * low, sign * high))
+    if lo > 0:
+        return "holds", "interval on the claimed side"
+    if hi < 0:
+        return "contradicted", "interval on the other side"
+    return "inconclusive", "interval spans zero"
+
+
+def judge_all(claims: list[Claim], df: pd.DataFrame) -> list[Verdict]:
+    return [judge(c, df) for c in claims]
+
+
+def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
+    return pd.DataFrame([v.row() for v in verdicts])
+
+
+def verdict_markdown(verdicts: list[Verdict]) -> str:
+    """The verdict table as Markdown: claim, effect +- interval, n, verdict and reason."""
+    if not verdicts:
+        return ""
+    lines = ["| claim | metric | effect [95% interval] | n | verdict | reason |", "|---|---|---|---|---|---|"]
+    for v in verdicts:
+        interval = "" if math.isnan(v.low) else f" [{v.low:+.4g}, {v.high:+.4g}]"
+        n = f"{v.n}{' pairs' if v.paired else ''}" + (f" ({v.excluded} excluded)" if v.excluded else "")
+        text = v.claim.text.replace("|", "\\|")
+        lines.append(f"| {text} | {v.claim.metric} | {v.effect:+.4g}{interval} | {n} | **{v.verdict}** | "
+                     f"{v.reason} |")
+    return "\n".join(lines)
