@@ -85,6 +85,11 @@ def test_sign_trend_and_agreement():
     assert judge(far, df).verdict == "contradicted"
 
 
+def test_a_metric_the_records_lack_is_inconclusive_not_an_error():
+    v = judge(Claim("t", "x", "asym_corr", "sign"), _records([0.5, 0.6], [0.1, 0.2]))
+    assert v.verdict == "inconclusive" and v.reason == "no asym_corr in these records" and v.excluded == 4
+
+
 def test_bad_claims_are_refused():
     with pytest.raises(ValueError, match="needs `versus`"):
         Claim("t", "x", "gap", "difference")

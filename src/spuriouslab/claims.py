@@ -149,6 +149,10 @@ def _usable(df: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:
 def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
     """The verdict on ``claim`` from the records ``df``."""
     columns = [claim.metric, *[c for c in (claim.predicted, claim.over, claim.minus) if c]]
+    missing = [c for c in columns if c not in df]
+    if missing:  # e.g. a metric this configuration does not log (asymmetry of a deeper net)
+        return Verdict(claim, math.nan, math.nan, math.nan, 0, False, len(df), "inconclusive",
+                       f"no {missing[0]} in these records")
     chosen = _select(df, claim.when)
     paired = False
     if claim.comparison == "difference":
