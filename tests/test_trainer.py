@@ -162,7 +162,7 @@ def test_streamed_distillation_killed_mid_training_resumes_to_the_same_table(cli
 
     _folder(tmp_path / "data", size=16)
     cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "distillation", "--set", "task=folder", "--set",
-           f"data_root={tmp_path / 'data'}", "--set", "streaming=true", "--set", "workers=1", "--set",
+           f"data_root={tmp_path / 'data'}", "--set", "streaming=true", "--set", "workers=0", "--set",
            "teacher=distill_models:linear_teacher", "--set", "student=distill_models:small_student", "--set",
            "epochs=4", "--set", "log_every=2", "--set", "batch_size=4", "--set", "warmup=2", "--set", "clip=1.0",
            "--no-progress"]

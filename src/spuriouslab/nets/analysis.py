@@ -8,13 +8,14 @@ Every function takes a model (in eval mode inside), image batches float ``(N, C,
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+from spuriouslab.nets.train import evaluating
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -30,16 +31,6 @@ def last_conv(model: nn.Module) -> nn.Module:
     if not convs:
         raise ValueError("the model has no nn.Conv2d layer for Grad-CAM and feature visualization")
     return convs[-1]
-
-
-@contextlib.contextmanager
-def evaluating(model: nn.Module):
-    was = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was)
 
 
 @torch.no_grad()

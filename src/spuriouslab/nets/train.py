@@ -127,23 +127,19 @@ class TrainState:
             raise ValueError("the checkpoint's generators or scheduler do not match this run")
         before = copy.deepcopy(self.state_dict())
         try:
-            self.model.load_state_dict(saved["model"])
-            self.optimizer.load_state_dict(saved["optimizer"])
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(saved["scheduler"])
-            for g, st in zip(self.generators, saved["generators"], strict=True):
-                g.set_state(st)
+            self._load_torch_state(saved)
             step = int(saved["step"])
             history, diverged_at = dict(saved["history"]), {int(k): int(v) for k, v in saved["diverged_at"].items()}
             if step < 0 or not isinstance(history.get("step", []), list):
                 raise ValueError(f"step {step} and history do not describe a run")
         except Exception as exc:  # noqa: BLE001 - any mismatch: restore what we had, say what was wrong
-            self._restore(before)
+            self._load_torch_state(before)
             raise ValueError(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
         self.step, self.history, self.diverged_at, self.extra = step, history, diverged_at, dict(saved["extra"])
         self.stopped = bool(saved["stopped"])
 
-    def _restore(self, saved: dict[str, Any]) -> None:
+    def _load_torch_state(self, saved: dict[str, Any]) -> None:
+        """Model, optimizer, scheduler and generators from a :meth:`state_dict`."""
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None:
