@@ -9,7 +9,7 @@ padding).  Adding a data set is one entry here (and its reader in :mod:`.formats
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -43,10 +43,6 @@ class DatasetSpec:
     n_train: tuple[int, ...] = (10, 20, 50, 100)
     padding: tuple[int, int] = (8, 4)
     count: tuple[int, int] | None = None  # (train, test) images, for memory estimates; None: read from the files
-    fetchable: bool = field(init=False, default=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "fetchable", self.sources is not None)
 
 
 _MNIST_N = (100, 200, 500, 1000, 2000, 5000)

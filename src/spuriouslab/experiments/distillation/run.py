@@ -154,12 +154,16 @@ class Stacked:
         return list(self.ood_x)
 
     def stack(self, get: Callable[[DistillTask], torch.Tensor], device: str) -> torch.Tensor:
-        return torch.stack([get(t) for t in self.tasks]).to(device)
+        return _stack(self.tasks, get, device)
+
+
+def _stack(tasks: list[DistillTask], get: Callable[[DistillTask], torch.Tensor], device: str) -> torch.Tensor:
+    return torch.stack([get(t) for t in tasks]).to(device)
 
 
 def stacked_tasks(cfg: DistillationConfig, seeds: list[int], device: str) -> Stacked:
     tasks = [load_task(cfg, s) for s in seeds]
-    stack = lambda get: torch.stack([get(t) for t in tasks]).to(device)  # noqa: E731
+    stack = lambda get: _stack(tasks, get, device)  # noqa: E731
     basis = stack(lambda t: t.basis) if cfg.mlp() and cfg.student is None and cfg.teacher is None else None
     return Stacked(tasks, stack(lambda t: t.x_train), stack(lambda t: t.y_train), stack(lambda t: t.x_test),
                    stack(lambda t: t.y_test), {k: stack(lambda t, k=k: t.ood[k]) for k in tasks[0].ood}, basis)
