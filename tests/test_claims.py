@@ -111,13 +111,16 @@ def test_a_within_record_difference_and_a_trend_averaged_over_other_axes():
 
 
 TINY_RUNS = {
-    "contamination": {"activation": ["relu", "identity"], "iterations": 60, "log_every": 30, "seeds": 2, "n": 60,
-                      "n_test": 60, "width": 16},
+    "contamination": {"activation": ["relu", "identity", "gelu", "leaky_relu", "sigmoid", "tanh"],
+                      "loss": ["hinge", "logistic"], "optimizer": ["sgd", "adam"], "iterations": 60, "log_every": 30,
+                      "seeds": 2, "n": 60, "n_test": 60, "width": 16},
     "distillation": {"activation": ["relu"], "epochs": 20, "teacher_epochs": 20, "log_every": 10, "seeds": 2, "n": 60,
                      "n_test": 40, "width": 16, "embed": 4},
-    "memorization": {"d": 40, "n_train": [10, 30], "n_test": 40, "width": ["inf"], "activation": ["relu"],
-                     "alpha": [0.5], "seeds": 2},
-    "alignment": {"d": 40, "n_train": [10, 30], "activation": ["relu"], "alpha": [0.5], "seeds": 2},
+    "memorization": {"d": 40, "n_train": [10, 30], "n_test": 40, "width": ["inf"], "activation": ["relu", "phi2"],
+                     "alpha": [0.5, 0.25], "seeds": 2},
+    "alignment": {"d": 40, "n_train": [10, 30], "activation": ["relu", "phi2"], "alpha": [0.25, 0.5], "seeds": 2},
+    "ridge": {"d": 40, "n_train": [30], "n_test": 40, "width": ["inf"], "activation": ["relu"], "alpha": [0.5],
+              "ridge": [0.0, 0.01, 0.1, 1.0], "correlation": [0.5], "seeds": 2},
     "memorization-nn": {"data": "synthetic", "model": ["fc"], "d": 30, "n_train": [10, 30], "epochs": 2,
                         "log_every": 1, "seeds": 2, "n_test": 30},
     "background-features": {"data": "digits", "n_train": 60, "n_test": 30, "epochs": 1, "depth": 8, "seeds": 2,
@@ -133,11 +136,51 @@ def test_every_declared_claim_is_measured_on_a_tiny_real_run(name):
     assert exp.claims, f"{name} declares no claim"
     cfg = exp.make_config(TINY_RUNS[name])
     df = pd.DataFrame(run_points(exp, cfg))
-    for claim in exp.claims:
+    for claim in exp.claims:  # each run covers every condition its experiment's claims name
         v = judge(claim, df)
-        assert v.n == 2 and v.excluded == 0 and math.isfinite(v.effect), (claim.text, v)  # two seeds, all usable
+        assert v.applicable and v.n == 2 and v.excluded == 0 and math.isfinite(v.effect), (claim.text, v)
     report = exp.report(cfg, df)
     assert "## Verdicts on the paper's claims" in report.summary and len(report.verdicts) == len(exp.claims)
+    narrow = df[df[exp.Config.AXES[0]] == df[exp.Config.AXES[0]].iloc[0]]  # one value of the first axis
+    report = exp.report(cfg, narrow)  # a run without some claims' conditions leaves those claims out, named nowhere
+    assert all(judge(c, narrow).applicable for c in exp.claims if c.text in {v["claim"] for v in report.verdicts})
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_statistics_reduce_each_seed_then_judge():
+    from spuriouslab.claims import curve_change, minimum, rank_agreement, slope_at_optimum
+
+    rows = [{"seed": s, "curve": [0.0, 0.1 + s / 10, 0.3 + s / 10], "status": "ok"} for s in range(3)]
+    rises = Claim("t", "rises", "curve", "sign", statistic=curve_change("curve"))
+    v = judge(rises, pd.DataFrame(rows))
+    assert v.verdict == "holds" and v.effect == pytest.approx(0.4) and v.n == 3
+    # C at lambda = 0, 0.1, 1 (per seed); the test loss is least at 0.1, where C still rises (+) or falls (-)
+    rows = [{"seed": s, "ridge": lam, "C": c + s / 100, "mse": m, "status": "ok"} for s in range(3)
+            for lam, c, m in [(0.0, 0.1, 0.5), (0.1, 0.2, 0.4), (1.0, 0.25, 0.6)]]
+    at_optimum = Claim("t", "rising at the optimum", "C", "sign", statistic=slope_at_optimum("C", "ridge", "mse"),
+                       needs=("ridge", "mse"))
+    v = judge(at_optimum, pd.DataFrame(rows))
+    assert v.verdict == "holds" and v.effect == pytest.approx(0.15)
+    rows = [{"seed": s, "activation": a, "alpha": al, "m": g * al + s / 100 * (a == "b"), "g": g, "status": "ok"}
+            for s in range(3) for al in (0.25, 0.5) for a, g in (("a", 1.0), ("b", 2.0), ("c", 3.0))]
+    order = Claim("t", "ordered", "m", "sign", statistic=rank_agreement("m", "g", "activation"), by=("alpha",),
+                  needs=("g",), varies=("activation",))
+    v = judge(order, pd.DataFrame(rows))
+    assert v.verdict == "holds" and v.effect == pytest.approx(1.0) and v.low == pytest.approx(1.0)  # tau 1 each seed
+    reversed_ = pd.DataFrame(rows).assign(m=lambda d: -d.m + np.random.default_rng(0).normal(0, 1e-3, len(d)))
+    assert judge(order, reversed_).effect < -0.9
+    one = pd.DataFrame(rows)[lambda d: d.activation == "a"]
+    assert not judge(order, one).applicable and "activation not varied" in judge(order, one).reason
+    worst = Claim("t", "every condition above 1", "g", "sign", reference=1.0, statistic=minimum("g"))
+    assert judge(worst, pd.DataFrame(rows)).effect == pytest.approx(0.0)
+
+
+def test_a_claim_whose_condition_a_run_lacks_is_not_applicable():
+    df = _records([0.5, 0.6, 0.55], [0.0, 0.1, 0.05])
+    gelu = Claim("t", "gelu beats the linear net", "gap", "difference", when={"activation": "gelu"},
+                 versus={"activation": "identity"})
+    v = judge(gelu, df)
+    assert not v.applicable and v.reason == "not run here: no records with activation=gelu"
+    assert verdict_markdown([v]) == ""

@@ -26,6 +26,7 @@ dropped silently.  Experiments only declare their claims; this module owns the j
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,7 +48,14 @@ class Claim:
     column ``agreement`` compares with and ``tolerance`` the half-width of the band it must lie in; ``minus`` a
     column subtracted from the metric in each record (``sign`` of a within-record difference, e.g. teacher minus
     student accuracy of one seed); ``pair_on`` the columns that identify one unit of pairing (a seed); ``paper``
-    where the claim comes from."""
+    where the claim comes from.
+
+    ``statistic`` (with ``sign``) reduces the records of one unit - one seed, within each combination of the
+    ``by`` columns - to one number (e.g. the slope of C at the test-loss-optimal lambda, or the last minus the
+    first point of a training curve); the unit's value is the mean over its ``by`` combinations, compared with
+    ``reference``.  ``needs`` names the further columns it reads.  A claim whose ``when`` / ``versus`` values are
+    absent from a run's records (an activation that run did not train), or one of whose ``varies`` columns takes
+    a single value there, is not applicable to that run."""
 
     figure: str
     text: str
@@ -63,6 +71,10 @@ class Claim:
     pair_on: tuple[str, ...] = ("seed",)
     minus: str | None = None
     paper: str = ""
+    statistic: Callable[[pd.DataFrame], float] | None = None
+    by: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    varies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.comparison == "difference" and self.versus is None:
@@ -71,6 +83,13 @@ class Claim:
             raise ValueError(f"claim {self.text!r}: a trend needs `over`")
         if self.comparison == "agreement" and (self.predicted is None or self.tolerance <= 0):
             raise ValueError(f"claim {self.text!r}: agreement needs `predicted` and a tolerance > 0")
+        if self.statistic is not None and self.comparison != "sign":
+            raise ValueError(f"claim {self.text!r}: a statistic is compared by `sign`")
+
+    def columns(self) -> list[str]:
+        """Every record column the claim reads."""
+        return [self.metric, *[c for c in (self.predicted, self.over, self.minus) if c], *self.by, *self.needs,
+                *self.varies]
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,7 @@ class Verdict:
     excluded: int
     verdict: str
     reason: str
+    applicable: bool = True
 
     def row(self) -> dict[str, Any]:
         c = self.claim
@@ -142,19 +162,54 @@ def _usable(df: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:
     for c in columns:
         if c not in ok:
             return ok.iloc[0:0], len(df)
-        ok = ok[pd.to_numeric(ok[c], errors="coerce").notna() & np.isfinite(pd.to_numeric(ok[c], errors="coerce"))]
+        first = ok[c].iloc[0] if len(ok) else None
+        if isinstance(first, list | tuple | np.ndarray):  # a curve: usable when every point is finite
+            ok = ok[ok[c].map(lambda v: v is not None and len(v) > 0 and np.isfinite(np.asarray(v, float)).all())]
+        elif isinstance(first, str):  # a label (a loss's name): usable when present
+            ok = ok[ok[c].notna()]
+        else:
+            value = pd.to_numeric(ok[c], errors="coerce")
+            ok = ok[value.notna() & np.isfinite(value)]
     return ok, len(df) - len(ok)
+
+
+def _absent(claim: Claim, df: pd.DataFrame) -> str | None:
+    """The first condition of ``when`` / ``versus`` no record of ``df`` has (finished or not), in words."""
+    for where in (claim.when, claim.versus or {}):
+        for k, v in where.items():
+            if k not in df or not len(_select(df, {k: v})):
+                return f"no records with {k}={v}"
+    for k in claim.varies:
+        if k not in df or df[k].nunique() < 2:
+            return f"{k} not varied"
+    return None
 
 
 def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
     """The verdict on ``claim`` from the records ``df``."""
-    columns = [claim.metric, *[c for c in (claim.predicted, claim.over, claim.minus) if c]]
+    absent = _absent(claim, df)
+    if absent:
+        return Verdict(claim, math.nan, math.nan, math.nan, 0, False, 0, "inconclusive",
+                       f"not run here: {absent}", applicable=False)
+    columns = claim.columns()
     missing = [c for c in columns if c not in df]
     if missing:  # e.g. a metric this configuration does not log (asymmetry of a deeper net)
         return Verdict(claim, math.nan, math.nan, math.nan, 0, False, len(df), "inconclusive",
                        f"no {missing[0]} in these records")
     chosen = _select(df, claim.when)
     paired = False
+    if claim.statistic is not None:
+        rows, excluded = _usable(chosen, [c for c in columns if c not in claim.by])
+        keys = [k for k in claim.pair_on if k in rows]
+        values = []
+        for _, unit in (rows.groupby(keys) if keys else [((), rows)]):
+            parts = [claim.statistic(g) for _, g in (unit.groupby(list(claim.by)) if claim.by else [((), unit)])]
+            parts = [v for v in parts if np.isfinite(v)]
+            if parts:
+                values.append(float(np.mean(parts)) - claim.reference)
+        effect, low, high = mean_interval(np.asarray(values))
+        verdict, reason = _decide(claim, effect, low, high, len(values))
+        return Verdict(claim, effect, low, high, len(values), False, int(excluded), verdict, reason)
     if claim.comparison == "difference":
         other = _select(df, claim.versus or {})
         a, ex_a = _usable(chosen, columns)
@@ -181,6 +236,7 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
             values = []
             for _, unit in (rows.groupby(keys) if keys else [((), rows)]):
                 curve = unit.groupby(claim.over)[claim.metric].mean()  # averaged over the other axes
+                curve = curve[curve.index.to_numpy(dtype=float) > 0]  # on a log axis (a ridge of 0 drops out)
                 x = np.log(curve.index.to_numpy(dtype=float))
                 y = curve.to_numpy(dtype=float)
                 if len(np.unique(x)) >= 2:
@@ -226,18 +282,88 @@ def judge_all(claims: list[Claim], df: pd.DataFrame) -> list[Verdict]:
 
 
 def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
-    return pd.DataFrame([v.row() for v in verdicts])
+    return pd.DataFrame([v.row() for v in verdicts if v.applicable])
+
+
+VERDICT_COLUMNS = ("claim", "effect", "low", "high", "n", "verdict")  # the short table of a sweep or a reproduction
+
+
+def interval_text(v: Verdict) -> str:
+    """``+0.123 [+0.1, +0.15]``: the effect and its interval (no interval for fewer than two units)."""
+    if math.isnan(v.effect):
+        return "-"
+    return f"{v.effect:+.4g}" + ("" if math.isnan(v.low) else f" [{v.low:+.4g}, {v.high:+.4g}]")
 
 
 def verdict_markdown(verdicts: list[Verdict]) -> str:
-    """The verdict table as Markdown: claim, effect +- interval, n, verdict and reason."""
+    """The verdict table as Markdown: claim, effect +- interval, n, verdict and reason (claims the run could not
+    test - conditions it did not include - are left out)."""
+    verdicts = [v for v in verdicts if v.applicable]
     if not verdicts:
         return ""
     lines = ["| claim | metric | effect [95% interval] | n | verdict | reason |", "|---|---|---|---|---|---|"]
     for v in verdicts:
-        interval = "" if math.isnan(v.low) else f" [{v.low:+.4g}, {v.high:+.4g}]"
-        n = f"{v.n}{' pairs' if v.paired else ''}" + (f" ({v.excluded} excluded)" if v.excluded else "")
         text = v.claim.text.replace("|", "\\|")
-        lines.append(f"| {text} | {v.claim.metric} | {v.effect:+.4g}{interval} | {n} | **{v.verdict}** | "
+        lines.append(f"| {text} | {v.claim.metric} | {interval_text(v)} | {units_text(v)} | **{v.verdict}** | "
                      f"{v.reason} |")
     return "\n".join(lines)
+
+
+def units_text(v: Verdict) -> str:
+    """``3 pairs (1 excluded)``: what the interval rests on."""
+    return f"{v.n}{' pairs' if v.paired else ''}" + (f" ({v.excluded} excluded)" if v.excluded else "")
+
+
+# Statistics for ``Claim(statistic=...)``: each reduces one unit's records (one seed, one ``by`` combination) to a
+# number.
+
+def curve_change(column: str) -> Callable[[pd.DataFrame], float]:
+    """The last minus the first point of a training curve (a list column), averaged over the unit's records."""
+
+    def change(unit: pd.DataFrame) -> float:
+        values = [float(c[-1]) - float(c[0]) for c in unit[column] if c is not None and len(c) >= 2]
+        return float(np.mean(values)) if values else math.nan
+
+    change.__name__ = f"last - first of {column}"
+    return change
+
+
+def slope_at_optimum(metric: str, over: str, objective: str) -> Callable[[pd.DataFrame], float]:
+    """How ``metric`` moves across the ``over`` value that minimizes ``objective``: ``metric`` at the next grid
+    value minus at the previous one (one-sided at the ends of the grid)."""
+
+    def slope(unit: pd.DataFrame) -> float:
+        curve = unit.groupby(over)[[metric, objective]].mean().sort_index()
+        if len(curve) < 2:
+            return math.nan
+        k = int(np.argmin(curve[objective].to_numpy()))
+        lo, hi = max(k - 1, 0), min(k + 1, len(curve) - 1)
+        return float(curve[metric].iloc[hi] - curve[metric].iloc[lo])
+
+    slope.__name__ = f"change of {metric} across the {objective}-optimal {over}"
+    return slope
+
+
+def rank_agreement(metric: str, predicted: str, over: str) -> Callable[[pd.DataFrame], float]:
+    """Kendall's tau between ``metric`` and ``predicted`` across the values of ``over`` (1: the same order)."""
+
+    def tau(unit: pd.DataFrame) -> float:
+        from scipy import stats
+
+        curve = unit.groupby(over)[[metric, predicted]].mean()
+        if len(curve) < 2 or curve[predicted].nunique() < 2:
+            return math.nan
+        return float(stats.kendalltau(curve[metric], curve[predicted]).statistic)
+
+    tau.__name__ = f"Kendall tau of {metric} and {predicted} across {over}"
+    return tau
+
+
+def minimum(column: str) -> Callable[[pd.DataFrame], float]:
+    """The smallest value of ``column`` in the unit: a claim that must hold for every condition."""
+
+    def smallest(unit: pd.DataFrame) -> float:
+        return float(unit[column].astype(float).min())
+
+    smallest.__name__ = f"min of {column}"
+    return smallest

@@ -181,7 +181,7 @@ def sweep(
 
 
 def _run(experiment, config, sets, out, device, jobs, executor, progress, address=None, retry_failed=False,
-         values=None, grid=None) -> None:
+         values=None, grid=None, quiet=False) -> None:
     from spuriouslab.experiments import get_experiment
     from spuriouslab.store import RunStore, environment
     from spuriouslab.sweep import make_plan, ray_available, worker_threads
@@ -217,20 +217,29 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress, addres
     with RunStore(out) as store:  # the lock is released when the run ends
         store.open(experiment, resolved, plan.fixed_fields(), environment(dev, plan.base.seed, jobs, threads,
                                                                          executor))
-        if estimate:
+        if estimate and not quiet:
             typer.echo(estimate, err=True)
-        _sweep_and_report(plan, store, dev, progress, executor, jobs, address, retry_failed)
+        _sweep_and_report(plan, store, dev, progress, executor, jobs, address, retry_failed, quiet)
 
 
-def _sweep_and_report(plan, store, dev, progress, executor, jobs, address=None, retry_failed=False) -> None:
+def _sweep_and_report(plan, store, dev, progress, executor, jobs, address=None, retry_failed=False,
+                      quiet=False) -> None:
+    """Run the plan's missing points and write the report; ``quiet``: no summary or run lines (a reproduction
+    prints its own), and a failure raises :class:`RunFailed` instead of leaving the program."""
     from spuriouslab.experiments import RunContext
     from spuriouslab.report import build_report
     from spuriouslab.sweep import run_sweep
 
     exp = plan.exp
-    typer.echo(f"spuriouslab: {exp.name} -> {store.root} (device {dev})", err=True)
+    if not quiet:
+        typer.echo(f"spuriouslab: {exp.name} -> {store.root} (device {dev})", err=True)
     result = run_sweep(plan, store, RunContext(device=dev, progress=progress), executor=executor, jobs=jobs,
                        retry_failed=retry_failed, address=address)
+    if quiet:
+        if not store.records(plan.point_fields()) or result.failed:
+            raise RunFailed(f"{result.line()}; last error: {store.last_error()}")
+        build_report(store, plan)
+        return
     if not store.records(plan.point_fields()):
         typer.echo(f"spuriouslab: {result.line()}; last error: {store.last_error()}; see {store.errors_path}",
                    err=True)
@@ -245,10 +254,19 @@ def _sweep_and_report(plan, store, dev, progress, executor, jobs, address=None, 
         raise typer.Exit(1)
 
 
+class RunFailed(RuntimeError):
+    """A run in a reproduction ended with failed groups (or none done)."""
+
+
 @app.command()
 def reproduce(
     name: str = typer.Argument(None, help="a paper figure (see --list)"),
     list_figures: bool = typer.Option(False, "--list", help="name every figure, what it shows and its runtime"),
+    all_: bool = typer.Option(False, "--all", help="every figure this machine and the data found allow, one "
+                              "verdict table and one HTML report (resumable)"),
+    budget: str = typer.Option("cpu", "--budget", help="with --all: cpu (minutes on a CPU) or gpu (adds the "
+                               "paper-scale figures; needs a GPU)"),
+    only: str = typer.Option(None, "--only", help="with --all: a comma-separated list of figures"),
     set_: list[str] = typer.Option(None, "--set", "-s", help="key=value overrides of the figure's config"),
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<figure>)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
@@ -256,10 +274,18 @@ def reproduce(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
     data_root: Path = typer.Option(None, "--data-root", help="where image data lives"),
 ) -> None:
-    """Run one named figure of either paper with that paper's recipe and write its report."""
+    """Run one named figure of either paper with that paper's recipe and write its report; or, with --all, every
+    figure the budget, the machine and the data allow."""
     from spuriouslab.figures import config_path, listing
 
     with user_errors():
+        if all_:
+            if name is not None:
+                raise ConfigError(f"reproduce: give a figure name or --all, not both (got {name!r} and --all)")
+            _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root)
+            return
+        if only is not None:
+            raise ConfigError("--only: goes with --all")
         if list_figures or name is None:
             typer.echo(listing())
             return
@@ -267,6 +293,54 @@ def reproduce(
         experiment = yamlio.load_file(path).get("experiment")
         sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
         _run(experiment, path, sets, out or Path("runs") / name, device, jobs, "local", progress)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor()
+
+
+def _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root) -> None:
+    import platform
+
+    from spuriouslab.data.images import builtin, locate
+    from spuriouslab.reproduction import reproduce_all, write_outputs
+    from spuriouslab.store import environment
+
+    if budget not in ("cpu", "gpu"):
+        raise ConfigError(f"--budget: got {budget!r}; allowed: cpu, gpu")
+    if set_:
+        raise ConfigError("--set: not with --all (each figure runs its own recipe); run one figure to change it")
+    dev = resolve_device(device)
+    out = out or Path("runs") / f"reproduce-{budget}"
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+
+    def run_one(name: str, path: Path, sets: list[str], run_dir: Path) -> None:
+        experiment = yamlio.load_file(path).get("experiment")
+        sets = sets + ([f"data_root={data_root}"] if data_root else [])
+        _run(experiment, path, sets, run_dir, dev, jobs, "local", False, retry_failed=True, quiet=True)
+
+    outcomes = reproduce_all(out, budget, run_one, has_gpu=dev.startswith("cuda"),
+                             found=lambda d: builtin(d) or locate(d, str(data_root) if data_root else None) is not None,
+                             only=names, progress=progress, echo=lambda line: typer.echo(line, err=True))
+    env = environment(dev)
+    env["date"] = env["time"][:10]
+    env["machine"] = f"{_cpu_name() or platform.machine()}, {env['cpu_count']} cores, device {dev}" + (
+        f" ({env['cuda_device']})" if env.get("cuda_device") else "")
+    page = write_outputs(out, budget, outcomes, env)
+    from spuriouslab.reproduction import verdicts_markdown
+
+    typer.echo(verdicts_markdown(outcomes))
+    typer.echo(f"verdicts: {out / 'verdicts.md'}; report: {page}", err=True)
+    if any(o.status == "failed" for o in outcomes.values()):
+        raise typer.Exit(1)
 
 
 @app.command()

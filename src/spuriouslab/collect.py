@@ -85,6 +85,12 @@ def cross_tables(runs: list[RunInfo], x: str | None) -> dict[str, pd.DataFrame]:
     return out
 
 
+def verdicts_across(runs: list[RunInfo]) -> pd.DataFrame:
+    """Every run's verdicts on its experiment's claims, one row each, the run's label first."""
+    rows = [{"run": r.label, "experiment": r.experiment, **v} for r in runs for v in r.report.verdicts]
+    return pd.DataFrame(rows)
+
+
 def report_many(directories: list[Path], out: Path, html_path: Path | None = None, x: str | None = None) -> str:
     """Tables (Markdown, CSV, LaTeX), figures and an optional HTML page over many run directories."""
     from spuriouslab.plotting import save_figure
@@ -100,6 +106,14 @@ def report_many(directories: list[Path], out: Path, html_path: Path | None = Non
             save_figure(fig, where, name, writer=atomic_write)
         r.figures = [where / f"{name}.png" for name in r.report.figures]
     lines = [f"# Report over {len(runs)} run(s)", ""]
+    verdicts = verdicts_across(runs)
+    if len(verdicts):
+        shown = verdicts[["run", "claim", "effect", "low", "high", "n", "verdict", "reason"]]
+        atomic_write(out / "verdicts.csv", lambda tmp: verdicts.to_csv(tmp, index=False))
+        atomic_write(out / "verdicts.tex", lambda tmp: tmp.write_text(shown.to_latex(index=False,
+                                                                                      float_format="%.4g")))
+        atomic_write(out / "verdicts.md", lambda tmp: tmp.write_text(tables_.markdown_table(shown) + "\n"))
+        lines += ["## Verdicts on the papers' claims", "", tables_.markdown_table(shown), ""]
     for name, table in tables.items():
         stem = name.replace("-", "_")
         atomic_write(out / f"{stem}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))
@@ -114,5 +128,5 @@ def report_many(directories: list[Path], out: Path, html_path: Path | None = Non
     summary = "\n".join(lines)
     atomic_write(out / "summary.md", lambda tmp: tmp.write_text(summary))
     if html_path is not None:
-        write_html(runs, tables, extra, html_path)
+        write_html(runs, tables, extra, html_path, verdicts)
     return summary

@@ -17,12 +17,26 @@ from spuriouslab.errors import ConfigError
 
 @dataclass(frozen=True)
 class Figure:
+    """One named figure: the paper, its config file, what it shows, the runtimes measured on 2 CPU cores and on a
+    GPU, and what it needs: ``data`` (data sets of the registry that must be found on disk), ``gpu`` (paper
+    scale: runs only in ``--budget gpu``, and only where a GPU is present).  ``cpu_sets`` are the ``--set``
+    overrides ``reproduce --all --budget cpu`` runs it with (shorter training that still gives every verdict);
+    ``reproduce NAME`` and ``--budget gpu`` run the config as it is."""
+
     paper: str
     config: str  # file name in spuriouslab/configs
     shows: str
     cpu: str  # measured runtime on 2 CPU cores
-    gpu: str = "not measured"
-    needs: str = ""  # data or hardware beyond the package
+    gpu_time: str = "not measured"
+    data: tuple[str, ...] = ()
+    gpu: bool = False
+    cpu_sets: tuple[str, ...] = ()
+
+    @property
+    def needs(self) -> str:
+        """What it needs beyond the package, in words."""
+        parts = [f"{d} (spuriouslab data fetch {d})" for d in self.data] + (["a GPU"] if self.gpu else [])
+        return "; ".join(parts)
 
 
 BM = "Bombari & Mondelli, ICML 2024"
@@ -38,17 +52,17 @@ FIGURES: dict[str, Figure] = {
     "bm-ridge": Figure(BM + " (follow-up)", "ridge_correlation.yaml", "memorization and spurious correlation C vs the "
                        "ridge lambda, correlated spurious parts", "9s"),
     "bm-mnist": Figure(BM, "memorization_mnist.yaml", "RF / NTK memorization on MNIST 1 vs 7 with a noise border",
-                       "not measured", needs="MNIST (spuriouslab data fetch mnist)"),
+                       "not measured", data=("mnist",)),
     "bm-cifar10": Figure(BM, "memorization_cifar10.yaml", "RF / NTK memorization on CIFAR-10 cat vs ship with a noise "
-                         "border", "not measured", needs="CIFAR-10 (spuriouslab data fetch cifar10)"),
+                         "border", "not measured", data=("cifar10",)),
     "bm-digits": Figure(BM + " (offline stand-in)", "memorization_offline_images.yaml", "the image protocol on "
                         "scikit-learn's digits", "7s"),
     "bm-nn-quick": Figure(BM, "nn_quick.yaml", "trained FC and CNN memorize the border (digits, 150 epochs)",
                           "1m48s"),
     "bm-nn-mnist": Figure(BM, "nn_mnist.yaml", "trained FC and CNN on MNIST, the paper's recipe (1000 epochs)",
-                          "not measured", needs="MNIST; a GPU"),
+                          "not measured", data=("mnist",), gpu=True),
     "bm-nn-resnet": Figure(BM, "nn_cifar10_resnet.yaml", "ResNet-18 on CIFAR-10 with a border", "not measured",
-                           needs="CIFAR-10; a GPU"),
+                           data=("cifar10",), gpu=True),
     "zh-theory": Figure(ZH, "contamination_theory.yaml", "ReLU net grows background weight (hinge, SGD, frozen "
                         "output): projections, activation asymmetry, OOD loss", "2m39s"),
     "zh-activations": Figure(ZH, "contamination_activations.yaml", "background growth for ReLU, GELU, LeakyReLU, "
@@ -65,7 +79,7 @@ FIGURES: dict[str, Figure] = {
                             "grids, border sensitivity, Grad-CAM", "2m43s"),
     "zh-padded-cifar": Figure(ZH, "background_features_paper.yaml", "padded CIFAR-10, ResNet-32, 250 epochs: the "
                               "paper's feature visualizations, with numbers", "not measured",
-                              needs="CIFAR-10; a GPU"),
+                              data=("cifar10",), gpu=True),
 }
 
 
@@ -83,5 +97,5 @@ def listing() -> str:
     for name, f in FIGURES.items():
         lines.append(f"{name:<24} {f.paper}: {f.shows}")
         extra = f"; needs {f.needs}" if f.needs else ""
-        lines.append(f"{'':<24} configs/{f.config}; 2 CPU cores: {f.cpu}; GPU: {f.gpu}{extra}")
+        lines.append(f"{'':<24} configs/{f.config}; 2 CPU cores: {f.cpu}; GPU: {f.gpu_time}{extra}")
     return "\n".join(lines)

@@ -64,6 +64,7 @@ def sweep_report(plan, df: pd.DataFrame) -> Report:
     keys = list(plan.grid)
     table = tables.aggregate(ok, keys, headline)
     figures: dict[str, Any] = {}
+    verdicts: list[dict[str, Any]] = []
     for key in keys:
         figures[f"sweep_{key}"] = cross_figure(tables.aggregate(ok, [key], headline), exp.name, key)
     lines = [f"# Sweep: {exp.name} over {', '.join(keys)}", "",
@@ -79,9 +80,15 @@ def sweep_report(plan, df: pd.DataFrame) -> Report:
         r = exp.report(cfg, sub.reset_index(drop=True))
         tag = _tag(combo)
         figures.update({f"{tag}__{name}": fig for name, fig in r.figures.items()})
+        verdicts += [{**combo, **row} for row in r.verdicts]
         lines += [f"## {', '.join(f'{k}={v}' for k, v in combo.items())}", "",
                   r.summary.replace("figures/", f"figures/{tag}__"), ""]
-    return Report("\n".join(lines) + "\n", figures)
+    if verdicts:  # every setting's verdicts in one table, the settings as columns
+        from spuriouslab.claims import VERDICT_COLUMNS
+
+        shown = pd.DataFrame(verdicts)[[*keys, *VERDICT_COLUMNS]]
+        lines[5:5] = ["## Verdicts by setting", "", tables.markdown_table(shown), ""]
+    return Report("\n".join(lines) + "\n", figures, verdicts)
 
 
 def make_report(store: RunStore, plan=None) -> tuple[pd.DataFrame, Report]:

@@ -283,11 +283,13 @@ class Experiment:
         """The report module's report, with the verdict on each declared claim (:mod:`spuriouslab.claims`) after
         its summary; ``Report.verdicts`` keeps them as rows."""
         report = self.reporting.report(cfg, df)
+        verdicts: list = []
         if self.claims:
             from spuriouslab.claims import judge_all, verdict_markdown
 
-            verdicts = judge_all(list(self.claims), df)
+            verdicts = [v for v in judge_all(list(self.claims), df) if v.applicable]
             report.verdicts = [v.row() for v in verdicts]
+        if self.claims and verdicts:
             report.summary = (report.summary.rstrip("\n") + "\n\n## Verdicts on the paper's claims\n\n"
                               "Effect with its 95% interval over seeds (paired where seeds pair); holds / "
                               "contradicted when the interval lies on one side, inconclusive otherwise.\n\n"

@@ -144,8 +144,15 @@ def channel_activation(model: nn.Module, layer: nn.Module, images: torch.Tensor,
 
 def colour_stats(images: torch.Tensor, colour: tuple[int, int, int], tol: float = 0.2) -> dict[str, float]:
     """Colour of visualizations (N, 3, H, W) in [0, 1]: circular mean hue (degrees, weighted by saturation),
-    redness ``mean(R - (G + B) / 2)``, and the fraction of pixels within ``tol`` (RGB distance in [0, 1] units)
-    of ``colour``."""
+    redness ``mean(R - (G + B) / 2)``, the fraction of pixels within ``tol`` (RGB distance in [0, 1] units) of
+    ``colour``, and ``border_axis``: the mean chroma of the pixels (each pixel's RGB less its grey level) projected
+    on the unit chroma direction of ``colour`` - positive toward the border's colour, negative toward its
+    complement (brick red -> cyan), zero for a colourless image.
+
+    >>> img = torch.full((1, 3, 4, 4), 0.5); img[:, 0] = 0.9  # a red image
+    >>> s = colour_stats(img, (150, 50, 50)); round(s["border_axis"], 3) > 0, s["redness"] > 0
+    (True, True)
+    """
     from matplotlib.colors import rgb_to_hsv
 
     rgb = images.permute(0, 2, 3, 1).reshape(-1, 3).numpy().clip(0, 1)
@@ -154,8 +161,12 @@ def colour_stats(images: torch.Tensor, colour: tuple[int, int, int], tol: float 
     w = hsv[:, 1]
     hue = math.degrees(math.atan2(float((w * np.sin(angle)).sum()), float((w * np.cos(angle)).sum()))) % 360
     target = np.asarray(colour, dtype=float) / 255.0
+    axis = target - target.mean()
+    norm = float(np.linalg.norm(axis))
+    chroma = rgb - rgb.mean(axis=1, keepdims=True)
     return {"hue": hue, "redness": float((rgb[:, 0] - (rgb[:, 1] + rgb[:, 2]) / 2).mean()),
-            "near_border_colour": float((np.linalg.norm(rgb - target, axis=1) < tol).mean())}
+            "near_border_colour": float((np.linalg.norm(rgb - target, axis=1) < tol).mean()),
+            "border_axis": float((chroma @ axis).mean() / norm) if norm > 0 else math.nan}
 
 
 def border_reliance(model: nn.Module, plain: torch.Tensor, labels: torch.Tensor, framed: dict[str, torch.Tensor],

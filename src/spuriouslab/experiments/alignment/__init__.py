@@ -7,7 +7,7 @@ measured-vs-predicted table with the gap and a figure of the alignment against a
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim
+from spuriouslab.claims import Claim, rank_agreement
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.alignment import report
 from spuriouslab.experiments.alignment.config import AlignmentConfig
@@ -23,5 +23,12 @@ EXPERIMENT = Experiment(
     claims=(
         Claim("alignment", "the measured feature alignment agrees with the predicted gamma (within 0.05)",
               "alignment_mean", "agreement", predicted="gamma_pred", tolerance=0.05, paper="Bombari & Mondelli, ICML 2024"),
+        Claim("alignment", "the alignment grows with the spurious share alpha, as the predicted gamma does",
+              "alignment_mean", "trend", over="alpha", paper="Bombari & Mondelli, ICML 2024"),
+        Claim("alignment", "the measured alignment orders the activations as their Hermite coefficients predict "
+              "(Kendall tau with the predicted gamma across activations, at each alpha, N and model)",
+              "alignment_mean", "sign", statistic=rank_agreement("alignment_mean", "gamma_pred", "activation"),
+              by=("alpha", "n_train", "model"), needs=("gamma_pred",), varies=("activation",),
+              paper="Bombari & Mondelli, ICML 2024"),
     ),
 )

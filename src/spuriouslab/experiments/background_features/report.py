@@ -5,6 +5,8 @@ training curves."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -29,7 +31,8 @@ def metric_columns(df: pd.DataFrame, colours: list[str]) -> list[str]:
     cols = ["acc_plain", *[f"acc_{c}" for c in colours]]
     cols += [f"repr_change_{c}" for c in colours] + [f"logit_change_{c}" for c in colours]
     cols += ["gradcam_border_plain", *[f"gradcam_border_{c}" for c in colours]]
-    cols += ["vis_redness", "vis_near_border_colour", "vis_hue", "vis_gain"]
+    cols += ["acc_colour_gap", "vis_border_axis_abs", "vis_border_axis", "vis_redness", "vis_near_border_colour",
+             "vis_hue", "vis_gain"]
     return [c for c in cols if c in df]
 
 
@@ -84,8 +87,9 @@ def report(cfg, df: pd.DataFrame) -> Report:
     for j, pipe in enumerate(pipes):
         row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
         axes[0][j].imshow(_grid(decode_array(row.vis)))
-        axes[0][j].set_title(f"{pipe}: redness {row.vis_redness:+.3f}, near border colour "
-                             f"{row.vis_near_border_colour:.2f}", fontsize=8)
+        unsigned = getattr(row, "vis_border_axis_abs", math.nan)  # records written before the measure existed
+        axes[0][j].set_title(f"{pipe}: |border-colour axis| {unsigned:.3f}, redness {row.vis_redness:+.3f}",
+                             fontsize=8)
         axes[0][j].axis("off")
     fig.suptitle(f"Activation maximization of the last convolution's channels (ResNet-{cfg.depth}, seed "
                  f"{int(df.seed.min())}); training border {cfg.colour}", fontsize=9)

@@ -145,6 +145,8 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
     if rec["status"] == "ok":
         t1 = time.perf_counter()
         rec.update(border_numbers(cfg, model, data, x_test, dev))
+        others = [rec[f"acc_{c}"] for c in cfg.other_colours]
+        rec["acc_colour_gap"] = rec["acc_train_colour"] - float(np.mean(others)) if others else math.nan
         rec["seconds_measure"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         rec.update(visualization(cfg, model, data.x_test.shape[1:3], seed))
@@ -232,8 +234,11 @@ def visualization(cfg: BackgroundFeaturesConfig, model: torch.nn.Module, size: t
         after = analysis.channel_activation(model, model.last_block, vis, channels)
     out: dict[str, Any] = {"vis_gain": float((after - before).mean())}
     stats = [analysis.colour_stats(vis[i:i + 1], colour) for i in range(len(channels))]
-    for k in ("hue", "redness", "near_border_colour"):
+    for k in ("hue", "redness", "near_border_colour", "border_axis"):
         out[f"vis_{k}"] = float(np.mean([s[k] for s in stats]))
         out[f"vis_{k}_per_channel"] = [s[k] for s in stats]
+    # a channel is read by the next layer with either sign, so a channel maximized by the border colour's
+    # complement carries the border colour as much as one maximized by the colour itself: the unsigned measure
+    out["vis_border_axis_abs"] = float(np.mean([abs(s["border_axis"]) for s in stats]))
     out["vis"] = encode_array((vis.numpy() * 255).round().astype(np.uint8))
     return out

@@ -10,7 +10,7 @@ the sign of the output weight (the theory's mechanism).  ``config`` / ``run`` / 
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim
+from spuriouslab.claims import Claim, curve_change, minimum
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.contamination import report, run
 from spuriouslab.experiments.contamination.config import ContaminationConfig
@@ -33,6 +33,16 @@ EXPERIMENT = Experiment(
               "difference", when={"activation": "relu"}, versus={"activation": "identity"}, paper="Zhang et al., ICML 2024"),
         Claim("contamination", "ReLU neurons activate class-asymmetrically, in line with their output sign",
               "asym_corr", "sign", when={"activation": "relu"}, paper="Zhang et al., ICML 2024"),
+        Claim("contamination", "activation asymmetry rises during training (ReLU: the class-asymmetry / output-sign "
+              "correlation, last minus first logged step)", "curve_asym_corr", "sign", when={"activation": "relu"},
+              statistic=curve_change("curve_asym_corr"), paper="Zhang et al., ICML 2024"),
+        *(Claim("contamination", f"{act} also contaminates: its background weight grows more than the linear "
+                "net's", "bg_norm_growth", "difference", when={"activation": act}, versus={"activation": "identity"},
+                paper="Zhang et al., ICML 2024") for act in ("gelu", "leaky_relu", "sigmoid", "tanh")),
+        Claim("contamination", "the background weight grows under every loss and optimizer (the smallest growth "
+              "over losses x optimizers exceeds 1)", "bg_norm_growth", "sign", reference=1.0,
+              statistic=minimum("bg_norm_growth"), varies=("loss", "optimizer"), when={"activation": "relu"},
+              paper="Zhang et al., ICML 2024"),
     ),
 )
 

@@ -8,7 +8,7 @@ read off one factorisation of the Gram matrix.  ``config`` / ``run`` / ``report`
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim
+from spuriouslab.claims import Claim, rank_agreement
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization import report, run
 from spuriouslab.experiments.memorization.config import MemorizationConfig
@@ -28,6 +28,14 @@ EXPERIMENT = Experiment(
         Claim("memorization", "the measured memorization equals alignment x stability, mean(F S g), within 0.02 "
               "(the leave-one-out term it drops vanishes only as d grows)", "memorization_cov", "agreement",
               predicted="alignment_stability_mean", tolerance=0.02, paper="Bombari & Mondelli, ICML 2024"),
+        Claim("memorization", "a larger spurious share memorizes more: spurious accuracy at alpha = 1/2 exceeds "
+              "that at alpha = 1/4", "spurious_acc", "difference", when={"alpha": 0.5}, versus={"alpha": 0.25},
+              paper="Bombari & Mondelli, ICML 2024"),
+        Claim("memorization", "the activations memorize in the order of their predicted alignment (Kendall tau of "
+              "spurious accuracy with the predicted gamma across activations, at each alpha, N and model)",
+              "spurious_acc", "sign", statistic=rank_agreement("spurious_acc", "gamma_pred", "activation"),
+              by=("alpha", "n_train", "model"), needs=("gamma_pred",), varies=("activation",),
+              paper="Bombari & Mondelli, ICML 2024"),
     ),
 )
 

@@ -8,10 +8,13 @@ lambda grows.  Same computation as ``memorization``; one Gram matrix serves ever
 
 from __future__ import annotations
 
+from spuriouslab.claims import Claim, slope_at_optimum
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.ridge import report
 from spuriouslab.experiments.ridge.config import RidgeConfig
 from spuriouslab.experiments.memorization import run
+
+FOLLOW_UP = "Bombari & Mondelli, follow-up (arXiv 2502.01347)"
 
 EXPERIMENT = Experiment(
     name="ridge",
@@ -20,4 +23,12 @@ EXPERIMENT = Experiment(
     run=run,
     reporting=report,
     headline=("spurious_corr", "test_mse"),
+    claims=(
+        Claim("ridge", "the spurious correlation C depends on the ridge lambda: it falls as lambda grows",
+              "spurious_corr", "trend", over="ridge", side="less", paper=FOLLOW_UP),
+        Claim("ridge", "the lambda that minimizes the ID test loss lies where C is still increasing in lambda (C at "
+              "the next grid lambda minus at the previous one, per model and correlation)", "spurious_corr",
+              "sign", statistic=slope_at_optimum("spurious_corr", "ridge", "test_mse"),
+              by=("model", "correlation"), needs=("ridge", "test_mse"), paper=FOLLOW_UP),
+    ),
 )

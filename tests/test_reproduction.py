@@ -1,0 +1,108 @@
+"""``spuriouslab reproduce --all``: skip reasons, resume after a kill, the verdict table and the HTML report."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from spuriouslab.errors import ConfigError
+from spuriouslab.figures import FIGURES
+from spuriouslab.reproduction import INDEX, reproduce_all, skip_reason
+
+from test_report import BROWSER
+
+
+def test_skip_reasons_name_the_budget_the_data_and_the_gpu():
+    gpu_fig, data_fig = FIGURES["zh-padded-cifar"], FIGURES["bm-mnist"]
+    assert skip_reason(gpu_fig, "cpu", True, lambda d: True) == "paper scale: needs a GPU (--budget gpu)"
+    assert skip_reason(gpu_fig, "gpu", False, lambda d: True) == "needs a GPU"
+    assert skip_reason(gpu_fig, "gpu", False, lambda d: False) == \
+        "needs cifar10 (spuriouslab data fetch cifar10); needs a GPU"
+    assert skip_reason(data_fig, "cpu", False, lambda d: d != "mnist") == "needs mnist (spuriouslab data fetch mnist)"
+    assert skip_reason(gpu_fig, "gpu", True, lambda d: True) == ""
+    assert skip_reason(FIGURES["bm-digits"], "cpu", False, lambda d: False) == ""  # built-in data
+
+
+def test_a_failing_figure_is_recorded_and_the_rest_go_on(tmp_path):
+    ran = []
+
+    def run_one(name, path, sets, run_dir):
+        ran.append((name, sets))
+        raise RuntimeError(f"{name} broke\nsecond line")
+
+    lines = []
+    out = reproduce_all(tmp_path, "cpu", run_one, has_gpu=False, found=lambda d: False,
+                        only=["zh-theory", "bm-mnist", "zh-activations"], progress=False, echo=lines.append)
+    assert [n for n, _ in ran] == ["zh-theory", "zh-activations"]  # the registry's order; the skipped one not run
+    assert out["zh-theory"].status == "failed" and out["zh-theory"].reason == "zh-theory broke"
+    assert out["bm-mnist"].status == "skipped" and "needs mnist" in out["bm-mnist"].reason
+    assert dict(ran)["zh-activations"] == list(FIGURES["zh-activations"].cpu_sets)  # the cpu budget's overrides
+    saved = json.loads((tmp_path / INDEX).read_text())
+    assert saved["budget"] == "cpu" and saved["figures"]["zh-theory"]["status"] == "failed"
+    assert any(line.startswith("bm-mnist: skipped") for line in lines)
+    with pytest.raises(ConfigError, match="holds a --budget cpu reproduction"):
+        reproduce_all(tmp_path, "gpu", run_one, has_gpu=True, found=lambda d: True, progress=False)
+    with pytest.raises(ConfigError, match="--only: got 'nosuch'"):
+        reproduce_all(tmp_path / "b", "cpu", run_one, has_gpu=False, found=lambda d: True, only=["nosuch"],
+                      progress=False)
+
+
+def _records(run_dir):
+    return [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, tmp_path):
+    out = tmp_path / "rep"
+    cmd = [sys.executable, "-m", "spuriouslab.cli", "reproduce", "--all", "--only",
+           "bm-digits,zh-padded-cifar,bm-nn-mnist", "--no-progress", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env={**env, "SPURIOUSLAB_KILL_AFTER": "records:5"}, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert len(_records(out / "bm-digits")) == 5
+    assert json.loads((out / INDEX).read_text())["figures"]["bm-digits"]["status"] == "running"
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = _records(out / "bm-digits")
+    assert len(records) == 30 and len({r["point_id"] for r in records}) == 30  # resumed, nothing computed twice
+    index = json.loads((out / INDEX).read_text())["figures"]
+    assert index["bm-digits"]["status"] == "done" and index["bm-digits"]["verdicts"]
+    assert index["zh-padded-cifar"] == {**index["zh-padded-cifar"], "status": "skipped",
+                                        "reason": "paper scale: needs a GPU (--budget gpu)"}
+    assert "bm-nn-mnist: skipped" in proc.stdout and "| bm-digits | RF: spurious accuracy falls" in proc.stdout
+    table = pd.read_csv(out / "verdicts.csv")
+    assert set(table.figure) == {"bm-digits"} and set(table.verdict) <= {"holds", "contradicted", "inconclusive"}
+    rf = table[table.claim == "RF: spurious accuracy falls as N grows"].iloc[0]
+    assert rf.verdict == "holds" and rf.high < 0 and rf.n == 3  # measured on the figure's 3 seeds
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True)  # all done: nothing runs again
+    assert again.returncode == 0 and "bm-digits: done earlier" in again.stderr
+    assert len(_records(out / "bm-digits")) == 30
+
+    page = (out / "reproduction.html").read_text()
+    assert page.index('class="verdicts"') < page.index('id="fig-bm-digits"')  # the verdicts come first
+    assert "paper scale: needs a GPU" in page
+    if BROWSER is None:
+        pytest.skip("no Chromium (Debian's chromium; .ci/run installs it)")
+    res = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                          "--virtual-time-budget=5000", "--dump-dom", (out / "reproduction.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="spuriouslab-check"[^>]*>(.*?)</pre>', res.stdout, re.S)
+    assert found, res.stdout[-2000:] + res.stderr[-2000:]
+    check = json.loads(found.group(1))
+    assert check["images"] >= 2 and check["not_shown"] == 0 and check["errors"] == [], check
+    rows = re.findall(r'<tr class="(holds|contradicted|inconclusive)">', res.stdout)
+    assert len(rows) == len(table)  # every verdict rendered, shaded by its verdict
+
+
+def test_reproduce_all_refuses_bad_input_in_one_line(cli, tmp_path):
+    for args, message in [(["--budget", "tpu"], "--budget: got 'tpu'"), (["--only", "nosuch"], "--only: got 'nosuch'"),
+                          (["--set", "seeds=1"], "--set: not with --all")]:
+        code, _, err = cli("reproduce", "--all", *args, "--out", tmp_path / "x", "--no-progress")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = cli("reproduce", "bm-digits", "--only", "bm-digits")
+    assert code == 2 and "--only: goes with --all" in err
