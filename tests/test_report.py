@@ -36,6 +36,13 @@ def test_one_report_over_many_runs(cli, tmp_path):
     assert code == 0, err
     page = (out / "all.html").read_text()
     assert page.count("<img ") >= 3 + 3 + 3 and "data:image/png;base64," in page
+    verdicts = pd.read_csv(out / "verdicts.csv")  # every run's verdicts, judged from its records
+    assert set(verdicts.run) == {"a", "b", "c"} and set(verdicts.verdict) <= {"holds", "contradicted", "inconclusive"}
+    assert "RF: spurious accuracy falls as N grows" in set(verdicts[verdicts.run == "a"].claim)
+    assert (out / "verdicts.tex").read_text().startswith("\\begin{tabular}")
+    assert "## Verdicts on the papers' claims" in (out / "summary.md").read_text()
+    assert page.index('id="verdicts"') < page.index('id="tables"')
+    assert len(re.findall(r'<tr class="(?:holds|contradicted|inconclusive)">', page)) >= len(verdicts)
     for run in ("a", "b", "c"):
         assert f">{run}</a>" in page
     assert "config.yaml" in page and "env.json" in page and 'href="#tables"' in page

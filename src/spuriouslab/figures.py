@@ -40,6 +40,7 @@ class Figure:
 
 
 BM = "Bombari & Mondelli, ICML 2024"
+SHORT = ("iterations=5000", "log_every=250")  # contamination in reproduce --all --budget cpu: a quarter of the run
 ZH = "Zhang et al., ICML 2024"
 
 FIGURES: dict[str, Figure] = {
@@ -66,11 +67,11 @@ FIGURES: dict[str, Figure] = {
     "zh-theory": Figure(ZH, "contamination_theory.yaml", "ReLU net grows background weight (hinge, SGD, frozen "
                         "output): projections, activation asymmetry, OOD loss", "2m39s"),
     "zh-activations": Figure(ZH, "contamination_activations.yaml", "background growth for ReLU, GELU, LeakyReLU, "
-                             "Sigmoid, Tanh and the linear net", "10m42s"),
+                             "Sigmoid, Tanh and the linear net", "10m42s", cpu_sets=SHORT),
     "zh-losses": Figure(ZH, "contamination_losses.yaml", "background growth across losses x optimizers",
-                        "not measured"),
+                        "not measured", cpu_sets=SHORT),
     "zh-toy": Figure(ZH, "contamination_toy.yaml", "the official toy script (logistic, AdamW, norm core, seed 2024) "
-                     "across activations", "8m29s"),
+                     "across activations", "8m29s", cpu_sets=SHORT),
     "zh-distillation": Figure(ZH, "distillation_synthetic.yaml", "teacher / distilled student / baseline probed ID "
                               "and OOD; the student's background weight", "2m17s"),
     "zh-distillation-digits": Figure(ZH, "distillation_digits.yaml", "distillation on digits laid on backgrounds",
@@ -96,6 +97,7 @@ def listing() -> str:
     lines = []
     for name, f in FIGURES.items():
         lines.append(f"{name:<24} {f.paper}: {f.shows}")
-        extra = f"; needs {f.needs}" if f.needs else ""
+        extra = (f"; needs {f.needs}" if f.needs else "") + (
+            f"; reproduce --all --budget cpu sets {' '.join(f.cpu_sets)}" if f.cpu_sets else "")
         lines.append(f"{'':<24} configs/{f.config}; 2 CPU cores: {f.cpu}; GPU: {f.gpu_time}{extra}")
     return "\n".join(lines)
