@@ -285,7 +285,7 @@ def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
     return pd.DataFrame([v.row() for v in verdicts if v.applicable])
 
 
-VERDICT_COLUMNS = ("claim", "effect", "low", "high", "n", "verdict")  # the short table of a sweep or a reproduction
+VERDICT_COLUMNS = ("claim", "effect", "low", "high", "seeds", "verdict")  # the short table of a sweep or a reproduction
 
 
 def interval_text(v: Verdict) -> str:

@@ -136,9 +136,14 @@ def report(cfg, df: pd.DataFrame) -> Report:
                  None), "",
              "acc_X: accuracy on test images framed with X; repr_change_X / logit_change_X: relative change of the "
              "penultimate representation / logits from plain to framed; gradcam_border_X: fraction of Grad-CAM "
-             "mass on the frame; vis_*: colours of the channel visualizations (redness = R - (G+B)/2; "
-             "near_border_colour = fraction of pixels near the training colour); vis_gain = activation gained by "
-             "the visualization.", "",
+             "mass on the frame; acc_colour_gap = acc_train_colour minus the mean over the other colours; vis_*: "
+             "colours of the channel visualizations (border_axis = mean chroma along the training colour's chroma "
+             "direction, + toward it, - toward its complement; border_axis_abs = its absolute value, the claim's "
+             "metric, since a channel raised by the complement carries the colour axis as well; redness = R - "
+             "(G+B)/2; near_border_colour = fraction of pixels near the training colour); vis_gain = activation "
+             "gained by the visualization.", "",
+             "Scale: the paper's evidence is an adversarially trained ResNet-32 on all 50000 CIFAR-10 images for "
+             "250 epochs (preset=paper, a GPU); a verdict here speaks for this scale only.", "",
              "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF)."]
     if len(bad):
         lines += ["", f"{len(bad)} run(s) diverged:", "", tables.markdown_table(bad, ["pipeline", "seed", "error"])]
