@@ -76,14 +76,18 @@ def test_border_sensitivity_is_zero_for_a_model_that_ignores_the_border():
 
 
 def test_background_features_end_to_end(cli, tmp_path):
-    code, stdout, err = cli("run", "background-features", *TINY, "--out", tmp_path / "b")
+    code, stdout, err = cli("run", "background-features", *TINY, "--set", "depth=32", "--out", tmp_path / "b")
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "b" / "results.parquet")
     assert sorted(df.pipeline) == ["control", "padded"] and (df.status == "ok").all()
     for col in ["acc_plain", "acc_train_colour", "acc_green", "repr_change_train_colour", "logit_change_blue",
-                "gradcam_border_train_colour", "vis_redness", "vis_near_border_colour", "vis_hue", "vis_gain"]:
+                "gradcam_border_train_colour", "vis_redness", "vis_near_border_colour", "vis_hue", "vis_gain",
+                "vis_border_axis", "vis_border_axis_abs", "acc_colour_gap"]:
         assert df[col].notna().all(), col
-    assert (df.vis_gain > 0).all() and df.parameters.iloc[0] == 464_154
+    assert (df.vis_gain > 0).all() and df.parameters.iloc[0] == 464_154  # He et al.'s ResNet-32
+    assert (df.vis_border_axis_abs >= df.vis_border_axis.abs() - 1e-12).all()  # a mean of |.| >= |mean|
+    gap = df.acc_train_colour - df[["acc_green", "acc_blue", "acc_grey"]].mean(axis=1)
+    assert np.allclose(df.acc_colour_gap, gap, atol=1e-12)
     for name in ["feature_grids", "border_reliance", "gradcam_examples", "training"]:
         assert (tmp_path / "b" / "figures" / f"{name}.png").stat().st_size > 1000
     assert "| metric | control | padded |" in stdout
