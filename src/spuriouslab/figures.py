@@ -1,9 +1,10 @@
 """Ready-made paper figures: ``spuriouslab reproduce NAME`` runs one with that paper's recipe (a config in
 ``spuriouslab/configs/``, also reachable as ``configs/`` in a checkout) and writes its report.
 
-Runtimes were measured with the command itself on the 2-core CPU machine this project develops on (some while
-other jobs shared it: upper bounds); "not measured" says so where a run needs data or hardware we did not have,
-or was too long to measure in the session that wrote this (zh-losses: about 5 times zh-theory).  No GPU was available to measure the GPU column.
+Runtimes were measured with the command itself on the 2-core CPU machine this project develops on, most in one
+``reproduce --all --budget cpu`` on 2026-12-02 ("--budget cpu: ..." is a figure's time with its ``cpu_sets``).
+"not measured" says so where a run needs data or hardware we did not have, or was too long to measure in the
+session that wrote this.  No GPU was available to measure the GPU column.
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ ZH = "Zhang et al., ICML 2024"
 
 FIGURES: dict[str, Figure] = {
     "bm-synthetic": Figure(BM, "memorization_synthetic.yaml", "RF (k=1e5) and NTK (k=100) spurious vs test accuracy "
-                           "over N, phi2/phi4, alpha 1/2 and 1/4, alignment with theory", "2m48s"),
+                           "over N, phi2/phi4, alpha 1/2 and 1/4, alignment with theory", "4m04s"),
     "bm-synthetic-relu": Figure(BM, "memorization_synthetic_relu.yaml", "the same with ReLU at infinite width",
-                                "13s"),
+                                "15s"),
     "bm-alignment": Figure(BM, "alignment.yaml", "feature alignment measured vs predicted over alpha, 4 activations, "
-                           "N = 10..4d", "1m18s"),
+                           "N = 10..4d", "1m49s"),
     "bm-ridge": Figure(BM + " (follow-up)", "ridge_correlation.yaml", "memorization and spurious correlation C vs the "
                        "ridge lambda, correlated spurious parts", "9s"),
     "bm-mnist": Figure(BM, "memorization_mnist.yaml", "RF / NTK memorization on MNIST 1 vs 7 with a noise border",
@@ -57,28 +58,28 @@ FIGURES: dict[str, Figure] = {
     "bm-cifar10": Figure(BM, "memorization_cifar10.yaml", "RF / NTK memorization on CIFAR-10 cat vs ship with a noise "
                          "border", "not measured", data=("cifar10",)),
     "bm-digits": Figure(BM + " (offline stand-in)", "memorization_offline_images.yaml", "the image protocol on "
-                        "scikit-learn's digits", "7s"),
+                        "scikit-learn's digits", "6s"),
     "bm-nn-quick": Figure(BM, "nn_quick.yaml", "trained FC and CNN memorize the border (digits, 150 epochs)",
-                          "1m48s"),
+                          "44s"),
     "bm-nn-mnist": Figure(BM, "nn_mnist.yaml", "trained FC and CNN on MNIST, the paper's recipe (1000 epochs)",
                           "not measured", data=("mnist",), gpu=True),
     "bm-nn-resnet": Figure(BM, "nn_cifar10_resnet.yaml", "ResNet-18 on CIFAR-10 with a border", "not measured",
                            data=("cifar10",), gpu=True),
     "zh-theory": Figure(ZH, "contamination_theory.yaml", "ReLU net grows background weight (hinge, SGD, frozen "
-                        "output): projections, activation asymmetry, OOD loss", "2m39s"),
+                        "output): projections, activation asymmetry, OOD loss", "2m13s"),
     "zh-activations": Figure(ZH, "contamination_activations.yaml", "background growth for ReLU, GELU, LeakyReLU, "
-                             "Sigmoid, Tanh and the linear net", "10m42s", cpu_sets=SHORT),
+                             "Sigmoid, Tanh and the linear net", "10m42s (--budget cpu: 3m35s)", cpu_sets=SHORT),
     "zh-losses": Figure(ZH, "contamination_losses.yaml", "background growth across losses x optimizers",
-                        "not measured", cpu_sets=SHORT),
+                        "not measured (--budget cpu: 3m12s)", cpu_sets=SHORT),
     "zh-toy": Figure(ZH, "contamination_toy.yaml", "the official toy script (logistic, AdamW, norm core, seed 2024) "
-                     "across activations", "8m29s", cpu_sets=SHORT),
+                     "across activations", "8m29s (--budget cpu: 4m44s)", cpu_sets=SHORT),
     "zh-distillation": Figure(ZH, "distillation_synthetic.yaml", "teacher / distilled student / baseline probed ID "
-                              "and OOD; the student's background weight", "2m17s"),
+                              "and OOD; the student's background weight", "1m06s"),
     "zh-distillation-digits": Figure(ZH, "distillation_digits.yaml", "distillation on digits laid on backgrounds",
-                                     "35s"),
+                                     "44s"),
     "zh-padded-cpu": Figure(ZH, "background_features_cpu.yaml", "padded vs control ResNet-8 on 5000 Fashion-MNIST "
                             "images, 8 epochs, 5 seeds: feature grids and their colour, border reliance, Grad-CAM",
-                            "not measured"),
+                            "8m11s"),
     "zh-padded-cifar": Figure(ZH, "background_features_paper.yaml", "padded CIFAR-10, ResNet-32, 250 epochs: the "
                               "paper's feature visualizations, with numbers", "not measured",
                               data=("cifar10",), gpu=True),

@@ -18,7 +18,8 @@ ZH = "Zhang et al., ICML 2024"
 
 EXPERIMENT = Experiment(
     name="background-features",
-    summary="Padded-border training of a CIFAR ResNet-32: does it learn the border colour? (Zhang et al.)",
+    summary="Padded-border training of a CIFAR ResNet (cpu: ResNet-8, paper: ResNet-32): does it learn the border "
+            "colour? (Zhang et al.)",
     Config=BackgroundFeaturesConfig,
     run=run,
     reporting=report,
