@@ -184,3 +184,8 @@ def test_a_claim_whose_condition_a_run_lacks_is_not_applicable():
     v = judge(gelu, df)
     assert not v.applicable and v.reason == "not run here: no records with activation=gelu"
     assert verdict_markdown([v]) == ""
+
+
+def test_an_effect_of_exactly_zero_says_so():
+    v = judge(DIFF, _records([0.2, 0.2, 0.2], [0.2, 0.2, 0.2]))
+    assert v.verdict == "inconclusive" and v.reason == "no difference at all (every unit's effect is 0)"

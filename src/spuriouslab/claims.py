@@ -274,6 +274,8 @@ def _decide(claim: Claim, effect: float, low: float, high: float, n: int) -> tup
         return "holds", "interval on the claimed side"
     if hi < 0:
         return "contradicted", "interval on the other side"
+    if lo == hi == 0:
+        return "inconclusive", "no difference at all (every unit's effect is 0)"
     return "inconclusive", "interval spans zero"
 
 
