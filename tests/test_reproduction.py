@@ -77,7 +77,7 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
     table = pd.read_csv(out / "verdicts.csv")
     assert set(table.figure) == {"bm-digits"} and set(table.verdict) <= {"holds", "contradicted", "inconclusive"}
     rf = table[table.claim == "RF: spurious accuracy falls as N grows"].iloc[0]
-    assert rf.verdict == "holds" and rf.high < 0 and rf.n == 3  # measured on the figure's 3 seeds
+    assert rf.verdict == "holds" and rf.high < 0 and rf.n_seeds == 3  # measured on the figure's 3 seeds
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)  # all done: nothing runs again
     assert again.returncode == 0 and "bm-digits: done earlier" in again.stderr

@@ -40,7 +40,7 @@ def test_run_with_a_list_on_any_field_and_its_report(cli, tmp_path):
     assert sorted(df.width.unique()) == [16, 32] and len(df) == 4  # one column per swept field
     assert "# Sweep: contamination over width" in stdout and "4 done, 0 failed" in err
     by_setting = stdout.split("## Verdicts by setting")[1].split("\n## ")[0]  # each setting's verdicts, one table
-    assert "| width | claim | effect | low | high | seeds | verdict |" in by_setting and by_setting.count("| 16 |") == by_setting.count("| 32 |") >= 1
+    assert "| width | claim | effect | low | high | n_seeds | verdict |" in by_setting and by_setting.count("| 16 |") == by_setting.count("| 32 |") >= 1
     assert (out / "figures" / "sweep_width.png").exists() and (out / "figures" / "width-16__losses.png").exists()
     cfg = (out / "config.yaml").read_text()
     assert "grid:" in cfg and "width:\n  - 16\n  - 32" in cfg

@@ -111,7 +111,7 @@ class Verdict:
     def row(self) -> dict[str, Any]:
         c = self.claim
         return {"figure": c.figure, "claim": c.text, "metric": c.metric, "effect": self.effect, "low": self.low,
-                "high": self.high, "n": self.n, "paired": self.paired, "excluded": self.excluded,
+                "high": self.high, "n_seeds": self.n, "paired": self.paired, "excluded": self.excluded,
                 "verdict": self.verdict, "reason": self.reason}
 
 
@@ -287,7 +287,7 @@ def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
     return pd.DataFrame([v.row() for v in verdicts if v.applicable])
 
 
-VERDICT_COLUMNS = ("claim", "effect", "low", "high", "seeds", "verdict")  # the short table of a sweep or a reproduction
+VERDICT_COLUMNS = ("claim", "effect", "low", "high", "n_seeds", "verdict")  # a sweep's short verdict table
 
 
 def interval_text(v: Verdict) -> str:

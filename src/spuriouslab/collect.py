@@ -108,7 +108,7 @@ def report_many(directories: list[Path], out: Path, html_path: Path | None = Non
     lines = [f"# Report over {len(runs)} run(s)", ""]
     verdicts = verdicts_across(runs)
     if len(verdicts):
-        shown = verdicts[["run", "claim", "effect", "low", "high", "n", "verdict", "reason"]]
+        shown = verdicts[["run", "claim", "effect", "low", "high", "n_seeds", "verdict", "reason"]]
         atomic_write(out / "verdicts.csv", lambda tmp: verdicts.to_csv(tmp, index=False))
         atomic_write(out / "verdicts.tex", lambda tmp: tmp.write_text(shown.to_latex(index=False,
                                                                                       float_format="%.4g")))

@@ -122,7 +122,7 @@ def write_html(runs: list[RunInfo], cross: dict[str, pd.DataFrame], extra_figure
     parts = [f"<h1>spuriouslab report: {len(runs)} run(s)</h1><ul>{''.join(toc)}</ul>"]
     if verdicts is not None and len(verdicts):
         parts.append('<h2 id="verdicts">Verdicts on the papers\' claims</h2>' + verdict_table_html(
-            verdicts.to_dict("records"), ["run", "claim", "effect", "n", "verdict", "reason"]))
+            verdicts.to_dict("records"), ["run", "claim", "effect", "n_seeds", "verdict", "reason"]))
     parts.append('<h2 id="tables">Tables across runs</h2>')
     for name, table in cross.items():
         parts.append(f"<h3>{html.escape(name)}</h3>" + markdown_to_html(tables.markdown_table(table)))
@@ -147,7 +147,7 @@ def _effect(row: dict) -> str:
 def verdict_table_html(rows: list[dict], columns: list[str]) -> str:
     """Verdict rows as an HTML table, each row shaded by its verdict; ``effect`` shows the effect and interval,
     ``n`` the seeds (pairs) it rests on."""
-    head = "".join(f"<th>{html.escape({'n': 'seeds', 'effect': 'effect [95% interval]'}.get(c, c))}</th>"
+    head = "".join(f"<th>{html.escape({'n_seeds': 'seeds', 'effect': 'effect [95% interval]'}.get(c, c))}</th>"
                    for c in columns)
     body = []
     for r in rows:
@@ -155,8 +155,8 @@ def verdict_table_html(rows: list[dict], columns: list[str]) -> str:
         for c in columns:
             if c == "effect":
                 text = _effect(r)
-            elif c == "n":
-                text = f"{r['n']}{' pairs' if r.get('paired') else ''}" + (
+            elif c == "n_seeds":
+                text = f"{r['n_seeds']}{' pairs' if r.get('paired') else ''}" + (
                     f" ({r['excluded']} excluded)" if r.get("excluded") else "")
             else:
                 text = str(r.get(c, ""))
@@ -171,7 +171,7 @@ def write_reproduction_html(path: Path, budget: str, rows: list[dict], sections:
     parts = [f"<h1>spuriouslab reproduction (--budget {html.escape(budget)})</h1>",
              f"<p>{html.escape(environment.get('machine', ''))}; {html.escape(environment.get('date', ''))}</p>",
              '<h2 id="verdicts">Verdicts on the papers\' claims</h2>',
-             verdict_table_html(rows, ["figure", "claim", "effect", "n", "verdict", "reason", "runtime"])]
+             verdict_table_html(rows, ["figure", "claim", "effect", "n_seeds", "verdict", "reason", "runtime"])]
     skipped = [(name, o) for name, _, o, _, _ in sections if o.status != "done"]
     if skipped:
         parts.append("<h3>Not run</h3><ul>" + "".join(

@@ -80,7 +80,7 @@ def sweep_report(plan, df: pd.DataFrame) -> Report:
         r = exp.report(cfg, sub.reset_index(drop=True))
         tag = _tag(combo)
         figures.update({f"{tag}__{name}": fig for name, fig in r.figures.items()})
-        verdicts += [{**combo, **{("seeds" if k == "n" else k): v for k, v in row.items()}} for row in r.verdicts]
+        verdicts += [{**combo, **row} for row in r.verdicts]
         lines += [f"## {', '.join(f'{k}={v}' for k, v in combo.items())}", "",
                   r.summary.replace("figures/", f"figures/{tag}__"), ""]
     if verdicts:  # every setting's verdicts in one table, the settings as columns

@@ -122,6 +122,8 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
                 write_index(out, budget, outcomes)
                 continue
             if o.status == "done" and (out / name).is_dir():
+                o.verdicts = figure_verdicts(out / name)  # judged again: the records are the truth, not the index
+                write_index(out, budget, outcomes)
                 echo(f"{name}: done earlier ({_duration(o.seconds)})")
                 continue
             sets = list(figure.cpu_sets) if budget == "cpu" else []
@@ -161,7 +163,7 @@ def verdict_rows(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
     for name, o in outcomes.items():
         for v in o.verdicts:
             rows.append({"figure": name, "claim": v["claim"], "metric": v["metric"], "effect": v["effect"],
-                         "low": v["low"], "high": v["high"], "n": v["n"], "paired": v["paired"],
+                         "low": v["low"], "high": v["high"], "n_seeds": v["n_seeds"], "paired": v["paired"],
                          "excluded": v["excluded"], "verdict": v["verdict"], "reason": v["reason"],
                          "runtime": _duration(o.seconds)})
     return rows
@@ -179,7 +181,7 @@ def verdicts_markdown(outcomes: dict[str, Outcome]) -> str:
     """The reproduction's verdict table, then the figures that did not run and why."""
     lines = ["| figure | claim | effect [95% interval] | seeds | verdict | runtime |", "|---|---|---|---|---|---|"]
     for r in verdict_rows(outcomes):
-        n = f"{r['n']}{' pairs' if r['paired'] else ''}" + (f" ({r['excluded']} excluded)" if r["excluded"] else "")
+        n = f"{r['n_seeds']}{' pairs' if r['paired'] else ''}" + (f" ({r['excluded']} excluded)" if r["excluded"] else "")
         lines.append(f"| {r['figure']} | {r['claim'].replace('|', '/')} | {_interval(r)} | {n} | **{r['verdict']}** | "
                      f"{r['runtime']} |")
     others = [o for o in outcomes.values() if o.status != "done"]
