@@ -85,7 +85,7 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
 
     page = (out / "reproduction.html").read_text()
     assert page.index('class="verdicts"') < page.index('id="fig-bm-digits"')  # the verdicts come first
-    assert "paper scale: needs a GPU" in page
+    assert "paper scale: needs a GPU" in page and "cores, device cpu" in page  # the machine it ran on
     if BROWSER is None:
         pytest.skip("no Chromium (Debian's chromium; .ci/run installs it)")
     res = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",

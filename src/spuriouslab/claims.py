@@ -283,18 +283,27 @@ def judge_all(claims: list[Claim], df: pd.DataFrame) -> list[Verdict]:
     return [judge(c, df) for c in claims]
 
 
-def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
-    return pd.DataFrame([v.row() for v in verdicts if v.applicable])
-
-
 VERDICT_COLUMNS = ("claim", "effect", "low", "high", "n_seeds", "verdict")  # a sweep's short verdict table
 
 
-def interval_text(v: Verdict) -> str:
-    """``+0.123 [+0.1, +0.15]``: the effect and its interval (no interval for fewer than two units)."""
-    if math.isnan(v.effect):
+def effect_text(row: dict[str, Any], digits: int = 4) -> str:
+    """``+0.123 [+0.1, +0.15]``: a verdict row's effect and its interval (no interval for fewer than two units)."""
+    effect, low, high = row["effect"], row["low"], row["high"]
+    if effect is None or math.isnan(effect):
         return "-"
-    return f"{v.effect:+.4g}" + ("" if math.isnan(v.low) else f" [{v.low:+.4g}, {v.high:+.4g}]")
+    bounds = "" if low is None or math.isnan(low) else f" [{low:+.{digits}g}, {high:+.{digits}g}]"
+    return f"{effect:+.{digits}g}{bounds}"
+
+
+def seeds_text(row: dict[str, Any]) -> str:
+    """``3 pairs (1 excluded)``: what a verdict row's interval rests on."""
+    return f"{row['n_seeds']}{' pairs' if row.get('paired') else ''}" + (
+        f" ({row['excluded']} excluded)" if row.get("excluded") else "")
+
+
+def count_verdicts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows hold, are contradicted, are inconclusive."""
+    return {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
 
 
 def verdict_markdown(verdicts: list[Verdict]) -> str:
@@ -305,15 +314,11 @@ def verdict_markdown(verdicts: list[Verdict]) -> str:
         return ""
     lines = ["| claim | metric | effect [95% interval] | n | verdict | reason |", "|---|---|---|---|---|---|"]
     for v in verdicts:
+        row = v.row()
         text = v.claim.text.replace("|", "\\|")
-        lines.append(f"| {text} | {v.claim.metric} | {interval_text(v)} | {units_text(v)} | **{v.verdict}** | "
+        lines.append(f"| {text} | {v.claim.metric} | {effect_text(row)} | {seeds_text(row)} | **{v.verdict}** | "
                      f"{v.reason} |")
     return "\n".join(lines)
-
-
-def units_text(v: Verdict) -> str:
-    """``3 pairs (1 excluded)``: what the interval rests on."""
-    return f"{v.n}{' pairs' if v.paired else ''}" + (f" ({v.excluded} excluded)" if v.excluded else "")
 
 
 # Statistics for ``Claim(statistic=...)``: each reduces one unit's records (one seed, one ``by`` combination) to a

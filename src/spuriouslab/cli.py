@@ -308,8 +308,6 @@ def _cpu_name() -> str:
 
 
 def _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root) -> None:
-    import platform
-
     from spuriouslab.data.images import builtin, locate
     from spuriouslab.reproduction import reproduce_all, write_outputs
     from spuriouslab.store import environment
@@ -330,9 +328,8 @@ def _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root) -
     outcomes = reproduce_all(out, budget, run_one, has_gpu=dev.startswith("cuda"),
                              found=lambda d: builtin(d) or locate(d, str(data_root) if data_root else None) is not None,
                              only=names, progress=progress, echo=lambda line: typer.echo(line, err=True))
-    env = environment(dev)
-    env["date"] = env["time"][:10]
-    env["machine"] = f"{_cpu_name() or platform.machine()}, {env['cpu_count']} cores, device {dev}" + (
+    env = environment(dev)  # its "machine" stays the architecture; "host" says what ran it, in words
+    env["host"] = f"{_cpu_name() or env['machine']}, {env['cpu_count']} cores, device {dev}" + (
         f" ({env['cuda_device']})" if env.get("cuda_device") else "")
     page = write_outputs(out, budget, outcomes, env)
     from spuriouslab.reproduction import verdicts_markdown

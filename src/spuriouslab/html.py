@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from spuriouslab import tables
+from spuriouslab.claims import effect_text, seeds_text
 from spuriouslab.experiments import Report
 
 
@@ -137,13 +138,6 @@ def write_html(runs: list[RunInfo], cross: dict[str, pd.DataFrame], extra_figure
     return _page("spuriouslab report", parts, path)
 
 
-def _effect(row: dict) -> str:
-    effect, low, high = (row.get(k) for k in ("effect", "low", "high"))
-    if effect is None or effect != effect:
-        return "-"
-    return f"{effect:+.3g}" + ("" if low is None or low != low else f" [{low:+.3g}, {high:+.3g}]")
-
-
 def verdict_table_html(rows: list[dict], columns: list[str]) -> str:
     """Verdict rows as an HTML table, each row shaded by its verdict; ``effect`` shows the effect and interval,
     ``n`` the seeds (pairs) it rests on."""
@@ -154,10 +148,9 @@ def verdict_table_html(rows: list[dict], columns: list[str]) -> str:
         cells = []
         for c in columns:
             if c == "effect":
-                text = _effect(r)
+                text = effect_text(r, 3)
             elif c == "n_seeds":
-                text = f"{r['n_seeds']}{' pairs' if r.get('paired') else ''}" + (
-                    f" ({r['excluded']} excluded)" if r.get("excluded") else "")
+                text = seeds_text(r)
             else:
                 text = str(r.get(c, ""))
             cells.append(f"<td>{html.escape(text)}</td>")
@@ -169,7 +162,7 @@ def write_reproduction_html(path: Path, budget: str, rows: list[dict], sections:
     """The reproduction page: the verdict table over every figure (figure, claim, effect and interval, seeds,
     verdict, runtime), the figures not run and why, then each figure's own report (summary and figures)."""
     parts = [f"<h1>spuriouslab reproduction (--budget {html.escape(budget)})</h1>",
-             f"<p>{html.escape(environment.get('machine', ''))}; {html.escape(environment.get('date', ''))}</p>",
+             f"<p>{html.escape(environment.get('host', ''))}; {html.escape(environment.get('time', '')[:10])}</p>",
              '<h2 id="verdicts">Verdicts on the papers\' claims</h2>',
              verdict_table_html(rows, ["figure", "claim", "effect", "n_seeds", "verdict", "reason", "runtime"])]
     skipped = [(name, o) for name, _, o, _, _ in sections if o.status != "done"]

@@ -55,6 +55,16 @@ def _tag(combo: dict) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
+def combinations(plan, df: pd.DataFrame):
+    """Each combination of a grid that has records: (its swept values, its config, its records)."""
+    for combo, cfg in zip(plan.combos, plan.configs, strict=True):
+        mask = pd.Series(True, index=df.index)
+        for k, v in combo.items():
+            mask &= df[k].map(lambda a, v=v: json.dumps(a, default=str) == json.dumps(v, default=str))
+        if mask.any():
+            yield combo, cfg, df[mask].reset_index(drop=True)
+
+
 def sweep_report(plan, df: pd.DataFrame) -> Report:
     """A grid over swept fields: the headline table by swept field, a figure of the headline metrics against each
     swept field, and the experiment's own report for every combination (figures prefixed by it)."""
@@ -70,14 +80,8 @@ def sweep_report(plan, df: pd.DataFrame) -> Report:
     lines = [f"# Sweep: {exp.name} over {', '.join(keys)}", "",
              f"{len(df)} records over {len(plan.combos)} combinations; headline metrics, means over everything else "
              "(n = records):", "", tables.markdown_table(table), ""]
-    for combo, cfg in zip(plan.combos, plan.configs, strict=True):
-        mask = pd.Series(True, index=df.index)
-        for k, v in combo.items():
-            mask &= df[k].map(lambda a, v=v: json.dumps(a, default=str) == json.dumps(v, default=str))
-        sub = df[mask]
-        if sub.empty:
-            continue
-        r = exp.report(cfg, sub.reset_index(drop=True))
+    for combo, cfg, sub in combinations(plan, df):
+        r = exp.report(cfg, sub)
         tag = _tag(combo)
         figures.update({f"{tag}__{name}": fig for name, fig in r.figures.items()})
         verdicts += [{**combo, **row} for row in r.verdicts]
@@ -99,6 +103,18 @@ def make_report(store: RunStore, plan=None) -> tuple[pd.DataFrame, Report]:
         raise ConfigError(f"{store.root}: no completed records to report")
     df = pd.DataFrame(records)
     return df, (sweep_report(plan, df) if plan.grid else plan.exp.report(plan.base, df))
+
+
+def judge_run(store: RunStore, plan=None) -> list[dict[str, Any]]:
+    """The verdict rows of a run (each grid combination's, its swept values first), judged from its records
+    without drawing its report."""
+    plan = plan or load_plan(store)
+    df = pd.DataFrame(valid_records(store, plan))
+    if df.empty:
+        return []
+    if not plan.grid:
+        return [v.row() for v in plan.exp.verdicts(df)]
+    return [{**combo, **v.row()} for combo, _, sub in combinations(plan, df) for v in plan.exp.verdicts(sub)]
 
 
 def build_report(store: RunStore, plan=None) -> str:

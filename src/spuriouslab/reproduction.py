@@ -13,7 +13,6 @@ that was running.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from spuriouslab.claims import count_verdicts, effect_text, seeds_text
 from spuriouslab.errors import ConfigError
 from spuriouslab.figures import FIGURES, Figure, config_path
 
@@ -62,13 +62,14 @@ def select(only: list[str] | None) -> list[str]:
     return [n for n in FIGURES if n in only]
 
 
-def read_index(out: Path) -> dict[str, Outcome]:
+def read_index(out: Path) -> tuple[str | None, dict[str, Outcome]]:
+    """The budget and the outcomes an earlier reproduction in ``out`` recorded (None, {} when there was none)."""
     path = out / INDEX
     if not path.exists():
-        return {}
+        return None, {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {name: Outcome(**o) for name, o in data["figures"].items()}
+        return data["budget"], {name: Outcome(**o) for name, o in data["figures"].items()}
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path}: not a reproduction index ({e}); move it away to start afresh") from None
 
@@ -81,12 +82,11 @@ def write_index(out: Path, budget: Budget, outcomes: dict[str, Outcome]) -> None
 
 
 def figure_verdicts(run_dir: Path) -> list[dict[str, Any]]:
-    """The verdict rows of a finished figure's run, judged again from its records."""
-    from spuriouslab.report import make_report
+    """The verdict rows of a finished figure's run, judged again from its records (its report is not redrawn)."""
+    from spuriouslab.report import judge_run
     from spuriouslab.store import RunStore
 
-    _, report = make_report(RunStore(run_dir))
-    return report.verdicts
+    return judge_run(RunStore(run_dir))
 
 
 def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[str], Path], None], *,
@@ -103,8 +103,8 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
     except Timeout:
         raise ConfigError(f"{out}: another reproduction is running there") from None
     with lock:
-        previous = read_index(out)
-        if previous and (saved := json.loads((out / INDEX).read_text())["budget"]) != budget:
+        saved, previous = read_index(out)
+        if saved is not None and saved != budget:
             raise ConfigError(f"{out}: holds a --budget {saved} reproduction; use another --out for --budget "
                               f"{budget}")
         names = select(only)
@@ -139,8 +139,7 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
                 o = Outcome(name, "failed", _first_line(e), o.seconds + time.perf_counter() - t0, sets)
             outcomes[name] = o
             write_index(out, budget, outcomes)
-            counts = {v: sum(r["verdict"] == v for r in o.verdicts) for v in ("holds", "contradicted",
-                                                                               "inconclusive")}
+            counts = count_verdicts(o.verdicts)
             echo(f"{name}: {o.status} in {_duration(o.seconds)}" + (f" ({o.reason})" if o.reason else "")
                  + ("; " + ", ".join(f"{k} {v}" for k, v in counts.items()) if o.verdicts else ""))
         bar.close()
@@ -169,28 +168,19 @@ def verdict_rows(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
     return rows
 
 
-def _interval(row: dict[str, Any]) -> str:
-    if row["effect"] is None or math.isnan(row["effect"]):
-        return "-"
-    low, high = row["low"], row["high"]
-    bounds = "" if low is None or math.isnan(low) else f" [{low:+.3g}, {high:+.3g}]"
-    return f"{row['effect']:+.3g}{bounds}"
-
-
 def verdicts_markdown(outcomes: dict[str, Outcome]) -> str:
     """The reproduction's verdict table, then the figures that did not run and why."""
+    rows = verdict_rows(outcomes)
     lines = ["| figure | claim | effect [95% interval] | seeds | verdict | runtime |", "|---|---|---|---|---|---|"]
-    for r in verdict_rows(outcomes):
-        n = f"{r['n_seeds']}{' pairs' if r['paired'] else ''}" + (f" ({r['excluded']} excluded)" if r["excluded"] else "")
-        lines.append(f"| {r['figure']} | {r['claim'].replace('|', '/')} | {_interval(r)} | {n} | **{r['verdict']}** | "
-                     f"{r['runtime']} |")
+    for r in rows:
+        lines.append(f"| {r['figure']} | {r['claim'].replace('|', '/')} | {effect_text(r, 3)} | {seeds_text(r)} | "
+                     f"**{r['verdict']}** | {r['runtime']} |")
     others = [o for o in outcomes.values() if o.status != "done"]
     if others:
         lines += ["", "Not run:", ""]
         lines += [f"- {o.figure}: {o.status}" + (f" ({o.reason})" if o.reason else "") for o in others]
     done = [o for o in outcomes.values() if o.status == "done"]
-    counts = {v: sum(r["verdict"] == v for r in verdict_rows(outcomes)) for v in ("holds", "contradicted",
-                                                                                   "inconclusive")}
+    counts = count_verdicts(rows)
     lines += ["", f"{len(done)} figure(s) run in {_duration(sum(o.seconds for o in done))}; "
               + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."]
     return "\n".join(lines)

@@ -283,18 +283,22 @@ class Experiment:
         """The report module's report, with the verdict on each declared claim (:mod:`spuriouslab.claims`) after
         its summary; ``Report.verdicts`` keeps them as rows."""
         report = self.reporting.report(cfg, df)
-        verdicts: list = []
-        if self.claims:
-            from spuriouslab.claims import judge_all, verdict_markdown
+        verdicts = self.verdicts(df)
+        report.verdicts = [v.row() for v in verdicts]
+        if verdicts:
+            from spuriouslab.claims import verdict_markdown
 
-            verdicts = [v for v in judge_all(list(self.claims), df) if v.applicable]
-            report.verdicts = [v.row() for v in verdicts]
-        if self.claims and verdicts:
             report.summary = (report.summary.rstrip("\n") + "\n\n## Verdicts on the paper's claims\n\n"
                               "Effect with its 95% interval over seeds (paired where seeds pair); holds / "
                               "contradicted when the interval lies on one side, inconclusive otherwise.\n\n"
                               + verdict_markdown(verdicts) + "\n")
         return report
+
+    def verdicts(self, df: Any) -> list[Any]:
+        """The verdicts (:class:`spuriouslab.claims.Verdict`) on the declared claims these records can test."""
+        from spuriouslab.claims import judge_all
+
+        return [v for v in judge_all(list(self.claims), df) if v.applicable]
 
     # ---------------------------------------------------------------- config
     def make_config(self, values: dict[str, Any]) -> ExperimentConfig:
