@@ -151,6 +151,70 @@ def records_cases(tmp: Path, n: int) -> Counter:
     return run_cases(mutations(raw, n, 8), store.records_path.write_bytes, load, lambda r: r == recs)
 
 
+def _report_cases(tmp: Path, n: int, seed: int, experiment: str, values: dict) -> Counter:
+    """A real run's records.jsonl, corrupted: the run's report must come out (the same, or from what is left) or
+    fail in one line."""
+    import matplotlib.pyplot as plt
+
+    from spuriouslab.experiments import get_experiment, run_points
+    from spuriouslab.report import make_report
+    from spuriouslab.store import RunStore
+    from spuriouslab.sweep import make_plan
+
+    exp = get_experiment(experiment)
+    plan = make_plan(exp, values)
+    store = RunStore(tmp / "run")
+    store.open(exp.name, plan.config_dump(), plan.fixed_fields(), {})
+    store.append(run_points(exp, plan.base))
+    raw = store.records_path.read_bytes()
+    good = make_report(store, plan)[1].summary
+    plt.close("all")
+
+    def load():
+        try:
+            return make_report(store, plan)[1].summary
+        finally:
+            plt.close("all")
+
+    return run_cases(mutations(raw, n, seed), store.records_path.write_bytes, load, lambda r: r == good)
+
+
+def distillation_records(tmp: Path, n: int) -> Counter:
+    return _report_cases(tmp, n, 9, "distillation", {"epochs": 4, "teacher_epochs": 4, "log_every": 2, "seeds": 2,
+                                                     "n": 60, "n_test": 40, "width": 16, "embed": 4,
+                                                     "activation": ["relu"]})
+
+
+def background_records(tmp: Path, n: int) -> Counter:
+    return _report_cases(tmp, n, 10, "background-features", {
+        "data": "digits", "n_train": 100, "n_test": 40, "epochs": 1, "seeds": 1, "vis_channels": 2, "vis_steps": 2,
+        "vis_rounds": 1, "cam_images": 10, "batch_size": 50, "depth": 8})
+
+
+def probe_records(tmp: Path, n: int) -> Counter:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # probe_models
+    return _report_cases(tmp, n, 12, "probe", {"model": "probe_models:reads_border", "data": "digits",
+                                               "eval_border": 1, "n": 40, "cam_images": 10})
+
+
+def sweep_spec_cases(tmp: Path, n: int) -> Counter:
+    from spuriouslab.experiments import get_experiment
+    from spuriouslab.sweep import load_spec, make_plan
+
+    text = ("experiment: contamination\niterations: 40\nlog_every: 20\nseeds: 2\nn: 60\nn_test: 60\n"
+            "grid:\n  width: {range: [16, 48, 16]}\n  lr: {log: [1e-3, 1e-1, 3]}\n  activation: [relu, identity]\n")
+    path = tmp / "spec.yaml"
+
+    def load():
+        name, values, grid = load_spec(path)
+        plan = make_plan(get_experiment(name), values, grid)
+        return [c.model_dump() for c in plan.configs], plan.points()
+
+    path.write_text(text)
+    good = load()
+    return run_cases(mutations(text.encode(), n, 13), path.write_bytes, load, lambda r: r == good)
+
+
 FORMATS = {
     "IDX (gzip)": lambda tmp, n: idx_cases(tmp, n, True),
     "IDX (raw)": lambda tmp, n: idx_cases(tmp, n, False),
@@ -158,7 +222,18 @@ FORMATS = {
     "image folder (PNG)": folder_cases,
     "config file (YAML)": config_cases,
     "records.jsonl": records_cases,
+    "sweep spec (YAML)": sweep_spec_cases,
+    "distillation records -> report": distillation_records,
+    "background-features records (vis) -> report": background_records,
+    "probe records -> report": probe_records,
 }
+# formats whose corruptions are mostly still valid content (a digit of a number changed, a line dropped): the
+# fuzzing test does not ask that most of them be errors
+LENIENT = {"records.jsonl", "distillation records -> report", "background-features records (vis) -> report",
+           "probe records -> report"}
+# cases per format in the test suite (the report-based ones draw figures: fewer)
+SUITE_CASES = {"distillation records -> report": 60, "background-features records (vis) -> report": 40,
+               "probe records -> report": 60}
 
 
 def main(n: int = 300) -> None:

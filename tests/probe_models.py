@@ -39,3 +39,25 @@ def reads_border():
 
 def not_a_model():
     return "model"
+
+
+class NaNLogits(CentreOnly):
+    """A classifier whose logits are NaN (a diverged or broken model)."""
+
+    def forward(self, x):
+        return super().forward(x) * float("nan")
+
+
+def nan_logits():
+    return NaNLogits(size=8, frame=1)  # digits-sized
+
+
+class Silent(CentreOnly):
+    """A forward that raises an exception with no message."""
+
+    def forward(self, x):
+        raise RuntimeError()
+
+
+def silent():
+    return Silent(size=8, frame=1)

@@ -116,7 +116,7 @@ def test_resumes_after_sigkill_with_the_uninterrupted_table(tmp_path):
 def test_probe_refuses_a_model_that_does_not_fit_the_data(cli, tmp_path):
     code, _, err = cli("probe", "probe_models:centre_only", "--set", "data=digits", "--set", "eval_border=1",
                        "--out", tmp_path / "p", "--no-progress")
-    assert code == 2 and "fails on digits images of shape (2, 3, 8, 8)" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "fails on digits images of shape (64, 3, 8, 8)" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()
 
 

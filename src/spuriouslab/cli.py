@@ -175,7 +175,12 @@ def sweep(
         if not spec.is_file():
             raise ConfigError(f"sweep: {spec} does not exist or is not a file")
         name, values, grid = load_spec(spec)
-        values.update(parse_sets(list(set_ or [])))
+        overrides = parse_sets(list(set_ or []))
+        for key in overrides:
+            if key in grid:  # --set wins over the spec, its grid included
+                typer.echo(f"spuriouslab: note: --set {key} replaces the spec's grid over {key} "
+                           f"({grid.pop(key)!r})", err=True)
+        values.update(overrides)
         _run(name, None, [], out, device, jobs, executor, progress, address=address, retry_failed=retry_failed,
              values=values, grid=grid)
 
@@ -184,7 +189,7 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress, addres
          values=None, grid=None, quiet=False) -> None:
     from spuriouslab.experiments import get_experiment
     from spuriouslab.store import RunStore, environment
-    from spuriouslab.sweep import make_plan, ray_available, worker_threads
+    from spuriouslab.sweep import make_plan, pin_resolution, ray_available, worker_threads
 
     exp = get_experiment(experiment)
     if executor not in ("local", "ray"):
@@ -217,9 +222,18 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress, addres
     with RunStore(out) as store:  # the lock is released when the run ends
         store.open(experiment, resolved, plan.fixed_fields(), environment(dev, plan.base.seed, jobs, threads,
                                                                          executor))
+        for note in pin_resolution(plan, store):
+            typer.echo(f"spuriouslab: note: {note}", err=True)
         if estimate and not quiet:
             typer.echo(estimate, err=True)
-        _sweep_and_report(plan, store, dev, progress, executor, jobs, address, retry_failed, quiet)
+        try:
+            _sweep_and_report(plan, store, dev, progress, executor, jobs, address, retry_failed, quiet)
+        except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on
+            kept = len(store.records(plan.point_fields()))
+            typer.echo(f"\nspuriouslab: interrupted; {kept} of {len(plan.points())} points are saved in "
+                       f"{store.records_path} (with checkpoints of groups in flight); run the same command again to "
+                       "resume", err=True)
+            raise typer.Exit(130) from None
 
 
 def _sweep_and_report(plan, store, dev, progress, executor, jobs, address=None, retry_failed=False,
@@ -375,11 +389,20 @@ def report(
         for d in directories:
             if not d.is_dir():
                 raise ConfigError(f"report: {d} is not a directory")
-        if len(directories) == 1 and html_out is None and x is None:
+        if len(directories) == 1 and html_out is None and x is None and out is None:
             with RunStore(directories[0]) as store:
                 store.lock()
                 typer.echo(build_report(store))
             return
+        runs = [d.resolve() for d in directories]
+        for flag, path in (("--out", out or Path("report")), ("--html", html_out)):
+            if path is None:
+                continue
+            real = path.resolve()
+            inside = next((d for d, r in zip(directories, runs, strict=True) if real == r or r in real.parents), None)
+            if inside is not None:  # a cross-run report never writes into the runs it reads
+                raise ConfigError(f"{flag}: {path} lies in the run directory {inside}, whose files it could "
+                                  "overwrite; write the report elsewhere")
         summary = report_many(directories, out or Path("report"), html_out, x)
         typer.echo(summary)
         typer.echo(f"tables and figures: {out or Path('report')}" + (f"; HTML: {html_out}" if html_out else ""),
@@ -465,12 +488,10 @@ def data_fetch(name: str = typer.Argument(..., help="mnist | fashion-mnist | cif
     """Download a data set from its canonical location (checksums verified, files written atomically)."""
     from spuriouslab.data.images import fetch, load_images
 
-    try:
+    with user_errors():  # a bad name, a failed download, or a root that cannot be written (one line each)
         where = fetch(name, data_root)
         d = load_images(name, data_root)
         typer.echo(f"{name}: {len(d.x_train)}+{len(d.x_test)} images in {where}; {d.verified}")
-    except ConfigError as exc:
-        fail(str(exc))
 
 
 def main() -> None:

@@ -55,8 +55,8 @@ def collect(directories: list[Path]) -> list[RunInfo]:
 
 def _swept(column: str, run: RunInfo) -> pd.Series:
     """The value of ``column`` per record: the record's own column, else the run's config value."""
-    if column in run.df:
-        return run.df[column]
+    if column in run.df:  # a list-valued column (ood_sets, a curve) as its JSON text: one value to group by
+        return run.df[column].map(lambda v: json.dumps(v, default=str) if isinstance(v, list | dict | tuple) else v)
     if column in run.config:
         value = run.config[column]
         return pd.Series([json.dumps(value) if isinstance(value, list) else value] * len(run.df), index=run.df.index)
@@ -110,15 +110,13 @@ def report_many(directories: list[Path], out: Path, html_path: Path | None = Non
     if len(verdicts):
         shown = verdicts[["run", "claim", "effect", "low", "high", "n_seeds", "verdict", "reason"]]
         atomic_write(out / "verdicts.csv", lambda tmp: verdicts.to_csv(tmp, index=False))
-        atomic_write(out / "verdicts.tex", lambda tmp: tmp.write_text(shown.to_latex(index=False,
-                                                                                      float_format="%.4g")))
+        atomic_write(out / "verdicts.tex", lambda tmp: tmp.write_text(tables_.latex_table(shown)))
         atomic_write(out / "verdicts.md", lambda tmp: tmp.write_text(tables_.markdown_table(shown) + "\n"))
         lines += ["## Verdicts on the papers' claims", "", tables_.markdown_table(shown), ""]
     for name, table in tables.items():
         stem = name.replace("-", "_")
         atomic_write(out / f"{stem}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))
-        atomic_write(out / f"{stem}.tex", lambda tmp, t=table: tmp.write_text(t.to_latex(index=False,
-                                                                                          float_format="%.4g")))
+        atomic_write(out / f"{stem}.tex", lambda tmp, t=table: tmp.write_text(tables_.latex_table(t)))
         atomic_write(out / f"{stem}.md", lambda tmp, t=table: tmp.write_text(tables_.markdown_table(t) + "\n"))
         lines += [f"## {name}", "", tables_.markdown_table(table), ""]
         if x is not None:

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 import matplotlib
 
 matplotlib.use("Agg")
+# every text is shown literally: a user's name such as "$\foo$" (an OOD folder, a run label) is a name, not TeX
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

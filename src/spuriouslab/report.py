@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 
 from spuriouslab import tables
-from spuriouslab.errors import ConfigError
+from spuriouslab.errors import ConfigError, describe
 from spuriouslab.experiments import Report, get_experiment
-from spuriouslab.store import RunStore
+from spuriouslab.store import RunStore, point_key
 
 
 def load_plan(store: RunStore):
@@ -26,27 +26,19 @@ def load_plan(store: RunStore):
     return make_plan(exp, values, grid)
 
 
-def _same_kind(value: Any, ref: Any) -> bool:
-    if isinstance(ref, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(ref, bool)
-    if isinstance(ref, int | float):
-        return isinstance(value, int | float)
-    return isinstance(value, type(ref))
-
-
 def valid_records(store: RunStore, plan) -> list[dict]:
-    """The run's records whose grid point has the plan's fields with values of the right kinds; others
-    (a foreign file's lines) are skipped with a warning naming the line's point."""
+    """The run's records whose grid point is a point of the plan (as ``config.yaml`` has it now); the others (a
+    foreign file's lines, a hand-edited ``"seed": 0.0``, points of a larger grid this directory ran before) stay
+    in ``records.jsonl`` and are left out, with one warning saying how many."""
     fields = plan.point_fields()
-    first = plan.exp.points(plan.configs[0])  # one point shows the kinds; no need to expand the whole grid
-    ref = {**plan.combos[0], **first[0]} if first else None
-    out = []
+    wanted = {point_key(p) for _, p in plan.points()}
+    out, outside = [], []
     for rec in store.records(fields):
-        if ref is not None and not all(_same_kind(rec[f], ref[f]) for f in fields):
-            warnings.warn(f"{store.records_path}: a record with point {[rec[f] for f in fields]} is not of this "
-                          "experiment; skipped", stacklevel=2)
-            continue
-        out.append(rec)
+        (out if point_key({f: rec[f] for f in fields}) in wanted else outside).append(rec)
+    if outside:
+        example = {f: outside[0][f] for f in fields}
+        warnings.warn(f"{store.records_path}: {len(outside)} record(s) outside this run's grid (e.g. {example}) "
+                      "are not reported", stacklevel=2)
     return out
 
 
@@ -102,7 +94,14 @@ def make_report(store: RunStore, plan=None) -> tuple[pd.DataFrame, Report]:
     if not records:
         raise ConfigError(f"{store.root}: no completed records to report")
     df = pd.DataFrame(records)
-    return df, (sweep_report(plan, df) if plan.grid else plan.exp.report(plan.base, df))
+    try:
+        return df, (sweep_report(plan, df) if plan.grid else plan.exp.report(plan.base, df))
+    except ConfigError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # records that hold their points but not what the report reads (hand-edited, a foreign file): one line
+        raise ConfigError(f"{store.records_path}: its records cannot be reported ({describe(exc)}); were they "
+                          "edited by hand?") from None
 
 
 def judge_run(store: RunStore, plan=None) -> list[dict[str, Any]]:

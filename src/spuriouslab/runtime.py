@@ -29,3 +29,30 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc
         _done = False
     return _done
+
+
+def die_with_parent(parent: int, *_: object) -> None:
+    """Worker initializer (process pools; DataLoader workers, whose worker id is ignored): end this worker when
+    the parent process dies (even by SIGKILL).  On Linux the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG);
+    everywhere a watchdog thread notices the parent is gone."""
+    import signal
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="spuriouslab-parent-watch").start()

@@ -3,6 +3,7 @@ per-point records, then tables built from them).
 
 DIR/config.yaml      fully resolved configuration (with ``experiment:``)
 DIR/env.json         package versions, device, threads, git commit, base seed
+DIR/resolved.json    what the machine resolved at the run's first point (data=auto's data set, data checksums)
 DIR/records.jsonl    one JSON line per completed grid point, appended, flushed and fsynced as it completes
 DIR/errors.jsonl     one line per failed group (its points stay pending and are retried on the next run)
 DIR/checkpoints/     mid-group checkpoints of long groups (:class:`Checkpoints`), removed when a group completes
@@ -23,6 +24,7 @@ for as long as it writes; a second process is refused at once with "DIR is in us
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -107,18 +109,43 @@ def environment(device: str, seed: int | None = None, jobs: int = 1, threads: in
     return env
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# the mode a file created the usual way gets (0644 under umask 022): results stay readable to colleagues
+FILE_MODE = 0o666 & ~_umask()
+
+
+@contextlib.contextmanager
+def naming(path: Path):
+    """Re-raise an OSError of writing ``path`` with the path in it ("No space left on device" alone says
+    nothing about where)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` into a temporary file private to this writer (same directory), then rename it over
-    ``path``: readers see the old file or the new one, never a partial one."""
+    ``path``: readers see the old file or the new one, never a partial one.  The file gets the usual mode
+    (``FILE_MODE``), not the temporary file's private 0600."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with naming(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 class Checkpoints:
@@ -249,6 +276,24 @@ class RunStore:
         self._write_text(self.root / "env.json", json.dumps(env, indent=2))
         self.checkpoints.directory.mkdir(exist_ok=True)
 
+    def pin(self, found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """What each grid combination (by key) resolved on this machine, fixed at the run's first point: the
+        values in ``DIR/resolved.json`` win once records exist; otherwise ``found`` is written there."""
+        path = self.root / "resolved.json"
+        old: dict[str, Any] = {}
+        if path.exists() and self.records_path.exists() and self.records_path.stat().st_size:
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = None  # type: ignore[assignment]
+            if not isinstance(old, dict):
+                raise ConfigError(f"{path}: not what this run resolved at its first point (edited?); remove the "
+                                  "file to take what this machine finds now")
+        merged = {**found, **old}
+        if merged != old:
+            self._write_text(path, json.dumps(merged, indent=2, sort_keys=True))
+        return merged
+
     @staticmethod
     def _write_text(path: Path, text: str) -> None:
         atomic_write(path, lambda tmp: tmp.write_text(text))
@@ -275,6 +320,8 @@ class RunStore:
                 problem = "not a JSON record"
             elif fields is not None and any(f not in rec for f in fields):
                 problem = f"not a record of this run (missing {', '.join(f for f in fields if f not in rec)})"
+            elif fields is not None and set(rec) <= {*fields, "point_id"}:
+                problem = "a grid point with no results"
             elif fields is not None:
                 try:
                     key = point_key({f: rec[f] for f in fields})
@@ -307,18 +354,29 @@ class RunStore:
         return {point_key({a: r[a] for a in axes}) for r in self.records(axes)}
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
-        self._repair_tail()
-        count = 0
-        with open(self.records_path, "a") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec) + "\n")
-                count += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        _crash_point("records", count)
+        records = list(records)
+        # a group's records as one write: a kill lands before or after all of them (a stacked group's seeds
+        # share one computation, so a seed recomputed alone would differ in the last digits)
+        text = "".join(json.dumps(rec) + "\n" for rec in records)
+        with naming(self.records_path):
+            self._repair_tail()
+            data = text.encode()
+            fd = os.open(self.records_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            start = os.fstat(fd).st_size
+            try:
+                done = 0
+                while done < len(data):  # one write(2) unless the disk fills
+                    done += os.write(fd, data[done:])
+                os.fsync(fd)
+            except BaseException:
+                os.ftruncate(fd, start)  # all of the group or none of it
+                raise
+            finally:
+                os.close(fd)
+        _crash_point("records", len(records))
 
     def append_error(self, points: list[dict[str, Any]], message: str) -> None:
-        with open(self.errors_path, "a") as fh:
+        with naming(self.errors_path), open(self.errors_path, "a") as fh:
             fh.write(json.dumps({"points": points, "error": message}, default=str) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -16,7 +16,8 @@ and runs the groups with one of three executors:
   requesting a GPU per task when the device is cuda (``pip install 'spuriouslab[ray]'``).
 
 A group that raises is written to ``errors.jsonl`` with its traceback and the sweep goes on; its points are skipped
-by later runs unless ``retry_failed``.  Killing the process loses at most the groups in flight.
+by later runs unless ``retry_failed``.  A group's records are appended together, in one write: killing the process
+loses at most the groups in flight, never part of one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import itertools
 import json
 import math
 import os
-import sys
 import traceback
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,6 +39,7 @@ from spuriouslab.errors import ConfigError
 from spuriouslab.experiments import Experiment, ExperimentConfig, RunContext, get_experiment
 from spuriouslab.experiments.base import MAX_POINTS, numeric_field
 from spuriouslab.experiments.fields import split_list
+from spuriouslab.runtime import die_with_parent
 from spuriouslab.store import Checkpoints, RunStore, point_key
 
 
@@ -57,15 +58,23 @@ def expand_values(value: Any, key: str) -> list:
         except (TypeError, ValueError):
             raise ConfigError(f"grid {key}: got {value!r}; a range is {{range: [start, stop, step]}} or "
                               "{log: [start, stop, count]}") from None
-        if kind == "range" and c != 0 and (b - a) / c >= 0:
+        if kind == "range" and c != 0 and (b - a) / c >= 0 and math.isfinite((b - a) / c):
             n = int(math.floor((b - a) / c + 1e-9)) + 1
-            vals = [a + i * c for i in range(n)]
-        elif kind == "log" and a > 0 and b > 0 and c >= 1 and c == int(c):
-            vals = [a * (b / a) ** (i / max(1, int(c) - 1)) for i in range(int(c))]
+        elif kind == "log" and a > 0 and b > 0 and math.isfinite(b / a) and math.isfinite(c) and c >= 1 and c == int(c):
+            n = int(c)
         else:
             raise ConfigError(f"grid {key}: got {value!r}; a range is {{range: [start, stop, step]}} or "
                               "{log: [start, stop, count]} (positive ends, an integer count)")
-        return [int(v) if float(v).is_integer() and isinstance(args[0], int) else v for v in vals]
+        if n > MAX_POINTS:  # refused before a list of that size is built
+            raise ConfigError(f"grid {key}: got {value!r}; {n:.3g} values is more than {MAX_POINTS}")
+        if kind == "range":
+            vals = [a + i * c for i in range(n)]
+        else:
+            vals = [a * (b / a) ** (i / max(1, n - 1)) for i in range(n)]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in args[:2]):
+            # integer ends: values within rounding of an integer are that integer ({log: [8, 64, 4]} -> 8, 16, 32, 64)
+            vals = [round(v) if abs(v - round(v)) <= 1e-9 * max(1.0, abs(v)) else v for v in vals]
+        return vals
     return split_list(value)
 
 
@@ -110,8 +119,11 @@ class Plan:
                 for p in self.exp.points(cfg)]
 
     def config_dump(self) -> dict[str, Any]:
-        """The resolved base config, with the grid (what config.yaml holds)."""
-        out = self.base.model_dump(mode="json")
+        """The resolved config, with the grid (what config.yaml holds): every field all combinations resolve
+        alike; a field whose default follows a swept field (``activation`` by ``task``) is left to resolve again
+        per combination."""
+        dumps = [c.model_dump(mode="json") for c in self.configs]
+        out = {k: v for k, v in dumps[0].items() if all(d[k] == v for d in dumps[1:])}
         for key in self.grid:
             out.pop(key, None)
         if self.grid:
@@ -134,6 +146,9 @@ def make_plan(exp: Experiment, values: dict[str, Any], grid: dict[str, Any] | No
         vals = expand_values(value, key)
         if not vals:
             raise ConfigError(f"{key}: got an empty list; give at least one value")
+        if key in ("seed", "seeds") and len(vals) > 1:  # points are (axes, seed): the combinations would overlap
+            raise ConfigError(f"{key}: got {vals}; seeds are not a grid: seeds=N runs seeds seed, seed+1, ..., "
+                              "seed+N-1 (e.g. seed=0 seeds=3 for 0, 1, 2)")
         seen = [json.dumps(v, default=str) for v in vals]
         if len(set(seen)) != len(seen):
             raise ConfigError(f"{key}: got {vals}; each grid value once")
@@ -151,6 +166,9 @@ def make_plan(exp: Experiment, values: dict[str, Any], grid: dict[str, Any] | No
         plan.combos.append({k: dump[k] for k in keys})
         plan.configs.append(cfg)
     plan.grid = {k: list({json.dumps(c[k], sort_keys=True): c[k] for c in plan.combos}.values()) for k in keys}
+    for k in keys:  # values that differ as written but not as the config holds them (1e-3 and 0.001, 16 and 16.0)
+        if len(plan.grid[k]) != len(swept[k]):
+            raise ConfigError(f"{k}: got {swept[k]}; as values these are {plan.grid[k]}: each grid value once")
     total = sum(len(exp.points(c)) for c in plan.configs) if len(plan.configs) < 10_000 else MAX_POINTS + 1
     if total > MAX_POINTS:
         raise ConfigError(f"grid: {total} points is more than {MAX_POINTS}; split the sweep")
@@ -172,36 +190,38 @@ def load_spec(path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     return name, data, grid
 
 
+def pin_resolution(plan: Plan, store: RunStore) -> list[str]:
+    """Fix what each combination resolved on this machine (``Experiment.resolve``: the data set ``data=auto``
+    found, the checksum of the decoded arrays) at the run's first point, and hold a resumed run to it: a
+    combination whose ``auto`` now finds another data set keeps the one it started with (returned notes say so);
+    data whose checksum changed since is refused (one line).  The plan's configs are updated in place."""
+    found = {point_key(c): plan.exp.resolve(cfg) for c, cfg in zip(plan.combos, plan.configs, strict=True)}
+    found = {k: v for k, v in found.items() if v}
+    if not found:
+        return []
+    pinned = store.pin(found)
+    notes = []
+    for i, (combo, cfg) in enumerate(zip(plan.combos, plan.configs, strict=True)):
+        key = point_key(combo)
+        first, now = pinned.get(key), found.get(key)
+        if not first or not now or first == now:
+            continue
+        if first.get("data") != now.get("data") and "data" in type(cfg).model_fields:
+            cfg = plan.configs[i] = cfg.model_copy(update={"data": first["data"]})
+            notes.append(f"data={getattr(plan.configs[i], 'data')}: this run started on {first['data']} and keeps "
+                         f"it ({now['data']} is found now; use another --out to run on it)")
+            now = plan.exp.resolve(cfg)
+        if now.get("data_checksum") != first.get("data_checksum"):
+            raise ConfigError(f"data: {now.get('data')} is not the data this run started with (checksum "
+                              f"{str(now.get('data_checksum'))[:16]}... now, {str(first.get('data_checksum'))[:16]}"
+                              f"... then: see {store.root / 'resolved.json'}); restore it or use another --out")
+    return notes
+
+
 # ------------------------------------------------------------------------------------------- executors
 def worker_threads(jobs: int) -> int:
     """Torch threads per worker process, so that ``jobs`` workers do not oversubscribe the cores."""
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: end this worker when the parent process dies (even by SIGKILL).  On Linux the kernel
-    sends SIGKILL (prctl PR_SET_PDEATHSIG); everywhere a watchdog thread notices the parent is gone."""
-    import signal
-    import threading
-    import time
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the parent died before the prctl took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="spuriouslab-parent-watch").start()
 
 
 def _run_group_in_worker(name: str, cfg_dict: dict, points: list[dict], device: str, threads: int,
@@ -228,17 +248,18 @@ Task = tuple[int, list[dict]]  # (combination index, the group's points as the e
 def _records_local(plan: Plan, tasks: list[Task], ctx) -> Iterable[tuple[Task, list[dict], str | None]]:
     for task in tasks:
         i, group = task
-        try:
-            for rec in plan.exp.run_group(plan.configs[i], group, ctx):
-                yield task, [rec], None
+        try:  # a group's records land together: its points share one computation (stacked seeds, one Gram)
+            records = list(plan.exp.run_group(plan.configs[i], group, ctx))
         except Exception:  # noqa: BLE001 - recorded, the sweep goes on
             yield task, [], traceback.format_exc(limit=12)
+        else:
+            yield task, records, None
 
 
 def _records_pool(plan: Plan, tasks: list[Task], ctx, jobs):
     threads = worker_threads(jobs)
     dumps = [c.model_dump(mode="json") for c in plan.configs]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent,
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=die_with_parent,
                              initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_run_group_in_worker, plan.exp.name, dumps[i], g, ctx.device, threads,
                                _checkpoint_dir(ctx)): (i, g) for i, g in tasks}

@@ -52,12 +52,23 @@ def fmt(v) -> str:
     return str(v)
 
 
+def cell(v) -> str:
+    """A value as a Markdown table cell: :func:`fmt`, with ``|`` escaped (a name like ``x|y`` stays one cell)
+    and line breaks as spaces."""
+    return fmt(v).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_table(df: pd.DataFrame, columns: list[str] | None = None) -> str:
     cols = [c for c in (columns or list(df.columns)) if c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(cell(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, row in df[cols].iterrows():
-        lines.append("| " + " | ".join(fmt(row[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(cell(row[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def latex_table(df: pd.DataFrame) -> str:
+    """A table as LaTeX, every cell escaped (``_``, ``%``, ``&``, ``$`` ... in names and values)."""
+    return df.to_latex(index=False, float_format="%.4g", escape=True)
 
 
 def curve_stats(sub: pd.DataFrame, key: str, x: str = "curve_step") -> tuple[np.ndarray, np.ndarray, np.ndarray]:

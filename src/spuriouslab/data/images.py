@@ -29,7 +29,7 @@ from spuriouslab.data.formats import (CIFAR_CLASSES, CIFAR_TRAIN, FASHION_CLASSE
                                       idx_file, read_idx, read_image_folder, read_image_split, read_mnist_dir, write_idx)
 
 __all__ = ["CIFAR_CLASSES", "CIFAR_TRAIN", "DATASETS", "FASHION_CLASSES", "MNIST_FILES", "DataError", "ImageData",
-           "array_checksum", "builtin", "fetch", "load_bytes", "folder_classes", "image_shape", "info", "load_digits_data", "load_images",
+           "array_checksum", "builtin", "identity", "fetch", "load_bytes", "folder_classes", "image_shape", "info", "load_digits_data", "load_images",
            "locate", "read_cifar_batch", "read_cifar_dir", "read_idx", "read_image_folder", "read_image_split",
            "read_mnist_dir", "search_roots", "to_float_chw", "where_to_put", "write_idx"]
 
@@ -85,6 +85,12 @@ def array_checksum(*arrays: np.ndarray) -> str:
         h.update(str(a.shape).encode())
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
+
+
+def identity(name: str, data_root: str | os.PathLike | None = None) -> dict[str, str]:
+    """What a run's data is: the data set's name and the checksum of its decoded arrays (a folder's too), so that
+    a resumed run can check it reads the same images it started with."""
+    return {"data": name, "data_checksum": load_images(name, data_root).checksum}
 
 
 def builtin(name: str) -> bool:

@@ -55,6 +55,17 @@ def numeric_field(annotation: Any) -> bool:
     return bool(leaves & {int, float}) and bool not in leaves
 
 
+def bool_field(annotation: Any) -> bool:
+    """Whether a field's type is a boolean (alone, optional, or in a list)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return bool_field(typing.get_args(annotation)[0])
+    if origin in (list, tuple, typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(bool_field(a) for a in args)
+    return annotation is bool
+
+
 class ExperimentConfig(BaseModel):
     """Base for experiment configs: unknown keys are errors; ``AXES`` fields are lists (grid axes).
 
@@ -63,7 +74,8 @@ class ExperimentConfig(BaseModel):
     order (an earlier layer wins over a later one); then the field's own default.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # numbers are finite unless a field says otherwise (Width: ``inf`` is the infinite-width kernel)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
     AXES: ClassVar[tuple[str, ...]] = ()
     DEFAULTS: ClassVar[tuple[tuple[str, dict[str, dict[str, Any]]], ...]] = ()
 
@@ -78,7 +90,15 @@ class ExperimentConfig(BaseModel):
         values = dict(values)
         for key, val in values.items():  # numbers are numbers: no booleans, no 1_000 strings
             info = cls.model_fields.get(key)
-            if info is None or not numeric_field(info.annotation):
+            if info is None:
+                continue
+            if bool_field(info.annotation):  # booleans are true / false only (not yes, on, 1, t)
+                for item in (val if isinstance(val, list | tuple) else [val]):
+                    if not (isinstance(item, bool) or item is None
+                            or isinstance(item, str) and item.lower() in ("true", "false")):
+                        raise ValueError(f"{key}: got {item!r}; a boolean is true or false")
+                continue
+            if not numeric_field(info.annotation):
                 continue
             for item in (val if isinstance(val, list | tuple) else [val]):
                 if isinstance(item, bool):
@@ -203,7 +223,9 @@ class RunModule(Protocol):
     of grid points (data -> model -> fit -> measure) and yields one record per point.  Optional, used when
     defined: ``points(cfg)`` (the grid; default: every combination of the axes and seeds), ``group_key(cfg,
     point)`` (points computed together; default: each alone), ``check(cfg)`` (raise ConfigError before a run
-    touches its directory) and ``estimate(cfg) -> Estimate`` (peak memory and work of the largest group)."""
+    touches its directory), ``estimate(cfg) -> Estimate`` (peak memory and work of the largest group) and
+    ``resolve(cfg) -> dict`` (what the machine resolved: the data set found and its checksum, fixed at a run's
+    first point)."""
 
     def run_group(self, cfg: Any, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]: ...
 
@@ -269,6 +291,13 @@ class Experiment:
         self.points(cfg)
         if (fn := self._hook("check")) is not None:
             fn(cfg)
+
+    def resolve(self, cfg: ExperimentConfig) -> dict[str, Any]:
+        """What the machine resolved for this config (the run module's ``resolve``: the data set ``auto`` found,
+        the checksum of its decoded arrays); empty when nothing is resolved.  A run fixes it at its first point
+        and checks it on resume."""
+        fn = self._hook("resolve")
+        return dict(fn(cfg)) if fn is not None else {}
 
     def estimate(self, cfg: ExperimentConfig) -> Estimate | None:
         """Peak memory and work of the largest group (None: no estimate).  Checked before a run touches its

@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, PlainSerializer
 from spuriouslab.activations import HERMITE_PREFIX, ActivationName
 from spuriouslab.data.datasets import DataSource, DatasetName
 from spuriouslab.experiments import base
+from spuriouslab.kernels.matrices import MAX_FEATURES as MAX_KERNEL_FEATURES
 from spuriouslab.kernels.matrices import parse_width
 from spuriouslab.nets.models import ClassifierName
 
@@ -45,33 +46,36 @@ def _is_number(tok: str) -> bool:
 
 def _width(value: Any) -> int | float:
     try:
-        width = parse_width(value)
-    except ValueError:
-        raise ValueError("expected a positive integer or 'inf'") from None
-    if not math.isinf(width) and width > MAX_FEATURES:
-        raise ValueError(f"at most {MAX_FEATURES:.0e} features; for wider models use the infinite-width kernel "
-                         "(width=inf)")
-    return width
+        return parse_width(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).split("; ", 1)[-1]) from None
+
+
+def _file(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("an empty path; give a file, or leave the key out")
+    return value
 
 
 # Sizes no machine can hold are refused by validation; the rest by the run's memory estimate.
 MAX_SAMPLES = 10**8
 MAX_DIM = 10**7
 MAX_WIDTH = 10**7  # trained networks' hidden width
-MAX_FEATURES = 10**9  # random features / NTK neurons (beyond that, use width=inf)
+MAX_FEATURES = MAX_KERNEL_FEATURES  # random features / NTK neurons (beyond that, use width=inf)
 MAX_BORDER = 4096
 MAX_SEEDS = base.MAX_SEEDS
 
 Listed = BeforeValidator(split_list)
+FilePath = Annotated[str | None, BeforeValidator(_file)]  # an optional file (a checkpoint): never the empty path
 Size = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 RidgeValue = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Correlation = Annotated[float, Field(ge=0, lt=1)]
-Width = Annotated[int | float, BeforeValidator(_width),
+Width = Annotated[int | Annotated[float, Field(allow_inf_nan=True)], BeforeValidator(_width),
                   PlainSerializer(lambda v: "inf" if math.isinf(v) else int(v), when_used="json")]
 KernelModel = Literal["rf", "ntk"]
 ImageSource = DatasetName  # an image data set of the registry
 Scaling = Literal["raw", "unit", "standard"]
 
-__all__ = ["ActivationName", "ClassifierName", "Correlation", "DataSource", "DatasetName", "Fraction", "ImageSource",
-           "KernelModel", "Listed", "RidgeValue", "Scaling", "Size", "Width", "split_list"]
+__all__ = ["ActivationName", "ClassifierName", "Correlation", "DataSource", "DatasetName", "FilePath", "Fraction",
+           "ImageSource", "KernelModel", "Listed", "RidgeValue", "Scaling", "Size", "Width", "split_list"]

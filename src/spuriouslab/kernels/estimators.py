@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from spuriouslab.activations import get_activation
 from spuriouslab.errors import ConfigError
-from spuriouslab.kernels.matrices import KernelSpec, gram
+from spuriouslab.kernels.matrices import MAX_FEATURES, KernelSpec, gram
 from spuriouslab.kernels.solve import fit_kernel
 
 
@@ -32,7 +32,7 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
     _model = ""
     _parameter_constraints: dict = {
         "activation": [str],
-        "width": [Interval(Integral, 1, None, closed="left"), Options(Real, {math.inf}), StrOptions({"inf"}), None],
+        "width": [Interval(Integral, 1, MAX_FEATURES, closed="both"), Options(Real, {math.inf}), StrOptions({"inf"}), None],
         "ridge": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "device": [str],
@@ -81,7 +81,8 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         self.spec_ = self._spec()
         self.X_fit_ = X
         K = gram(self.spec_, torch.tensor(X))
-        self.kernel_fit_ = fit_kernel(K, torch.tensor(np.asarray(y, dtype=np.float64)), self.ridge)
+        self.kernel_fit_ = fit_kernel(K, torch.tensor(np.asarray(y, dtype=np.float64)), self.ridge,
+                                      eps=self.spec_.precision)
         self.dual_coef_ = self.kernel_fit_.dual_coef.cpu().numpy()
         self.loo_residuals_ = self.kernel_fit_.stability().cpu().numpy()
         self.residual_max_ = self.kernel_fit_.residual_max

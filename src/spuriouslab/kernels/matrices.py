@@ -28,6 +28,7 @@ from spuriouslab.seeding import torch_seed
 BLOCK = 1024  # features per independently seeded block of random weights
 INF = math.inf  # the one representation of infinite width, in every layer
 DEFAULT_WIDTH = {"rf": 100_000, "ntk": 100}  # the paper's k
+MAX_FEATURES = 10**9  # random features / NTK neurons of a finite-width kernel (beyond that, width=inf)
 
 
 def block_seed(key: tuple[int, ...], block: int) -> int:
@@ -56,6 +57,9 @@ def parse_width(value, model: str | None = None) -> float | int:
         return INF
     if not math.isfinite(value) or value != int(value) or value < 1:
         raise ValueError(f"width: got {value!r}; expected a positive integer or 'inf'")
+    if value > MAX_FEATURES:
+        raise ValueError(f"width: got {value!r}; at most {MAX_FEATURES:.0e} features; for wider models use the "
+                         "infinite-width kernel (width=inf)")
     return int(value)
 
 
@@ -88,6 +92,12 @@ class KernelSpec:
     @property
     def fn(self) -> Fn:
         return self.activation.fn(self.model)
+
+    @property
+    def precision(self) -> float:
+        """Relative precision of this kernel's Gram entries: float64 for the closed form, else the features'
+        dtype (float32 products summed in float64 hold about float32's)."""
+        return float(torch.finfo(torch.float64 if self.infinite else self.dtype).eps)
 
 
 def random_weights(spec: KernelSpec, d: int, start_block: int, n_blocks: int) -> torch.Tensor:

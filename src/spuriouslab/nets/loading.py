@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from spuriouslab.errors import ConfigError
+from spuriouslab.errors import ConfigError, describe
 
 
 def import_object(spec: str, key: str) -> Any:
@@ -20,7 +20,7 @@ def import_object(spec: str, key: str) -> Any:
         for part in name.split("."):
             obj = getattr(obj, part)
     except Exception as exc:  # noqa: BLE001 - any import-time failure of the user's module
-        raise ConfigError(f"{key}: cannot import {spec!r} ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"{key}: cannot import {spec!r} ({describe(exc)})") from None
     return obj
 
 
@@ -32,4 +32,4 @@ def load_state(model: torch.nn.Module, path: str, key: str, what: str) -> None:
         raise ConfigError(f"{key}: {path} does not exist") from None
     except Exception as exc:  # noqa: BLE001 - a file that is not a matching state dict
         raise ConfigError(f"{key}: {path} does not match {what} "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+                          f"({describe(exc)})") from None

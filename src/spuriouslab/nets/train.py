@@ -31,6 +31,8 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from spuriouslab.errors import describe
+
 
 def hinge(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.clamp(1 - y * f, min=0).mean(dim=-1)
@@ -134,7 +136,7 @@ class TrainState:
                 raise ValueError(f"step {step} and history do not describe a run")
         except Exception as exc:  # noqa: BLE001 - any mismatch: restore what we had, say what was wrong
             self._load_torch_state(before)
-            raise ValueError(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+            raise ValueError(describe(exc, 200)) from None
         self.step, self.history, self.diverged_at, self.extra = step, history, diverged_at, dict(saved["extra"])
         self.stopped = bool(saved["stopped"])
 

@@ -6,6 +6,7 @@ training curves."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,21 @@ def _grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
         r, k = divmod(i, cols)
         out[r * (h + 1): r * (h + 1) + h, k * (w + 1): k * (w + 1) + w] = images[i].transpose(1, 2, 0)
     return out
+
+
+def _images(row, key: str, channels: tuple[int, ...]) -> np.ndarray | None:
+    """A record's encoded image array (``vis``: (N, C, H, W); Grad-CAM maps (N, H, W), images (N, H, W, C)),
+    or None with a warning naming the record when it is missing or malformed (a hand-edited record): the report
+    is drawn without it."""
+    where = f"record (pipeline={getattr(row, 'pipeline', '?')}, seed={getattr(row, 'seed', '?')})"
+    try:
+        a = decode_array(getattr(row, key))
+        if a.ndim not in channels or a.size == 0 or a.dtype != np.uint8:
+            raise ValueError(f"an array of shape {a.shape} and dtype {a.dtype}")
+    except (ValueError, AttributeError) as exc:
+        warnings.warn(f"{where}: {key} is not usable ({exc}); not drawn", stacklevel=2)
+        return None
+    return a
 
 
 def metric_columns(df: pd.DataFrame, colours: list[str]) -> list[str]:
@@ -86,7 +102,9 @@ def report(cfg, df: pd.DataFrame) -> Report:
     fig, axes = plotting.panel_grid(1, len(pipes), size=(5.0, 5.4))
     for j, pipe in enumerate(pipes):
         row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
-        axes[0][j].imshow(_grid(decode_array(row.vis)))
+        vis = _images(row, "vis", (4,))
+        if vis is not None and vis.shape[1] in (1, 3):
+            axes[0][j].imshow(_grid(vis))
         unsigned = getattr(row, "vis_border_axis_abs", math.nan)  # records written before the measure existed
         axes[0][j].set_title(f"{pipe}: |border-colour axis| {unsigned:.3f}, redness {row.vis_redness:+.3f}",
                              fontsize=8)
@@ -104,8 +122,10 @@ def report(cfg, df: pd.DataFrame) -> Report:
     fig, axes = plotting.panel_grid(len(pipes), 8, size=(1.3, 1.4))
     for i, pipe in enumerate(pipes):
         row = df[df.pipeline == pipe].sort_values("seed").iloc[0]
-        cams, imgs = decode_array(row.cam_examples), decode_array(row.cam_images)
-        for k in range(min(8, len(cams))):
+        cams, imgs = _images(row, "cam_examples", (3,)), _images(row, "cam_images", (4,))
+        if cams is None or imgs is None or cams.shape[1:] != imgs.shape[1:3]:
+            continue
+        for k in range(min(8, len(cams), len(imgs))):
             axes[i][k].imshow(imgs[k])
             axes[i][k].imshow(cams[k], cmap="jet", alpha=0.45, extent=(-0.5, imgs.shape[2] - 0.5,
                                                                       imgs.shape[1] - 0.5, -0.5))

@@ -78,6 +78,13 @@ def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> BorderData:
                       len(data.classes), border, eval_border)
 
 
+def resolve(cfg: BackgroundFeaturesConfig) -> dict[str, str]:
+    """The data this run reads (``auto`` resolved) and its checksum: fixed at the run's first point."""
+    from spuriouslab.data.images import identity
+
+    return identity(resolve_data(cfg), cfg.data_root)
+
+
 def check(cfg: BackgroundFeaturesConfig) -> None:
     load_rgb(cfg, cfg.seed)
 

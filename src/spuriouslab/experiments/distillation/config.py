@@ -8,7 +8,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, Listed
+from spuriouslab.experiments.fields import (MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, FilePath,
+                                           Listed)
 
 ROLES = ["teacher", "student", "baseline"]  # the three models of every seed
 TASKS = ["synthetic", "digits-background", "fashion-background", "folder"]
@@ -46,7 +47,7 @@ class DistillationConfig(ExperimentConfig):
     teacher_activation: ActivationName = Field("relu", description="built-in synthetic teacher's activation")
     teacher: str | None = Field(None, description="import string package.module:factory of a frozen teacher "
                                                   "encoder (else the built-in teacher, trained here)")
-    teacher_checkpoint: str | None = Field(None, description="state dict (torch.save) loaded into the teacher")
+    teacher_checkpoint: FilePath = Field(None, description="state dict (torch.save) loaded into the teacher")
     student: str | None = Field(None, description="import string of the student encoder (default: the teacher's "
                                                   "architecture, fresh init)")
     data_root: str | None = Field(None, description="task=folder: root/{train,test}/<class>/*.png and "
@@ -81,8 +82,22 @@ class DistillationConfig(ExperimentConfig):
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
     seeds: int = Field(5, ge=1, le=MAX_SEEDS, description="seeds (teacher, student and baseline per seed)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _user_student(cls, values: Any) -> Any:
+        """A user's encoder (``student``, or ``teacher`` whose architecture the student takes) has its own
+        activation: the activation axis (the built-in MLP student's) is then one placeholder value, not a grid
+        of identical models."""
+        if isinstance(values, dict) and (values.get("teacher") or values.get("student")):
+            values = {**values}
+            values.setdefault("activation", ["relu"])
+        return values
+
     @model_validator(mode="after")
     def _combination(self) -> DistillationConfig:
+        if (self.teacher or self.student) and len(self.activation) > 1:
+            raise ValueError(f"activation: got {self.activation}; the student is your encoder "
+                             f"({self.student or self.teacher}), whose activation is its own: one value only")
         if self.task == "synthetic" and self.d_core + self.d_bg > self.d:
             raise ValueError(f"d_core + d_bg: got {self.d_core} + {self.d_bg} > d={self.d}")
         if self.task != "synthetic" and self.student is None and self.activation != ["relu"]:

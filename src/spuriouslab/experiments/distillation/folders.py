@@ -9,7 +9,9 @@ them beforehand, or give a factory whose first module resizes)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from spuriouslab.data.images import DataError, folder_classes
 from spuriouslab.errors import ConfigError
@@ -25,6 +28,7 @@ from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.experiments.distillation.models import divergence, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import TrainState, fit, make_optimizer, warmup_cosine
+from spuriouslab.runtime import die_with_parent
 from spuriouslab.seeding import stream_id, torch_seed
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -42,13 +46,21 @@ class FolderImages(torch.utils.data.Dataset):
             self.files += [(f, ci) for f in sorted((directory / cname).iterdir()) if f.suffix.lower() in SUFFIXES]
         if not self.files:
             raise DataError(f"{directory}: no images found")
+        grey = {}
+        for f, _ in self.files:  # headers only: greyscale and colour images are not mixed (as in memory)
+            try:
+                with Image.open(f) as im:
+                    grey.setdefault(im.mode in ("1", "L", "I", "I;16", "F"), f)
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's
+                raise DataError(f"{f}: unreadable image ({type(exc).__name__})") from None
+            if len(grey) > 1:
+                raise DataError(f"{directory}: mixes greyscale ({grey[True]}) and colour ({grey[False]}) images; "
+                                "convert them to one mode first")
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         path, label = self.files[i]
         try:
             with Image.open(path) as im:
@@ -77,8 +89,10 @@ def loader(ds, cfg: DistillationConfig, shuffle_seed: int | None = None, limit: 
     if limit is not None and limit < len(ds):
         ds = torch.utils.data.Subset(ds, range(limit))
     gen = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
+    # workers end with the process that reads through them, even when it is killed
     return torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size or 256, shuffle=shuffle_seed is not None,
-                                       generator=gen, num_workers=cfg.workers, persistent_workers=False)
+                                       generator=gen, num_workers=cfg.workers, persistent_workers=False,
+                                       worker_init_fn=functools.partial(die_with_parent, os.getpid()))
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from spuriouslab.errors import ConfigError
+from spuriouslab.errors import ConfigError, describe
 from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.nets.models import Classifier, Projected, build_model
@@ -35,7 +35,7 @@ def call_factory(factory: Callable, spec: str, key: str, input_shape: tuple[int,
     try:
         model = factory(**kwargs)
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{key}: {spec!r} failed ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"{key}: {spec!r} failed ({describe(exc)})") from None
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"{key}: {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -83,7 +83,7 @@ def forward_check(model: torch.nn.Module, x: torch.Tensor, key: str, spec: str |
         out = model.eval()(x)
     except Exception as exc:  # noqa: BLE001 - the user's module on our inputs
         raise ConfigError(f"{key}: {spec or 'built-in'} fails on inputs of shape {tuple(x.shape)} "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+                          f"({describe(exc)})") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ConfigError(f"{key}: {spec or 'built-in'} must return a (batch, embedding) tensor, got "
                           f"{getattr(out, 'shape', type(out).__name__)}")

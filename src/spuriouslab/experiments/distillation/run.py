@@ -79,6 +79,14 @@ def ood_labels(task: DistillTask, name: str) -> torch.Tensor:
     return task.notes.get("ood_labels", {}).get(name, task.y_test)
 
 
+def resolve(cfg: DistillationConfig) -> dict[str, str]:
+    from spuriouslab.data.images import identity
+
+    if cfg.task in ("synthetic", "folder"):
+        return {}
+    return identity("digits" if cfg.task == "digits-background" else "fashion-mnist", cfg.data_root)
+
+
 def check(cfg: DistillationConfig) -> None:
     """Teacher and student build, are modules, and agree on the embedding size (a forward on two inputs)."""
     if cfg.streaming:

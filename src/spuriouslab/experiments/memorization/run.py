@@ -39,6 +39,12 @@ def points(cfg: MemorizationConfig) -> list[dict[str, Any]]:
     return out
 
 
+def resolve(cfg: MemorizationConfig) -> dict[str, str]:
+    from spuriouslab.data.images import identity
+
+    return {} if cfg.data == "synthetic" else identity(cfg.data, cfg.data_root)
+
+
 def check(cfg: MemorizationConfig) -> None:
     """Images: load (once) and validate classes and sizes against the data before anything is written."""
     if cfg.data != "synthetic":
@@ -108,7 +114,7 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
         K = Ks[p["activation"]]
         n = p["n_train"]
         g = g_all[:n]
-        fit = fit_kernel(K[:n, :n], g, p["ridge"])
+        fit = fit_kernel(K[:n, :n], g, p["ridge"], eps=specs[acts.index(p["activation"])].precision)
         f_train = fit.predict(K[:n, :n])
         f_test = fit.predict(K[test_rows, :n])
         K_query = K[query_start: query_start + n, :n]

@@ -64,6 +64,12 @@ def stacked(cfg: MemorizationNNConfig, seeds: list[int], n: int, device: str) ->
     return SeedData(**tensors, shape=parts[0].shape, n_out=parts[0].n_out, classes=parts[0].classes)
 
 
+def resolve(cfg: MemorizationNNConfig) -> dict[str, str]:
+    from spuriouslab.data.images import identity
+
+    return {} if cfg.data == "synthetic" else identity(cfg.data, cfg.data_root)
+
+
 def check(cfg: MemorizationNNConfig) -> None:
     seed_data(cfg, cfg.seed, max(cfg.n_train))  # data present, sizes possible
 

@@ -7,14 +7,14 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import MAX_SAMPLES, DatasetName, Listed
+from spuriouslab.experiments.fields import MAX_SAMPLES, DatasetName, FilePath, Listed
 
 
 class ProbeConfig(ExperimentConfig):
     AXES: ClassVar[tuple[str, ...]] = ()
 
     model: str = Field("", description="import string package.module:factory returning the classifier (nn.Module)")
-    checkpoint: str | None = Field(None, description="state dict (torch.save) loaded into the model")
+    checkpoint: FilePath = Field(None, description="state dict (torch.save) loaded into the model")
     layer: str | None = Field(None, description="module name for Grad-CAM (default: the last nn.Conv2d)")
     data: DatasetName = Field("cifar10", description="any image data set of the registry")
     data_root: str | None = Field(None, description="where image data lives")

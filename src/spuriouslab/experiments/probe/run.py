@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from spuriouslab.data.borders import frame, frame_mask, parse_colour, scale_pixels
-from spuriouslab.errors import ConfigError
+from spuriouslab.errors import ConfigError, describe
 from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.probe.config import ProbeConfig
 from spuriouslab.nets import analysis
@@ -26,7 +26,7 @@ def load_model(cfg: ProbeConfig, device: str = "cpu") -> torch.nn.Module:
     try:
         model = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
     except Exception as exc:  # noqa: BLE001 - anything the user's factory raises
-        raise ConfigError(f"model: {spec!r} failed ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"model: {spec!r} failed ({describe(exc)})") from None
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model: {spec!r} gave {type(model).__name__}, not a torch.nn.Module")
     if cfg.checkpoint:
@@ -66,23 +66,38 @@ def tensor(cfg: ProbeConfig, images: np.ndarray, reference: np.ndarray, device: 
     return torch.from_numpy(x).permute(0, 3, 1, 2).float().to(device)
 
 
+def resolve(cfg: ProbeConfig) -> dict[str, str]:
+    from spuriouslab.data.images import identity
+
+    return identity(cfg.data, cfg.data_root)
+
+
 def check(cfg: ProbeConfig) -> None:
     model = load_model(cfg)
     layer_of(cfg, model)
     d = data(cfg)
-    x = tensor(cfg, d["x_test"][:2], d["reference"], "cpu")
+    x = tensor(cfg, d["x_test"][:64], d["reference"], "cpu")
     try:
         with torch.no_grad():
             out = model(x)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"model: {cfg.model} fails on {cfg.data} images of shape {tuple(x.shape)} "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+                          f"({describe(exc)})") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ConfigError(f"model: {cfg.model} must return (batch, classes) logits")
+    finite_logits(cfg, out)
     try:
         analysis.last_linear(model)
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
+
+
+def finite_logits(cfg: ProbeConfig, out: torch.Tensor) -> None:
+    """Numbers measured from NaN or infinite logits would be garbage (an argmax of NaN is class 0): refused."""
+    bad = int((~torch.isfinite(out)).any(dim=1).sum())
+    if bad:
+        raise ConfigError(f"model: {cfg.model} gives non-finite logits (NaN or inf) on {bad} of {len(out)} "
+                          f"{cfg.data} test images; nothing measured from them would mean anything")
 
 
 def run_group(cfg: ProbeConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
@@ -98,6 +113,8 @@ def run_group(cfg: ProbeConfig, points: list[dict], ctx: RunContext) -> Iterator
     region = torch.from_numpy(frame_mask(h, w, cfg.eval_border)).to(dev)
     colours = {"train_colour": parse_colour(cfg.colour), **{c: parse_colour(c) for c in cfg.other_colours}}
     framed = {k: tensor(cfg, frame(d["x_test"], c, cfg.eval_border), ref, dev) for k, c in colours.items()}
+    with torch.no_grad():
+        finite_logits(cfg, torch.cat([model(x[i:i + 256]) for i in range(0, len(x), 256)]))
     rec: dict[str, Any] = dict(points[0])
     rec.update(analysis.border_reliance(model, x, y, framed, region, layer, cfg.cam_images))
     # spurious-border memorization: each training image's frame with its core zeroed, against its label
