@@ -425,7 +425,7 @@ def test_sigint_says_what_was_saved_and_how_to_resume(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "checkpoints").exists():
         time.sleep(0.2)
-    time.sleep(1.0)
+    time.sleep(3.0)  # into the training loop
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -222,11 +222,11 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress, addres
     with RunStore(out) as store:  # the lock is released when the run ends
         store.open(experiment, resolved, plan.fixed_fields(), environment(dev, plan.base.seed, jobs, threads,
                                                                          executor))
-        for note in pin_resolution(plan, store):
-            typer.echo(f"spuriouslab: note: {note}", err=True)
-        if estimate and not quiet:
-            typer.echo(estimate, err=True)
         try:
+            for note in pin_resolution(plan, store):
+                typer.echo(f"spuriouslab: note: {note}", err=True)
+            if estimate and not quiet:
+                typer.echo(estimate, err=True)
             _sweep_and_report(plan, store, dev, progress, executor, jobs, address, retry_failed, quiet)
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on
             kept = len(store.records(plan.point_fields()))
