@@ -374,3 +374,22 @@ def minimum(column: str) -> Callable[[pd.DataFrame], float]:
 
     smallest.__name__ = f"min of {column}"
     return smallest
+
+
+COLOURED_TASK = "coloured task (this toolkit: Zhang et al.'s label-independent colour to the follow-up's spurious one)"
+
+
+def coloured_claims(figure: str) -> tuple[Claim, ...]:
+    """What the coloured task is expected to show as ``rho`` goes from 0.5 (a colour independent of the label) to 1
+    (a fully spurious colour), for any model: the colour moves more predictions, the spurious correlation C grows,
+    and worst-group and reversed-colour accuracy fall.  Judged across a sweep over ``rho`` (``varies``)."""
+    return (
+        Claim(figure, "coloured task: the colour alone flips more predictions as rho grows", "colour_flip", "trend",
+              over="rho", side="greater", varies=("rho",), paper=COLOURED_TASK),
+        Claim(figure, "coloured task: the spurious correlation C grows with rho", "spurious_corr", "trend",
+              over="rho", side="greater", varies=("rho",), paper=COLOURED_TASK),
+        Claim(figure, "coloured task: worst-group accuracy (independent test set) falls as rho grows",
+              "worst_group_acc", "trend", over="rho", side="less", varies=("rho",), paper=COLOURED_TASK),
+        Claim(figure, "coloured task: accuracy with the colours reversed falls as rho grows", "acc_reversed", "trend",
+              over="rho", side="less", varies=("rho",), paper=COLOURED_TASK),
+    )

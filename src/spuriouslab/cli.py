@@ -221,7 +221,8 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress, addres
     threads = 1 if executor == "ray" else (worker_threads(jobs) if jobs > 1 else torch.get_num_threads())
     with RunStore(out) as store:  # the lock is released when the run ends
         store.open(experiment, resolved, plan.fixed_fields(), environment(dev, plan.base.seed, jobs, threads,
-                                                                         executor))
+                                                                         executor),
+                   defaults={k: f.default for k, f in exp.Config.model_fields.items()})
         try:
             for note in pin_resolution(plan, store):
                 typer.echo(f"spuriouslab: note: {note}", err=True)
@@ -290,7 +291,8 @@ def reproduce(
 ) -> None:
     """Run one named figure of either paper with that paper's recipe and write its report; or, with --all, every
     figure the budget, the machine and the data allow."""
-    from spuriouslab.figures import config_path, listing
+    from spuriouslab.figures import FIGURES, config_path, listing
+    from spuriouslab.reproduction import subset_sets
 
     with user_errors():
         if all_:
@@ -306,7 +308,11 @@ def reproduce(
         path = config_path(name)
         experiment = yamlio.load_file(path).get("experiment")
         sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
-        _run(experiment, path, sets, out or Path("runs") / name, device, jobs, "local", progress)
+        subset = [] if any(s.startswith("data=") for s in sets) else subset_sets(FIGURES[name], found(data_root))
+        if subset:
+            typer.echo(f"spuriouslab: note: {', '.join(FIGURES[name].data)} not found: {name} runs on "
+                       f"{subset[0].split('=', 1)[1]}, a subset ({' '.join(subset)})", err=True)
+        _run(experiment, path, subset + sets, out or Path("runs") / name, device, jobs, "local", progress)
 
 
 def _cpu_name() -> str:
@@ -321,8 +327,14 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root) -> None:
+def found(data_root) -> Any:
+    """Whether a data set of the registry is here: built in, or found by the data layer."""
     from spuriouslab.data.images import builtin, locate
+
+    return lambda d: builtin(d) or locate(d, str(data_root) if data_root else None) is not None
+
+
+def _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root) -> None:
     from spuriouslab.reproduction import reproduce_all, write_outputs
     from spuriouslab.store import environment
 
@@ -340,7 +352,7 @@ def _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root) -
         _run(experiment, path, sets, run_dir, dev, jobs, "local", False, retry_failed=True, quiet=True)
 
     outcomes = reproduce_all(out, budget, run_one, has_gpu=dev.startswith("cuda"),
-                             found=lambda d: builtin(d) or locate(d, str(data_root) if data_root else None) is not None,
+                             found=found(data_root),
                              only=names, progress=progress, echo=lambda line: typer.echo(line, err=True))
     env = environment(dev)  # its "machine" stays the architecture; "host" says what ran it, in words
     env["host"] = f"{_cpu_name() or env['machine']}, {env['cpu_count']} cores, device {dev}" + (

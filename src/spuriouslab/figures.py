@@ -32,6 +32,9 @@ class Figure:
     data: tuple[str, ...] = ()
     gpu: bool = False
     cpu_sets: tuple[str, ...] = ()
+    # --set values that run it on a subset of its data shipped in a package (``data=mnist-5k``) when ``data`` is
+    # not found; the run's summary names the subset
+    subset: tuple[str, ...] = ()
 
     @property
     def needs(self) -> str:
@@ -41,8 +44,8 @@ class Figure:
 
 
 BM = "Bombari & Mondelli, ICML 2024"
-SHORT = ("iterations=5000", "log_every=250")  # contamination in reproduce --all --budget cpu: a quarter of the run
 ZH = "Zhang et al., ICML 2024"
+SHORT = ("iterations=5000", "log_every=250")  # contamination in reproduce --all --budget cpu: a quarter of the run
 
 FIGURES: dict[str, Figure] = {
     "bm-synthetic": Figure(BM, "memorization_synthetic.yaml", "RF (k=1e5) and NTK (k=100) spurious vs test accuracy "
@@ -54,9 +57,15 @@ FIGURES: dict[str, Figure] = {
     "bm-ridge": Figure(BM + " (follow-up)", "ridge_correlation.yaml", "memorization and spurious correlation C vs the "
                        "ridge lambda, correlated spurious parts", "9s"),
     "bm-mnist": Figure(BM, "memorization_mnist.yaml", "RF / NTK memorization on MNIST 1 vs 7 with a noise border",
-                       "not measured", data=("mnist",)),
+                       "not measured", data=("mnist",), subset=("data=mnist-5k", "n_train=100,200,500,800")),
     "bm-cifar10": Figure(BM, "memorization_cifar10.yaml", "RF / NTK memorization on CIFAR-10 cat vs ship with a noise "
                          "border", "not measured", data=("cifar10",)),
+    "bm-colour-kernels": Figure(BM + " (follow-up) x " + ZH, "coloured_kernels.yaml", "RF / NTK ridge on digits 1 vs "
+                                "7 with a red / green border agreeing with the label w.p. rho = 0.5 .. 1: C vs "
+                                "lambda per rho, worst-group accuracy and colour reliance vs rho", "not measured"),
+    "colour-spectrum": Figure(BM + " x " + ZH, "coloured_nets.yaml", "FC, CNN and ResNet-8 on coloured digits over "
+                              "rho = 0.5 .. 1: OOD (reversed colour) and worst-group accuracy, colour reliance",
+                              "not measured"),
     "bm-digits": Figure(BM + " (offline stand-in)", "memorization_offline_images.yaml", "the image protocol on "
                         "scikit-learn's digits", "6s"),
     "bm-nn-quick": Figure(BM, "nn_quick.yaml", "trained FC and CNN memorize the border (digits, 150 epochs)",

@@ -79,12 +79,80 @@ def sweep_report(plan, df: pd.DataFrame) -> Report:
         verdicts += [{**combo, **row} for row in r.verdicts]
         lines += [f"## {', '.join(f'{k}={v}' for k, v in combo.items())}", "",
                   r.summary.replace("figures/", f"figures/{tag}__"), ""]
+    verdicts += pooled_verdicts(plan, df)
+    if "rho" in keys and "colour_flip" in df:  # the coloured task over its correlation spectrum
+        figures.update(coloured_figures(ok, exp.name))
     if verdicts:  # every setting's verdicts in one table, the settings as columns
         from spuriouslab.claims import VERDICT_COLUMNS
 
         shown = pd.DataFrame(verdicts)[[*keys, *VERDICT_COLUMNS]]
         lines[5:5] = ["## Verdicts by setting", "", tables.markdown_table(shown), ""]
     return Report("\n".join(lines) + "\n", figures, verdicts)
+
+
+def pooled_verdicts(plan, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Verdicts on the claims about a swept field itself (``varies`` names only swept fields: worst-group
+    accuracy against ``rho``, say), judged across its combinations, separately for each value of the other swept
+    fields; the pooled fields read ``all``."""
+    keys = list(plan.grid)
+    out = []
+    for claim in plan.exp.claims:
+        if not claim.varies or not set(claim.varies) <= set(keys):
+            continue
+        others = [k for k in keys if k not in claim.varies]
+        parts = df.groupby(others, dropna=False) if others else [((), df)]
+        for values, sub in parts:
+            values = values if isinstance(values, tuple) else (values,)
+            for v in plan.exp.verdicts_of([claim], sub):
+                out.append({**dict(zip(others, values, strict=True)), **{k: "all" for k in claim.varies},
+                            **v.row()})
+    return out
+
+
+def coloured_figures(df: pd.DataFrame, experiment: str) -> dict[str, Any]:
+    """The coloured task against ``rho`` (one line per model; kernels at their smallest ridge): accuracy on the
+    ID / independent / reversed test sets, worst-group and group-balanced accuracy, colour reliance and the
+    spurious correlation C; and for kernels over a ridge grid, C against lambda, one line per rho (the follow-up's
+    Color-MNIST figure)."""
+    import numpy as np
+
+    from spuriouslab import plotting
+
+    figures: dict[str, Any] = {}
+    at = df[df.ridge == df.ridge.min()] if "ridge" in df else df
+    panels = [("accuracy (mean over samples)", ["acc_id", "acc_indep", "acc_reversed"], "acc"),
+              ("groups of the independent set", ["worst_group_acc", "group_balanced_acc"], "acc"),
+              ("colour reliance: predictions flipped by the colour alone", ["colour_flip"], "fraction"),
+              ("spurious correlation C", ["spurious_corr"], None)]
+    fig, axes = plotting.panel_grid(1, len(panels), size=(4.0, 3.4))
+    models = list(dict.fromkeys(at.model)) if "model" in at else [experiment]
+    styles = {m: c for m, c in zip(models, plotting.colors(len(models)), strict=True)}
+    for ax, (title, metrics, quantity) in zip(axes[0], panels, strict=True):
+        for model in models:
+            sub = at[at.model == model] if "model" in at else at
+            for j, m in enumerate(metrics):
+                t = tables.aggregate(sub, ["rho"], [m])
+                plotting.band(ax, t.rho.to_numpy(dtype=float), t[m], t[f"{m}_ci"], quantity=quantity or m,
+                              label=f"{model}: {m}" if len(metrics) > 1 or len(models) > 1 else m,
+                              color=styles[model], linestyle=["-", "--", ":"][j], marker="o", ms=3)
+        plotting.style_axes(ax, "rho = P(colour agrees with the label)", "", title)
+    fig.suptitle(f"{experiment}: the coloured task from label-independent (0.5) to fully spurious (1); mean and "
+                 "95% band over seeds", fontsize=9)
+    figures["coloured_spectrum"] = fig
+    if "ridge" in df and df.ridge.nunique() > 1:
+        fig, axes = plotting.panel_grid(1, len(models), size=(4.4, 3.4))
+        rhos = sorted(df.rho.unique())
+        for ax, model in zip(axes[0], models, strict=True):
+            for rho, color in zip(rhos, plotting.colors(len(rhos)), strict=True):
+                sub = df[(df.model == model) & (df.rho == rho)]
+                t = tables.aggregate(sub, ["ridge"], ["spurious_corr"])
+                x = t.ridge.to_numpy(dtype=float)
+                plotting.band(ax, np.where(x > 0, x, np.nan), t.spurious_corr, t.spurious_corr_ci,
+                              label=f"rho={rho:g}", color=color, marker="o", ms=3)
+            ax.set_xscale("log")
+            plotting.style_axes(ax, "ridge lambda", "spurious correlation C", f"{model}: C against lambda")
+        figures["coloured_c_vs_lambda"] = fig
+    return figures
 
 
 def make_report(store: RunStore, plan=None) -> tuple[pd.DataFrame, Report]:
@@ -113,7 +181,8 @@ def judge_run(store: RunStore, plan=None) -> list[dict[str, Any]]:
         return []
     if not plan.grid:
         return [v.row() for v in plan.exp.verdicts(df)]
-    return [{**combo, **v.row()} for combo, _, sub in combinations(plan, df) for v in plan.exp.verdicts(sub)]
+    return ([{**combo, **v.row()} for combo, _, sub in combinations(plan, df) for v in plan.exp.verdicts(sub)]
+            + pooled_verdicts(plan, df))
 
 
 def build_report(store: RunStore, plan=None) -> str:

@@ -12,6 +12,7 @@ that was running.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -50,6 +51,15 @@ def skip_reason(figure: Figure, budget: Budget, has_gpu: bool, found: Callable[[
     if figure.gpu and not has_gpu:
         reasons.append("needs a GPU")
     return "; ".join(reasons)
+
+
+def subset_sets(figure: Figure, found: Callable[[str], bool]) -> list[str]:
+    """The ``--set`` values that run ``figure`` on the subset it declares, when its own data is not found and the
+    subset is; otherwise none."""
+    if not figure.subset or all(found(d) for d in figure.data):
+        return []
+    data = next((s.split("=", 1)[1] for s in figure.subset if s.startswith("data=")), None)
+    return list(figure.subset) if data is not None and found(data) else []
 
 
 def select(only: list[str] | None) -> list[str]:
@@ -115,6 +125,9 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
         for name in bar:
             bar.set_postfix_str(name)
             figure, o = FIGURES[name], outcomes[name]
+            subset = subset_sets(figure, found)
+            if subset:
+                figure = dataclasses.replace(figure, data=(), cpu_sets=(*figure.cpu_sets, *subset))
             reason = skip_reason(figure, budget, has_gpu, found)
             if reason:
                 outcomes[name] = Outcome(name, "skipped", reason)
@@ -126,13 +139,16 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
                 write_index(out, budget, outcomes)
                 echo(f"{name}: done earlier ({_duration(o.seconds)})")
                 continue
-            sets = list(figure.cpu_sets) if budget == "cpu" else []
+            sets = list(figure.cpu_sets) if budget == "cpu" else list(subset)
             outcomes[name] = Outcome(name, "running", "", o.seconds, sets)  # what a killed reproduction leaves
             write_index(out, budget, outcomes)
             t0 = time.perf_counter()
             try:
                 run_one(name, config_path(name), sets, out / name)
-                o = Outcome(name, "done", "", o.seconds + time.perf_counter() - t0, sets, figure_verdicts(out / name))
+                note = (f"on {subset[0].split('=', 1)[1]}, a subset ({', '.join(FIGURES[name].data)} not found)"
+                        if subset else "")
+                o = Outcome(name, "done", note, o.seconds + time.perf_counter() - t0, sets,
+                            figure_verdicts(out / name))
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as e:  # noqa: BLE001 - one figure failing must not end the reproduction

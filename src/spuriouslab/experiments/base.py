@@ -312,6 +312,10 @@ class Experiment:
         """The report module's report, with the verdict on each declared claim (:mod:`spuriouslab.claims`) after
         its summary; ``Report.verdicts`` keeps them as rows."""
         report = self.reporting.report(cfg, df)
+        data_lines = _data_lines(df)
+        if data_lines:  # what the images were, plainly (a subset says so), under the title
+            head, _, rest = report.summary.partition("\n")
+            report.summary = head + "\n\n" + "\n".join(data_lines) + "\n" + rest
         verdicts = self.verdicts(df)
         report.verdicts = [v.row() for v in verdicts]
         if verdicts:
@@ -325,9 +329,13 @@ class Experiment:
 
     def verdicts(self, df: Any) -> list[Any]:
         """The verdicts (:class:`spuriouslab.claims.Verdict`) on the declared claims these records can test."""
+        return self.verdicts_of(list(self.claims), df)
+
+    @staticmethod
+    def verdicts_of(claims: list[Any], df: Any) -> list[Any]:
         from spuriouslab.claims import judge_all
 
-        return [v for v in judge_all(list(self.claims), df) if v.applicable]
+        return [v for v in judge_all(claims, df) if v.applicable]
 
     # ---------------------------------------------------------------- config
     def make_config(self, values: dict[str, Any]) -> ExperimentConfig:
@@ -343,6 +351,16 @@ class Experiment:
             return self.Config().model_dump(mode="json")
         except ValidationError:
             return {k: f.default for k, f in self.Config.model_fields.items()}
+
+
+def _data_lines(df: Any) -> list[str]:
+    """``Data: name - description`` for each image data set of the registry the records name."""
+    from spuriouslab.data.datasets import DATASETS
+
+    if df is None or "data" not in getattr(df, "columns", ()):
+        return []
+    names = [n for n in dict.fromkeys(df["data"].astype(str)) if n in DATASETS]
+    return [f"Data: {n} - {DATASETS[n].description}." for n in names]
 
 
 def with_preset(config: type[ExperimentConfig], preset: str, name: str) -> type[ExperimentConfig]:

@@ -8,7 +8,7 @@ read off one factorisation of the Gram matrix.  ``config`` / ``run`` / ``report`
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim, rank_agreement
+from spuriouslab.claims import Claim, coloured_claims, rank_agreement
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization import report, run
 from spuriouslab.experiments.memorization.config import MemorizationConfig
@@ -19,7 +19,7 @@ EXPERIMENT = Experiment(
     Config=MemorizationConfig,
     run=run,
     reporting=report,
-    headline=("spurious_acc", "test_acc", "memorization_cov"),
+    headline=("spurious_acc", "test_acc", "memorization_cov", "acc_reversed", "worst_group_acc", "colour_flip"),
     claims=(
         Claim("memorization", "RF: spurious accuracy falls as N grows", "spurious_acc", "trend", over="n_train",
               side="less", when={"model": "rf"}, paper="Bombari & Mondelli, ICML 2024"),
@@ -36,6 +36,7 @@ EXPERIMENT = Experiment(
               "spurious_acc", "sign", statistic=rank_agreement("spurious_acc", "gamma_pred", "activation"),
               by=("alpha", "n_train", "model"), needs=("gamma_pred",), varies=("activation",),
               paper="Bombari & Mondelli, ICML 2024"),
+        *coloured_claims("memorization"),
     ),
 )
 

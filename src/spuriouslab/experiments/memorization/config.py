@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from spuriouslab.data.borders import parse_content
+from spuriouslab.data.borders import parse_colour, parse_content
 from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.memorization import SplitSpec
 from spuriouslab.data.synthetic import split_dims
@@ -48,7 +48,12 @@ class MemorizationConfig(ExperimentConfig):
                                                          "unset = 1,7 (MNIST-like) or 3,8 (CIFAR-10)")
     border: int | None = Field(None, ge=1, le=MAX_BORDER, description="border width; unset = the data set's (10 "
                                "MNIST-like, 8 CIFAR-10, 4 digits)")
-    border_content: str = Field("uniform", description="uniform (0..255), gaussian, constant:V or constant:R,G,B")
+    border_content: str = Field("uniform", description="uniform (0..255), gaussian, constant:V, constant:R,G,B, or "
+                                "coloured (red / green agreeing with the label with probability rho)")
+    rho: float = Field(0.5, ge=0, le=1, description="border_content=coloured: P(colour agrees with the label) in "
+                       "training (0.5 independent, 1 fully spurious)")
+    colours: Annotated[list[str], Listed] = Field(["red", "green"], description="border_content=coloured: colour 0 "
+                                                  "and colour 1 (names or R,G,B)")
     query: Literal["zero", "swap"] = Field("zero", description="image query: border with core zeroed, or swapped")
     scaling: Scaling = Field("raw", description="pixel scaling (raw = 0..255)")
     d: int = Field(1000, ge=2, le=MAX_DIM, description="input dimension d = d_x + d_y")
@@ -80,6 +85,12 @@ class MemorizationConfig(ExperimentConfig):
                 split_dims(self.d, a)  # raises ConfigError naming alpha and d
             return self
         parse_content(self.border_content)
+        if len(self.colours) != 2 or len(set(self.colours)) != 2:
+            raise ValueError(f"colours: got {self.colours}; two different colours (names or R,G,B)")
+        for c in self.colours:
+            parse_colour(c, "colours")
+        if self.rho != 0.5 and self.border_content != "coloured":
+            raise ValueError(f"rho: got {self.rho}; it sets the coloured border (border_content=coloured)")
         if self.classes is None or len(self.classes) != 2 or self.classes[0] == self.classes[1]:
             raise ValueError(f"classes: got {self.classes}; kernel memorization needs a pair of distinct classes")
         if self.correlation != [0.0]:
@@ -93,5 +104,6 @@ class MemorizationConfig(ExperimentConfig):
         """The data of one grid point (synthetic: its alpha and correlation), as values."""
         return SplitSpec(source=self.data, n_test=self.n_test, d=self.d, alpha=alpha, correlation=correlation,
                          data_root=self.data_root, classes=None if self.classes is None else tuple(self.classes),
-                         border=self.border, border_content=self.border_content, query=self.query,
+                         border=self.border, border_content=self.border_content, rho=self.rho,
+                         colours=tuple(self.colours), query=self.query,
                          scaling=self.scaling, streams="images.kernels")

@@ -100,7 +100,10 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
     key = (p0["seed"], stream_id(f"features.{p0['model']}"), 0 if cfg.nested else n_max)
     specs = [KernelSpec.make(p0["model"], a, p0["width"], key=key, device=ctx.device, dtype=cfg.feature_dtype,
                              progress=ctx.progress) for a in acts]
-    blocks = [data.Z_test, data.Z_query] + ([data.Z_test_query] if cfg.spurious_corr else [])
+    spurious_corr = cfg.spurious_corr or data.tests is not None  # the coloured task always measures C
+    blocks = [data.Z_test, data.Z_query] + ([data.Z_test_query] if spurious_corr else [])
+    others = [name for name in (data.tests or {}) if name != "id"]  # the coloured task's other test sets
+    blocks += [data.tests[name][0] for name in others]
     Ks = grams(specs, torch.from_numpy(data.Z), torch.from_numpy(np.vstack(blocks)))
     Ks = {a: K.cpu() for a, K in zip(acts, Ks, strict=True)}
     gram_seconds = time.perf_counter() - t0
@@ -132,9 +135,16 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
             alignment_stability_mean=float((F * S * g).mean()),
             residual_max=fit.residual_max, solver=fit.solver, cond=fit.cond, rank=fit.rank,
         )
-        if cfg.spurious_corr:
+        if spurious_corr:
             tq = slice(query_start + n_max, query_start + n_max + nt)
             rec["spurious_corr"] = _cov(fit.predict(K[tq, :n]), g_test)
+        if data.tests is not None:
+            start = query_start + n_max + nt
+            outputs = {"id": f_test}
+            for name in others:
+                outputs[name] = fit.predict(K[start: start + nt, :n])
+                start += nt
+            rec.update(rho=cfg.rho, **coloured_metrics(outputs, data.tests))
         if cfg.data == "synthetic":  # the theory is for isotropic Gaussian data
             pred = predict_alignment(p["activation"], p["model"], data.alpha, n, cfg.d)
             rec.update(gamma_pred=pred.gamma_pred, gamma_many=pred.gamma_many, gamma_few=pred.gamma_few)
@@ -142,6 +152,26 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
             rec.update(gamma_pred=math.nan, gamma_many=math.nan, gamma_few=math.nan)
         rec["seconds"] = gram_seconds / len(points) + time.perf_counter() - t1
         yield rec
+
+
+def coloured_metrics(outputs: dict[str, torch.Tensor], tests: dict[str, tuple]) -> dict[str, float]:
+    """The coloured task's numbers from the outputs on each test set (labels -1 / +1): accuracy and MSE on
+    ``id``, ``indep`` and ``reversed``; the group accuracies on ``indep`` (all four groups; ``acc_indep`` is the
+    mean over samples, ``group_balanced_acc`` over groups, ``worst_group_acc`` the lowest); and the colour
+    reliance ``colour_flip``: the fraction of test images whose predicted label changes when only their colour
+    is reversed (same cores in ``id`` and ``reversed``)."""
+    from spuriouslab.data.coloured import group_metrics
+
+    out: dict[str, float] = {}
+    for name, f in outputs.items():
+        g = torch.from_numpy(tests[name][1])
+        out[f"acc_{name}"] = _acc(f, g)
+        out[f"mse_{name}"] = float(((f - g) ** 2).mean())
+    _, g, c = tests["indep"]
+    groups = group_metrics((outputs["indep"].numpy() * g > 0), (g > 0).astype(int), c)
+    out.update({k: v for k, v in groups.items() if k != "acc"})
+    out["colour_flip"] = float(((outputs["id"] > 0) != (outputs["reversed"] > 0)).double().mean())
+    return out
 
 
 def _acc(f: torch.Tensor, g: torch.Tensor) -> float:

@@ -11,7 +11,7 @@ loss becomes NaN stops with a recorded error (status ``diverged``) and the other
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim
+from spuriouslab.claims import Claim, coloured_claims
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization_nn import report, run
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
@@ -22,9 +22,10 @@ EXPERIMENT = Experiment(
     Config=MemorizationNNConfig,
     run=run,
     reporting=report,
-    headline=("spurious_acc", "test_acc"),
+    headline=("spurious_acc", "test_acc", "acc_reversed", "worst_group_acc", "colour_flip"),
     claims=(
         Claim("memorization-nn", "trained networks: spurious accuracy falls as N grows", "spurious_acc", "trend",
-              over="n_train", side="less", paper="Bombari & Mondelli, ICML 2024"),
+              over="n_train", side="less", varies=("n_train",), paper="Bombari & Mondelli, ICML 2024"),
+        *coloured_claims("memorization-nn"),
     ),
 )

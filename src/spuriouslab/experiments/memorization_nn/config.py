@@ -29,12 +29,18 @@ class MemorizationNNConfig(ExperimentConfig):
     data: DataSource = Field("digits", description="image data (all classes) or synthetic z=[x,y]")
     data_root: str | None = Field(None, description="where image data lives")
     border: int | None = Field(None, ge=1, le=MAX_BORDER, description="border width; unset = data set default")
-    border_content: str = Field("uniform", description="uniform, gaussian, constant:V or constant:R,G,B")
+    border_content: str = Field("uniform", description="uniform, gaussian, constant:V, constant:R,G,B, or coloured "
+                                "(two classes: the class halves; red / green agreeing with the label w.p. rho)")
+    rho: float = Field(0.5, ge=0, le=1, description="border_content=coloured: P(colour agrees with the label) in "
+                       "training (0.5 independent, 1 fully spurious)")
+    colours: Annotated[list[str], Listed] = Field(["red", "green"], description="border_content=coloured: colour 0 "
+                                                  "and colour 1 (names or R,G,B)")
     scaling: Scaling = Field("unit", description="pixel scaling")
     d: int = Field(1000, ge=2, le=MAX_DIM, description="synthetic: input dimension")
     alpha: float = Field(0.5, gt=0, lt=1, description="synthetic: spurious fraction")
     model: Annotated[list[ClassifierName], Listed] = Field(["fc", "cnn"], description="networks of the model registry "
                                                            "(fc, cnn, resnet18, resnet)")
+    resnet_depth: int = Field(32, ge=8, le=1202, description="model=resnet: CIFAR ResNet depth 6n+2 (8, 20, 32, ...)")
     n_train: Annotated[list[Size], Listed] = Field([100, 500, 1000], description="training-set sizes N")
     n_test: int = Field(10000, ge=1, le=MAX_SAMPLES, description="test samples (capped at what the data has)")
     epochs: int = Field(1000, ge=1, le=10**6, description="training epochs (preset)")
@@ -50,10 +56,23 @@ class MemorizationNNConfig(ExperimentConfig):
     def _check(self) -> MemorizationNNConfig:
         if self.data == "synthetic" and any(m != "fc" for m in self.model):
             raise ValueError(f"model: got {self.model}; synthetic data takes the fc model only")
+        if (self.resnet_depth - 2) % 6:
+            raise ValueError(f"resnet_depth: got {self.resnet_depth}; a CIFAR ResNet has depth 6n + 2 (8, 20, 32, ...)")
+        from spuriouslab.data.borders import parse_colour, parse_content
+
+        parse_content(self.border_content)
+        if len(self.colours) != 2 or len(set(self.colours)) != 2:
+            raise ValueError(f"colours: got {self.colours}; two different colours (names or R,G,B)")
+        for c in self.colours:
+            parse_colour(c, "colours")
+        if self.rho != 0.5 and self.border_content != "coloured":
+            raise ValueError(f"rho: got {self.rho}; it sets the coloured border (border_content=coloured)")
         return self
 
     def split_spec(self) -> SplitSpec:
         """Every class of the image data set (cross-entropy), queries with the core zeroed."""
         return SplitSpec(source=self.data, n_test=self.n_test, d=self.d, alpha=self.alpha, data_root=self.data_root,
-                         classes=None, border=self.border, border_content=self.border_content, query="zero",
-                         scaling=self.scaling, streams="images.nets", test_queries=False)
+                         classes=None, border=self.border, border_content=self.border_content, rho=self.rho,
+                         colours=tuple(self.colours),
+                         query="zero", scaling=self.scaling, streams="images.nets",
+                         test_queries=self.border_content == "coloured")

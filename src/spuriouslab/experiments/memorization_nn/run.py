@@ -40,6 +40,10 @@ class SeedData:
     shape: tuple[int, int, int]
     n_out: int
     classes: int
+    # the coloured task: each test set's images and colours, and the ID test images' border-only queries
+    tests: dict[str, torch.Tensor] | None = None
+    colours: dict[str, torch.Tensor] | None = None
+    test_query_x: torch.Tensor | None = None
 
 
 def seed_data(cfg: MemorizationNNConfig, seed: int, n: int) -> SeedData:
@@ -53,15 +57,25 @@ def seed_data(cfg: MemorizationNNConfig, seed: int, n: int) -> SeedData:
     def images(a):
         return torch.from_numpy(a).float().view(len(a), h, w, c).permute(0, 3, 1, 2).contiguous()
 
-    return SeedData(images(s.Z), torch.from_numpy(s.g), images(s.Z_test), torch.from_numpy(s.g_test),
-                    images(s.Z_query), (c, h, w), s.n_classes, s.n_classes)
+    out = SeedData(images(s.Z), torch.from_numpy(s.g), images(s.Z_test), torch.from_numpy(s.g_test),
+                   images(s.Z_query), (c, h, w), s.n_classes, s.n_classes)
+    if s.tests is not None:
+        out.tests = {name: images(z) for name, (z, _, _) in s.tests.items()}
+        out.colours = {name: torch.from_numpy(col) for name, (_, _, col) in s.tests.items()}
+        out.test_query_x = images(s.Z_test_query)
+    return out
 
 
 def stacked(cfg: MemorizationNNConfig, seeds: list[int], n: int, device: str) -> SeedData:
     parts = [seed_data(cfg, s, n) for s in seeds]
     fields = ("train_x", "train_y", "test_x", "test_y", "query_x")
     tensors = {f: torch.stack([getattr(d, f) for d in parts]).to(device) for f in fields}
-    return SeedData(**tensors, shape=parts[0].shape, n_out=parts[0].n_out, classes=parts[0].classes)
+    out = SeedData(**tensors, shape=parts[0].shape, n_out=parts[0].n_out, classes=parts[0].classes)
+    if parts[0].tests is not None:
+        out.tests = {k: torch.stack([d.tests[k] for d in parts]).to(device) for k in parts[0].tests}
+        out.colours = {k: torch.stack([d.colours[k] for d in parts]) for k in parts[0].colours}
+        out.test_query_x = torch.stack([d.test_query_x for d in parts]).to(device)
+    return out
 
 
 def resolve(cfg: MemorizationNNConfig) -> dict[str, str]:
@@ -91,7 +105,7 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
     for model in cfg.model:
         spec = MODELS[model]
         S = 1 if spec.batchnorm else cfg.seeds
-        params, per_sample = spec.size(shape, n_out)
+        params, per_sample = spec.size(shape, n_out, **({"depth": cfg.resnet_depth} if model == "resnet" else {}))
         batch = min(cfg.batch_size, n)
         peak = (S * rows * size * 4 + rows * size * 8 + S * params * 4 * 4 + S * batch * per_sample * 4 * 2
                 + (0.0 if cfg.data == "synthetic" else load_bytes(cfg.data)) + FRAMEWORK_BYTES)
@@ -136,15 +150,51 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
         checkpoints=ctx.checkpoints, key=key, steps_per_epoch=batches.steps_per_epoch, schedule="epoch",
         desc=f"{model_name} N={n} x{len(seeds)}", progress=ctx.progress)
     seconds = (time.perf_counter() - t0) / len(seeds)
+    colour = coloured_numbers(state.model, data, cfg.rho) if data.tests is not None else None
     for i, p in enumerate(points):
-        yield _record(cfg, p, state, i, batches.steps_per_epoch, data.classes, seconds)
+        rec = _record(cfg, p, state, i, batches.steps_per_epoch, data.classes, seconds)
+        if colour is not None:
+            rec.update({k: (v[i] if rec["status"] == "ok" else math.nan) if isinstance(v, list) else v
+                        for k, v in colour.items()})
+        yield rec
     ctx.discard(key)
+
+
+def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str, Any]:
+    """The coloured task's numbers per seed (lists over seeds): accuracy and cross-entropy on ``id``, ``indep``
+    and ``reversed``; group accuracies on ``indep`` (``acc_indep`` is the mean over samples, ``group_balanced_acc``
+    over the four groups, ``worst_group_acc`` the lowest); the colour reliance ``colour_flip`` (predictions that
+    change when only the colour is reversed, same cores) and ``logit_change`` (mean |change of the logit margin|
+    over the mean |margin|); and the follow-up's ``spurious_corr`` C = Cov(margin on the border alone, +-1 label)."""
+    from spuriouslab.data.coloured import group_metrics, spurious_correlation
+
+    outs = {name: evaluate(net, x) for name, x in data.tests.items()}
+    margin = {name: (o[..., 1] - o[..., 0]).cpu() for name, o in outs.items()}
+    y = data.test_y.cpu()
+    out: dict[str, Any] = {"rho": rho}
+    for name, o in outs.items():
+        out[f"acc_{name}"] = (o.argmax(-1).cpu() == y).float().mean(dim=1).tolist()
+        out[f"loss_{name}"] = seed_cross_entropy(o, data.test_y).cpu().tolist()
+    seeds = len(y)
+    groups = [group_metrics((outs["indep"][i].argmax(-1).cpu() == y[i]).numpy(), y[i].numpy(),
+                            data.colours["indep"][i].numpy()) for i in range(seeds)]
+    for k in groups[0]:
+        if k != "acc":
+            out[k] = [g[k] for g in groups]
+    out["colour_flip"] = ((margin["id"] > 0) != (margin["reversed"] > 0)).float().mean(dim=1).tolist()
+    out["logit_change"] = ((margin["reversed"] - margin["id"]).abs().mean(dim=1)
+                           / margin["id"].abs().mean(dim=1).clamp(min=1e-12)).tolist()
+    q = evaluate(net, data.test_query_x)
+    qm = (q[..., 1] - q[..., 0]).cpu().numpy()
+    out["spurious_corr"] = [spurious_correlation(qm[i], 2.0 * y[i].numpy() - 1.0) for i in range(seeds)]
+    return out
 
 
 def new_state(cfg: MemorizationNNConfig, model_name: str, data: SeedData, seeds: list[int], device: str) -> TrainState:
     """The paper's recipe: each seed's model initialised from its own stream, Adam, StepLR every ``step_size``
     epochs; the minibatch order from each seed's own generator."""
-    net = SeedEnsemble(lambda s: seeded(lambda: build_model(model_name, data.shape, data.n_out),
+    options = {"depth": cfg.resnet_depth} if model_name == "resnet" else {}
+    net = SeedEnsemble(lambda s: seeded(lambda: build_model(model_name, data.shape, data.n_out, **options),
                                         torch_generator(s, stream_id("nets.init"))), seeds).to(device)
     opt = make_optimizer("adam", net.parameters(), cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)

@@ -8,7 +8,7 @@ lambda grows.  Same computation as ``memorization``; one Gram matrix serves ever
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim, slope_at_optimum
+from spuriouslab.claims import Claim, coloured_claims, slope_at_optimum
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.ridge import report
 from spuriouslab.experiments.ridge.config import RidgeConfig
@@ -22,7 +22,7 @@ EXPERIMENT = Experiment(
     Config=RidgeConfig,
     run=run,
     reporting=report,
-    headline=("spurious_corr", "test_mse"),
+    headline=("spurious_corr", "test_mse", "acc_reversed", "worst_group_acc", "colour_flip"),
     claims=(
         Claim("ridge", "the spurious correlation C depends on the ridge lambda: it falls as lambda grows",
               "spurious_corr", "trend", over="ridge", side="less", paper=FOLLOW_UP),
@@ -30,5 +30,6 @@ EXPERIMENT = Experiment(
               "the next grid lambda minus at the previous one, per model and correlation)", "spurious_corr",
               "sign", statistic=slope_at_optimum("spurious_corr", "ridge", "test_mse"),
               by=("model", "correlation"), needs=("ridge", "test_mse"), paper=FOLLOW_UP),
+        *coloured_claims("ridge"),
     ),
 )

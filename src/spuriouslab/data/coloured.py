@@ -1,0 +1,141 @@
+"""The coloured-image task: both failure modes on one axis, from a label-independent colour to a fully spurious one.
+
+Any image set of the data layer gives a binary label (a pair of classes, or the classes split in two halves) and a
+coloured **border** around each image: colour ``c`` in {0, 1} (two colours, red and green by default) agrees with
+the label (``c = y``) for exactly ``round(rho * n_k)`` images of each class ``k`` (seeded), and is the other colour
+for the rest.  ``rho = 0.5`` is a colour independent of the label (Zhang et al.'s background, the contamination
+setting), ``rho = 1`` a perfectly spurious colour (the follow-up of Bombari & Mondelli, arXiv 2502.01347).
+
+Why a border and not a foreground tint: the colour then lives in pixels of its own, disjoint from the core (the
+image), exactly the papers' split ``z = [x, y]`` of core and spurious coordinates; a tint would mix the two in the
+same pixels, so "the colour part" of an input would not be a set of coordinates one can zero or swap.
+
+Test sets share one draw of test images (the same cores) and differ only in the border: ``id`` (the training
+``rho``), ``indep`` (``rho = 0.5``: all four (label, colour) groups, equally), and ``reversed`` (``rho = 0``:
+``c = 1 - y`` everywhere), so a prediction that changes between ``id`` and ``reversed`` changed because of the
+colour alone.
+
+Two averages of accuracy are easily confused (a recurring mistake on Waterbirds-style benchmarks):
+``acc`` is the mean over test *samples*; ``group_balanced_acc`` the mean over the four *groups*; and
+``worst_group_acc`` the smallest group's.  :func:`group_metrics` gives all three, on any set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spuriouslab.errors import ConfigError
+
+DEFAULT_COLOURS = ((200, 40, 40), (40, 200, 40))  # colour 0 red, colour 1 green
+TEST_SETS = ("id", "indep", "reversed")
+GROUPS = ((0, 0), (0, 1), (1, 0), (1, 1))  # (label, colour)
+
+
+@dataclass
+class ColouredSet:
+    """Images ``x`` (N, H + 2w, W + 2w, 3) uint8 with their border, labels ``y`` in {0, 1} and colours ``c``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    c: np.ndarray
+
+
+@dataclass
+class ColouredTask:
+    train: ColouredSet
+    tests: dict[str, ColouredSet] = field(default_factory=dict)
+    rho: float = 0.5
+    width: int = 2
+    colours: tuple[tuple[int, int, int], tuple[int, int, int]] = DEFAULT_COLOURS
+
+
+def check_rho(rho: float) -> float:
+    if not isinstance(rho, int | float) or isinstance(rho, bool) or not 0 <= rho <= 1:
+        raise ConfigError(f"rho: got {rho!r}; the probability that the colour agrees with the label lies in [0, 1]")
+    return float(rho)
+
+
+def assign_colours(y: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """Colour of each sample: within each class ``k``, exactly ``round(rho * n_k)`` samples (a seeded choice)
+    get colour ``k``, the others colour ``1 - k``."""
+    rho = check_rho(rho)
+    y = np.asarray(y)
+    c = 1 - y
+    for k in (0, 1):
+        idx = np.flatnonzero(y == k)
+        idx = idx[rng.permutation(len(idx))]
+        c[idx[: int(round(rho * len(idx)))]] = k
+    return c.astype(np.int64)
+
+
+def paint(images: np.ndarray, c: np.ndarray, width: int, colours=DEFAULT_COLOURS) -> np.ndarray:
+    """Pad RGB (or greyscale, repeated) uint8 images (N, H, W, C) with a border of ``width`` pixels of
+    ``colours[c_i]``."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    n, h, w, _ = x.shape
+    out = np.empty((n, h + 2 * width, w + 2 * width, 3), dtype=np.uint8)
+    out[:] = np.asarray(colours, dtype=np.uint8)[np.asarray(c)][:, None, None, :]
+    out[:, width:width + h, width:width + w] = x
+    return out
+
+
+def binary_labels(y: np.ndarray, n_classes: int, classes: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(indices kept, labels in {0, 1}): a pair ``(a, b)`` (a -> 0, b -> 1), or ``None``: every class, the first
+    half of the class indices -> 0 and the second half -> 1."""
+    y = np.asarray(y)
+    if classes is None:
+        return np.arange(len(y)), (y >= (n_classes + 1) // 2).astype(np.int64)
+    a, b = classes
+    for k in classes:
+        if not 0 <= k < n_classes:
+            raise ConfigError(f"classes: got {list(classes)}; the data has classes 0..{n_classes - 1}")
+    if a == b:
+        raise ConfigError(f"classes: got {list(classes)}; two different classes")
+    keep = np.flatnonzero(np.isin(y, classes))
+    return keep, (y[keep] == b).astype(np.int64)
+
+
+def coloured(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, rho: float,
+             width: int, rng: np.random.Generator, colours=DEFAULT_COLOURS) -> ColouredTask:
+    """The coloured task from images and binary labels (see the module docstring); ``rng`` draws the colours."""
+    rho = check_rho(rho)
+    if width < 1:
+        raise ConfigError(f"border: got {width}; the coloured border needs at least 1 pixel")
+    c_train = assign_colours(y_train, rho, rng)
+    train = ColouredSet(paint(x_train, c_train, width, colours), np.asarray(y_train), c_train)
+    tests = {}
+    for name, r in (("id", rho), ("indep", 0.5), ("reversed", 0.0)):
+        c = assign_colours(y_test, r, rng)
+        tests[name] = ColouredSet(paint(x_test, c, width, colours), np.asarray(y_test), c)
+    return ColouredTask(train, tests, rho, width, tuple(colours))  # type: ignore[arg-type]
+
+
+def group_metrics(correct: np.ndarray, y: np.ndarray, c: np.ndarray) -> dict[str, float]:
+    """Accuracy three ways from per-sample correctness: ``acc`` (mean over samples), ``group_balanced_acc`` (mean
+    over the (label, colour) groups present) and ``worst_group_acc`` (the lowest group), with each group's
+    ``acc_y{label}_c{colour}`` (NaN for a group with no sample)."""
+    correct = np.asarray(correct, dtype=float)
+    out: dict[str, float] = {"acc": float(correct.mean()) if len(correct) else float("nan")}
+    accs = []
+    for gy, gc in GROUPS:
+        mask = (np.asarray(y) == gy) & (np.asarray(c) == gc)
+        acc = float(correct[mask].mean()) if mask.any() else float("nan")
+        out[f"acc_y{gy}_c{gc}"] = acc
+        if mask.any():
+            accs.append(acc)
+    out["group_balanced_acc"] = float(np.mean(accs)) if accs else float("nan")
+    out["worst_group_acc"] = float(np.min(accs)) if accs else float("nan")
+    return out
+
+
+def spurious_correlation(f_query: np.ndarray, g: np.ndarray) -> float:
+    """``C = Cov(f(query), g)`` over test samples: the model's output on each test image's border alone (core
+    zeroed) against its label ``g`` in {-1, +1} (the follow-up paper's spurious correlation)."""
+    f, g = np.asarray(f_query, dtype=float), np.asarray(g, dtype=float)
+    return float(np.mean((f - f.mean()) * (g - g.mean())))
