@@ -232,8 +232,8 @@ FORMATS = {
 LENIENT = {"records.jsonl", "distillation records -> report", "background-features records (vis) -> report",
            "probe records -> report"}
 # cases per format in the test suite (the report-based ones draw figures: fewer)
-SUITE_CASES = {"distillation records -> report": 60, "background-features records (vis) -> report": 40,
-               "probe records -> report": 60}
+SUITE_CASES = {"distillation records -> report": 30, "background-features records (vis) -> report": 20,
+               "probe records -> report": 30}
 
 
 def main(n: int = 300) -> None:

@@ -25,7 +25,7 @@ KERNELS = ["--set", "data=digits", "--set", "border=1", "--set", "border_content
            "width=inf", "--set", "ridge=0,0.1", "--set", "correlation=0", "--set", "seeds=2", "--no-progress"]
 NETS = ["run", "memorization-nn", "--set", "preset=quick", "--set", "data=digits", "--set", "border=1", "--set",
         "border_content=coloured", "--set", "model=fc", "--set", "n_train=200", "--set", "n_test=100", "--set",
-        "epochs=6", "--set", "step_size=3", "--set", "log_every=3", "--set", "seeds=2", "--set", "rho=0.5,1.0",
+        "epochs=3", "--set", "step_size=3", "--set", "log_every=3", "--set", "seeds=2", "--set", "rho=0.5,1.0",
         "--no-progress"]
 
 
@@ -97,6 +97,14 @@ def test_the_kernel_experiment_over_rho_and_lambda(cli, tmp_path):
                                           "group_balanced_acc", "colour_flip", "spurious_corr"} <= set(df)
     at = df.groupby("rho")[["colour_flip", "acc_reversed"]].mean()
     assert at.colour_flip[1.0] > at.colour_flip[0.5] and at.acc_reversed[1.0] < at.acc_reversed[0.5]
+    from spuriouslab.claims import coloured_claims
+    from spuriouslab.report import judge_run, load_plan
+    from spuriouslab.store import RunStore
+
+    pooled = {r["claim"]: r for r in judge_run(RunStore(tmp_path / "k")) if r.get("rho") == "all"}
+    for claim in coloured_claims("ridge"):  # every coloured claim judged across rho, on both seeds
+        assert pooled[claim.text]["n_seeds"] == 2 and np.isfinite(pooled[claim.text]["effect"]), claim.text
+    assert load_plan(RunStore(tmp_path / "k")).grid == {"rho": [0.5, 1.0]}
     assert "| all | coloured task: the colour alone flips more predictions as rho grows" in stdout
     for name in ("coloured_spectrum", "coloured_c_vs_lambda"):
         assert (tmp_path / "k" / "figures" / f"{name}.png").stat().st_size > 0

@@ -92,12 +92,12 @@ def scale_pixels(x: np.ndarray, mode: str, reference: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- solid borders (background features)
-COLOURS = {"red": (200, 40, 40), "brick": (150, 50, 50), "green": (50, 150, 50), "blue": (50, 50, 150), "grey": (128, 128, 128),
-           "black": (0, 0, 0), "white": (255, 255, 255), "yellow": (200, 200, 50)}
+COLOURS = {"brick": (150, 50, 50), "green": (50, 150, 50), "blue": (50, 50, 150), "grey": (128, 128, 128),
+           "black": (0, 0, 0), "white": (255, 255, 255), "yellow": (200, 200, 50), "red": (200, 40, 40)}
 
 
 def parse_colour(text: str, key: str = "colour") -> tuple[int, int, int]:
-    """A named colour (``brick`` = RGB 150,50,50, the paper's; green, blue, grey, black, white, yellow) or
+    """A named colour (``brick`` = RGB 150,50,50, the paper's; green, blue, grey, black, white, yellow, red) or
     ``R,G,B`` with integers 0..255."""
     if isinstance(text, str) and text in COLOURS:
         return COLOURS[text]

@@ -57,6 +57,20 @@ def _file(value: Any) -> Any:
     return value
 
 
+def check_coloured(border_content: str, rho: float, colours: list[str]) -> None:
+    """The coloured task's settings, checked alike by every config that has them: two different colours that
+    parse, and ``rho`` only with ``border_content=coloured``."""
+    from spuriouslab.data.borders import parse_colour, parse_content
+
+    parse_content(border_content)
+    if len(colours) != 2 or len(set(colours)) != 2:
+        raise ValueError(f"colours: got {colours}; two different colours (names or R,G,B)")
+    for c in colours:
+        parse_colour(c, "colours")
+    if rho != 0.5 and border_content != "coloured":
+        raise ValueError(f"rho: got {rho}; it sets the coloured border (border_content=coloured)")
+
+
 # Sizes no machine can hold are refused by validation; the rest by the run's memory estimate.
 MAX_SAMPLES = 10**8
 MAX_DIM = 10**7
@@ -67,6 +81,11 @@ MAX_SEEDS = base.MAX_SEEDS
 
 Listed = BeforeValidator(split_list)
 FilePath = Annotated[str | None, BeforeValidator(_file)]  # an optional file (a checkpoint): never the empty path
+# the coloured task (border_content=coloured, spuriouslab.data.coloured)
+Rho = Annotated[float, Field(ge=0, le=1, description="border_content=coloured: P(colour agrees with the label) in "
+                             "training (0.5 independent, 1 fully spurious)")]
+Colours = Annotated[list[str], Listed, Field(description="border_content=coloured: colour 0 and colour 1 (names "
+                                                         "or R,G,B)")]
 Size = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 RidgeValue = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -77,5 +96,5 @@ KernelModel = Literal["rf", "ntk"]
 ImageSource = DatasetName  # an image data set of the registry
 Scaling = Literal["raw", "unit", "standard"]
 
-__all__ = ["ActivationName", "ClassifierName", "Correlation", "DataSource", "DatasetName", "FilePath", "Fraction",
+__all__ = ["ActivationName", "ClassifierName", "Colours", "Correlation", "Rho", "check_coloured", "DataSource", "DatasetName", "FilePath", "Fraction",
            "ImageSource", "KernelModel", "Listed", "RidgeValue", "Scaling", "Size", "Width", "split_list"]

@@ -6,14 +6,13 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from spuriouslab.data.borders import parse_colour, parse_content
 from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.memorization import SplitSpec
 from spuriouslab.data.synthetic import split_dims
 from spuriouslab.experiments.base import ExperimentConfig, FromRegistry
-from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, ActivationName, Correlation,
-                                            DataSource, Fraction, KernelModel, Listed, RidgeValue, Scaling, Size,
-                                            Width, split_list)
+from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, ActivationName, Colours,
+                                            Correlation, DataSource, Fraction, KernelModel, Listed, RidgeValue, Rho,
+                                            Scaling, Size, Width, check_coloured, split_list)
 
 # Defaults by data set, from the data-set registry (images: ReLU, which is scale-free on raw pixels, and the papers'
 # class pairs, N grids and border widths)
@@ -50,10 +49,8 @@ class MemorizationConfig(ExperimentConfig):
                                "MNIST-like, 8 CIFAR-10, 4 digits)")
     border_content: str = Field("uniform", description="uniform (0..255), gaussian, constant:V, constant:R,G,B, or "
                                 "coloured (red / green agreeing with the label with probability rho)")
-    rho: float = Field(0.5, ge=0, le=1, description="border_content=coloured: P(colour agrees with the label) in "
-                       "training (0.5 independent, 1 fully spurious)")
-    colours: Annotated[list[str], Listed] = Field(["red", "green"], description="border_content=coloured: colour 0 "
-                                                  "and colour 1 (names or R,G,B)")
+    rho: Rho = 0.5
+    colours: Colours = ["red", "green"]
     query: Literal["zero", "swap"] = Field("zero", description="image query: border with core zeroed, or swapped")
     scaling: Scaling = Field("raw", description="pixel scaling (raw = 0..255)")
     d: int = Field(1000, ge=2, le=MAX_DIM, description="input dimension d = d_x + d_y")
@@ -84,13 +81,7 @@ class MemorizationConfig(ExperimentConfig):
             for a in self.alpha:
                 split_dims(self.d, a)  # raises ConfigError naming alpha and d
             return self
-        parse_content(self.border_content)
-        if len(self.colours) != 2 or len(set(self.colours)) != 2:
-            raise ValueError(f"colours: got {self.colours}; two different colours (names or R,G,B)")
-        for c in self.colours:
-            parse_colour(c, "colours")
-        if self.rho != 0.5 and self.border_content != "coloured":
-            raise ValueError(f"rho: got {self.rho}; it sets the coloured border (border_content=coloured)")
+        check_coloured(self.border_content, self.rho, self.colours)
         if self.classes is None or len(self.classes) != 2 or self.classes[0] == self.classes[1]:
             raise ValueError(f"classes: got {self.classes}; kernel memorization needs a pair of distinct classes")
         if self.correlation != [0.0]:

@@ -9,8 +9,8 @@ from pydantic import Field, model_validator
 from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.memorization import SplitSpec
 from spuriouslab.experiments.base import ExperimentConfig, FromRegistry
-from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, ClassifierName, DataSource,
-                                            Listed, Scaling, Size)
+from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, ClassifierName, Colours,
+                                            DataSource, Listed, Rho, Scaling, Size, check_coloured)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 1000, "step_size": 100, "log_every": 50},
@@ -31,10 +31,8 @@ class MemorizationNNConfig(ExperimentConfig):
     border: int | None = Field(None, ge=1, le=MAX_BORDER, description="border width; unset = data set default")
     border_content: str = Field("uniform", description="uniform, gaussian, constant:V, constant:R,G,B, or coloured "
                                 "(two classes: the class halves; red / green agreeing with the label w.p. rho)")
-    rho: float = Field(0.5, ge=0, le=1, description="border_content=coloured: P(colour agrees with the label) in "
-                       "training (0.5 independent, 1 fully spurious)")
-    colours: Annotated[list[str], Listed] = Field(["red", "green"], description="border_content=coloured: colour 0 "
-                                                  "and colour 1 (names or R,G,B)")
+    rho: Rho = 0.5
+    colours: Colours = ["red", "green"]
     scaling: Scaling = Field("unit", description="pixel scaling")
     d: int = Field(1000, ge=2, le=MAX_DIM, description="synthetic: input dimension")
     alpha: float = Field(0.5, gt=0, lt=1, description="synthetic: spurious fraction")
@@ -58,15 +56,7 @@ class MemorizationNNConfig(ExperimentConfig):
             raise ValueError(f"model: got {self.model}; synthetic data takes the fc model only")
         if (self.resnet_depth - 2) % 6:
             raise ValueError(f"resnet_depth: got {self.resnet_depth}; a CIFAR ResNet has depth 6n + 2 (8, 20, 32, ...)")
-        from spuriouslab.data.borders import parse_colour, parse_content
-
-        parse_content(self.border_content)
-        if len(self.colours) != 2 or len(set(self.colours)) != 2:
-            raise ValueError(f"colours: got {self.colours}; two different colours (names or R,G,B)")
-        for c in self.colours:
-            parse_colour(c, "colours")
-        if self.rho != 0.5 and self.border_content != "coloured":
-            raise ValueError(f"rho: got {self.rho}; it sets the coloured border (border_content=coloured)")
+        check_coloured(self.border_content, self.rho, self.colours)
         return self
 
     def split_spec(self) -> SplitSpec:
