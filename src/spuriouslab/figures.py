@@ -62,10 +62,10 @@ FIGURES: dict[str, Figure] = {
                          "border", "not measured", data=("cifar10",)),
     "bm-colour-kernels": Figure(BM + " (follow-up) x " + ZH, "coloured_kernels.yaml", "RF / NTK ridge on digits 1 vs "
                                 "7 with a red / green border agreeing with the label w.p. rho = 0.5 .. 1: C vs "
-                                "lambda per rho, worst-group accuracy and colour reliance vs rho", "not measured"),
+                                "lambda per rho, worst-group accuracy and colour reliance vs rho", "38s"),
     "colour-spectrum": Figure(BM + " x " + ZH, "coloured_nets.yaml", "FC, CNN and ResNet-8 on coloured digits over "
                               "rho = 0.5 .. 1: OOD (reversed colour) and worst-group accuracy, colour reliance",
-                              "not measured"),
+                              "3m17s"),
     "bm-digits": Figure(BM + " (offline stand-in)", "memorization_offline_images.yaml", "the image protocol on "
                         "scikit-learn's digits", "6s"),
     "bm-nn-quick": Figure(BM, "nn_quick.yaml", "trained FC and CNN memorize the border (digits, 150 epochs)",
