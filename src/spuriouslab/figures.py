@@ -57,7 +57,8 @@ FIGURES: dict[str, Figure] = {
     "bm-ridge": Figure(BM + " (follow-up)", "ridge_correlation.yaml", "memorization and spurious correlation C vs the "
                        "ridge lambda, correlated spurious parts", "9s"),
     "bm-mnist": Figure(BM, "memorization_mnist.yaml", "RF / NTK memorization on MNIST 1 vs 7 with a noise border",
-                       "not measured", data=("mnist",), subset=("data=mnist-5k", "n_train=100,200,500,800")),
+                       "not measured (on mnist-5k: 1m28s)", data=("mnist",),
+                       subset=("data=mnist-5k", "n_train=100,200,500,800")),
     "bm-cifar10": Figure(BM, "memorization_cifar10.yaml", "RF / NTK memorization on CIFAR-10 cat vs ship with a noise "
                          "border", "not measured", data=("cifar10",)),
     "bm-colour-kernels": Figure(BM + " (follow-up) x " + ZH, "coloured_kernels.yaml", "RF / NTK ridge on digits 1 vs "
