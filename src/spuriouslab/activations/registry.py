@@ -20,13 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 import torch
-from scipy import special
-
 from pydantic import AfterValidator
-from typing_extensions import Annotated
+from scipy import special
 
 from spuriouslab.activations import hermite
 from spuriouslab.errors import ConfigError
