@@ -311,7 +311,7 @@ def reproduce(
         subset = [] if any(s.startswith("data=") for s in sets) else subset_sets(FIGURES[name], found(data_root))
         if subset:
             typer.echo(f"spuriouslab: note: {', '.join(FIGURES[name].data)} not found: {name} runs on "
-                       f"{subset[0].split('=', 1)[1]}, a subset ({' '.join(subset)})", err=True)
+                       f"{FIGURES[name].subset_data}, a subset ({' '.join(subset)})", err=True)
         _run(experiment, path, subset + sets, out or Path("runs") / name, device, jobs, "local", progress)
 
 

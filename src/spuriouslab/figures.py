@@ -37,6 +37,11 @@ class Figure:
     subset: tuple[str, ...] = ()
 
     @property
+    def subset_data(self) -> str | None:
+        """The data set ``subset`` runs the figure on (its ``data=`` value), or None."""
+        return next((s.split("=", 1)[1] for s in self.subset if s.startswith("data=")), None)
+
+    @property
     def needs(self) -> str:
         """What it needs beyond the package, in words."""
         parts = [f"{d} (spuriouslab data fetch {d})" for d in self.data] + (["a GPU"] if self.gpu else [])

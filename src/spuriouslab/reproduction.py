@@ -58,7 +58,7 @@ def subset_sets(figure: Figure, found: Callable[[str], bool]) -> list[str]:
     subset is; otherwise none."""
     if not figure.subset or all(found(d) for d in figure.data):
         return []
-    data = next((s.split("=", 1)[1] for s in figure.subset if s.startswith("data=")), None)
+    data = figure.subset_data
     return list(figure.subset) if data is not None and found(data) else []
 
 
@@ -145,7 +145,7 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
             t0 = time.perf_counter()
             try:
                 run_one(name, config_path(name), sets, out / name)
-                note = (f"on {subset[0].split('=', 1)[1]}, a subset ({', '.join(FIGURES[name].data)} not found)"
+                note = (f"on {FIGURES[name].subset_data}, a subset ({', '.join(FIGURES[name].data)} not found)"
                         if subset else "")
                 o = Outcome(name, "done", note, o.seconds + time.perf_counter() - t0, sets,
                             figure_verdicts(out / name))

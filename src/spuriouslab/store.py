@@ -285,12 +285,12 @@ class RunStore:
         """What each grid combination (by key) resolved on this machine, fixed at the run's first point: the
         values in ``DIR/resolved.json`` win once records exist; otherwise ``found`` is written there."""
         path = self.root / "resolved.json"
-        old: dict[str, Any] = {}
+        old: Any = {}
         if path.exists() and self.records_path.exists() and self.records_path.stat().st_size:
             try:
                 old = json.loads(path.read_text())
             except ValueError:
-                old = None  # type: ignore[assignment]
+                old = None
             if not isinstance(old, dict):
                 raise ConfigError(f"{path}: not what this run resolved at its first point (edited?); remove the "
                                   "file to take what this machine finds now")

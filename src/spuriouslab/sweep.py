@@ -208,8 +208,8 @@ def pin_resolution(plan: Plan, store: RunStore) -> list[str]:
             continue
         if first.get("data") != now.get("data") and "data" in type(cfg).model_fields:
             cfg = plan.configs[i] = cfg.model_copy(update={"data": first["data"]})
-            notes.append(f"data={getattr(plan.configs[i], 'data')}: this run started on {first['data']} and keeps "
-                         f"it ({now['data']} is found now; use another --out to run on it)")
+            notes.append(f"data={first['data']}: this run started on {first['data']} and keeps it ({now['data']} is "
+                         "found now; use another --out to run on it)")
             now = plan.exp.resolve(cfg)
         if now.get("data_checksum") != first.get("data_checksum"):
             raise ConfigError(f"data: {now.get('data')} is not the data this run started with (checksum "

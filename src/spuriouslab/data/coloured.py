@@ -110,7 +110,7 @@ def coloured(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_tes
     c_train = assign_colours(y_train, rho, rng)
     train = ColouredSet(paint(x_train, c_train, width, colours), np.asarray(y_train), c_train)
     tests = {}
-    for name, r in (("id", rho), ("indep", 0.5), ("reversed", 0.0)):
+    for name, r in zip(TEST_SETS, (rho, 0.5, 0.0), strict=True):
         c = assign_colours(y_test, r, rng)
         tests[name] = ColouredSet(paint(x_test, c, width, colours), np.asarray(y_test), c)
     return ColouredTask(train, tests, rho, width, tuple(colours))  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spuriouslab.errors import ConfigError
+from spuriouslab.errors import ConfigError, describe
 
 
 class DataError(ConfigError):
@@ -150,8 +150,7 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a CIFAR-10 batch") from None
     except _CORRUPT as exc:
-        detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise DataError(f"{path}: corrupt, truncated or unsafe pickle ({type(exc).__name__}: {detail})") from None
+        raise DataError(f"{path}: corrupt, truncated or unsafe pickle ({describe(exc, 200)})") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path}: not a CIFAR-10 batch (no data/labels entries)")
     data, labels = batch[b"data"], batch[b"labels"]

@@ -126,7 +126,7 @@ def _coloured_split(spec: SplitSpec, data, rng, n_train: int) -> MemorizationSpl
     pick_te = rng("test_pick").permutation(len(keep_te))[: min(spec.n_test, len(keep_te))]
     h, w, _ = data.shape
     width = spec.border_width
-    # the colours of the training and test images come from the border streams, the test sets' from one stream
+    # every colour (training images and the three test sets) is drawn from the training-border stream
     task = coloured(data.x_train[keep_tr[pick_tr]], y_tr[pick_tr], data.x_test[keep_te[pick_te]], y_te[pick_te],
                     spec.rho, width, rng("train_border"), tuple(parse_colour(c, "colours") for c in spec.colours))
     x_tr, ident = task.train.x, task.tests["id"]

@@ -96,5 +96,6 @@ KernelModel = Literal["rf", "ntk"]
 ImageSource = DatasetName  # an image data set of the registry
 Scaling = Literal["raw", "unit", "standard"]
 
-__all__ = ["ActivationName", "ClassifierName", "Colours", "Correlation", "Rho", "check_coloured", "DataSource", "DatasetName", "FilePath", "Fraction",
-           "ImageSource", "KernelModel", "Listed", "RidgeValue", "Scaling", "Size", "Width", "split_list"]
+__all__ = ["ActivationName", "ClassifierName", "Colours", "Correlation", "DataSource", "DatasetName", "FilePath",
+           "Fraction", "ImageSource", "KernelModel", "Listed", "Rho", "RidgeValue", "Scaling", "Size", "Width",
+           "check_coloured", "split_list"]

@@ -85,6 +85,7 @@ def fit_kernel(K: torch.Tensor, G: torch.Tensor, ridge: float = 0.0, eps: float 
     A = K + ridge * torch.eye(n, dtype=K.dtype, device=K.device) if ridge else K
     L, info = torch.linalg.cholesky_ex(A)
     solver, rank = "cholesky", n
+    null_weight = null_target = None
     cond = float("inf")
     if int(info) == 0:
         dg = torch.diagonal(L)
@@ -107,6 +108,4 @@ def fit_kernel(K: torch.Tensor, G: torch.Tensor, ridge: float = 0.0, eps: float 
             null_weight = (null**2).sum(dim=1)
             null_target = (null @ (null.T @ G.reshape(n, -1))).reshape(G.shape)
     residual = float((K @ dual_coef - G).abs().max()) if n else 0.0
-    return KernelFit(dual_coef, inverse, float(ridge), solver, cond, residual, rank,
-                     null_weight if solver == "eigh" and rank < n else None,
-                     null_target if solver == "eigh" and rank < n else None)
+    return KernelFit(dual_coef, inverse, float(ridge), solver, cond, residual, rank, null_weight, null_target)

@@ -88,6 +88,11 @@ def check(cfg: MemorizationNNConfig) -> None:
     seed_data(cfg, cfg.seed, max(cfg.n_train))  # data present, sizes possible
 
 
+def model_options(cfg: MemorizationNNConfig, model: str) -> dict[str, Any]:
+    """The registry options the config sets for ``model`` (the CIFAR ResNet's depth)."""
+    return {"depth": cfg.resnet_depth} if model == "resnet" else {}
+
+
 def estimate(cfg: MemorizationNNConfig) -> Estimate:
     """The largest group: every seed of the largest N (BatchNorm models: one seed), its data as float32 tensors
     (plus the float64 split being built), parameters with Adam state, and one batch of activations (forward and
@@ -105,7 +110,7 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
     for model in cfg.model:
         spec = MODELS[model]
         S = 1 if spec.batchnorm else cfg.seeds
-        params, per_sample = spec.size(shape, n_out, **({"depth": cfg.resnet_depth} if model == "resnet" else {}))
+        params, per_sample = spec.size(shape, n_out, **model_options(cfg, model))
         batch = min(cfg.batch_size, n)
         peak = (S * rows * size * 4 + rows * size * 8 + S * params * 4 * 4 + S * batch * per_sample * 4 * 2
                 + (0.0 if cfg.data == "synthetic" else load_bytes(cfg.data)) + FRAMEWORK_BYTES)
@@ -193,7 +198,7 @@ def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str,
 def new_state(cfg: MemorizationNNConfig, model_name: str, data: SeedData, seeds: list[int], device: str) -> TrainState:
     """The paper's recipe: each seed's model initialised from its own stream, Adam, StepLR every ``step_size``
     epochs; the minibatch order from each seed's own generator."""
-    options = {"depth": cfg.resnet_depth} if model_name == "resnet" else {}
+    options = model_options(cfg, model_name)
     net = SeedEnsemble(lambda s: seeded(lambda: build_model(model_name, data.shape, data.n_out, **options),
                                         torch_generator(s, stream_id("nets.init"))), seeds).to(device)
     opt = make_optimizer("adam", net.parameters(), cfg.lr, cfg.weight_decay)
