@@ -464,3 +464,19 @@ def test_estimators_cap_the_width_as_the_cli_does():
 
     with pytest.raises(InvalidParameterError, match="width"):
         RandomFeaturesRegressor(width=10**10).fit(np.ones((3, 2)), np.ones(3))
+
+
+def test_log_axes_keep_readable_labels_with_literal_text(tmp_path):
+    """Text is shown literally (no mathtext), so log axes get plain labels with superscripts, not TeX source."""
+    import matplotlib.pyplot as plt
+
+    from spuriouslab import plotting
+
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.plot([1e-4, 10], [1, 2])
+    plotting.save_figure(fig, tmp_path, "log")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels and all("$" not in t and "mathdefault" not in t for t in labels), labels
+    assert "10\u207b\u2074" in labels  # 10^-4

@@ -8,6 +8,7 @@ reach far outside it.  Figures are returned to the caller; the store saves them 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 import matplotlib
@@ -17,6 +18,7 @@ matplotlib.use("Agg")
 matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 # Range of a quantity, by the last part of its name (``test_acc`` -> ``acc``)
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -102,11 +104,40 @@ def hide_unused(axes, used: int) -> None:
         ax.axis("off")
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-\u2212+", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+                             "\u207b\u207b\u207a")
+
+
+class PlainLogFormatter(ticker.LogFormatterSciNotation):
+    """Matplotlib's log-axis labels (``10^{-4}``, ``2 x 10^{-4}``) as plain text with Unicode superscripts
+    (10⁻⁴, 2×10⁻⁴): with ``text.parse_math`` off (user names are shown literally) its mathtext labels would be
+    printed as TeX source."""
+
+    def __call__(self, x, pos=None) -> str:
+        text = super().__call__(x, pos)
+        text = re.sub(r"^\$\\mathdefault\{(.*)\}\$$", r"\1", text).replace("\\times", "\u00d7")
+        return re.sub(r"\^\{([^}]*)\}", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
+
+
+def plain_log_labels(fig) -> None:
+    """Every log axis of ``fig`` labelled by :class:`PlainLogFormatter` (same ticks, same choice of labels)."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                             (axis.get_minor_formatter, axis.set_minor_formatter)):
+                fmt = get()
+                if isinstance(fmt, ticker.LogFormatterMathtext) and not isinstance(fmt, PlainLogFormatter):
+                    put(PlainLogFormatter(base=fmt._base, labelOnlyBase=fmt.labelOnlyBase,
+                                          minor_thresholds=fmt.minor_thresholds, linthresh=fmt._linthresh))
+
+
 def save_figure(fig, directory, name: str, writer=None) -> list:
     """Write ``name``.png and ``name``.pdf into ``directory`` and close the figure.  ``writer(path, write)``,
-    when given, performs each write (the store passes its atomic writer)."""
+    when given, performs each write (the store passes its atomic writer).  Log axes get plain-text labels
+    (:func:`plain_log_labels`)."""
     from pathlib import Path
 
+    plain_log_labels(fig)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -150,7 +150,8 @@ def coloured_figures(df: pd.DataFrame, experiment: str) -> dict[str, Any]:
                 plotting.band(ax, np.where(x > 0, x, np.nan), t.spurious_corr, t.spurious_corr_ci,
                               label=f"rho={rho:g}", color=color, marker="o", ms=3)
             ax.set_xscale("log")
-            plotting.style_axes(ax, "ridge lambda", "spurious correlation C", f"{model}: C against lambda")
+            plotting.style_axes(ax, "ridge lambda (log axis: lambda = 0 not shown)", "spurious correlation C",
+                                f"{model}: C against lambda")
         figures["coloured_c_vs_lambda"] = fig
     return figures
 
