@@ -31,7 +31,7 @@ def bench(device: str, images: int, size: int, batch: int) -> dict:
         model.train()
         for i in range(0, images, batch):
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x[i:i + batch]), y[i:i + batch]).backward()
+            torch.nn.functional.cross_entropy(model(x[i : i + batch]), y[i : i + batch]).backward()
             opt.step()
 
     epoch()  # warm-up
@@ -71,13 +71,17 @@ def main() -> None:
     args = ap.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"ResNet-32 ({args.size}x{args.size}, batch {args.batch}, {torch.get_num_threads()} CPU threads)")
-    print("| device | s / epoch of " + str(args.images) + " images | s / CIFAR-10 epoch (50000) | sensitivity, 1000 "
-          "images | Grad-CAM, 200 images | visualization, 64 ch x 25 steps |")
+    print(
+        "| device | s / epoch of " + str(args.images) + " images | s / CIFAR-10 epoch (50000) | sensitivity, 1000 "
+        "images | Grad-CAM, 200 images | visualization, 64 ch x 25 steps |"
+    )
     print("|---|---|---|---|---|---|")
     for dev in devices:
         r = bench(dev, args.images, args.size, args.batch)
-        print(f"| {dev} | {r['epoch']:.2f} | {r['cifar_epoch']:.0f} | {r['sensitivity_1000']:.2f} | "
-              f"{r['gradcam_200']:.2f} | {r['visualize_64x25']:.2f} |")
+        print(
+            f"| {dev} | {r['epoch']:.2f} | {r['cifar_epoch']:.0f} | {r['sensitivity_1000']:.2f} | "
+            f"{r['gradcam_200']:.2f} | {r['visualize_64x25']:.2f} |"
+        )
     if len(devices) == 1:
         print("(no GPU here: the cuda row is measured only where one is present)")
 

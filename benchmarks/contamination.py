@@ -80,27 +80,38 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     it, scale = args.iterations, 20000 / args.iterations
-    print(f"contamination: n=1000 d=m=256 toy preset, {it} steps x{scale:g} -> 20000; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; best of {args.repeats}")
+    print(
+        f"contamination: n=1000 d=m=256 toy preset, {it} steps x{scale:g} -> 20000; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; best of {args.repeats}"
+    )
     best: dict[str, float] = {}
     recs: dict[str, list] = {}
     for _ in range(args.repeats):
-        for name, fn in [("floor", lambda: (floor(it), None)), ("plain", lambda: (plain(it), None)),
-                         ("ambient", lambda: ours(it, 1, False)), ("ours", lambda: ours(it, 1, True)),
-                         ("ours x8", lambda: ours(it, 8, True)), ("ambient x8", lambda: ours(it, 8, False)),
-                         ("theory ours", lambda: ours(it, 1, True, "theory"))]:
+        for name, fn in [
+            ("floor", lambda: (floor(it), None)),
+            ("plain", lambda: (plain(it), None)),
+            ("ambient", lambda: ours(it, 1, False)),
+            ("ours", lambda: ours(it, 1, True)),
+            ("ours x8", lambda: ours(it, 8, True)),
+            ("ambient x8", lambda: ours(it, 8, False)),
+            ("theory ours", lambda: ours(it, 1, True, "theory")),
+        ]:
             sec, r = fn()
             best[name] = min(best.get(name, np.inf), sec * scale)
             if r is not None:
                 recs[name] = r
     for name, sec in best.items():
-        print(f"{name:>12}: {sec:7.2f} s per model (20000 steps)   vs floor {sec / best['floor']:5.2f}   "
-              f"speed-up vs plain {best['plain'] / sec:5.2f}x   vs official (quoted 36 s) {OFFICIAL_S / sec:5.2f}x")
+        print(
+            f"{name:>12}: {sec:7.2f} s per model (20000 steps)   vs floor {sec / best['floor']:5.2f}   "
+            f"speed-up vs plain {best['plain'] / sec:5.2f}x   vs official (quoted 36 s) {OFFICIAL_S / sec:5.2f}x"
+        )
     a, b = recs["ours x8"], recs["ambient x8"]
     for key in ["id_loss", "ood_loss", "ood_acc", "bg_norm", "core_norm", "bg_signed_change"]:
         va, vb = np.array([r[key] for r in a]), np.array([r[key] for r in b])
-        print(f"  {key:>16}: subspace {va.mean():.4f} +- {va.std(ddof=1):.4f}   ambient {vb.mean():.4f} +- "
-              f"{vb.std(ddof=1):.4f}   (8 seeds, {it} steps)")
+        print(
+            f"  {key:>16}: subspace {va.mean():.4f} +- {va.std(ddof=1):.4f}   ambient {vb.mean():.4f} +- "
+            f"{vb.std(ddof=1):.4f}   (8 seeds, {it} steps)"
+        )
 
 
 if __name__ == "__main__":

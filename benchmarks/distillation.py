@@ -16,8 +16,11 @@ def run(epochs: int, seeds: int, stacked: bool) -> dict:
     from spuriouslab.experiments import get_experiment, run_points
 
     exp = get_experiment("distillation")
-    cfg = exp.make_config(dict(epochs=epochs, teacher_epochs=epochs // 2, log_every=max(1, epochs // 20),
-                               seeds=seeds, activation=["relu"]))
+    cfg = exp.make_config(
+        dict(
+            epochs=epochs, teacher_epochs=epochs // 2, log_every=max(1, epochs // 20), seeds=seeds, activation=["relu"]
+        )
+    )
     points = exp.points(cfg)
     t = time.perf_counter()
     recs = run_points(exp, cfg) if stacked else [r for p in points for r in run_points(exp, cfg, points=[p])]
@@ -39,8 +42,10 @@ def main() -> None:
     print("| mode | total s | s per seed | teacher | student | baseline | probes |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['total']:.1f} | {r['per_seed']:.2f} | {r['teacher']:.2f} | {r['student']:.2f} | "
-              f"{r['baseline']:.2f} | {r['probes']:.2f} |")
+        print(
+            f"| {name} | {r['total']:.1f} | {r['per_seed']:.2f} | {r['teacher']:.2f} | {r['student']:.2f} | "
+            f"{r['baseline']:.2f} | {r['probes']:.2f} |"
+        )
     print(f"stacking speed-up: {rows['one seed at a time']['total'] / rows['stacked']['total']:.2f}x")
 
 

@@ -40,18 +40,28 @@ def one(model: str, width: int, n: int, n_test: int) -> dict:
         sizes = {"train": 2 * n + 10, "t10k": n_test + 10}
         for stem in MNIST_FILES:
             size = sizes[stem.split("-")[0]]
-            arr = (rng.integers(0, 256, (size, 28, 28), dtype=np.uint8) if "images" in stem
-                   else (np.arange(size) % 2 * 6 + 1).astype(np.uint8))
+            arr = (
+                rng.integers(0, 256, (size, 28, 28), dtype=np.uint8)
+                if "images" in stem
+                else (np.arange(size) % 2 * 6 + 1).astype(np.uint8)
+            )
             write_idx(Path(root) / "mnist" / stem, arr)
         data = "mnist"
-    cfg = exp.make_config(dict(data=data, data_root=root, n_train=[n], n_test=n_test, model=[model], width=[width],
-                               seeds=1, border=10))
+    cfg = exp.make_config(
+        dict(data=data, data_root=root, n_train=[n], n_test=n_test, model=[model], width=[width], seeds=1, border=10)
+    )
     t = time.perf_counter()
     r = run_points(exp, cfg)[0]
-    return {"data": data if root is None else "random (IDX)", "model": model, "n": n,
-            "seconds": time.perf_counter() - t,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "test_acc": r["test_acc"],
-            "spurious_acc": r["spurious_acc"], "d": r["d"]}
+    return {
+        "data": data if root is None else "random (IDX)",
+        "model": model,
+        "n": n,
+        "seconds": time.perf_counter() - t,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "test_acc": r["test_acc"],
+        "spurious_acc": r["spurious_acc"],
+        "d": r["d"],
+    }
 
 
 def main() -> None:
@@ -69,15 +79,21 @@ def main() -> None:
         return
     for model, width in [("rf", 100_000), ("ntk", 100)]:
         for n in [int(x) for x in args.ns.split(",")]:
-            res = subprocess.run([sys.executable, __file__, "--point", f"{model}:{width}:{n}", "--n-test",
-                                  str(args.n_test)], capture_output=True, text=True)
+            res = subprocess.run(
+                [sys.executable, __file__, "--point", f"{model}:{width}:{n}", "--n-test", str(args.n_test)],
+                capture_output=True,
+                text=True,
+            )
             if res.returncode:
                 print(f"{model} N={n}: failed\n{res.stderr[-2000:]}")
                 continue
             r = json.loads(res.stdout.strip().splitlines()[-1])
-            print(f"{r['data']:>13} {model:>3} k={width:<6} N={n:<5} n_test={args.n_test} d={r['d']}: "
-                  f"{r['seconds']:7.1f} s  peak {r['peak_mb']:6.0f} MB  test acc {r['test_acc']:.3f}  "
-                  f"spurious acc {r['spurious_acc']:.3f}", flush=True)
+            print(
+                f"{r['data']:>13} {model:>3} k={width:<6} N={n:<5} n_test={args.n_test} d={r['d']}: "
+                f"{r['seconds']:7.1f} s  peak {r['peak_mb']:6.0f} MB  test acc {r['test_acc']:.3f}  "
+                f"spurious acc {r['spurious_acc']:.3f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,19 @@ def run_mode(mode: str, d: int, k: int, ns: list[int], n_test: int) -> dict:
             out["per_n"][n] = time.perf_counter() - t
     else:
         model = "ntk" if mode == "ntk" else "rf"
-        cfg = exp.make_config(dict(d=d, alpha=[0.5], n_train=ns, n_test=n_test, model=[model], activation=["phi2"],
-                                   width=[k if model == "rf" else min(k, 100)], seeds=1, nested=(mode == "nested")))
+        cfg = exp.make_config(
+            dict(
+                d=d,
+                alpha=[0.5],
+                n_train=ns,
+                n_test=n_test,
+                model=[model],
+                activation=["phi2"],
+                width=[k if model == "rf" else min(k, 100)],
+                seeds=1,
+                nested=(mode == "nested"),
+            )
+        )
         ctx = RunContext(device="cpu", progress=False)
         for group in exp.groups(cfg, exp.points(cfg)):
             t = time.perf_counter()
@@ -90,8 +101,10 @@ def main() -> None:
         return
     import torch
 
-    print(f"memorization_synthetic: d={d} k={k} N={ns} n_test={n_test} phi2 alpha=0.5, 1 seed; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"memorization_synthetic: d={d} k={k} N={ns} n_test={n_test} phi2 alpha=0.5, 1 seed; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     results = {}
     for mode in ["floor", "fresh", "nested", "ntk"]:
         cmd = [sys.executable, __file__, "--mode", mode] + (["--quick"] if args.quick else [])
@@ -105,11 +118,15 @@ def main() -> None:
     print(f"ratio fresh / floor          = {fresh / floor:.2f}   (target <= 1.5)")
     print(f"ratio nested / floor         = {nested / floor:.2f}")
     if not args.quick:
-        print(f"speed-up vs official RF sweep: fresh {OFFICIAL_RF_SWEEP_S / fresh:.0f}x, nested "
-              f"{OFFICIAL_RF_SWEEP_S / nested:.0f}x   (targets ~60x and >= 100x; official {OFFICIAL_RF_SWEEP_S:.0f} s "
-              "quoted, not re-measured)")
-        print(f"speed-up vs official NTK sweep: {OFFICIAL_NTK_SWEEP_S / ntk:.0f}x   (official "
-              f"{OFFICIAL_NTK_SWEEP_S:.0f} s quoted)")
+        print(
+            f"speed-up vs official RF sweep: fresh {OFFICIAL_RF_SWEEP_S / fresh:.0f}x, nested "
+            f"{OFFICIAL_RF_SWEEP_S / nested:.0f}x   (targets ~60x and >= 100x; official {OFFICIAL_RF_SWEEP_S:.0f} s "
+            "quoted, not re-measured)"
+        )
+        print(
+            f"speed-up vs official NTK sweep: {OFFICIAL_NTK_SWEEP_S / ntk:.0f}x   (official "
+            f"{OFFICIAL_NTK_SWEEP_S:.0f} s quoted)"
+        )
     print("spurious acc (fresh): " + "  ".join(f"N={n}:{a:.3f}" for n, a in results["fresh"]["spurious_acc"].items()))
     print("test acc (fresh):     " + "  ".join(f"N={n}:{a:.3f}" for n, a in results["fresh"]["test_acc"].items()))
     if args.json:

@@ -24,5 +24,20 @@ def cli():
     return invoke
 
 
-TINY = ["--set", "d=40", "--set", "n_train=10,30", "--set", "n_test=50", "--set", "width=300",
-        "--set", "seeds=2", "--set", "alpha=0.5", "--set", "activation=phi2,relu", "--no-progress"]
+TINY = [
+    "--set",
+    "d=40",
+    "--set",
+    "n_train=10,30",
+    "--set",
+    "n_test=50",
+    "--set",
+    "width=300",
+    "--set",
+    "seeds=2",
+    "--set",
+    "alpha=0.5",
+    "--set",
+    "activation=phi2,relu",
+    "--no-progress",
+]

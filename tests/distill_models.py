@@ -9,7 +9,7 @@ def linear_teacher(input_shape, n_classes):
     torch.manual_seed(123)
     c, h, w = input_shape
     mask = torch.zeros(1, c, h, w)
-    mask[..., h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1
+    mask[..., h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1
     return nn.Sequential(Mask(mask), nn.Flatten(), nn.Linear(c * h * w, 16))
 
 

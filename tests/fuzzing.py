@@ -41,8 +41,9 @@ def mutations(raw: bytes, n: int, seed: int) -> list[bytes]:
     return out
 
 
-def run_cases(cases: list[bytes], write: Callable[[bytes], None], load: Callable[[], object],
-              same: Callable[[object], bool]) -> Counter:
+def run_cases(
+    cases: list[bytes], write: Callable[[bytes], None], load: Callable[[], object], same: Callable[[object], bool]
+) -> Counter:
     """Outcomes: ``same`` (loaded the original content), ``other`` (loaded something else, valid),
     ``error`` (one-line error); any other outcome raises AssertionError naming the case."""
     counts: Counter = Counter()
@@ -70,21 +71,33 @@ def idx_cases(tmp: Path, n: int, compress: bool) -> Counter:
     path = tmp / ("a.idx.gz" if compress else "a.idx")
     write_idx(path, a, compress=compress)
     raw = path.read_bytes()
-    return run_cases(mutations(raw, n, 1 + compress), path.write_bytes, lambda: read_idx(path),
-                     lambda r: isinstance(r, np.ndarray) and r.shape == a.shape and np.array_equal(r, a))
+    return run_cases(
+        mutations(raw, n, 1 + compress),
+        path.write_bytes,
+        lambda: read_idx(path),
+        lambda r: isinstance(r, np.ndarray) and r.shape == a.shape and np.array_equal(r, a),
+    )
 
 
 def cifar_cases(tmp: Path, n: int) -> Counter:
     from spuriouslab.data.images import read_cifar_batch
 
     rng = np.random.default_rng(3)
-    batch = {b"batch_label": b"training batch 1 of 5", b"labels": [int(v) for v in rng.integers(0, 10, 4)],
-             b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"filenames": [b"a.png"] * 4}
+    batch = {
+        b"batch_label": b"training batch 1 of 5",
+        b"labels": [int(v) for v in rng.integers(0, 10, 4)],
+        b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8),
+        b"filenames": [b"a.png"] * 4,
+    }
     path = tmp / "data_batch_1"
     raw = pickle.dumps(batch, protocol=2)
     x0, y0 = read_cifar_batch_from(raw, path, read_cifar_batch)
-    return run_cases(mutations(raw, n, 4), path.write_bytes, lambda: read_cifar_batch(path),
-                     lambda r: np.array_equal(r[0], x0) and np.array_equal(r[1], y0))
+    return run_cases(
+        mutations(raw, n, 4),
+        path.write_bytes,
+        lambda: read_cifar_batch(path),
+        lambda r: np.array_equal(r[0], x0) and np.array_equal(r[1], y0),
+    )
 
 
 def read_cifar_batch_from(raw: bytes, path: Path, reader):
@@ -111,8 +124,7 @@ def folder_cases(tmp: Path, n: int) -> Counter:
     def load():
         return images.read_image_folder(root)
 
-    return run_cases(mutations(raw, n, 6), target.write_bytes, load,
-                     lambda r: np.array_equal(r.x_train, good.x_train))
+    return run_cases(mutations(raw, n, 6), target.write_bytes, load, lambda r: np.array_equal(r.x_train, good.x_train))
 
 
 def config_cases(tmp: Path, n: int) -> Counter:
@@ -120,8 +132,10 @@ def config_cases(tmp: Path, n: int) -> Counter:
     from spuriouslab.experiments import get_experiment
 
     exp = get_experiment("memorization")
-    text = ("experiment: memorization\nd: 40\nn_train: [10, 20]\nn_test: 30\nmodel: [rf, ntk]\nactivation: relu\n"
-            "width: [300, inf]\nseeds: 2\nalpha: 0.5\nridge: [0.0, 1e-3]\n")
+    text = (
+        "experiment: memorization\nd: 40\nn_train: [10, 20]\nn_test: 30\nmodel: [rf, ntk]\nactivation: relu\n"
+        "width: [300, inf]\nseeds: 2\nalpha: 0.5\nridge: [0.0, 1e-3]\n"
+    )
     path = tmp / "c.yaml"
     path.write_text(text)
     good = exp.make_config(load_config_file(path, "memorization"))
@@ -180,29 +194,66 @@ def _report_cases(tmp: Path, n: int, seed: int, experiment: str, values: dict) -
 
 
 def distillation_records(tmp: Path, n: int) -> Counter:
-    return _report_cases(tmp, n, 9, "distillation", {"epochs": 4, "teacher_epochs": 4, "log_every": 2, "seeds": 2,
-                                                     "n": 60, "n_test": 40, "width": 16, "embed": 4,
-                                                     "activation": ["relu"]})
+    return _report_cases(
+        tmp,
+        n,
+        9,
+        "distillation",
+        {
+            "epochs": 4,
+            "teacher_epochs": 4,
+            "log_every": 2,
+            "seeds": 2,
+            "n": 60,
+            "n_test": 40,
+            "width": 16,
+            "embed": 4,
+            "activation": ["relu"],
+        },
+    )
 
 
 def background_records(tmp: Path, n: int) -> Counter:
-    return _report_cases(tmp, n, 10, "background-features", {
-        "data": "digits", "n_train": 100, "n_test": 40, "epochs": 1, "seeds": 1, "vis_channels": 2, "vis_steps": 2,
-        "vis_rounds": 1, "cam_images": 10, "batch_size": 50, "depth": 8})
+    return _report_cases(
+        tmp,
+        n,
+        10,
+        "background-features",
+        {
+            "data": "digits",
+            "n_train": 100,
+            "n_test": 40,
+            "epochs": 1,
+            "seeds": 1,
+            "vis_channels": 2,
+            "vis_steps": 2,
+            "vis_rounds": 1,
+            "cam_images": 10,
+            "batch_size": 50,
+            "depth": 8,
+        },
+    )
 
 
 def probe_records(tmp: Path, n: int) -> Counter:
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # probe_models
-    return _report_cases(tmp, n, 12, "probe", {"model": "probe_models:reads_border", "data": "digits",
-                                               "eval_border": 1, "n": 40, "cam_images": 10})
+    return _report_cases(
+        tmp,
+        n,
+        12,
+        "probe",
+        {"model": "probe_models:reads_border", "data": "digits", "eval_border": 1, "n": 40, "cam_images": 10},
+    )
 
 
 def sweep_spec_cases(tmp: Path, n: int) -> Counter:
     from spuriouslab.experiments import get_experiment
     from spuriouslab.sweep import load_spec, make_plan
 
-    text = ("experiment: contamination\niterations: 40\nlog_every: 20\nseeds: 2\nn: 60\nn_test: 60\n"
-            "grid:\n  width: {range: [16, 48, 16]}\n  lr: {log: [1e-3, 1e-1, 3]}\n  activation: [relu, identity]\n")
+    text = (
+        "experiment: contamination\niterations: 40\nlog_every: 20\nseeds: 2\nn: 60\nn_test: 60\n"
+        "grid:\n  width: {range: [16, 48, 16]}\n  lr: {log: [1e-3, 1e-1, 3]}\n  activation: [relu, identity]\n"
+    )
     path = tmp / "spec.yaml"
 
     def load():
@@ -229,11 +280,18 @@ FORMATS = {
 }
 # formats whose corruptions are mostly still valid content (a digit of a number changed, a line dropped): the
 # fuzzing test does not ask that most of them be errors
-LENIENT = {"records.jsonl", "distillation records -> report", "background-features records (vis) -> report",
-           "probe records -> report"}
+LENIENT = {
+    "records.jsonl",
+    "distillation records -> report",
+    "background-features records (vis) -> report",
+    "probe records -> report",
+}
 # cases per format in the test suite (the report-based ones draw figures: fewer)
-SUITE_CASES = {"distillation records -> report": 30, "background-features records (vis) -> report": 20,
-               "probe records -> report": 30}
+SUITE_CASES = {
+    "distillation records -> report": 30,
+    "background-features records (vis) -> report": 20,
+    "probe records -> report": 30,
+}
 
 
 def main(n: int = 300) -> None:

@@ -12,7 +12,7 @@ class CentreOnly(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         mask = torch.zeros(1, 1, size, size)
-        mask[..., frame:size - frame, frame:size - frame] = 1
+        mask[..., frame : size - frame, frame : size - frame] = 1
         self.register_buffer("mask", mask)
         self.conv = nn.Conv2d(channels, 8, 3, padding=1)
         self.pool = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten())

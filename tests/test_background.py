@@ -13,9 +13,27 @@ from spuriouslab.data.borders import frame, frame_mask, pad_crop_flip, parse_col
 from spuriouslab.nets import analysis
 from spuriouslab.nets.models import ResNetCIFAR
 
-TINY = ["--set", "data=digits", "--set", "n_train=200", "--set", "n_test=60", "--set", "epochs=2", "--set",
-        "seeds=1", "--set", "vis_channels=8", "--set", "vis_steps=4", "--set", "cam_images=30", "--set",
-        "batch_size=64", "--no-progress"]
+TINY = [
+    "--set",
+    "data=digits",
+    "--set",
+    "n_train=200",
+    "--set",
+    "n_test=60",
+    "--set",
+    "epochs=2",
+    "--set",
+    "seeds=1",
+    "--set",
+    "vis_channels=8",
+    "--set",
+    "vis_steps=4",
+    "--set",
+    "cam_images=30",
+    "--set",
+    "batch_size=64",
+    "--no-progress",
+]
 
 
 def test_pad_crop_flip_gives_the_exact_border_pixels():
@@ -29,7 +47,7 @@ def test_pad_crop_flip_gives_the_exact_border_pixels():
         padded = np.empty((8, 8, 3), np.uint8)
         padded[:] = (150, 50, 50)
         padded[2:6, 2:6] = x[i]
-        expected = padded[rows[i]:rows[i] + 4, cols[i]:cols[i] + 4]
+        expected = padded[rows[i] : rows[i] + 4, cols[i] : cols[i] + 4]
         np.testing.assert_array_equal(out[i], expected[:, ::-1] if flips[i] else expected)
     assert (out == np.array([150, 50, 50], np.uint8)).all(axis=-1).any()  # some border is visible
     control = pad_crop_flip(x, 2, None, np.random.default_rng(7), crop=True, flip=False)
@@ -80,9 +98,21 @@ def test_background_features_end_to_end(cli, tmp_path):
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "b" / "results.parquet")
     assert sorted(df.pipeline) == ["control", "padded"] and (df.status == "ok").all()
-    for col in ["acc_plain", "acc_train_colour", "acc_green", "repr_change_train_colour", "logit_change_blue",
-                "gradcam_border_train_colour", "vis_redness", "vis_near_border_colour", "vis_hue", "vis_gain",
-                "vis_border_axis", "vis_border_axis_abs", "acc_colour_gap"]:
+    for col in [
+        "acc_plain",
+        "acc_train_colour",
+        "acc_green",
+        "repr_change_train_colour",
+        "logit_change_blue",
+        "gradcam_border_train_colour",
+        "vis_redness",
+        "vis_near_border_colour",
+        "vis_hue",
+        "vis_gain",
+        "vis_border_axis",
+        "vis_border_axis_abs",
+        "acc_colour_gap",
+    ]:
         assert df[col].notna().all(), col
     assert (df.vis_gain > 0).all() and df.parameters.iloc[0] == 464_154  # He et al.'s ResNet-32
     assert (df.vis_border_axis_abs >= df.vis_border_axis.abs() - 1e-12).all()  # a mean of |.| >= |mean|
@@ -94,16 +124,43 @@ def test_background_features_end_to_end(cli, tmp_path):
 
 
 def test_resumes_after_sigkill_with_the_uninterrupted_table(tmp_path):
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "background-features", "--set", "data=digits", "--set",
-           "n_train=400", "--set", "n_test=40", "--set", "epochs=6", "--set", "seeds=1", "--set", "pipeline=padded",
-           "--set", "vis_channels=4", "--set", "vis_steps=2", "--set", "vis_rounds=1", "--set", "cam_images=10",
-           "--set", "batch_size=50", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "background-features",
+        "--set",
+        "data=digits",
+        "--set",
+        "n_train=400",
+        "--set",
+        "n_test=40",
+        "--set",
+        "epochs=6",
+        "--set",
+        "seeds=1",
+        "--set",
+        "pipeline=padded",
+        "--set",
+        "vis_channels=4",
+        "--set",
+        "vis_steps=2",
+        "--set",
+        "vis_rounds=1",
+        "--set",
+        "cam_images=10",
+        "--set",
+        "batch_size=50",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     out = tmp_path / "killed"
     # killed right after its third checkpoint (epoch 3 of 6) is on disk
-    proc = subprocess.run([*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:3"},
-                          capture_output=True)
+    proc = subprocess.run(
+        [*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:3"}, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL
     (ckpt,) = (out / "checkpoints").glob("background-features-*.pt")
     assert torch.load(ckpt, weights_only=True)["step"] == 3 * 8  # 400 images in batches of 50
@@ -114,8 +171,17 @@ def test_resumes_after_sigkill_with_the_uninterrupted_table(tmp_path):
 
 
 def test_probe_refuses_a_model_that_does_not_fit_the_data(cli, tmp_path):
-    code, _, err = cli("probe", "probe_models:centre_only", "--set", "data=digits", "--set", "eval_border=1",
-                       "--out", tmp_path / "p", "--no-progress")
+    code, _, err = cli(
+        "probe",
+        "probe_models:centre_only",
+        "--set",
+        "data=digits",
+        "--set",
+        "eval_border=1",
+        "--out",
+        tmp_path / "p",
+        "--no-progress",
+    )
     assert code == 2 and "fails on digits images of shape (64, 3, 8, 8)" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()
 
@@ -127,15 +193,31 @@ def _fake_fashion(root):
     (root / "mnist").mkdir(parents=True)
     for stem in MNIST_FILES:
         n = 80 if stem.startswith("train") else 40
-        arr = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) if "images" in stem else (np.arange(n) % 10).astype(
-            np.uint8)
+        arr = (
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+            if "images" in stem
+            else (np.arange(n) % 10).astype(np.uint8)
+        )
         write_idx(root / "mnist" / stem, arr)
 
 
 def test_probe_on_any_data_the_data_layer_reads(cli, tmp_path):
     _fake_fashion(tmp_path / "d")
-    code, stdout, err = cli("probe", "probe_models:centre_only", "--set", "data=mnist", "--data-root", tmp_path / "d",
-                            "--set", "n=40", "--set", "cam_images=10", "--out", tmp_path / "q", "--no-progress")
+    code, stdout, err = cli(
+        "probe",
+        "probe_models:centre_only",
+        "--set",
+        "data=mnist",
+        "--data-root",
+        tmp_path / "d",
+        "--set",
+        "n=40",
+        "--set",
+        "cam_images=10",
+        "--out",
+        tmp_path / "q",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "q" / "results.parquet")
     assert df.repr_change_train_colour.iloc[0] == 0.0 and df.logit_change_green.iloc[0] == 0.0
@@ -149,21 +231,37 @@ def test_probe_on_any_data_the_data_layer_reads(cli, tmp_path):
     with torch.no_grad():
         c = int(probe_models.centre_only()(torch.zeros(1, 3, 28, 28)).argmax())
     assert df.spurious_acc.iloc[0] == pytest.approx(np.mean(labels == c)) and "| spurious_acc |" in stdout
-    code, _, err = cli("probe", "probe_models:reads_border", "--set", "data=mnist", "--data-root", tmp_path / "d",
-                       "--set", "n=40", "--set", "cam_images=10", "--out", tmp_path / "r", "--no-progress")
+    code, _, err = cli(
+        "probe",
+        "probe_models:reads_border",
+        "--set",
+        "data=mnist",
+        "--data-root",
+        tmp_path / "d",
+        "--set",
+        "n=40",
+        "--set",
+        "cam_images=10",
+        "--out",
+        tmp_path / "r",
+        "--no-progress",
+    )
     assert code == 0, err
     assert pd.read_parquet(tmp_path / "r" / "results.parquet").repr_change_train_colour.iloc[0] > 0.01
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["probe", "nosuch.module:f"], "model: cannot import 'nosuch.module:f' (ModuleNotFoundError"),
-    (["probe", "probe_models:not_a_model"], "gave str, not a torch.nn.Module"),
-    (["probe", "probe_models:centre_only", "--set", "eval_border=20"], "eval_border: got 20"),
-    (["probe", "probe_models:centre_only", "--set", "colour=purple"], "colour: got 'purple'; allowed: brick"),
-    (["run", "background-features", "--set", "data=digits", "--set", "border=5"], "border: got 5; digits images"),
-    (["run", "background-features", "--set", "other_colours=green,plaid"], "other_colours: got 'plaid'"),
-    (["run", "background-features", "--set", "depth=33"], "depth: got 33"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["probe", "nosuch.module:f"], "model: cannot import 'nosuch.module:f' (ModuleNotFoundError"),
+        (["probe", "probe_models:not_a_model"], "gave str, not a torch.nn.Module"),
+        (["probe", "probe_models:centre_only", "--set", "eval_border=20"], "eval_border: got 20"),
+        (["probe", "probe_models:centre_only", "--set", "colour=purple"], "colour: got 'purple'; allowed: brick"),
+        (["run", "background-features", "--set", "data=digits", "--set", "border=5"], "border: got 5; digits images"),
+        (["run", "background-features", "--set", "other_colours=green,plaid"], "other_colours: got 'plaid'"),
+        (["run", "background-features", "--set", "depth=33"], "depth: got 33"),
+    ],
+)
 def test_bad_background_and_probe_input(cli, tmp_path, args, needle):
     mnist = tmp_path / "d"
     _fake_fashion(mnist)
@@ -176,18 +274,48 @@ def test_bad_background_and_probe_input(cli, tmp_path, args, needle):
 def test_probe_checkpoint_that_does_not_match(cli, tmp_path):
     _fake_fashion(tmp_path / "d")
     torch.save(torch.nn.Linear(3, 3).state_dict(), tmp_path / "bad.pt")
-    code, _, stderr = cli("probe", "probe_models:centre_only", "--checkpoint", tmp_path / "bad.pt", "--set",
-                          "data=mnist", "--data-root", tmp_path / "d", "--out", tmp_path / "x")
+    code, _, stderr = cli(
+        "probe",
+        "probe_models:centre_only",
+        "--checkpoint",
+        tmp_path / "bad.pt",
+        "--set",
+        "data=mnist",
+        "--data-root",
+        tmp_path / "d",
+        "--out",
+        tmp_path / "x",
+    )
     assert code == 2 and "does not match probe_models:centre_only" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_adversarial_training_path(cli, tmp_path):
-    code, _, err = cli("run", "background-features", *TINY, "--set", "adversarial=true", "--set", "pipeline=padded",
-                       "--set", "n_train=64", "--set", "epochs=1", "--set", "eps_ramp=2", "--set", "pgd_steps=2",
-                       "--out", tmp_path / "a")
+    code, _, err = cli(
+        "run",
+        "background-features",
+        *TINY,
+        "--set",
+        "adversarial=true",
+        "--set",
+        "pipeline=padded",
+        "--set",
+        "n_train=64",
+        "--set",
+        "epochs=1",
+        "--set",
+        "eps_ramp=2",
+        "--set",
+        "pgd_steps=2",
+        "--out",
+        tmp_path / "a",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "a" / "results.parquet")
-    assert len(df) == 1 and df.status.iloc[0] == "ok" and "adversarial training" in (tmp_path / "a" / "summary.md").read_text()
+    assert (
+        len(df) == 1
+        and df.status.iloc[0] == "ok"
+        and "adversarial training" in (tmp_path / "a" / "summary.md").read_text()
+    )
 
 
 def test_pgd_stays_in_its_ball():
@@ -209,14 +337,27 @@ def test_data_auto_takes_the_borders_of_the_data_it_finds(monkeypatch, tmp_path)
     from spuriouslab.data.datasets import DATASETS
     from spuriouslab.experiments import get_experiment, run_points
 
-    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"],
-                                                                       system=tmp_path / "none"))
+    monkeypatch.setitem(
+        DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"], system=tmp_path / "none")
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SPURIOUSLAB_DATA", raising=False)
     images._load_cached.cache_clear()
     exp = get_experiment("background-features")
-    cfg = exp.make_config({"n_train": 60, "n_test": 20, "epochs": 1, "depth": 8, "seeds": 1, "pipeline": ["padded"],
-                           "vis_channels": 2, "vis_steps": 2, "vis_rounds": 1, "cam_images": 10})
+    cfg = exp.make_config(
+        {
+            "n_train": 60,
+            "n_test": 20,
+            "epochs": 1,
+            "depth": 8,
+            "seeds": 1,
+            "pipeline": ["padded"],
+            "vis_channels": 2,
+            "vis_steps": 2,
+            "vis_rounds": 1,
+            "cam_images": 10,
+        }
+    )
     exp.check(cfg)
     (rec,) = run_points(exp, cfg)
     assert rec["data"] == "digits" and (rec["border"], rec["eval_border"]) == DATASETS["digits"].padding == (2, 1)

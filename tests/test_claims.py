@@ -13,14 +13,25 @@ from spuriouslab.claims import Claim, judge, verdict_markdown
 
 def _records(relu, identity, status=None):
     n = len(relu)
-    df = pd.DataFrame({"activation": ["relu"] * n + ["identity"] * len(identity), "seed": [*range(n),
-                       *range(len(identity))], "gap": [*relu, *identity]})
+    df = pd.DataFrame(
+        {
+            "activation": ["relu"] * n + ["identity"] * len(identity),
+            "seed": [*range(n), *range(len(identity))],
+            "gap": [*relu, *identity],
+        }
+    )
     df["status"] = status if status is not None else "ok"
     return df
 
 
-DIFF = Claim("t", "ReLU's gap exceeds the linear net's", "gap", "difference", when={"activation": "relu"},
-             versus={"activation": "identity"})
+DIFF = Claim(
+    "t",
+    "ReLU's gap exceeds the linear net's",
+    "gap",
+    "difference",
+    when={"activation": "relu"},
+    versus={"activation": "identity"},
+)
 
 
 def test_paired_difference_holds_with_the_t_interval_of_the_differences():
@@ -37,8 +48,15 @@ def test_contradicted_and_inconclusive():
     assert judge(DIFF, _records([0.1, 0.11, 0.12], [0.5, 0.52, 0.49])).verdict == "contradicted"
     v = judge(DIFF, _records([0.1, 0.5, 0.3], [0.3, 0.2, 0.35]))
     assert v.verdict == "inconclusive" and v.reason == "interval spans zero"
-    less = Claim("t", "ReLU's gap is smaller", "gap", "difference", when={"activation": "relu"},
-                 versus={"activation": "identity"}, side="less")
+    less = Claim(
+        "t",
+        "ReLU's gap is smaller",
+        "gap",
+        "difference",
+        when={"activation": "relu"},
+        versus={"activation": "identity"},
+        side="less",
+    )
     assert judge(less, _records([0.1, 0.11, 0.12], [0.5, 0.52, 0.49])).verdict == "holds"
 
 
@@ -59,8 +77,9 @@ def test_one_seed_is_inconclusive():
 
 
 def test_nan_and_diverged_records_are_excluded_and_counted():
-    df = _records([0.5, 0.6, math.nan, 0.7], [0.1, 0.2, 0.15, 0.1],
-                  status=["ok", "ok", "ok", "diverged", "ok", "ok", "ok", "ok"])
+    df = _records(
+        [0.5, 0.6, math.nan, 0.7], [0.1, 0.2, 0.15, 0.1], status=["ok", "ok", "ok", "diverged", "ok", "ok", "ok", "ok"]
+    )
     v = judge(DIFF, df)  # seeds 2 (NaN) and 3 (diverged) of ReLU out, and so their identity partners
     assert v.paired and v.n == 2 and v.excluded == 4 and v.effect == pytest.approx(((0.5 - 0.1) + (0.6 - 0.2)) / 2)
     assert "2 pairs (4 excluded)" in verdict_markdown([v])
@@ -69,8 +88,14 @@ def test_nan_and_diverged_records_are_excluded_and_counted():
 
 
 def test_sign_trend_and_agreement():
-    df = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1, 2, 2, 2], "n_train": [10, 100, 1000] * 3,
-                       "acc": [0.9, 0.7, 0.5, 0.85, 0.72, 0.52, 0.95, 0.69, 0.48], "status": "ok"})
+    df = pd.DataFrame(
+        {
+            "seed": [0, 0, 0, 1, 1, 1, 2, 2, 2],
+            "n_train": [10, 100, 1000] * 3,
+            "acc": [0.9, 0.7, 0.5, 0.85, 0.72, 0.52, 0.95, 0.69, 0.48],
+            "status": "ok",
+        }
+    )
     falls = Claim("t", "accuracy falls with N", "acc", "trend", over="n_train", side="less")
     v = judge(falls, df)
     slopes = [np.polyfit(np.log([10, 100, 1000]), df.acc[df.seed == s], 1)[0] for s in range(3)]
@@ -104,27 +129,83 @@ def test_a_within_record_difference_and_a_trend_averaged_over_other_axes():
     behind = Claim("t", "the student is behind the teacher", "teacher", "sign", minus="student")
     v = judge(behind, df)
     assert v.verdict == "holds" and v.effect == pytest.approx(np.mean([0.1, 0.07, 0.08]))
-    rows = [{"seed": s, "n_train": n, "model": m, "acc": 1 / n + (0.5 if m == "ntk" else 0), "status": "ok"}
-            for s in range(3) for n in (10, 100) for m in ("rf", "ntk")]
+    rows = [
+        {"seed": s, "n_train": n, "model": m, "acc": 1 / n + (0.5 if m == "ntk" else 0), "status": "ok"}
+        for s in range(3)
+        for n in (10, 100)
+        for m in ("rf", "ntk")
+    ]
     trend = judge(Claim("t", "falls", "acc", "trend", over="n_train", side="less"), pd.DataFrame(rows))
     assert trend.n == 3 and trend.effect == pytest.approx((0.01 - 0.1) / np.log(10))  # one slope a seed
 
 
 TINY_RUNS = {
-    "contamination": {"activation": ["relu", "identity", "gelu", "leaky_relu", "sigmoid", "tanh"],
-                      "loss": ["hinge", "logistic"], "optimizer": ["sgd", "adam"], "iterations": 60, "log_every": 30,
-                      "seeds": 2, "n": 60, "n_test": 60, "width": 16},
-    "distillation": {"activation": ["relu"], "epochs": 20, "teacher_epochs": 20, "log_every": 10, "seeds": 2, "n": 60,
-                     "n_test": 40, "width": 16, "embed": 4},
-    "memorization": {"d": 40, "n_train": [10, 30], "n_test": 40, "width": ["inf"], "activation": ["relu", "phi2"],
-                     "alpha": [0.5, 0.25], "seeds": 2},
+    "contamination": {
+        "activation": ["relu", "identity", "gelu", "leaky_relu", "sigmoid", "tanh"],
+        "loss": ["hinge", "logistic"],
+        "optimizer": ["sgd", "adam"],
+        "iterations": 60,
+        "log_every": 30,
+        "seeds": 2,
+        "n": 60,
+        "n_test": 60,
+        "width": 16,
+    },
+    "distillation": {
+        "activation": ["relu"],
+        "epochs": 20,
+        "teacher_epochs": 20,
+        "log_every": 10,
+        "seeds": 2,
+        "n": 60,
+        "n_test": 40,
+        "width": 16,
+        "embed": 4,
+    },
+    "memorization": {
+        "d": 40,
+        "n_train": [10, 30],
+        "n_test": 40,
+        "width": ["inf"],
+        "activation": ["relu", "phi2"],
+        "alpha": [0.5, 0.25],
+        "seeds": 2,
+    },
     "alignment": {"d": 40, "n_train": [10, 30], "activation": ["relu", "phi2"], "alpha": [0.25, 0.5], "seeds": 2},
-    "ridge": {"d": 40, "n_train": [30], "n_test": 40, "width": ["inf"], "activation": ["relu"], "alpha": [0.5],
-              "ridge": [0.0, 0.01, 0.1, 1.0], "correlation": [0.5], "seeds": 2},
-    "memorization-nn": {"data": "synthetic", "model": ["fc"], "d": 30, "n_train": [10, 30], "epochs": 2,
-                        "log_every": 1, "seeds": 2, "n_test": 30},
-    "background-features": {"data": "digits", "n_train": 60, "n_test": 30, "epochs": 1, "depth": 8, "seeds": 2,
-                            "vis_channels": 2, "vis_steps": 2, "vis_rounds": 1, "cam_images": 10, "batch_size": 30},
+    "ridge": {
+        "d": 40,
+        "n_train": [30],
+        "n_test": 40,
+        "width": ["inf"],
+        "activation": ["relu"],
+        "alpha": [0.5],
+        "ridge": [0.0, 0.01, 0.1, 1.0],
+        "correlation": [0.5],
+        "seeds": 2,
+    },
+    "memorization-nn": {
+        "data": "synthetic",
+        "model": ["fc"],
+        "d": 30,
+        "n_train": [10, 30],
+        "epochs": 2,
+        "log_every": 1,
+        "seeds": 2,
+        "n_test": 30,
+    },
+    "background-features": {
+        "data": "digits",
+        "n_train": 60,
+        "n_test": 30,
+        "epochs": 1,
+        "depth": 8,
+        "seeds": 2,
+        "vis_channels": 2,
+        "vis_steps": 2,
+        "vis_rounds": 1,
+        "cam_images": 10,
+        "batch_size": 30,
+    },
 }
 
 
@@ -159,16 +240,37 @@ def test_statistics_reduce_each_seed_then_judge():
     v = judge(rises, pd.DataFrame(rows))
     assert v.verdict == "holds" and v.effect == pytest.approx(0.4) and v.n == 3
     # C at lambda = 0, 0.1, 1 (per seed); the test loss is least at 0.1, where C still rises (+) or falls (-)
-    rows = [{"seed": s, "ridge": lam, "C": c + s / 100, "mse": m, "status": "ok"} for s in range(3)
-            for lam, c, m in [(0.0, 0.1, 0.5), (0.1, 0.2, 0.4), (1.0, 0.25, 0.6)]]
-    at_optimum = Claim("t", "rising at the optimum", "C", "sign", statistic=slope_at_optimum("C", "ridge", "mse"),
-                       needs=("ridge", "mse"))
+    rows = [
+        {"seed": s, "ridge": lam, "C": c + s / 100, "mse": m, "status": "ok"}
+        for s in range(3)
+        for lam, c, m in [(0.0, 0.1, 0.5), (0.1, 0.2, 0.4), (1.0, 0.25, 0.6)]
+    ]
+    at_optimum = Claim(
+        "t",
+        "rising at the optimum",
+        "C",
+        "sign",
+        statistic=slope_at_optimum("C", "ridge", "mse"),
+        needs=("ridge", "mse"),
+    )
     v = judge(at_optimum, pd.DataFrame(rows))
     assert v.verdict == "holds" and v.effect == pytest.approx(0.15)
-    rows = [{"seed": s, "activation": a, "alpha": al, "m": g * al + s / 100 * (a == "b"), "g": g, "status": "ok"}
-            for s in range(3) for al in (0.25, 0.5) for a, g in (("a", 1.0), ("b", 2.0), ("c", 3.0))]
-    order = Claim("t", "ordered", "m", "sign", statistic=rank_agreement("m", "g", "activation"), by=("alpha",),
-                  needs=("g",), varies=("activation",))
+    rows = [
+        {"seed": s, "activation": a, "alpha": al, "m": g * al + s / 100 * (a == "b"), "g": g, "status": "ok"}
+        for s in range(3)
+        for al in (0.25, 0.5)
+        for a, g in (("a", 1.0), ("b", 2.0), ("c", 3.0))
+    ]
+    order = Claim(
+        "t",
+        "ordered",
+        "m",
+        "sign",
+        statistic=rank_agreement("m", "g", "activation"),
+        by=("alpha",),
+        needs=("g",),
+        varies=("activation",),
+    )
     v = judge(order, pd.DataFrame(rows))
     assert v.verdict == "holds" and v.effect == pytest.approx(1.0) and v.low == pytest.approx(1.0)  # tau 1 each seed
     reversed_ = pd.DataFrame(rows).assign(m=lambda d: -d.m + np.random.default_rng(0).normal(0, 1e-3, len(d)))
@@ -181,8 +283,14 @@ def test_statistics_reduce_each_seed_then_judge():
 
 def test_a_claim_whose_condition_a_run_lacks_is_not_applicable():
     df = _records([0.5, 0.6, 0.55], [0.0, 0.1, 0.05])
-    gelu = Claim("t", "gelu beats the linear net", "gap", "difference", when={"activation": "gelu"},
-                 versus={"activation": "identity"})
+    gelu = Claim(
+        "t",
+        "gelu beats the linear net",
+        "gap",
+        "difference",
+        when={"activation": "gelu"},
+        versus={"activation": "identity"},
+    )
     v = judge(gelu, df)
     assert not v.applicable and v.reason == "not run here: no records with activation=gelu"
     assert verdict_markdown([v]) == ""

@@ -25,9 +25,26 @@ def test_run_writes_every_artefact(cli, tmp_path):
     lines = (out / "records.jsonl").read_text().splitlines()
     df = pd.read_parquet(out / "results.parquet")
     assert len(lines) == len(df) == 2 * 2 * 2 * 2  # N x model x activation x seeds
-    for col in ["n_train", "model", "activation", "alpha", "width", "ridge", "seed", "train_acc", "test_acc",
-                "spurious_acc", "memorization_cov", "alignment_mean", "stability_mean", "residual_max", "seconds",
-                "gamma_pred", "gamma_many", "gamma_few"]:
+    for col in [
+        "n_train",
+        "model",
+        "activation",
+        "alpha",
+        "width",
+        "ridge",
+        "seed",
+        "train_acc",
+        "test_acc",
+        "spurious_acc",
+        "memorization_cov",
+        "alignment_mean",
+        "stability_mean",
+        "residual_max",
+        "seconds",
+        "gamma_pred",
+        "gamma_many",
+        "gamma_few",
+    ]:
         assert col in df, col
     assert (df.train_acc == 1).all() and (df.residual_max < 1e-6).all()
     for name in ["accuracy_vs_n", "alignment_vs_n", "memorization_vs_bound"]:
@@ -68,10 +85,33 @@ def test_same_config_and_seed_give_identical_records(cli, tmp_path):
 
 def test_nested_mode_and_lists_in_yaml_flow_syntax(cli, tmp_path):
     out = tmp_path / "n"
-    code, _, err = cli("run", "memorization", "--set", "d=40", "--set", "n_train=[10,20,30]", "--set", "n_test=30",
-                       "--set", "model=ntk", "--set", "activation=[relu, 'hermite:0,1,0.5']", "--set", "width=inf",
-                       "--set", "nested=true", "--set", "seeds=1", "--set", "ridge=0,0.1", "--set", "alpha=0.5", "--no-progress",
-                       "--out", out)
+    code, _, err = cli(
+        "run",
+        "memorization",
+        "--set",
+        "d=40",
+        "--set",
+        "n_train=[10,20,30]",
+        "--set",
+        "n_test=30",
+        "--set",
+        "model=ntk",
+        "--set",
+        "activation=[relu, 'hermite:0,1,0.5']",
+        "--set",
+        "width=inf",
+        "--set",
+        "nested=true",
+        "--set",
+        "seeds=1",
+        "--set",
+        "ridge=0,0.1",
+        "--set",
+        "alpha=0.5",
+        "--no-progress",
+        "--out",
+        out,
+    )
     assert code == 0, err
     df = pd.read_parquet(out / "results.parquet")
     assert len(df) == 3 * 2 * 2 and set(df.activation) == {"relu", "hermite:0,1,0.5"}
@@ -81,8 +121,10 @@ def test_nested_mode_and_lists_in_yaml_flow_syntax(cli, tmp_path):
 
 def test_config_file_and_set_override(cli, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("experiment: memorization\nd: 40\nn_train: [10]\nn_test: 20\nmodel: rf\nactivation: relu\n"
-                   "width: 200\nseeds: 1\nalpha: 0.5\n")
+    cfg.write_text(
+        "experiment: memorization\nd: 40\nn_train: [10]\nn_test: 20\nmodel: rf\nactivation: relu\n"
+        "width: 200\nseeds: 1\nalpha: 0.5\n"
+    )
     out = tmp_path / "r"
     code, _, err = cli("run", "memorization", "--config", cfg, "--set", "n_train=12", "--out", out, "--no-progress")
     assert code == 0, err
@@ -225,9 +267,29 @@ def test_float64_features_through_the_cli(cli, tmp_path):
 
 def test_hermite_items_in_comma_lists(cli, tmp_path):
     out = tmp_path / "h"
-    code, _, err = cli("run", "memorization", "--set", "d=30", "--set", "n_train=10", "--set", "n_test=20",
-                       "--set", "model=rf", "--set", "width=inf", "--set", "seeds=1", "--set", "alpha=0.5",
-                       "--set", "activation=relu,hermite:0,1,0.5,phi2,hermite:0.1,1", "--no-progress", "--out", out)
+    code, _, err = cli(
+        "run",
+        "memorization",
+        "--set",
+        "d=30",
+        "--set",
+        "n_train=10",
+        "--set",
+        "n_test=20",
+        "--set",
+        "model=rf",
+        "--set",
+        "width=inf",
+        "--set",
+        "seeds=1",
+        "--set",
+        "alpha=0.5",
+        "--set",
+        "activation=relu,hermite:0,1,0.5,phi2,hermite:0.1,1",
+        "--no-progress",
+        "--out",
+        out,
+    )
     assert code == 0, err
     acts = list(dict.fromkeys(pd.read_parquet(out / "results.parquet").activation))
     assert acts == ["relu", "hermite:0,1,0.5", "phi2", "hermite:0.1,1"]
@@ -244,15 +306,57 @@ def test_a_run_directory_of_another_experiment_is_refused(cli, tmp_path):
 
 def test_report_rebuilds_contamination_and_nn_runs(cli, tmp_path):
     cont = tmp_path / "c"
-    assert cli("run", "contamination", "--set", "activation=relu,identity", "--set", "iterations=40", "--set",
-               "log_every=20", "--set", "seeds=2", "--set", "n=60", "--set", "n_test=60", "--set", "width=16",
-               "--out", cont, "--no-progress")[0] == 0
+    assert (
+        cli(
+            "run",
+            "contamination",
+            "--set",
+            "activation=relu,identity",
+            "--set",
+            "iterations=40",
+            "--set",
+            "log_every=20",
+            "--set",
+            "seeds=2",
+            "--set",
+            "n=60",
+            "--set",
+            "n_test=60",
+            "--set",
+            "width=16",
+            "--out",
+            cont,
+            "--no-progress",
+        )[0]
+        == 0
+    )
     nn = tmp_path / "n"
-    assert cli("run", "memorization-nn", "--set", "n_train=50", "--set", "epochs=2", "--set", "log_every=1",
-               "--set", "seeds=2", "--set", "n_test=50", "--set", "model=fc", "--out", nn, "--no-progress")[0] == 0
-    for out, figures, needle in [(cont, ["losses", "projections", "asymmetry", "background_by_activation"],
-                                  "# Feature contamination"),
-                                 (nn, ["nn_accuracy_vs_n", "nn_curves"], "# Trained networks")]:
+    assert (
+        cli(
+            "run",
+            "memorization-nn",
+            "--set",
+            "n_train=50",
+            "--set",
+            "epochs=2",
+            "--set",
+            "log_every=1",
+            "--set",
+            "seeds=2",
+            "--set",
+            "n_test=50",
+            "--set",
+            "model=fc",
+            "--out",
+            nn,
+            "--no-progress",
+        )[0]
+        == 0
+    )
+    for out, figures, needle in [
+        (cont, ["losses", "projections", "asymmetry", "background_by_activation"], "# Feature contamination"),
+        (nn, ["nn_accuracy_vs_n", "nn_curves"], "# Trained networks"),
+    ]:
         summary = (out / "summary.md").read_text()
         table = pd.read_parquet(out / "results.parquet")
         for f in figures:
@@ -268,8 +372,23 @@ def test_report_rebuilds_contamination_and_nn_runs(cli, tmp_path):
 
 
 def test_swap_queries_through_the_cli(cli, tmp_path):
-    args = ["run", "memorization", "--set", "data=digits", "--set", "n_train=20", "--set", "n_test=60", "--set",
-            "model=rf", "--set", "width=inf", "--set", "seeds=2", "--no-progress"]
+    args = [
+        "run",
+        "memorization",
+        "--set",
+        "data=digits",
+        "--set",
+        "n_train=20",
+        "--set",
+        "n_test=60",
+        "--set",
+        "model=rf",
+        "--set",
+        "width=inf",
+        "--set",
+        "seeds=2",
+        "--no-progress",
+    ]
     assert cli(*args, "--set", "query=swap", "--out", tmp_path / "s")[0] == 0
     assert cli(*args, "--out", tmp_path / "z")[0] == 0
     swap = pd.read_parquet(tmp_path / "s" / "results.parquet")

@@ -15,18 +15,73 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spuriouslab.data.coloured import (DEFAULT_COLOURS, assign_colours, binary_labels, coloured, group_metrics,
-                                       spurious_correlation)
+from spuriouslab.data.coloured import (
+    DEFAULT_COLOURS,
+    assign_colours,
+    binary_labels,
+    coloured,
+    group_metrics,
+    spurious_correlation,
+)
 
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(HERE)}
-KERNELS = ["--set", "data=digits", "--set", "border=1", "--set", "border_content=coloured", "--set", "scaling=unit",
-           "--set", "n_train=60", "--set", "n_test=60", "--set", "model=rf", "--set", "activation=relu", "--set",
-           "width=inf", "--set", "ridge=0,0.1", "--set", "correlation=0", "--set", "seeds=2", "--no-progress"]
-NETS = ["run", "memorization-nn", "--set", "preset=quick", "--set", "data=digits", "--set", "border=1", "--set",
-        "border_content=coloured", "--set", "model=fc", "--set", "n_train=200", "--set", "n_test=100", "--set",
-        "epochs=3", "--set", "step_size=3", "--set", "log_every=3", "--set", "seeds=2", "--set", "rho=0.5,1.0",
-        "--no-progress"]
+KERNELS = [
+    "--set",
+    "data=digits",
+    "--set",
+    "border=1",
+    "--set",
+    "border_content=coloured",
+    "--set",
+    "scaling=unit",
+    "--set",
+    "n_train=60",
+    "--set",
+    "n_test=60",
+    "--set",
+    "model=rf",
+    "--set",
+    "activation=relu",
+    "--set",
+    "width=inf",
+    "--set",
+    "ridge=0,0.1",
+    "--set",
+    "correlation=0",
+    "--set",
+    "seeds=2",
+    "--no-progress",
+]
+NETS = [
+    "run",
+    "memorization-nn",
+    "--set",
+    "preset=quick",
+    "--set",
+    "data=digits",
+    "--set",
+    "border=1",
+    "--set",
+    "border_content=coloured",
+    "--set",
+    "model=fc",
+    "--set",
+    "n_train=200",
+    "--set",
+    "n_test=100",
+    "--set",
+    "epochs=3",
+    "--set",
+    "step_size=3",
+    "--set",
+    "log_every=3",
+    "--set",
+    "seeds=2",
+    "--set",
+    "rho=0.5,1.0",
+    "--no-progress",
+]
 
 
 def _task(rho: float, n: int = 40, seed: int = 0):
@@ -93,8 +148,15 @@ def test_the_kernel_experiment_over_rho_and_lambda(cli, tmp_path):
     code, stdout, err = cli("run", "ridge", *KERNELS, "--set", "rho=0.5,1.0", "--out", tmp_path / "k")
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "k" / "results.parquet")
-    assert set(df.rho) == {0.5, 1.0} and {"acc_id", "acc_indep", "acc_reversed", "worst_group_acc",
-                                          "group_balanced_acc", "colour_flip", "spurious_corr"} <= set(df)
+    assert set(df.rho) == {0.5, 1.0} and {
+        "acc_id",
+        "acc_indep",
+        "acc_reversed",
+        "worst_group_acc",
+        "group_balanced_acc",
+        "colour_flip",
+        "spurious_corr",
+    } <= set(df)
     at = df.groupby("rho")[["colour_flip", "acc_reversed"]].mean()
     assert at.colour_flip[1.0] > at.colour_flip[0.5] and at.acc_reversed[1.0] < at.acc_reversed[0.5]
     from spuriouslab.claims import coloured_claims
@@ -114,8 +176,9 @@ def test_the_network_experiment_end_to_end_resumed_after_a_kill(tmp_path):
     cmd = [sys.executable, "-m", "spuriouslab.cli", *NETS]
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=ENV, capture_output=True)
     run = tmp_path / "killed"
-    proc = subprocess.run([*cmd, "--out", str(run)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:2"},
-                          capture_output=True)
+    proc = subprocess.run(
+        [*cmd, "--out", str(run)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:2"}, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL
     assert len((run / "records.jsonl").read_text().splitlines()) == 2
     proc = subprocess.run([*cmd, "--out", str(run)], env=ENV, capture_output=True, text=True)
@@ -130,15 +193,18 @@ def test_the_network_experiment_end_to_end_resumed_after_a_kill(tmp_path):
     assert {r["rho"] for r in recs} == {0.5, 1.0}
 
 
-@pytest.mark.parametrize("experiment,args,needle", [
-    ("ridge", ["--set", "rho=1.5"], "rho"),
-    ("ridge", ["--set", "rho=-0.1"], "rho"),
-    ("ridge", ["--set", "classes=1,12"], "classes"),
-    ("ridge", ["--set", "colours=red,purple"], "colours"),
-    ("ridge", ["--set", "colours=red,red"], "two different colours"),
-    ("memorization-nn", ["--set", "rho=2"], "rho"),
-    ("memorization-nn", ["--set", "colours=nope,green"], "colours"),
-])
+@pytest.mark.parametrize(
+    "experiment,args,needle",
+    [
+        ("ridge", ["--set", "rho=1.5"], "rho"),
+        ("ridge", ["--set", "rho=-0.1"], "rho"),
+        ("ridge", ["--set", "classes=1,12"], "classes"),
+        ("ridge", ["--set", "colours=red,purple"], "colours"),
+        ("ridge", ["--set", "colours=red,red"], "two different colours"),
+        ("memorization-nn", ["--set", "rho=2"], "rho"),
+        ("memorization-nn", ["--set", "colours=nope,green"], "colours"),
+    ],
+)
 def test_bad_coloured_input_is_one_line(cli, tmp_path, experiment, args, needle):
     base = KERNELS if experiment == "ridge" else NETS[2:]
     code, _, err = cli("run", experiment, *base, *args, "--out", tmp_path / "x")
@@ -148,8 +214,9 @@ def test_bad_coloured_input_is_one_line(cli, tmp_path, experiment, args, needle)
 
 
 def test_rho_needs_the_coloured_border(cli, tmp_path):
-    code, _, err = cli("run", "ridge", *KERNELS, "--set", "border_content=uniform", "--set", "rho=0.9", "--out",
-                       tmp_path / "x")
+    code, _, err = cli(
+        "run", "ridge", *KERNELS, "--set", "border_content=uniform", "--set", "rho=0.9", "--out", tmp_path / "x"
+    )
     assert code == 2 and "border_content=coloured" in err, err
 
 
@@ -173,8 +240,9 @@ def mnist_subset(tmp_path, monkeypatch):
     path = tmp_path / "mnist_5k.csv.gz"
     _fake_mnist_subset(path)
     monkeypatch.setattr(formats, "packaged_mnist_subset", lambda: path)
-    monkeypatch.setitem(DATASETS, "mnist-5k", dataclasses.replace(DATASETS["mnist-5k"], package=None, checksum=None,
-                                                                  count=(80, 20)))
+    monkeypatch.setitem(
+        DATASETS, "mnist-5k", dataclasses.replace(DATASETS["mnist-5k"], package=None, checksum=None, count=(80, 20))
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SPURIOUSLAB_DATA", raising=False)
     images._load_cached.cache_clear()
@@ -195,9 +263,25 @@ def test_the_packaged_mnist_subset_reader(mnist_subset):
 
 
 def test_an_mnist_figure_falls_back_on_the_subset_and_says_so(cli, tmp_path, mnist_subset):
-    code, stdout, err = cli("reproduce", "bm-mnist", "--set", "width=200", "--set", "n_train=8,16", "--set",
-                            "n_test=20", "--set", "seeds=1", "--set", "model=rf", "--set", "border=2",
-                            "--out", tmp_path / "m", "--no-progress")
+    code, stdout, err = cli(
+        "reproduce",
+        "bm-mnist",
+        "--set",
+        "width=200",
+        "--set",
+        "n_train=8,16",
+        "--set",
+        "n_test=20",
+        "--set",
+        "seeds=1",
+        "--set",
+        "model=rf",
+        "--set",
+        "border=2",
+        "--out",
+        tmp_path / "m",
+        "--no-progress",
+    )
     assert code == 0, err
     assert "mnist not found: bm-mnist runs on mnist-5k, a subset" in err
     assert "Data: mnist-5k - MNIST, a 5000-image subset" in stdout

@@ -23,5 +23,13 @@ def test_ready_made_configs_validate(path):
 
 def test_there_is_a_config_per_paper_figure():
     names = {p.stem for p in CONFIGS}
-    assert {"memorization_synthetic", "memorization_mnist", "memorization_cifar10", "alignment",
-            "ridge_correlation", "contamination_theory", "contamination_activations", "nn_mnist"} <= names
+    assert {
+        "memorization_synthetic",
+        "memorization_mnist",
+        "memorization_cifar10",
+        "alignment",
+        "ridge_correlation",
+        "contamination_theory",
+        "contamination_activations",
+        "nn_mnist",
+    } <= names

@@ -23,8 +23,9 @@ def minibatch(task, batch):
 def test_task_subspaces_labels_and_ood():
     task = make_task([0, 1], d=256, d_core=32, d_bg=32, n=2000, n_test=500, core="linear", ood="flip")
     T = task.T.double()
-    np.testing.assert_allclose(torch.bmm(T, T.transpose(1, 2)).numpy(), np.broadcast_to(np.eye(64), (2, 64, 64)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        torch.bmm(T, T.transpose(1, 2)).numpy(), np.broadcast_to(np.eye(64), (2, 64, 64)), atol=1e-6
+    )
     z, y = task.train.z, task.train.y
     assert (y.sum(1) == 0).all()  # balanced
     assert ((z[..., :32] * y[..., None]) >= 0).all()  # linear core: sign follows the label
@@ -63,8 +64,10 @@ def test_frozen_output_stays_frozen_and_init_projection_matches_pytorch_default(
     torch.testing.assert_close(model.biases[-1].detach(), init.biases[-1].detach())  # frozen output bias
     assert not model.weights[-1].requires_grad and not model.biases[-1].requires_grad
     # the trainable layer did train, away from the init the run started from
-    torch.testing.assert_close(init.weights[0].detach(), StackedMLP(
-        [torch_generator(0, stream_id("contamination.init"))], 128, 32).weights[0].detach())
+    torch.testing.assert_close(
+        init.weights[0].detach(),
+        StackedMLP([torch_generator(0, stream_id("contamination.init"))], 128, 32).weights[0].detach(),
+    )
     assert (model.weights[0].detach() - init.weights[0].detach()).abs().max() > 1e-3
     # at PyTorch's default init, projections on a 16-dim subspace of R^128 are ~ sqrt(16 / (3 * 128))
     assert rec["bg_norm_init"] == pytest.approx(np.sqrt(16 / (3 * 128)), rel=0.15)
@@ -93,8 +96,9 @@ def test_batched_training_equals_single_seed_training(preset):
 def test_subspace_computation_is_the_ambient_one():
     cfg = _cfg(preset="toy", dtype="float64", iterations=100)
     a = train_contamination(cfg, [4], "gelu", "logistic", "adamw", CTX).records[0]
-    b = train_contamination(cfg.model_copy(update={"subspace": False}), [4], "gelu", "logistic", "adamw",
-                            CTX).records[0]
+    b = train_contamination(cfg.model_copy(update={"subspace": False}), [4], "gelu", "logistic", "adamw", CTX).records[
+        0
+    ]
     for key in ["curve_ood_loss", "curve_bg_norm", "curve_bg_signed", "asymmetry"]:
         np.testing.assert_allclose(a[key], b[key], atol=1e-9)
 
@@ -115,8 +119,10 @@ def test_sampling_modes_draw_what_they_say():
         assert ((fresh.z[s, :, :8] * fresh.y[s, :, None]) >= 0).all() and (fresh.y[s].sum() == 0)
         assert fresh.z[s, :, 8:].min() >= 0 and fresh.z[s, :, 8:].max() <= 1
     # through training: full batch is deterministic; the stochastic modes follow their own stream
-    recs = {m: train_contamination(_cfg(sampling=m, batch_size=20), [0], "relu", "hinge", "sgd", CTX).records[0]
-            for m in ["full", "minibatch", "online"]}
+    recs = {
+        m: train_contamination(_cfg(sampling=m, batch_size=20), [0], "relu", "hinge", "sgd", CTX).records[0]
+        for m in ["full", "minibatch", "online"]
+    }
     again = train_contamination(_cfg(sampling="minibatch", batch_size=20), [0], "relu", "hinge", "sgd", CTX)
     assert again.records[0]["curve_train_loss"] == recs["minibatch"]["curve_train_loss"]
     for a, b in [("full", "minibatch"), ("full", "online"), ("minibatch", "online")]:
@@ -127,9 +133,27 @@ def test_sampling_modes_draw_what_they_say():
 def test_central_claim_relu_contaminates_identity_does_not(cli, tmp_path):
     """Theory preset at CI size: ReLU's signed background-mean projection grows several times the linear
     network's change, the linear network's stays at its init, and ReLU's OOD - ID loss gap is larger."""
-    code, stdout, err = cli("run", "contamination", "--set", "activation=relu,identity", "--set", "iterations=1500",
-                            "--set", "log_every=500", "--set", "seeds=3", "--set", "n=500", "--set", "n_test=500",
-                            "--set", "width=128", "--out", tmp_path / "c", "--no-progress")
+    code, stdout, err = cli(
+        "run",
+        "contamination",
+        "--set",
+        "activation=relu,identity",
+        "--set",
+        "iterations=1500",
+        "--set",
+        "log_every=500",
+        "--set",
+        "seeds=3",
+        "--set",
+        "n=500",
+        "--set",
+        "n_test=500",
+        "--set",
+        "width=128",
+        "--out",
+        tmp_path / "c",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "c" / "results.parquet")
     relu, lin = df[df.activation == "relu"], df[df.activation == "identity"]
@@ -153,25 +177,53 @@ def test_sweep_shortcuts_and_presets():
     assert cfg.loss == ["mse"] and cfg.optimizer == ["adamw"]
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--set", "preset=paper"], "preset: got 'paper'"),
-    (["--set", "sweep=widths"], "sweep: got 'widths'"),
-    (["--set", "d_core=200", "--set", "d_bg=100"], "d_core + d_bg: got 200 + 100 > d=256"),
-    (["--set", "width=33"], "width: got 33 with freeze_output=true"),
-    (["--set", "loss=l1"], "loss: got 'l1'"),
-    (["--set", "activation=swish"], "activation: got 'swish'"),
-    (["--set", "depth=1"], "depth: got 1"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--set", "preset=paper"], "preset: got 'paper'"),
+        (["--set", "sweep=widths"], "sweep: got 'widths'"),
+        (["--set", "d_core=200", "--set", "d_bg=100"], "d_core + d_bg: got 200 + 100 > d=256"),
+        (["--set", "width=33"], "width: got 33 with freeze_output=true"),
+        (["--set", "loss=l1"], "loss: got 'l1'"),
+        (["--set", "activation=swish"], "activation: got 'swish'"),
+        (["--set", "depth=1"], "depth: got 1"),
+    ],
+)
 def test_bad_contamination_input(cli, tmp_path, args, needle):
     code, _, stderr = cli("run", "contamination", *args, "--out", tmp_path / "x")
     assert code == 2 and needle in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_deeper_network_without_biases_runs_and_reports(cli, tmp_path):
-    code, stdout, err = cli("run", "contamination", "--set", "depth=3", "--set", "bias=false", "--set",
-                            "iterations=40", "--set", "log_every=20", "--set", "seeds=2", "--set", "n=100",
-                            "--set", "n_test=100", "--set", "width=32", "--set", "preset=toy", "--set",
-                            "ood=scale", "--set", "ood_scale=2.0", "--out", tmp_path / "d", "--no-progress")
+    code, stdout, err = cli(
+        "run",
+        "contamination",
+        "--set",
+        "depth=3",
+        "--set",
+        "bias=false",
+        "--set",
+        "iterations=40",
+        "--set",
+        "log_every=20",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n=100",
+        "--set",
+        "n_test=100",
+        "--set",
+        "width=32",
+        "--set",
+        "preset=toy",
+        "--set",
+        "ood=scale",
+        "--set",
+        "ood_scale=2.0",
+        "--out",
+        tmp_path / "d",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "d" / "results.parquet")
     assert len(df) == 2 and "bg_signed_pos" not in df  # the output-sign split is defined for depth 2 only
@@ -179,8 +231,25 @@ def test_deeper_network_without_biases_runs_and_reports(cli, tmp_path):
 
 
 def test_unbatched_seeds_give_the_batched_records(cli, tmp_path):
-    args = ["run", "contamination", "--set", "iterations=60", "--set", "log_every=20", "--set", "seeds=2", "--set",
-            "n=60", "--set", "n_test=60", "--set", "width=16", "--set", "dtype=float64", "--no-progress"]
+    args = [
+        "run",
+        "contamination",
+        "--set",
+        "iterations=60",
+        "--set",
+        "log_every=20",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n=60",
+        "--set",
+        "n_test=60",
+        "--set",
+        "width=16",
+        "--set",
+        "dtype=float64",
+        "--no-progress",
+    ]
     assert cli(*args, "--out", tmp_path / "b")[0] == 0
     assert cli(*args, "--set", "batch_seeds=false", "--out", tmp_path / "u")[0] == 0
     b = pd.read_parquet(tmp_path / "b" / "results.parquet").drop(columns="seconds").sort_values("seed")

@@ -14,8 +14,25 @@ from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.nets.train import clip_grad_norm_per_seed, warmup_cosine
 
 EXP = get_experiment("distillation")
-TINY = ["--set", "epochs=40", "--set", "teacher_epochs=60", "--set", "log_every=20", "--set", "seeds=2", "--set",
-        "n=120", "--set", "n_test=80", "--set", "width=32", "--set", "embed=8", "--no-progress"]
+TINY = [
+    "--set",
+    "epochs=40",
+    "--set",
+    "teacher_epochs=60",
+    "--set",
+    "log_every=20",
+    "--set",
+    "seeds=2",
+    "--set",
+    "n=120",
+    "--set",
+    "n_test=80",
+    "--set",
+    "width=32",
+    "--set",
+    "embed=8",
+    "--no-progress",
+]
 
 
 def test_synthetic_teacher_is_exactly_invariant_and_the_fit_is_measured(cli, tmp_path):
@@ -24,8 +41,9 @@ def test_synthetic_teacher_is_exactly_invariant_and_the_fit_is_measured(cli, tmp
     for name in SYNTHETIC_OOD:  # only the background changed, and the teacher sees P x only
         torch.testing.assert_close(task.ood[name] @ P, task.x_test @ P, atol=1e-5, rtol=0)
         assert (task.ood[name] - task.x_test).abs().max() > 0.5
-    code, stdout, err = cli("run", "distillation", *TINY, "--set", "d=64", "--set", "d_core=8", "--set", "d_bg=8",
-                            "--out", tmp_path / "s")
+    code, stdout, err = cli(
+        "run", "distillation", *TINY, "--set", "d=64", "--set", "d_core=8", "--set", "d_bg=8", "--out", tmp_path / "s"
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "s" / "results.parquet")
     assert len(df) == 4 and set(df.activation) == {"relu", "identity"}
@@ -40,13 +58,28 @@ def test_synthetic_teacher_is_exactly_invariant_and_the_fit_is_measured(cli, tmp
         assert (tmp_path / "s" / "figures" / f"{name}.png").stat().st_size > 1000
     (teacher,) = (tmp_path / "s" / "checkpoints").glob("distillation-teacher-*.pt")  # kept, shared by both groups
     assert torch.load(teacher, weights_only=True)["step"] == 60 and not list(
-        (tmp_path / "s" / "checkpoints").glob("distillation-student-*"))  # finished students are discarded
+        (tmp_path / "s" / "checkpoints").glob("distillation-student-*")
+    )  # finished students are discarded
 
 
 def test_digits_background_task_end_to_end(cli, tmp_path):
-    code, stdout, err = cli("run", "distillation", "--set", "task=digits-background", *TINY, "--set", "epochs=3",
-                            "--set", "teacher_epochs=3", "--set", "log_every=1", "--set", "batch_size=64",
-                            "--out", tmp_path / "d")
+    code, stdout, err = cli(
+        "run",
+        "distillation",
+        "--set",
+        "task=digits-background",
+        *TINY,
+        "--set",
+        "epochs=3",
+        "--set",
+        "teacher_epochs=3",
+        "--set",
+        "log_every=1",
+        "--set",
+        "batch_size=64",
+        "--out",
+        tmp_path / "d",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "d" / "results.parquet")
     assert len(df) == 2 and list(df.ood_sets.iloc[0]) == ["red", "green", "noise", "stripes"]
@@ -54,44 +87,106 @@ def test_digits_background_task_end_to_end(cli, tmp_path):
     assert "student_bg_norm" not in df  # the mechanism is measured for MLP students only
 
 
-@pytest.mark.skipif(images.locate("fashion-mnist") is None, reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    images.locate("fashion-mnist") is None, reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)"
+)
 def test_fashion_background_task_end_to_end(cli, tmp_path):
-    code, _, err = cli("run", "distillation", "--set", "task=fashion-background", *TINY, "--set", "epochs=1",
-                       "--set", "teacher_epochs=1", "--set", "log_every=1", "--set", "batch_size=60", "--out",
-                       tmp_path / "f")
+    code, _, err = cli(
+        "run",
+        "distillation",
+        "--set",
+        "task=fashion-background",
+        *TINY,
+        "--set",
+        "epochs=1",
+        "--set",
+        "teacher_epochs=1",
+        "--set",
+        "log_every=1",
+        "--set",
+        "batch_size=60",
+        "--out",
+        tmp_path / "f",
+    )
     assert code == 0, err
     assert len(pd.read_parquet(tmp_path / "f" / "results.parquet")) == 2
 
 
 def test_resumes_after_sigkill_with_the_uninterrupted_table(tmp_path):
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "distillation", "--set", "epochs=600", "--set",
-           "teacher_epochs=300", "--set", "log_every=50", "--set", "seeds=2", "--set", "n=200", "--set",
-           "n_test=100", "--set", "width=64", "--set", "embed=8", "--set", "d=64", "--set", "d_core=8", "--set",
-           "d_bg=8", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "distillation",
+        "--set",
+        "epochs=600",
+        "--set",
+        "teacher_epochs=300",
+        "--set",
+        "log_every=50",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n=200",
+        "--set",
+        "n_test=100",
+        "--set",
+        "width=64",
+        "--set",
+        "embed=8",
+        "--set",
+        "d=64",
+        "--set",
+        "d_core=8",
+        "--set",
+        "d_bg=8",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     out = tmp_path / "killed"
     # killed right after its ninth checkpoint: the teacher's six (every 50 of 300 epochs, the last kept for reuse)
     # and the first relu student's third (epoch 150 of 600)
-    proc = subprocess.run([*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:9"},
-                          capture_output=True)
+    proc = subprocess.run(
+        [*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:9"}, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL
     (teacher,) = (out / "checkpoints").glob("distillation-teacher-*.pt")
     (student,) = (out / "checkpoints").glob("distillation-student-*.pt")
-    assert torch.load(teacher, weights_only=True)["step"] == 300 and torch.load(student, weights_only=True)["step"] == 150
+    assert (
+        torch.load(teacher, weights_only=True)["step"] == 300 and torch.load(student, weights_only=True)["step"] == 150
+    )
     subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
     a = pd.read_parquet(tmp_path / "full" / "results.parquet")
     b = pd.read_parquet(out / "results.parquet")
     a, b = (t.drop(columns=[c for c in t if c.startswith("seconds")]) for t in (a, b))
     keys = ["activation", "seed"]
-    pd.testing.assert_frame_equal(a.sort_values(keys).reset_index(drop=True), b.sort_values(keys).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        a.sort_values(keys).reset_index(drop=True), b.sort_values(keys).reset_index(drop=True)
+    )
 
 
 def test_an_import_string_teacher_and_student_from_the_test_suite(cli, tmp_path):
-    code, stdout, err = cli("run", "distillation", "--set", "task=digits-background", *TINY, "--set", "epochs=4",
-                            "--set", "log_every=2", "--set", "batch_size=64", "--set",
-                            "teacher=distill_models:linear_teacher", "--set", "student=distill_models:small_student",
-                            "--out", tmp_path / "u")
+    code, stdout, err = cli(
+        "run",
+        "distillation",
+        "--set",
+        "task=digits-background",
+        *TINY,
+        "--set",
+        "epochs=4",
+        "--set",
+        "log_every=2",
+        "--set",
+        "batch_size=64",
+        "--set",
+        "teacher=distill_models:linear_teacher",
+        "--set",
+        "student=distill_models:small_student",
+        "--out",
+        tmp_path / "u",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "u" / "results.parquet")
     assert len(df) == 2 and "teacher=distill_models:linear_teacher" in stdout
@@ -99,25 +194,55 @@ def test_an_import_string_teacher_and_student_from_the_test_suite(cli, tmp_path)
     # the teacher is the given frozen map: its features on the training images are what the student fitted
     assert (df.distill_loss < df.curve_distill_loss.apply(lambda c: c[0])).all()
     # the default student is the teacher's architecture, fresh init
-    assert cli("run", "distillation", "--set", "task=digits-background", *TINY, "--set", "epochs=2", "--set",
-               "log_every=1", "--set", "teacher=distill_models:linear_teacher", "--out", tmp_path / "v")[0] == 0
+    assert (
+        cli(
+            "run",
+            "distillation",
+            "--set",
+            "task=digits-background",
+            *TINY,
+            "--set",
+            "epochs=2",
+            "--set",
+            "log_every=1",
+            "--set",
+            "teacher=distill_models:linear_teacher",
+            "--out",
+            tmp_path / "v",
+        )[0]
+        == 0
+    )
     state = torch.nn.Linear(2, 2).state_dict()
     torch.save(state, tmp_path / "bad.pt")
-    code, _, stderr = cli("run", "distillation", "--set", "task=digits-background", "--set",
-                          "teacher=distill_models:linear_teacher", "--set", f"teacher_checkpoint={tmp_path / 'bad.pt'}",
-                          "--out", tmp_path / "x")
+    code, _, stderr = cli(
+        "run",
+        "distillation",
+        "--set",
+        "task=digits-background",
+        "--set",
+        "teacher=distill_models:linear_teacher",
+        "--set",
+        f"teacher_checkpoint={tmp_path / 'bad.pt'}",
+        "--out",
+        tmp_path / "x",
+    )
     assert code == 2 and "teacher_checkpoint:" in stderr and "does not match the teacher" in stderr
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["teacher=nosuchpackage.mod:f"], "teacher: cannot import 'nosuchpackage.mod:f' (ModuleNotFoundError"),
-    (["teacher=distill_models:not_a_module"], "returned int, not a torch.nn.Module"),
-    (["teacher=distill_models"], "write package.module:factory"),
-    (["teacher=distill_models:linear_teacher", "student=distill_models:wrong_size_student"],
-     "student: distill_models:wrong_size_student gives embeddings of shape (7,), the teacher's are (16,)"),
-    (["activation=tanh"], "the built-in image encoders are ReLU CNNs"),
-    (["task=folder"], "data_root: task=folder needs data_root=DIR"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["teacher=nosuchpackage.mod:f"], "teacher: cannot import 'nosuchpackage.mod:f' (ModuleNotFoundError"),
+        (["teacher=distill_models:not_a_module"], "returned int, not a torch.nn.Module"),
+        (["teacher=distill_models"], "write package.module:factory"),
+        (
+            ["teacher=distill_models:linear_teacher", "student=distill_models:wrong_size_student"],
+            "student: distill_models:wrong_size_student gives embeddings of shape (7,), the teacher's are (16,)",
+        ),
+        (["activation=tanh"], "the built-in image encoders are ReLU CNNs"),
+        (["task=folder"], "data_root: task=folder needs data_root=DIR"),
+    ],
+)
 def test_bad_distillation_input(cli, tmp_path, args, needle):
     sets = ["--set", "task=digits-background"] + [x for a in args for x in ("--set", a)]
     code, _, stderr = cli("run", "distillation", *sets, "--out", tmp_path / "x")
@@ -143,22 +268,52 @@ def _folder(root, classes=("a", "b"), ood=("other",), size=12, bad=None):
 
 def test_image_folder_task_with_ood_sets(cli, tmp_path):
     _folder(tmp_path / "data")
-    code, stdout, err = cli("run", "distillation", "--set", "task=folder", "--set", f"data_root={tmp_path / 'data'}",
-                            "--set", "canvas=12", "--set", "epochs=3", "--set", "teacher_epochs=3", "--set",
-                            "log_every=1", "--set", "seeds=1", "--set", "batch_size=4", "--set", "embed=8",
-                            "--out", tmp_path / "r", "--no-progress")
+    code, stdout, err = cli(
+        "run",
+        "distillation",
+        "--set",
+        "task=folder",
+        "--set",
+        f"data_root={tmp_path / 'data'}",
+        "--set",
+        "canvas=12",
+        "--set",
+        "epochs=3",
+        "--set",
+        "teacher_epochs=3",
+        "--set",
+        "log_every=1",
+        "--set",
+        "seeds=1",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "embed=8",
+        "--out",
+        tmp_path / "r",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "r" / "results.parquet")
     assert list(df.ood_sets.iloc[0]) == ["other"] and "acc_student_other" in df
     import shutil
 
     shutil.rmtree(tmp_path / "data" / "ood" / "other" / "b")
-    code, _, stderr = cli("run", "distillation", "--set", "task=folder", "--set", f"data_root={tmp_path / 'data'}",
-                          "--out", tmp_path / "x")
+    code, _, stderr = cli(
+        "run",
+        "distillation",
+        "--set",
+        "task=folder",
+        "--set",
+        f"data_root={tmp_path / 'data'}",
+        "--out",
+        tmp_path / "x",
+    )
     assert code == 2 and "class 'b' (present in train/) is missing" in stderr and len(stderr.strip().splitlines()) == 1
     _folder(tmp_path / "d2", bad="train/a/3.png")
-    code, _, stderr = cli("run", "distillation", "--set", "task=folder", "--set", f"data_root={tmp_path / 'd2'}",
-                          "--out", tmp_path / "y")
+    code, _, stderr = cli(
+        "run", "distillation", "--set", "task=folder", "--set", f"data_root={tmp_path / 'd2'}", "--out", tmp_path / "y"
+    )
     assert code == 2 and "3.png: unreadable image" in stderr and len(stderr.strip().splitlines()) == 1
 
 
@@ -180,18 +335,55 @@ def test_per_seed_clipping_equals_clipping_each_seed_alone():
 
 
 def test_run_points_in_memory():
-    cfg = EXP.make_config(dict(epochs=20, teacher_epochs=20, log_every=10, seeds=1, n=60, n_test=40, width=16,
-                               embed=4, d=32, d_core=4, d_bg=4, activation=["relu"]))
+    cfg = EXP.make_config(
+        dict(
+            epochs=20,
+            teacher_epochs=20,
+            log_every=10,
+            seeds=1,
+            n=60,
+            n_test=40,
+            width=16,
+            embed=4,
+            d=32,
+            d_core=4,
+            d_bg=4,
+            activation=["relu"],
+        )
+    )
     recs = run_points(EXP, cfg)
     assert len(recs) == 1 and recs[0]["status"] == "ok"
 
 
 def test_streamed_folder_with_workers_and_resume(cli, tmp_path):
     _folder(tmp_path / "data", size=16)
-    args = ["run", "distillation", "--set", "task=folder", "--set", f"data_root={tmp_path / 'data'}", "--set",
-            "streaming=true", "--set", "workers=1", "--set", "teacher=distill_models:linear_teacher", "--set",
-            "student=distill_models:small_student", "--set", "epochs=4", "--set", "log_every=2", "--set",
-            "batch_size=4", "--set", "warmup=2", "--set", "clip=1.0", "--no-progress"]
+    args = [
+        "run",
+        "distillation",
+        "--set",
+        "task=folder",
+        "--set",
+        f"data_root={tmp_path / 'data'}",
+        "--set",
+        "streaming=true",
+        "--set",
+        "workers=1",
+        "--set",
+        "teacher=distill_models:linear_teacher",
+        "--set",
+        "student=distill_models:small_student",
+        "--set",
+        "epochs=4",
+        "--set",
+        "log_every=2",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "warmup=2",
+        "--set",
+        "clip=1.0",
+        "--no-progress",
+    ]
     code, stdout, err = cli(*args, "--out", tmp_path / "s")
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "s" / "results.parquet")
@@ -206,9 +398,27 @@ def test_streamed_folder_with_workers_and_resume(cli, tmp_path):
 
 
 def test_paper_recipe_path_with_torch_probes(cli, tmp_path):
-    code, stdout, err = cli("run", "distillation", *TINY, "--set", "preset=paper", "--set", "epochs=4", "--set",
-                            "teacher_epochs=4", "--set", "log_every=2", "--set", "warmup=3", "--set", "batch_size=64",
-                            "--set", "activation=relu", "--out", tmp_path / "p")
+    code, stdout, err = cli(
+        "run",
+        "distillation",
+        *TINY,
+        "--set",
+        "preset=paper",
+        "--set",
+        "epochs=4",
+        "--set",
+        "teacher_epochs=4",
+        "--set",
+        "log_every=2",
+        "--set",
+        "warmup=3",
+        "--set",
+        "batch_size=64",
+        "--set",
+        "activation=relu",
+        "--out",
+        tmp_path / "p",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "p" / "results.parquet")
     cfg = (tmp_path / "p" / "config.yaml").read_text()

@@ -18,8 +18,15 @@ def data():
     return synthetic_memorization(seed=2, d=30, alpha=0.5, n_train=25, n_test=60)
 
 
-@pytest.mark.parametrize("cls,kw", [(RandomFeaturesRegressor, dict(width=500)), (NTKRegressor, dict(width=50)),
-                                    (RandomFeaturesRegressor, dict(width="inf")), (NTKRegressor, dict(width="inf"))])
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (RandomFeaturesRegressor, dict(width=500)),
+        (NTKRegressor, dict(width=50)),
+        (RandomFeaturesRegressor, dict(width="inf")),
+        (NTKRegressor, dict(width="inf")),
+    ],
+)
 def test_fit_predict_loo_alignment(data, cls, kw):
     m = cls(activation="relu", random_state=0, **kw).fit(data.Z, data.g)
     assert m.residual_max_ < 1e-8
@@ -33,7 +40,7 @@ def test_fit_predict_loo_alignment(data, cls, kw):
     for i in [0, 7, 24]:
         keep = np.arange(25) != i
         sub = clone(m).fit(data.Z[keep], data.g[keep])
-        assert m.loo_residuals_[i] == pytest.approx(data.g[i] - sub.predict(data.Z[i:i + 1])[0], abs=1e-7)
+        assert m.loo_residuals_[i] == pytest.approx(data.g[i] - sub.predict(data.Z[i : i + 1])[0], abs=1e-7)
     F = m.feature_alignment(data.Z_query)
     A = m.alignment_matrix(data.Z_query)
     np.testing.assert_allclose(F, np.diag(A), atol=1e-12)
@@ -55,8 +62,13 @@ def test_sklearn_conventions(data):
     assert not np.allclose(p1, p3)
 
 
-@parametrize_with_checks([RandomFeaturesRegressor(width=2000, random_state=0), NTKRegressor(random_state=0),
-                          RandomFeaturesRegressor(width="inf", activation="phi2")])
+@parametrize_with_checks(
+    [
+        RandomFeaturesRegressor(width=2000, random_state=0),
+        NTKRegressor(random_state=0),
+        RandomFeaturesRegressor(width="inf", activation="phi2"),
+    ]
+)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 

@@ -55,8 +55,10 @@ def _cifar_dir(root: Path, poison: bool, marker: Path) -> Path:
     d.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in [*images.CIFAR_TRAIN, "test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
-                 b"labels": [int(v) for v in rng.integers(0, 10, 20)]}
+        batch = {
+            b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, 20)],
+        }
         if poison and name == "data_batch_1":
             batch[b"batch_label"] = _Payload(marker)  # hidden inside a valid batch dict
         (d / name).write_bytes(pickle.dumps(batch, protocol=2))
@@ -68,8 +70,23 @@ def test_a_malicious_cifar_batch_is_refused_and_never_runs(cli, tmp_path):
     _cifar_dir(tmp_path / "data", True, marker)
     with pytest.raises(DataError, match="refusing to load posix.system"):
         read_cifar_batch(tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1")
-    _one_line_exit_2(cli("run", "memorization", "--set", "data=cifar10", "--set", "n_train=10", "--set", "width=50",
-                         "--data-root", tmp_path / "data", "--out", tmp_path / "r"), "refusing to load")
+    _one_line_exit_2(
+        cli(
+            "run",
+            "memorization",
+            "--set",
+            "data=cifar10",
+            "--set",
+            "n_train=10",
+            "--set",
+            "width=50",
+            "--data-root",
+            tmp_path / "data",
+            "--out",
+            tmp_path / "r",
+        ),
+        "refusing to load",
+    )
     code, stdout, _ = cli("data", "info", "--data-root", tmp_path / "data")
     assert code == 0 and "cifar10" in stdout and "refusing to load" in stdout
     assert not marker.exists() and not (tmp_path / "r").exists()
@@ -78,8 +95,21 @@ def test_a_malicious_cifar_batch_is_refused_and_never_runs(cli, tmp_path):
 def test_string_labels_in_a_cifar_batch(cli, tmp_path):
     d = _cifar_dir(tmp_path / "data", False, tmp_path / "m")
     (d / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["cat", "dog"]}))
-    _one_line_exit_2(cli("run", "memorization", "--set", "data=cifar10", "--set", "n_train=10", "--data-root",
-                         tmp_path / "data", "--out", tmp_path / "r"), "labels must be a list of N integers")
+    _one_line_exit_2(
+        cli(
+            "run",
+            "memorization",
+            "--set",
+            "data=cifar10",
+            "--set",
+            "n_train=10",
+            "--data-root",
+            tmp_path / "data",
+            "--out",
+            tmp_path / "r",
+        ),
+        "labels must be a list of N integers",
+    )
 
 
 def test_a_malicious_checkpoint_is_refused_set_aside_and_never_runs(tmp_path):
@@ -119,9 +149,30 @@ def test_fuzzed_cifar_batches_through_data_info(cli, tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2. one writer
-CMD = [sys.executable, "-m", "spuriouslab.cli", "run", "memorization", "--set", "d=200", "--set",
-       "n_train=20,60,150", "--set", "n_test=200", "--set", "model=rf", "--set", "activation=relu,phi2",
-       "--set", "width=20000", "--set", "seeds=2", "--set", "alpha=0.5,0.25", "--no-progress"]
+CMD = [
+    sys.executable,
+    "-m",
+    "spuriouslab.cli",
+    "run",
+    "memorization",
+    "--set",
+    "d=200",
+    "--set",
+    "n_train=20,60,150",
+    "--set",
+    "n_test=200",
+    "--set",
+    "model=rf",
+    "--set",
+    "activation=relu,phi2",
+    "--set",
+    "width=20000",
+    "--set",
+    "seeds=2",
+    "--set",
+    "alpha=0.5,0.25",
+    "--no-progress",
+]
 
 
 def test_two_runs_into_one_directory_one_runs_the_other_exits_2(tmp_path):
@@ -143,20 +194,23 @@ def test_two_runs_into_one_directory_one_runs_the_other_exits_2(tmp_path):
 
 
 # --------------------------------------------------------------------------------- 3. sizes
-@pytest.mark.parametrize("experiment,args,needle", [
-    ("memorization", ["n_train=10000000"], "memory: the largest group needs"),
-    ("memorization", ["d=10000000"], "memory: the largest group needs"),
-    ("memorization", ["seeds=1000000000"], "seeds: got 1000000000"),
-    ("memorization", ["width=1e12"], "use the infinite-width kernel"),
-    ("memorization", ["n_test=1e9"], "n_test: got 1000000000"),
-    ("memorization", ["n_test=1e8"], "memory: the largest group needs"),
-    ("contamination", ["n=1e9"], "n: got 1000000000"),
-    ("contamination", ["d=1e7"], "memory: the largest group needs"),
-    ("contamination", ["width=1e9"], "width: got 1000000000"),
-    ("memorization-nn", ["seeds=1e8"], "seeds: got 100000000"),
-    ("memorization-nn", ["border=100000"], "border: got 100000"),
-    ("memorization-nn", ["border=4000"], "memory: the largest group needs"),
-])
+@pytest.mark.parametrize(
+    "experiment,args,needle",
+    [
+        ("memorization", ["n_train=10000000"], "memory: the largest group needs"),
+        ("memorization", ["d=10000000"], "memory: the largest group needs"),
+        ("memorization", ["seeds=1000000000"], "seeds: got 1000000000"),
+        ("memorization", ["width=1e12"], "use the infinite-width kernel"),
+        ("memorization", ["n_test=1e9"], "n_test: got 1000000000"),
+        ("memorization", ["n_test=1e8"], "memory: the largest group needs"),
+        ("contamination", ["n=1e9"], "n: got 1000000000"),
+        ("contamination", ["d=1e7"], "memory: the largest group needs"),
+        ("contamination", ["width=1e9"], "width: got 1000000000"),
+        ("memorization-nn", ["seeds=1e8"], "seeds: got 100000000"),
+        ("memorization-nn", ["border=100000"], "border: got 100000"),
+        ("memorization-nn", ["border=4000"], "memory: the largest group needs"),
+    ],
+)
 def test_impossible_sizes_are_refused_up_front(cli, tmp_path, experiment, args, needle):
     sets = [x for a in args for x in ("--set", a)]
     _one_line_exit_2(cli("run", experiment, *sets, "--out", tmp_path / "x", "--no-progress"), needle)
@@ -187,15 +241,18 @@ def test_a_garbage_or_foreign_middle_line_is_skipped_and_its_point_recomputed(cl
     keys = ["n_train", "model", "activation", "seed"]
     again = pd.read_parquet(out / "results.parquet").drop(columns="seconds")
     assert len(again) == 16 and not again.duplicated(keys).any()
-    pd.testing.assert_frame_equal(again.sort_values(keys).reset_index(drop=True),
-                                  full.sort_values(keys).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        again.sort_values(keys).reset_index(drop=True), full.sort_values(keys).reset_index(drop=True)
+    )
 
 
 def test_report_on_foreign_or_garbage_records(cli, tmp_path):
     out = tmp_path / "run"
     assert cli("run", "memorization", *TINY, "--out", out)[0] == 0
-    (out / "records.jsonl").write_text('{"n_train": "x", "model": 3, "activation": null, "alpha": [], "width": 1, '
-                                       '"ridge": 0, "correlation": 0, "seed": 0, "test_acc": 1}\n\x00\x01garbage\n')
+    (out / "records.jsonl").write_text(
+        '{"n_train": "x", "model": 3, "activation": null, "alpha": [], "width": 1, '
+        '"ridge": 0, "correlation": 0, "seed": 0, "test_acc": 1}\n\x00\x01garbage\n'
+    )
     code, _, stderr = cli("report", out)
     lines = stderr.strip().splitlines()
     assert code == 2 and "Traceback" not in stderr and len(lines) == 3
@@ -220,8 +277,9 @@ def test_a_read_only_run_directory(cli, tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
     real = os.access
-    monkeypatch.setattr(os, "access",
-                        lambda p, mode, **k: False if Path(p) == ro and mode & os.W_OK else real(p, mode, **k))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **k: False if Path(p) == ro and mode & os.W_OK else real(p, mode, **k)
+    )
     _one_line_exit_2(cli("run", "memorization", *TINY, "--out", ro), "not writable")
     if os.geteuid() != 0:  # root writes anywhere; elsewhere, a real read-only parent
         parent = tmp_path / "locked"
@@ -231,8 +289,20 @@ def test_a_read_only_run_directory(cli, tmp_path, monkeypatch):
 
 def test_an_output_path_that_is_not_utf8(tmp_path):
     bad = os.fsencode(str(tmp_path)) + b"/run-\xff"
-    res = subprocess.run([os.fsencode(sys.executable), b"-m", b"spuriouslab.cli", b"run", b"memorization",
-                          *[a.encode() for a in TINY], b"--out", bad], env=ENV, capture_output=True)
+    res = subprocess.run(
+        [
+            os.fsencode(sys.executable),
+            b"-m",
+            b"spuriouslab.cli",
+            b"run",
+            b"memorization",
+            *[a.encode() for a in TINY],
+            b"--out",
+            bad,
+        ],
+        env=ENV,
+        capture_output=True,
+    )
     err = res.stderr.decode("utf-8", "replace")
     assert res.returncode == 2 and "not valid UTF-8" in err and len(err.strip().splitlines()) == 1, err
     assert not os.path.exists(bad)
@@ -240,9 +310,32 @@ def test_an_output_path_that_is_not_utf8(tmp_path):
 
 # ------------------------------------------------------------------------- 6. workers end with parent
 def test_sigkill_of_the_parent_ends_its_workers(tmp_path):
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "memorization", "--set", "d=300", "--set",
-           "n_train=100,200,300,400", "--set", "n_test=300", "--set", "model=rf", "--set", "width=200000",
-           "--set", "seeds=3", "--set", "alpha=0.5", "--jobs", "2", "--no-progress", "--out", str(tmp_path / "r")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "memorization",
+        "--set",
+        "d=300",
+        "--set",
+        "n_train=100,200,300,400",
+        "--set",
+        "n_test=300",
+        "--set",
+        "model=rf",
+        "--set",
+        "width=200000",
+        "--set",
+        "seeds=3",
+        "--set",
+        "alpha=0.5",
+        "--jobs",
+        "2",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parent = psutil.Process(proc.pid)
     deadline = time.time() + 60
@@ -260,9 +353,27 @@ def test_sigkill_of_the_parent_ends_its_workers(tmp_path):
 
 # -------------------------------------------------------------------- 7. corrupt checkpoint
 def test_a_truncated_checkpoint_is_set_aside_and_its_group_restarts(cli, tmp_path):
-    args = ["run", "memorization-nn", "--set", "data=synthetic", "--set", "d=40", "--set", "model=fc", "--set",
-            "n_train=40", "--set", "epochs=6", "--set", "log_every=2", "--set", "seeds=2", "--set", "n_test=50",
-            "--no-progress"]
+    args = [
+        "run",
+        "memorization-nn",
+        "--set",
+        "data=synthetic",
+        "--set",
+        "d=40",
+        "--set",
+        "model=fc",
+        "--set",
+        "n_train=40",
+        "--set",
+        "epochs=6",
+        "--set",
+        "log_every=2",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n_test=50",
+        "--no-progress",
+    ]
     assert cli(*args, "--out", tmp_path / "full")[0] == 0
     out = tmp_path / "broken"
     assert cli(*args, "--set", "epochs=6", "--out", out)[0] == 0
@@ -271,8 +382,9 @@ def test_a_truncated_checkpoint_is_set_aside_and_its_group_restarts(cli, tmp_pat
     from spuriouslab.experiments.base import checkpoint_key
 
     exp = get_experiment("memorization-nn")
-    cfg = exp.make_config(dict(data="synthetic", d=40, model=["fc"], n_train=[40], epochs=6, log_every=2, seeds=2,
-                               n_test=50))
+    cfg = exp.make_config(
+        dict(data="synthetic", d=40, model=["fc"], n_train=[40], epochs=6, log_every=2, seeds=2, n_test=50)
+    )
     path = out / "checkpoints" / f"{checkpoint_key('memorization-nn', cfg, exp.points(cfg))}.pt"
     path.write_bytes(b"PK\x03\x04 truncated")  # ... with a truncated checkpoint left behind
     code, _, stderr = cli(*args, "--out", out)
@@ -284,9 +396,14 @@ def test_a_truncated_checkpoint_is_set_aside_and_its_group_restarts(cli, tmp_pat
 
 
 # ---------------------------------------------------------------------------- 8. grid lists
-@pytest.mark.parametrize("args,needle", [(["n_train=[]"], "n_train: got an empty list"),
-                                         (["n_train=20,20"], "20 appears twice"),
-                                         (["activation=relu,relu"], "'relu' appears twice")])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["n_train=[]"], "n_train: got an empty list"),
+        (["n_train=20,20"], "20 appears twice"),
+        (["activation=relu,relu"], "'relu' appears twice"),
+    ],
+)
 def test_empty_and_duplicate_grid_values(cli, tmp_path, args, needle):
     sets = [x for a in args for x in ("--set", a)]
     _one_line_exit_2(cli("run", "memorization", *sets, "--out", tmp_path / "x"), needle)
@@ -295,9 +412,27 @@ def test_empty_and_duplicate_grid_values(cli, tmp_path, args, needle):
 
 # ------------------------------------------------------------------------------- 9. divergence
 def test_contamination_divergence_is_recorded_per_seed_and_not_retried(cli, tmp_path):
-    args = ["run", "contamination", "--set", "lr=1e6", "--set", "iterations=100", "--set", "log_every=50", "--set",
-            "seeds=2", "--set", "n=50", "--set", "n_test=50", "--set", "width=16", "--out", tmp_path / "d",
-            "--no-progress"]
+    args = [
+        "run",
+        "contamination",
+        "--set",
+        "lr=1e6",
+        "--set",
+        "iterations=100",
+        "--set",
+        "log_every=50",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n=50",
+        "--set",
+        "n_test=50",
+        "--set",
+        "width=16",
+        "--out",
+        tmp_path / "d",
+        "--no-progress",
+    ]
     code, stdout, _ = cli(*args)
     assert code == 0 and "diverged" in stdout
     df = pd.read_parquet(tmp_path / "d" / "results.parquet")
@@ -311,9 +446,27 @@ def test_contamination_divergence_is_recorded_per_seed_and_not_retried(cli, tmp_
 
 
 def test_a_huge_but_finite_nn_loss_is_diverged_not_ok(cli, tmp_path):
-    code, _, err = cli("run", "memorization-nn", "--set", "lr=1e6", "--set", "n_train=50", "--set", "epochs=4",
-                       "--set", "log_every=2", "--set", "seeds=2", "--set", "n_test=50", "--set", "model=fc",
-                       "--out", tmp_path / "n", "--no-progress")
+    code, _, err = cli(
+        "run",
+        "memorization-nn",
+        "--set",
+        "lr=1e6",
+        "--set",
+        "n_train=50",
+        "--set",
+        "epochs=4",
+        "--set",
+        "log_every=2",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n_test=50",
+        "--set",
+        "model=fc",
+        "--out",
+        tmp_path / "n",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "n" / "results.parquet")
     assert (df.status == "diverged").all(), df[["status", "train_loss"]]
@@ -324,16 +477,19 @@ def test_numbers_parse_as_researchers_write_them(cli, tmp_path):
     from spuriouslab.experiments import get_experiment
 
     exp = get_experiment("memorization")
-    code, _, err = cli("run", "memorization", *TINY, "--set", "width=1e3", "--set", "n_test=5e1", "--out",
-                       tmp_path / "r")
+    code, _, err = cli(
+        "run", "memorization", *TINY, "--set", "width=1e3", "--set", "n_test=5e1", "--out", tmp_path / "r"
+    )
     assert code == 0, err
     cfg = json.loads(json.dumps(__import__("yaml").safe_load((tmp_path / "r" / "config.yaml").read_text())))
     assert cfg["width"] == [1000] and cfg["n_test"] == 50
     assert exp.make_config({"width": "1.0e+5"}).width == [100000]
-    _one_line_exit_2(cli("run", "memorization", "--set", "seeds=1_0", "--out", tmp_path / "x"),
-                     "write numbers without underscores")
-    _one_line_exit_2(cli("run", "memorization", "--set", "d=true", "--out", tmp_path / "x"),
-                     "a boolean is not a number")
+    _one_line_exit_2(
+        cli("run", "memorization", "--set", "seeds=1_0", "--out", tmp_path / "x"), "write numbers without underscores"
+    )
+    _one_line_exit_2(
+        cli("run", "memorization", "--set", "d=true", "--out", tmp_path / "x"), "a boolean is not a number"
+    )
     _one_line_exit_2(cli("run", "memorization", "--set", "n_test=2.5", "--out", tmp_path / "x"), "n_test: got 2.5")
 
 
@@ -353,8 +509,11 @@ def test_env_records_what_each_worker_ran_with(cli, tmp_path):
 def test_store_lock_names_its_holder(tmp_path):
     a, b = RunStore(tmp_path), RunStore(tmp_path)
     a.lock()
-    proc = subprocess.run([sys.executable, "-c", f"from spuriouslab.store import RunStore; "
-                           f"RunStore({str(tmp_path)!r}).lock()"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"from spuriouslab.store import RunStore; RunStore({str(tmp_path)!r}).lock()"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and f"in use by pid {os.getpid()}" in proc.stderr
     a.unlock()
     b.lock()

@@ -35,7 +35,7 @@ def test_series_activations_quadrature(name, expected):
     fn = get_activation(name).phi
     q = hermite.quadrature_coefficients(fn.numpy_fn, 8)
     np.testing.assert_allclose(q[: len(expected)], expected, atol=1e-8)
-    np.testing.assert_allclose(q[len(expected):], 0, atol=1e-8)
+    np.testing.assert_allclose(q[len(expected) :], 0, atol=1e-8)
     np.testing.assert_allclose(fn.coefficients(8), q, atol=1e-8)
 
 

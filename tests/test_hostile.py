@@ -24,13 +24,65 @@ from spuriouslab.data.datasets import DATASETS
 
 HERE = Path(__file__).resolve().parent
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(HERE)}
-CONT = ["--set", "iterations=20", "--set", "log_every=10", "--set", "seeds=2", "--set", "n=40", "--set", "n_test=40",
-        "--no-progress"]
-BG = ["--set", "data=digits", "--set", "n_train=100", "--set", "n_test=40", "--set", "epochs=1", "--set", "seeds=1",
-      "--set", "vis_channels=2", "--set", "vis_steps=2", "--set", "vis_rounds=1", "--set", "cam_images=10", "--set",
-      "batch_size=50", "--set", "depth=8", "--set", "pipeline=padded", "--no-progress"]
-DIST = ["--set", "epochs=6", "--set", "teacher_epochs=6", "--set", "log_every=3", "--set", "seeds=1", "--set", "n=60",
-        "--set", "n_test=40", "--set", "width=16", "--set", "embed=4", "--no-progress"]
+CONT = [
+    "--set",
+    "iterations=20",
+    "--set",
+    "log_every=10",
+    "--set",
+    "seeds=2",
+    "--set",
+    "n=40",
+    "--set",
+    "n_test=40",
+    "--no-progress",
+]
+BG = [
+    "--set",
+    "data=digits",
+    "--set",
+    "n_train=100",
+    "--set",
+    "n_test=40",
+    "--set",
+    "epochs=1",
+    "--set",
+    "seeds=1",
+    "--set",
+    "vis_channels=2",
+    "--set",
+    "vis_steps=2",
+    "--set",
+    "vis_rounds=1",
+    "--set",
+    "cam_images=10",
+    "--set",
+    "batch_size=50",
+    "--set",
+    "depth=8",
+    "--set",
+    "pipeline=padded",
+    "--no-progress",
+]
+DIST = [
+    "--set",
+    "epochs=6",
+    "--set",
+    "teacher_epochs=6",
+    "--set",
+    "log_every=3",
+    "--set",
+    "seeds=1",
+    "--set",
+    "n=60",
+    "--set",
+    "n_test=40",
+    "--set",
+    "width=16",
+    "--set",
+    "embed=4",
+    "--no-progress",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -63,8 +115,9 @@ def test_1_same_named_runs_stay_apart_and_a_run_given_twice_is_refused(cli, tmp_
     table = pd.read_csv(tmp_path / "r" / "contamination.csv")
     assert sorted(table.run) == ["a/fig", "b/fig"] and (table.n == 2).all()
     assert table.bg_norm_growth.nunique() == 2
-    one_line_exit_2(cli("report", tmp_path / "a" / "fig", tmp_path / "a" / "fig", "--out", tmp_path / "r2"),
-                    "given twice")
+    one_line_exit_2(
+        cli("report", tmp_path / "a" / "fig", tmp_path / "a" / "fig", "--out", tmp_path / "r2"), "given twice"
+    )
 
 
 def test_7_the_report_keeps_to_the_run_grid(cli, tmp_path):
@@ -112,14 +165,20 @@ def _fake_fashion(root: Path, value: int = 0) -> None:
     (root / "fashion-mnist").mkdir(parents=True, exist_ok=True)
     for stem in MNIST_FILES:
         n = 120 if stem.startswith("train") else 60
-        arr = (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) if "images" in stem
-               else (np.arange(n) % 10).astype(np.uint8))
+        arr = (
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+            if "images" in stem
+            else (np.arange(n) % 10).astype(np.uint8)
+        )
         write_idx(root / "fashion-mnist" / stem, arr)
 
 
 def test_2_data_auto_is_fixed_at_the_first_point_and_checked_on_resume(cli, tmp_path, monkeypatch):
-    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"],
-                                                                       system=tmp_path / "none", checksum=None))
+    monkeypatch.setitem(
+        DATASETS,
+        "fashion-mnist",
+        dataclasses.replace(DATASETS["fashion-mnist"], system=tmp_path / "none", checksum=None),
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SPURIOUSLAB_DATA", raising=False)
     run = tmp_path / "b"
@@ -137,8 +196,10 @@ def test_2_data_auto_is_fixed_at_the_first_point_and_checked_on_resume(cli, tmp_
     first = json.loads((run / "resolved.json").read_text())
     first["{}"]["data_checksum"] = "0" * 64
     (run / "resolved.json").write_text(json.dumps(first))
-    one_line_exit_2(cli("run", "background-features", *args, "--set", "pipeline=padded,control", "--out", run),
-                    "not the data this run started with")
+    one_line_exit_2(
+        cli("run", "background-features", *args, "--set", "pipeline=padded,control", "--out", run),
+        "not the data this run started with",
+    )
     assert len(records(run)) == 2
 
 
@@ -149,19 +210,38 @@ def test_3_a_users_teacher_has_no_activation_axis(cli, tmp_path):
     exp = get_experiment("distillation")
     assert exp.make_config({"teacher": "distill_models:linear_teacher"}).activation == ["relu"]
     assert exp.make_config({}).activation == ["relu", "identity"]  # the built-in MLP student's axis stays
-    one_line_exit_2(cli("run", "distillation", *DIST, "--set", "teacher=distill_models:linear_teacher", "--set",
-                        "activation=relu,identity", "--out", tmp_path / "x"), "activation", "one value only")
+    one_line_exit_2(
+        cli(
+            "run",
+            "distillation",
+            *DIST,
+            "--set",
+            "teacher=distill_models:linear_teacher",
+            "--set",
+            "activation=relu,identity",
+            "--out",
+            tmp_path / "x",
+        ),
+        "activation",
+        "one value only",
+    )
 
 
-@pytest.mark.parametrize("experiment,args,payload", [("distillation", DIST + ["--set", "activation=relu"], "shapes"),
-                                                     ("background-features", BG, "junk")])
+@pytest.mark.parametrize(
+    "experiment,args,payload",
+    [("distillation", DIST + ["--set", "activation=relu"], "shapes"), ("background-features", BG, "junk")],
+)
 def test_12_a_checkpoint_that_loads_but_does_not_match_is_set_aside(cli, tmp_path, experiment, args, payload):
     """A checkpoint torch reads but that is not this group's (another dict, wrong shapes) is set aside with a
     warning and its group restarts; the run completes."""
     run = tmp_path / "r"
     env = {**ENV, "SPURIOUSLAB_KILL_AFTER": "checkpoints:1"}
-    proc = subprocess.run([sys.executable, "-m", "spuriouslab.cli", "run", experiment, *args, "--out", str(run)],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spuriouslab.cli", "run", experiment, *args, "--out", str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     (ckpt,) = (run / "checkpoints").glob("*.pt")
     if payload == "junk":
@@ -180,33 +260,67 @@ def test_12_a_checkpoint_that_loads_but_does_not_match_is_set_aside(cli, tmp_pat
 def test_15_empty_checkpoints_and_silent_exceptions_are_one_line(cli, tmp_path):
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    one_line_exit_2(cli("probe", "probe_models:centre_only", "--checkpoint", empty, "--set", "data=digits",
-                        "--out", tmp_path / "p"), "empty.pt")
-    one_line_exit_2(cli("run", "distillation", *DIST, "--set", "teacher=distill_models:linear_teacher", "--set",
-                        f"teacher_checkpoint={empty}", "--set", "task=digits-background", "--out", tmp_path / "d"),
-                    "teacher_checkpoint")
-    one_line_exit_2(cli("run", "distillation", *DIST, "--set", "teacher=distill_models:linear_teacher", "--set",
-                        "teacher_checkpoint=", "--set", "task=digits-background", "--out", tmp_path / "d2"),
-                    "teacher_checkpoint")
-    line = one_line_exit_2(cli("probe", "probe_models:silent", "--set", "data=digits", "--set", "eval_border=1",
-                               "--out", tmp_path / "s"),
-                           "RuntimeError")
+    one_line_exit_2(
+        cli(
+            "probe", "probe_models:centre_only", "--checkpoint", empty, "--set", "data=digits", "--out", tmp_path / "p"
+        ),
+        "empty.pt",
+    )
+    one_line_exit_2(
+        cli(
+            "run",
+            "distillation",
+            *DIST,
+            "--set",
+            "teacher=distill_models:linear_teacher",
+            "--set",
+            f"teacher_checkpoint={empty}",
+            "--set",
+            "task=digits-background",
+            "--out",
+            tmp_path / "d",
+        ),
+        "teacher_checkpoint",
+    )
+    one_line_exit_2(
+        cli(
+            "run",
+            "distillation",
+            *DIST,
+            "--set",
+            "teacher=distill_models:linear_teacher",
+            "--set",
+            "teacher_checkpoint=",
+            "--set",
+            "task=digits-background",
+            "--out",
+            tmp_path / "d2",
+        ),
+        "teacher_checkpoint",
+    )
+    line = one_line_exit_2(
+        cli("probe", "probe_models:silent", "--set", "data=digits", "--set", "eval_border=1", "--out", tmp_path / "s"),
+        "RuntimeError",
+    )
     assert "IndexError" not in line
 
 
 # ----------------------------------------------------------------- 4, 9, 10, 14, 16: values
-@pytest.mark.parametrize("args,needle", [
-    (["--set", "lr=1e-3,0.001"], "each grid value once"),
-    (["--set", "width=16,16.0"], "each grid value once"),
-    (["--set", "seed=0,1"], "seeds are not a grid"),
-    (["--set", "seeds=2,3"], "seeds are not a grid"),
-    (["--set", "width={range: [1, 1e12, 1]}"], "more than"),
-    (["--set", "lr={log: [1e-5, 1e-1, 1e12]}"], "more than"),
-    (["--set", "bias=yes"], "a boolean is true or false"),
-    (["--set", "bias=1"], "a boolean is true or false"),
-    (["--set", "lr=.inf"], "finite"),
-    (["--set", "ood_shift=.nan"], "finite"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--set", "lr=1e-3,0.001"], "each grid value once"),
+        (["--set", "width=16,16.0"], "each grid value once"),
+        (["--set", "seed=0,1"], "seeds are not a grid"),
+        (["--set", "seeds=2,3"], "seeds are not a grid"),
+        (["--set", "width={range: [1, 1e12, 1]}"], "more than"),
+        (["--set", "lr={log: [1e-5, 1e-1, 1e12]}"], "more than"),
+        (["--set", "bias=yes"], "a boolean is true or false"),
+        (["--set", "bias=1"], "a boolean is true or false"),
+        (["--set", "lr=.inf"], "finite"),
+        (["--set", "ood_shift=.nan"], "finite"),
+    ],
+)
 def test_4_9_10_14_16_bad_values_are_one_line(cli, tmp_path, args, needle):
     t0 = time.perf_counter()
     one_line_exit_2(cli("run", "contamination", *CONT, *args, "--out", tmp_path / "x"), needle)
@@ -214,16 +328,19 @@ def test_4_9_10_14_16_bad_values_are_one_line(cli, tmp_path, args, needle):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("experiment,args,needle", [
-    ("background-features", ["--set", "crop=no"], "crop"),
-    ("background-features", ["--set", "flip=off"], "flip"),
-    ("background-features", ["--set", "vis_lr=.inf"], "vis_lr"),
-    ("background-features", ["--set", "vis_reg=.inf"], "vis_reg"),
-    ("background-features", ["--set", "seed=0,1"], "seeds are not a grid"),
-    ("distillation", ["--set", "probe_wd_teacher=.inf"], "probe_wd_teacher"),
-    ("distillation", ["--set", "seed=0,1"], "seeds are not a grid"),
-    ("distillation", ["--set", "amp=t"], "amp"),
-])
+@pytest.mark.parametrize(
+    "experiment,args,needle",
+    [
+        ("background-features", ["--set", "crop=no"], "crop"),
+        ("background-features", ["--set", "flip=off"], "flip"),
+        ("background-features", ["--set", "vis_lr=.inf"], "vis_lr"),
+        ("background-features", ["--set", "vis_reg=.inf"], "vis_reg"),
+        ("background-features", ["--set", "seed=0,1"], "seeds are not a grid"),
+        ("distillation", ["--set", "probe_wd_teacher=.inf"], "probe_wd_teacher"),
+        ("distillation", ["--set", "seed=0,1"], "seeds are not a grid"),
+        ("distillation", ["--set", "amp=t"], "amp"),
+    ],
+)
 def test_9_10_14_on_the_newer_experiments(cli, tmp_path, experiment, args, needle):
     base = BG if experiment == "background-features" else DIST
     one_line_exit_2(cli("run", experiment, *base, *args, "--out", tmp_path / "x"), needle)
@@ -231,8 +348,10 @@ def test_9_10_14_on_the_newer_experiments(cli, tmp_path, experiment, args, needl
 
 def test_4_duplicates_in_a_sweep_spec_and_integer_log_ranges(cli, tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text("experiment: contamination\niterations: 20\nlog_every: 10\nseeds: 1\nn: 40\nn_test: 40\n"
-                    "grid:\n  width: [8, 8.0]\n")
+    spec.write_text(
+        "experiment: contamination\niterations: 20\nlog_every: 10\nseeds: 1\nn: 40\nn_test: 40\n"
+        "grid:\n  width: [8, 8.0]\n"
+    )
     one_line_exit_2(cli("sweep", spec, "--out", tmp_path / "x"), "each grid value once")
     from spuriouslab.sweep import expand_values
 
@@ -241,8 +360,19 @@ def test_4_duplicates_in_a_sweep_spec_and_integer_log_ranges(cli, tmp_path):
 
 
 def test_10_a_model_with_nan_logits_is_refused_not_measured(cli, tmp_path):
-    one_line_exit_2(cli("probe", "probe_models:nan_logits", "--set", "data=digits", "--set", "eval_border=1",
-                        "--out", tmp_path / "p"), "non-finite logits")
+    one_line_exit_2(
+        cli(
+            "probe",
+            "probe_models:nan_logits",
+            "--set",
+            "data=digits",
+            "--set",
+            "eval_border=1",
+            "--out",
+            tmp_path / "p",
+        ),
+        "non-finite logits",
+    )
 
 
 # ------------------------------------------------------------------------ 5: leave-one-out
@@ -261,26 +391,45 @@ def test_5_loo_residuals_of_a_singular_gram_are_the_refitted_ones(width, dtype):
     for i in range(len(X)):
         keep = np.arange(len(X)) != i
         other = RandomFeaturesRegressor(width=width, random_state=0, dtype=dtype).fit(X[keep], y[keep])
-        refit.append(y[i] - other.predict(X[i:i + 1])[0])
+        refit.append(y[i] - other.predict(X[i : i + 1])[0])
     np.testing.assert_allclose(model.loo_residuals_, refit, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------ 6: a stacked group
 def test_6_a_stacked_groups_records_land_together(tmp_path):
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "contamination", "--set", "iterations=40", "--set",
-           "log_every=20", "--set", "seeds=3", "--set", "n=40", "--set", "n_test=40", "--set",
-           "activation=relu,identity", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "contamination",
+        "--set",
+        "iterations=40",
+        "--set",
+        "log_every=20",
+        "--set",
+        "seeds=3",
+        "--set",
+        "n=40",
+        "--set",
+        "n_test=40",
+        "--set",
+        "activation=relu,identity",
+        "--no-progress",
+    ]
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=ENV, capture_output=True)
     run = tmp_path / "killed"
-    proc = subprocess.run([*cmd, "--out", str(run)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:1"},
-                          capture_output=True)
+    proc = subprocess.run(
+        [*cmd, "--out", str(run)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:1"}, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL
     assert len(records(run)) == 3  # the whole first group (three stacked seeds), not one seed of it
     subprocess.run([*cmd, "--out", str(run)], check=True, env=ENV, capture_output=True)
     keys = ["activation", "seed"]
     drop = lambda t: t.drop(columns="seconds").sort_values(keys).reset_index(drop=True)  # noqa: E731
-    pd.testing.assert_frame_equal(drop(pd.read_parquet(tmp_path / "full" / "results.parquet")),
-                                  drop(pd.read_parquet(run / "results.parquet")))
+    pd.testing.assert_frame_equal(
+        drop(pd.read_parquet(tmp_path / "full" / "results.parquet")), drop(pd.read_parquet(run / "results.parquet"))
+    )
 
 
 def test_6_a_failed_write_leaves_no_part_of_a_group(tmp_path, monkeypatch):
@@ -311,20 +460,27 @@ def test_6_a_failed_write_leaves_no_part_of_a_group(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------- 13: sweeps
 def test_13_a_sweep_over_task_reports(cli, tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text("experiment: distillation\nepochs: 4\nteacher_epochs: 4\nlog_every: 2\nseeds: 1\nn: 60\n"
-                    "n_test: 40\nwidth: 16\nembed: 4\ngrid:\n  task: [synthetic, digits-background]\n")
+    spec.write_text(
+        "experiment: distillation\nepochs: 4\nteacher_epochs: 4\nlog_every: 2\nseeds: 1\nn: 60\n"
+        "n_test: 40\nwidth: 16\nembed: 4\ngrid:\n  task: [synthetic, digits-background]\n"
+    )
     code, stdout, err = cli("sweep", spec, "--out", tmp_path / "s", "--no-progress")
     assert code == 0, err
     assert {(r["task"], r["activation"]) for r in records(tmp_path / "s")} == {
-        ("synthetic", "relu"), ("synthetic", "identity"), ("digits-background", "relu")}
+        ("synthetic", "relu"),
+        ("synthetic", "identity"),
+        ("digits-background", "relu"),
+    }
     code, _, err = cli("report", tmp_path / "s")
     assert code == 0, err
 
 
 def test_a_set_on_a_swept_field_replaces_the_spec_grid(cli, tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text("experiment: contamination\niterations: 20\nlog_every: 10\nseeds: 1\nn: 40\nn_test: 40\n"
-                    "grid:\n  width: [8, 16]\n")
+    spec.write_text(
+        "experiment: contamination\niterations: 20\nlog_every: 10\nseeds: 1\nn: 40\nn_test: 40\n"
+        "grid:\n  width: [8, 16]\n"
+    )
     code, _, err = cli("sweep", spec, "--set", "width=12", "--out", tmp_path / "s", "--no-progress")
     assert code == 0 and "replaces the spec's grid over width" in err, err
     assert "width: 12" in (tmp_path / "s" / "config.yaml").read_text() and len(records(tmp_path / "s")) == 1
@@ -335,10 +491,31 @@ def test_18_user_names_reach_figures_literally(cli, tmp_path):
     from test_distillation import _folder
 
     _folder(tmp_path / "data", ood=("$\\foo$", "x|y"))
-    code, stdout, err = cli("run", "distillation", "--set", "task=folder", "--set", f"data_root={tmp_path / 'data'}",
-                            "--set", "canvas=12", "--set", "epochs=2", "--set", "teacher_epochs=2", "--set",
-                            "log_every=1", "--set", "seeds=1", "--set", "batch_size=4", "--set", "embed=4",
-                            "--out", tmp_path / "r", "--no-progress")
+    code, stdout, err = cli(
+        "run",
+        "distillation",
+        "--set",
+        "task=folder",
+        "--set",
+        f"data_root={tmp_path / 'data'}",
+        "--set",
+        "canvas=12",
+        "--set",
+        "epochs=2",
+        "--set",
+        "teacher_epochs=2",
+        "--set",
+        "log_every=1",
+        "--set",
+        "seeds=1",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "embed=4",
+        "--out",
+        tmp_path / "r",
+        "--no-progress",
+    )
     assert code == 0, err
     assert "$\\foo$" in stdout and "x\\|y" in stdout  # shown as named; the | escaped: the columns stay in place
     header = next(line for line in stdout.splitlines() if line.startswith("| model"))
@@ -383,10 +560,17 @@ def background_run(tmp_path_factory):
     return run
 
 
-@pytest.mark.parametrize("bad", [None, "not an array", {"shape": [2, 3], "dtype": "uint8", "data": "!!"},
-                                 {"shape": [99, 3, 4, 4], "dtype": "uint8", "data": "AAAA"},
-                                 {"shape": [1, 3, 2, 2], "dtype": "object", "data": "AAAAAAAAAAAAAAAA"},
-                                 {"shape": [2, 2], "dtype": "uint8", "data": "AAAAAA=="}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        "not an array",
+        {"shape": [2, 3], "dtype": "uint8", "data": "!!"},
+        {"shape": [99, 3, 4, 4], "dtype": "uint8", "data": "AAAA"},
+        {"shape": [1, 3, 2, 2], "dtype": "object", "data": "AAAAAAAAAAAAAAAA"},
+        {"shape": [2, 2], "dtype": "uint8", "data": "AAAAAA=="},
+    ],
+)
 def test_19_bad_vis_entries_are_left_out_of_the_figure_with_a_warning(cli, tmp_path, bad, background_run):
     import shutil
 
@@ -418,9 +602,30 @@ def test_20_data_fetch_into_an_impossible_root(cli, tmp_path):
 # ------------------------------------------------------------------------------------- smaller
 def test_sigint_says_what_was_saved_and_how_to_resume(tmp_path):
     run = tmp_path / "c"
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "contamination", "--set", "iterations=200000",
-           "--set", "log_every=1000", "--set", "seeds=1", "--set", "n=40", "--set", "n_test=40", "--set",
-           "activation=relu,identity", "--set", "batch_seeds=false", "--no-progress", "--out", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "contamination",
+        "--set",
+        "iterations=200000",
+        "--set",
+        "log_every=1000",
+        "--set",
+        "seeds=1",
+        "--set",
+        "n=40",
+        "--set",
+        "n_test=40",
+        "--set",
+        "activation=relu,identity",
+        "--set",
+        "batch_seeds=false",
+        "--no-progress",
+        "--out",
+        str(run),
+    ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "checkpoints").exists():
@@ -449,12 +654,42 @@ def test_a_streamed_folder_mixing_grey_and_colour_is_refused_as_in_memory(cli, t
 
     _folder(tmp_path / "data")
     Image.fromarray(np.zeros((12, 12), dtype=np.uint8)).save(tmp_path / "data" / "train" / "a" / "0.png")
-    common = ["--set", "task=folder", "--set", f"data_root={tmp_path / 'data'}", "--set", "canvas=12", "--set",
-              "epochs=1", "--set", "seeds=1", "--set", "batch_size=4", "--set", "embed=4", "--no-progress"]
-    one_line_exit_2(cli("run", "distillation", *common, "--set", "teacher_epochs=1", "--out", tmp_path / "m"),
-                    "differ in size")
-    one_line_exit_2(cli("run", "distillation", *common, "--set", "teacher=distill_models:linear_teacher", "--set",
-                        "streaming=true", "--set", "workers=0", "--out", tmp_path / "s"), "mixes greyscale")
+    common = [
+        "--set",
+        "task=folder",
+        "--set",
+        f"data_root={tmp_path / 'data'}",
+        "--set",
+        "canvas=12",
+        "--set",
+        "epochs=1",
+        "--set",
+        "seeds=1",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "embed=4",
+        "--no-progress",
+    ]
+    one_line_exit_2(
+        cli("run", "distillation", *common, "--set", "teacher_epochs=1", "--out", tmp_path / "m"), "differ in size"
+    )
+    one_line_exit_2(
+        cli(
+            "run",
+            "distillation",
+            *common,
+            "--set",
+            "teacher=distill_models:linear_teacher",
+            "--set",
+            "streaming=true",
+            "--set",
+            "workers=0",
+            "--out",
+            tmp_path / "s",
+        ),
+        "mixes greyscale",
+    )
 
 
 def test_estimators_cap_the_width_as_the_cli_does():

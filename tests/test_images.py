@@ -111,9 +111,15 @@ def test_image_folder(tmp_path):
         for cls in ["cat", "dog"]:
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(3):
-                Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+                Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(
+                    tmp_path / split / cls / f"{i}.png"
+                )
     data = load_images("folder", tmp_path)
-    assert data.classes == ["cat", "dog"] and data.x_train.shape == (6, 6, 6, 3) and list(data.y_train) == [0] * 3 + [1] * 3
+    assert (
+        data.classes == ["cat", "dog"]
+        and data.x_train.shape == (6, 6, 6, 3)
+        and list(data.y_train) == [0] * 3 + [1] * 3
+    )
 
 
 def test_known_checksums():
@@ -123,7 +129,9 @@ def test_known_checksums():
     assert array_checksum(a) == "208ad48e12fd6fd6bf1a54d5a15ffad828843d198fd7139e057f23fdf0f8fc84"
     assert array_checksum(a.reshape(4, 3)) != array_checksum(a)  # the shape is part of the checksum
     assert images.DATASETS["digits"].checksum == "9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"
-    assert images.DATASETS["fashion-mnist"].checksum == "abf4cdc7be0d9c228398ac0cf5e497a09c7e922e721564006ac1a5942474e36e"
+    assert (
+        images.DATASETS["fashion-mnist"].checksum == "abf4cdc7be0d9c228398ac0cf5e497a09c7e922e721564006ac1a5942474e36e"
+    )
     digits = load_images("digits")
     assert digits.checksum == "9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006"
     assert "match" in digits.verified
@@ -172,8 +180,10 @@ def test_binary_split_labels_nesting_and_alpha():
     assert (s.Z_query.reshape(30, 16, 16)[:, core] == 0).all()
     # the core of each training image is a digit of its class, its label +1 exactly for class 7
     cores = s.Z.reshape(30, 16, 16)[:, 4:12, 4:12].reshape(30, -1)
-    labels = {tuple(np.asarray(img, dtype=np.uint8).ravel()): y for img, y in
-              zip(data.x_train.reshape(len(data.x_train), -1), data.y_train, strict=True)}
+    labels = {
+        tuple(np.asarray(img, dtype=np.uint8).ravel()): y
+        for img, y in zip(data.x_train.reshape(len(data.x_train), -1), data.y_train, strict=True)
+    }
     for row, g in zip(cores, s.g, strict=True):
         assert labels[tuple(row.astype(np.uint8))] == (7 if g > 0 else 1)
 
@@ -192,16 +202,30 @@ def test_swap_queries_take_another_training_core_and_keep_the_border():
 
 
 def test_all_class_split_for_networks_keeps_class_indices():
-    spec = SplitSpec(source="digits", classes=None, n_test=50, border=4, scaling="unit", streams="images.nets",
-                     test_queries=False)
+    spec = SplitSpec(
+        source="digits", classes=None, n_test=50, border=4, scaling="unit", streams="images.nets", test_queries=False
+    )
     s = build_split(spec, seed=1, n_train=100)
     assert s.n_classes == 10 and s.g.dtype == np.int64 and set(np.unique(s.g)) <= set(range(10))
     assert s.Z_test_query is None and s.Z.max() <= 1.0 and s.Z.min() >= 0.0
 
 
 def test_digits_memorization_through_the_cli(cli, tmp_path):
-    code, stdout, err = cli("run", "memorization", "--set", "data=digits", "--set", "n_train=10,100", "--set",
-                            "width=500", "--set", "seeds=2", "--out", tmp_path / "d", "--no-progress")
+    code, stdout, err = cli(
+        "run",
+        "memorization",
+        "--set",
+        "data=digits",
+        "--set",
+        "n_train=10,100",
+        "--set",
+        "width=500",
+        "--set",
+        "seeds=2",
+        "--out",
+        tmp_path / "d",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "d" / "results.parquet")
     assert set(df.alpha) == {0.75} and set(df.d) == {256} and (df.data == "digits").all()
@@ -210,11 +234,29 @@ def test_digits_memorization_through_the_cli(cli, tmp_path):
     assert df.gamma_pred.isna().all()  # the Gaussian theory is not applied to images
 
 
-@pytest.mark.skipif(images.locate("fashion-mnist") is None, reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)")
+@pytest.mark.skipif(
+    images.locate("fashion-mnist") is None, reason="Fashion-MNIST not installed (Debian dataset-fashion-mnist)"
+)
 def test_fashion_mnist_from_debian_through_the_cli(cli, tmp_path):
-    code, _, err = cli("run", "memorization", "--set", "data=fashion-mnist", "--set", "n_train=20", "--set",
-                       "n_test=100", "--set", "width=300", "--set", "seeds=1", "--set", "model=rf", "--out",
-                       tmp_path / "f", "--no-progress")
+    code, _, err = cli(
+        "run",
+        "memorization",
+        "--set",
+        "data=fashion-mnist",
+        "--set",
+        "n_train=20",
+        "--set",
+        "n_test=100",
+        "--set",
+        "width=300",
+        "--set",
+        "seeds=1",
+        "--set",
+        "model=rf",
+        "--out",
+        tmp_path / "f",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "f" / "results.parquet")
     assert set(df.d) == {48 * 48} and df.alpha.iloc[0] == pytest.approx(1520 / 2304, abs=1e-6)
@@ -232,8 +274,9 @@ def test_data_cli_info_and_offline_fetch(cli, tmp_path, monkeypatch):
     code, _, stderr = cli("data", "fetch", "mnist", "--data-root", tmp_path)
     assert code == 2 and "cannot download" in stderr and "put train-images-idx3-ubyte.gz" in stderr
     assert len(stderr.strip().splitlines()) == 1 and not list((tmp_path / "mnist").glob("*"))
-    code, _, stderr = cli("run", "memorization", "--set", "data=mnist", "--data-root", tmp_path, "--out",
-                          tmp_path / "r")
+    code, _, stderr = cli(
+        "run", "memorization", "--set", "data=mnist", "--data-root", tmp_path, "--out", tmp_path / "r"
+    )
     assert code == 2 and "mnist: not found" in stderr and not (tmp_path / "r").exists()
 
 
@@ -251,18 +294,25 @@ def test_fetch_verifies_checksums_and_writes_atomically(tmp_path, monkeypatch):
         else:
             output_file.write(data)
 
-    monkeypatch.setitem(images.DATASETS, "mnist", dataclasses.replace(images.DATASETS["mnist"],
-                                                                 sources=("https://example.invalid/mnist/", files)))
+    monkeypatch.setitem(
+        images.DATASETS,
+        "mnist",
+        dataclasses.replace(images.DATASETS["mnist"], sources=("https://example.invalid/mnist/", files)),
+    )
     where = images.fetch("mnist", tmp_path / "root", downloader=local)
     assert len(calls) == 4
     images.fetch("mnist", tmp_path / "root", downloader=local)  # cached: verified, not downloaded again
     assert len(calls) == 4
     assert sorted(p.name for p in where.iterdir()) == sorted(files)
-    np.testing.assert_array_equal(load_images("mnist", tmp_path / "root").x_test[..., 0],
-                                  arrays["t10k-images-idx3-ubyte"])
+    np.testing.assert_array_equal(
+        load_images("mnist", tmp_path / "root").x_test[..., 0], arrays["t10k-images-idx3-ubyte"]
+    )
     bad = dict(files, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
-    monkeypatch.setitem(images.DATASETS, "mnist", dataclasses.replace(images.DATASETS["mnist"],
-                                                                 sources=("https://example.invalid/mnist/", bad)))
+    monkeypatch.setitem(
+        images.DATASETS,
+        "mnist",
+        dataclasses.replace(images.DATASETS["mnist"], sources=("https://example.invalid/mnist/", bad)),
+    )
     (where / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(DataError, match="checksum mismatch"):
         images.fetch("mnist", tmp_path / "root", downloader=local)
@@ -270,12 +320,24 @@ def test_fetch_verifies_checksums_and_writes_atomically(tmp_path, monkeypatch):
 
 
 def test_bad_image_settings(cli, tmp_path):
-    for args, needle in [(["--set", "classes=1,1"], "pair of distinct classes"),
-                         (["--set", "classes=1,12"], "digits has classes 0..9"),
-                         (["--set", "n_train=5000"], "n_train: got 5000"),
-                         (["--set", "border_content=purple"], "border_content: got 'purple'"),
-                         (["--set", "correlation=0.5"], "correlated spurious parts exist only"),
-                         (["--set", "scaling=log"], "scaling: got 'log'")]:
-        code, _, stderr = cli("run", "memorization", "--set", "data=digits", *args, "--out", tmp_path / "x",
-                              "--set", "width=100", "--no-progress")
+    for args, needle in [
+        (["--set", "classes=1,1"], "pair of distinct classes"),
+        (["--set", "classes=1,12"], "digits has classes 0..9"),
+        (["--set", "n_train=5000"], "n_train: got 5000"),
+        (["--set", "border_content=purple"], "border_content: got 'purple'"),
+        (["--set", "correlation=0.5"], "correlated spurious parts exist only"),
+        (["--set", "scaling=log"], "scaling: got 'log'"),
+    ]:
+        code, _, stderr = cli(
+            "run",
+            "memorization",
+            "--set",
+            "data=digits",
+            *args,
+            "--out",
+            tmp_path / "x",
+            "--set",
+            "width=100",
+            "--no-progress",
+        )
         assert code == 2 and needle in stderr and len(stderr.strip().splitlines()) == 1, (args, stderr)

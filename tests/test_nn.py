@@ -37,8 +37,19 @@ def test_resnet18_shapes_and_one_seed_at_a_time():
         SeedEnsemble(lambda s: build_model("resnet18", (3, 48, 48), 10), [0, 1])
 
 
-NN = ["--set", "n_train=100,300", "--set", "epochs=12", "--set", "log_every=4", "--set", "seeds=2", "--set",
-      "n_test=200", "--no-progress"]
+NN = [
+    "--set",
+    "n_train=100,300",
+    "--set",
+    "epochs=12",
+    "--set",
+    "log_every=4",
+    "--set",
+    "seeds=2",
+    "--set",
+    "n_test=200",
+    "--no-progress",
+]
 
 
 def test_nn_memorization_through_the_cli(cli, tmp_path):
@@ -56,51 +67,149 @@ def test_nn_memorization_through_the_cli(cli, tmp_path):
 
 
 def test_synthetic_mse_and_resnet_paths(cli, tmp_path):
-    code, _, err = cli("run", "memorization-nn", "--set", "data=synthetic", "--set", "d=60", "--set", "model=fc",
-                       "--set", "n_train=40", "--set", "epochs=30", "--set", "log_every=10", "--set", "seeds=1",
-                       "--set", "n_test=200", "--out", tmp_path / "s", "--no-progress")
+    code, _, err = cli(
+        "run",
+        "memorization-nn",
+        "--set",
+        "data=synthetic",
+        "--set",
+        "d=60",
+        "--set",
+        "model=fc",
+        "--set",
+        "n_train=40",
+        "--set",
+        "epochs=30",
+        "--set",
+        "log_every=10",
+        "--set",
+        "seeds=1",
+        "--set",
+        "n_test=200",
+        "--out",
+        tmp_path / "s",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "s" / "results.parquet")
     assert df.train_acc.iloc[0] == 1.0 and df.chance.iloc[0] == 0.5
-    code, _, err = cli("run", "memorization-nn", "--set", "model=resnet18", "--set", "n_train=32", "--set",
-                       "epochs=1", "--set", "log_every=1", "--set", "seeds=2", "--set", "n_test=50",
-                       "--set", "weight_decay=5e-4", "--out", tmp_path / "r", "--no-progress")
+    code, _, err = cli(
+        "run",
+        "memorization-nn",
+        "--set",
+        "model=resnet18",
+        "--set",
+        "n_train=32",
+        "--set",
+        "epochs=1",
+        "--set",
+        "log_every=1",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n_test=50",
+        "--set",
+        "weight_decay=5e-4",
+        "--out",
+        tmp_path / "r",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "r" / "results.parquet").drop(columns=["seconds", "point_id"])
     assert list(df.seed) == [0, 1] and (df.status == "ok").all() and np.isfinite(df.train_loss).all()
     assert df.curve_train_loss.iloc[0].tolist() != df.curve_train_loss.iloc[1].tolist()  # two different models
     # BatchNorm: one seed a group, so seed 0's record is what a run of seed 0 alone gives
-    code, _, err = cli("run", "memorization-nn", "--set", "model=resnet18", "--set", "n_train=32", "--set",
-                       "epochs=1", "--set", "log_every=1", "--set", "seeds=1", "--set", "n_test=50",
-                       "--set", "weight_decay=5e-4", "--out", tmp_path / "r1", "--no-progress")
+    code, _, err = cli(
+        "run",
+        "memorization-nn",
+        "--set",
+        "model=resnet18",
+        "--set",
+        "n_train=32",
+        "--set",
+        "epochs=1",
+        "--set",
+        "log_every=1",
+        "--set",
+        "seeds=1",
+        "--set",
+        "n_test=50",
+        "--set",
+        "weight_decay=5e-4",
+        "--out",
+        tmp_path / "r1",
+        "--no-progress",
+    )
     assert code == 0, err
     alone = pd.read_parquet(tmp_path / "r1" / "results.parquet").drop(columns=["seconds", "point_id"])
     pd.testing.assert_frame_equal(df.iloc[:1].reset_index(drop=True), alone)
 
 
 def test_divergence_is_recorded_not_retried(cli, tmp_path):
-    args = ["run", "memorization-nn", "--set", "data=synthetic", "--set", "d=50", "--set", "model=fc", "--set",
-            "n_train=50", "--set", "lr=1e9", "--set", "epochs=20", "--set", "log_every=5", "--set", "seeds=2",
-            "--set", "n_test=100", "--out", tmp_path / "d", "--no-progress"]
+    args = [
+        "run",
+        "memorization-nn",
+        "--set",
+        "data=synthetic",
+        "--set",
+        "d=50",
+        "--set",
+        "model=fc",
+        "--set",
+        "n_train=50",
+        "--set",
+        "lr=1e9",
+        "--set",
+        "epochs=20",
+        "--set",
+        "log_every=5",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n_test=100",
+        "--out",
+        tmp_path / "d",
+        "--no-progress",
+    ]
     code, stdout, _ = cli(*args)
     assert code == 0 and "diverged" in stdout
     df = pd.read_parquet(tmp_path / "d" / "results.parquet")
-    assert (df.status == "diverged").all() and df.error.str.contains("not finite or above 1e+06 by step 5", regex=False).all()
+    assert (df.status == "diverged").all() and df.error.str.contains(
+        "not finite or above 1e+06 by step 5", regex=False
+    ).all()
     assert (df.diverged_at == 5).all()
     before = (tmp_path / "d" / "records.jsonl").read_text()
     assert cli(*args)[0] == 0 and (tmp_path / "d" / "records.jsonl").read_text() == before
 
 
 def test_killed_mid_training_resumes_from_its_checkpoint(tmp_path):
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "memorization-nn", "--set", "model=cnn", "--set",
-           "n_train=600", "--set", "epochs=24", "--set", "log_every=2", "--set", "seeds=2", "--set", "n_test=100",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "memorization-nn",
+        "--set",
+        "model=cnn",
+        "--set",
+        "n_train=600",
+        "--set",
+        "epochs=24",
+        "--set",
+        "log_every=2",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n_test=100",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     out = tmp_path / "killed"
     # killed right after its third checkpoint is on disk (epoch 6 of 24)
-    proc = subprocess.run([*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:3"},
-                          capture_output=True)
+    proc = subprocess.run(
+        [*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:3"}, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL
     (ckpt,) = (out / "checkpoints").glob("*.pt")
     saved = torch.load(ckpt, weights_only=True)  # checkpoints hold tensors and plain containers only
@@ -112,12 +221,15 @@ def test_killed_mid_training_resumes_from_its_checkpoint(tmp_path):
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--set", "data=synthetic", "--set", "model=cnn"], "synthetic data takes the fc model only"),
-    (["--set", "n_train=5000"], "n_train: got 5000; digits has 1198"),
-    (["--set", "preset=slow"], "preset: got 'slow'"),
-    (["--set", "model=vit"], "model: got 'vit'"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--set", "data=synthetic", "--set", "model=cnn"], "synthetic data takes the fc model only"),
+        (["--set", "n_train=5000"], "n_train: got 5000; digits has 1198"),
+        (["--set", "preset=slow"], "preset: got 'slow'"),
+        (["--set", "model=vit"], "model: got 'vit'"),
+    ],
+)
 def test_bad_nn_input(cli, tmp_path, args, needle):
     code, _, stderr = cli("run", "memorization-nn", *args, "--out", tmp_path / "x")
     assert code == 2 and needle in stderr and len(stderr.strip().splitlines()) == 1, stderr

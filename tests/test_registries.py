@@ -59,8 +59,11 @@ def _tiny(where):
 
 
 def test_a_new_data_set_is_one_entry(monkeypatch):
-    monkeypatch.setitem(DATASETS, "tiny", DatasetSpec(_tiny, "a test set", shape=(6, 6, 1), border=2,
-                                                      classes=(0, 2), n_train=(8, 12), padding=(1, 1)))
+    monkeypatch.setitem(
+        DATASETS,
+        "tiny",
+        DatasetSpec(_tiny, "a test set", shape=(6, 6, 1), border=2, classes=(0, 2), n_train=(8, 12), padding=(1, 1)),
+    )
     images._load_cached.cache_clear()
     assert "tiny" in [r["name"] for r in images.info()] and images.load_images("tiny").verified.startswith("shapes")
     mem = get_experiment("memorization")
@@ -69,8 +72,9 @@ def test_a_new_data_set_is_one_entry(monkeypatch):
     recs = run_points(mem, cfg)
     assert len(recs) == 2 and all(np.isfinite(r["spurious_acc"]) for r in recs)
     nn = get_experiment("memorization-nn")
-    cfg = nn.make_config({"data": "tiny", "model": ["fc"], "n_train": [12], "epochs": 2, "log_every": 1, "seeds": 1,
-                          "n_test": 10})
+    cfg = nn.make_config(
+        {"data": "tiny", "model": ["fc"], "n_train": [12], "epochs": 2, "log_every": 1, "seeds": 1, "n_test": 10}
+    )
     (rec,) = run_points(nn, cfg)
     assert rec["status"] == "ok" and rec["n_classes"] == 3 and len(rec["curve_epoch"]) == 3
     images._load_cached.cache_clear()
@@ -106,8 +110,7 @@ class _Linear(torch.nn.Module):
 def test_a_new_model_is_one_entry(monkeypatch):
     monkeypatch.setitem(MODELS, "linear", ModelSpec(_Linear, "a linear classifier"))
     nn = get_experiment("memorization-nn")
-    cfg = nn.make_config({"model": ["linear"], "n_train": [20], "epochs": 2, "log_every": 1, "seeds": 2,
-                          "n_test": 20})
+    cfg = nn.make_config({"model": ["linear"], "n_train": [20], "epochs": 2, "log_every": 1, "seeds": 2, "n_test": 20})
     recs = run_points(nn, cfg)
     assert [r["status"] for r in recs] == ["ok", "ok"] and recs[0]["curve_train_loss"] != recs[1]["curve_train_loss"]
     assert nn.estimate(cfg).peak_bytes > 0
@@ -116,10 +119,12 @@ def test_a_new_model_is_one_entry(monkeypatch):
 # Stream ids that two families share since before this test existed.  They never meet in one draw (different
 # generator kinds or key lengths), and renumbering them would change every stored record made with them; a new
 # stream takes an id no other stream has.
-HISTORICAL_SHARED_IDS = {0: {"synthetic.train", "contamination.map"}, 1: {"synthetic.test", "features.rf",
-                                                                         "contamination.data"},
-                         2: {"synthetic.query", "features.ntk", "contamination.sampling"},
-                         3: {"synthetic.teacher", "contamination.init"}}
+HISTORICAL_SHARED_IDS = {
+    0: {"synthetic.train", "contamination.map"},
+    1: {"synthetic.test", "features.rf", "contamination.data"},
+    2: {"synthetic.query", "features.ntk", "contamination.sampling"},
+    3: {"synthetic.teacher", "contamination.init"},
+}
 
 
 def test_stream_ids_are_unique():

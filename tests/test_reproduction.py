@@ -21,8 +21,10 @@ def test_skip_reasons_name_the_budget_the_data_and_the_gpu():
     gpu_fig, data_fig = FIGURES["zh-padded-cifar"], FIGURES["bm-mnist"]
     assert skip_reason(gpu_fig, "cpu", True, lambda d: True) == "paper scale: needs a GPU (--budget gpu)"
     assert skip_reason(gpu_fig, "gpu", False, lambda d: True) == "needs a GPU"
-    assert skip_reason(gpu_fig, "gpu", False, lambda d: False) == \
-        "needs cifar10 (spuriouslab data fetch cifar10); needs a GPU"
+    assert (
+        skip_reason(gpu_fig, "gpu", False, lambda d: False)
+        == "needs cifar10 (spuriouslab data fetch cifar10); needs a GPU"
+    )
     assert skip_reason(data_fig, "cpu", False, lambda d: d != "mnist") == "needs mnist (spuriouslab data fetch mnist)"
     assert skip_reason(gpu_fig, "gpu", True, lambda d: True) == ""
     assert skip_reason(FIGURES["bm-digits"], "cpu", False, lambda d: False) == ""  # built-in data
@@ -36,8 +38,16 @@ def test_a_failing_figure_is_recorded_and_the_rest_go_on(tmp_path):
         raise RuntimeError(f"{name} broke\nsecond line")
 
     lines = []
-    out = reproduce_all(tmp_path, "cpu", run_one, has_gpu=False, found=lambda d: False,
-                        only=["zh-theory", "bm-mnist", "zh-activations"], progress=False, echo=lines.append)
+    out = reproduce_all(
+        tmp_path,
+        "cpu",
+        run_one,
+        has_gpu=False,
+        found=lambda d: False,
+        only=["zh-theory", "bm-mnist", "zh-activations"],
+        progress=False,
+        echo=lines.append,
+    )
     assert [n for n, _ in ran] == ["zh-theory", "zh-activations"]  # the registry's order; the skipped one not run
     assert out["zh-theory"].status == "failed" and out["zh-theory"].reason == "zh-theory broke"
     assert out["bm-mnist"].status == "skipped" and "needs mnist" in out["bm-mnist"].reason
@@ -48,8 +58,9 @@ def test_a_failing_figure_is_recorded_and_the_rest_go_on(tmp_path):
     with pytest.raises(ConfigError, match="holds a --budget cpu reproduction"):
         reproduce_all(tmp_path, "gpu", run_one, has_gpu=True, found=lambda d: True, progress=False)
     with pytest.raises(ConfigError, match="--only: got 'nosuch'"):
-        reproduce_all(tmp_path / "b", "cpu", run_one, has_gpu=False, found=lambda d: True, only=["nosuch"],
-                      progress=False)
+        reproduce_all(
+            tmp_path / "b", "cpu", run_one, has_gpu=False, found=lambda d: True, only=["nosuch"], progress=False
+        )
 
 
 def _records(run_dir):
@@ -58,8 +69,20 @@ def _records(run_dir):
 
 def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, tmp_path):
     out = tmp_path / "rep"
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "reproduce", "--all", "--only",
-           "bm-digits,zh-padded-cifar,bm-nn-mnist", "--no-progress", "--device", "cpu", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "reproduce",
+        "--all",
+        "--only",
+        "bm-digits,zh-padded-cifar,bm-nn-mnist",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env={**env, "SPURIOUSLAB_KILL_AFTER": "records:5"}, capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
@@ -71,8 +94,11 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
     assert len(records) == 30 and len({r["point_id"] for r in records}) == 30  # resumed, nothing computed twice
     index = json.loads((out / INDEX).read_text())["figures"]
     assert index["bm-digits"]["status"] == "done" and index["bm-digits"]["verdicts"]
-    assert index["zh-padded-cifar"] == {**index["zh-padded-cifar"], "status": "skipped",
-                                        "reason": "paper scale: needs a GPU (--budget gpu)"}
+    assert index["zh-padded-cifar"] == {
+        **index["zh-padded-cifar"],
+        "status": "skipped",
+        "reason": "paper scale: needs a GPU (--budget gpu)",
+    }
     assert "bm-nn-mnist: skipped" in proc.stdout and "| bm-digits | RF: spurious accuracy falls" in proc.stdout
     table = pd.read_csv(out / "verdicts.csv")
     assert set(table.figure) == {"bm-digits"} and set(table.verdict) <= {"holds", "contradicted", "inconclusive"}
@@ -88,9 +114,21 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
     assert "paper scale: needs a GPU" in page and "cores, device cpu" in page  # the machine it ran on
     if BROWSER is None:
         pytest.skip("no Chromium (Debian's chromium; .ci/run installs it)")
-    res = subprocess.run([BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-                          "--virtual-time-budget=5000", "--dump-dom", (out / "reproduction.html").as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (out / "reproduction.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = re.search(r'<pre id="spuriouslab-check"[^>]*>(.*?)</pre>', res.stdout, re.S)
     assert found, res.stdout[-2000:] + res.stderr[-2000:]
     check = json.loads(found.group(1))
@@ -100,8 +138,11 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
 
 
 def test_reproduce_all_refuses_bad_input_in_one_line(cli, tmp_path):
-    for args, message in [(["--budget", "tpu"], "--budget: got 'tpu'"), (["--only", "nosuch"], "--only: got 'nosuch'"),
-                          (["--set", "seeds=1"], "--set: not with --all")]:
+    for args, message in [
+        (["--budget", "tpu"], "--budget: got 'tpu'"),
+        (["--only", "nosuch"], "--only: got 'nosuch'"),
+        (["--set", "seeds=1"], "--set: not with --all"),
+    ]:
         code, _, err = cli("reproduce", "--all", *args, "--out", tmp_path / "x", "--no-progress")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     code, _, err = cli("reproduce", "bm-digits", "--only", "bm-digits")

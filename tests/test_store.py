@@ -19,9 +19,30 @@ def test_truncated_last_line_is_dropped_and_overwritten(tmp_path):
     assert st.records_path.read_text().count("\n") == 3
 
 
-CMD = [sys.executable, "-m", "spuriouslab.cli", "run", "memorization", "--set", "d=300", "--set",
-       "n_train=20,60,150", "--set", "n_test=300", "--set", "model=rf", "--set", "activation=relu,phi2,tanh",
-       "--set", "width=20000", "--set", "seeds=2", "--set", "alpha=0.5,0.25", "--no-progress"]
+CMD = [
+    sys.executable,
+    "-m",
+    "spuriouslab.cli",
+    "run",
+    "memorization",
+    "--set",
+    "d=300",
+    "--set",
+    "n_train=20,60,150",
+    "--set",
+    "n_test=300",
+    "--set",
+    "model=rf",
+    "--set",
+    "activation=relu,phi2,tanh",
+    "--set",
+    "width=20000",
+    "--set",
+    "seeds=2",
+    "--set",
+    "alpha=0.5,0.25",
+    "--no-progress",
+]
 
 
 def test_sigkill_then_restart_gives_the_uninterrupted_table(tmp_path):
@@ -30,8 +51,9 @@ def test_sigkill_then_restart_gives_the_uninterrupted_table(tmp_path):
     subprocess.run([*CMD, "--out", str(full)], check=True, env=env, capture_output=True)
     killed = tmp_path / "killed"
     # killed right after the group that brings it to 5 records is on disk
-    proc = subprocess.run([*CMD, "--out", str(killed)], env={**env, "SPURIOUSLAB_KILL_AFTER": "records:5"},
-                          capture_output=True)
+    proc = subprocess.run(
+        [*CMD, "--out", str(killed)], env={**env, "SPURIOUSLAB_KILL_AFTER": "records:5"}, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL
     records = killed / "records.jsonl"
     n_before = records.read_text().count("\n")

@@ -33,7 +33,9 @@ def import_graph(src: Path = SRC) -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # relative import
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                    )
                 targets = [f"{base}.{a.name}" for a in node.names] + [base]
             for t in targets:
                 while t and t not in modules:
@@ -61,7 +63,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
             if m.startswith(dep + "."):  # a submodule importing a name from its parent package's __init__
                 continue
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
+                return stack[stack.index(dep) :] + [dep]
             if state.get(dep) is None and (found := visit(dep)):
                 return found
         stack.pop()
@@ -117,8 +119,17 @@ def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
     assert "spuriouslab.sweep" in graph["spuriouslab.kernels.a"]
 
 
-@pytest.mark.parametrize("module", ["spuriouslab.activations", "spuriouslab.kernels", "spuriouslab.theory",
-                                    "spuriouslab.nets", "spuriouslab.data", "spuriouslab.experiments"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "spuriouslab.activations",
+        "spuriouslab.kernels",
+        "spuriouslab.theory",
+        "spuriouslab.nets",
+        "spuriouslab.data",
+        "spuriouslab.experiments",
+    ],
+)
 def test_every_package_says_what_it_holds(module):
     import importlib
 

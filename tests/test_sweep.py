@@ -11,8 +11,19 @@ from spuriouslab.experiments import get_experiment
 from spuriouslab.sweep import expand_values, make_plan
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-CONT = ["--set", "iterations=40", "--set", "log_every=20", "--set", "seeds=2", "--set", "n=60", "--set", "n_test=60",
-        "--no-progress"]
+CONT = [
+    "--set",
+    "iterations=40",
+    "--set",
+    "log_every=20",
+    "--set",
+    "seeds=2",
+    "--set",
+    "n=60",
+    "--set",
+    "n_test=60",
+    "--no-progress",
+]
 
 
 def test_plans_sweep_any_field_with_stable_points():
@@ -23,8 +34,9 @@ def test_plans_sweep_any_field_with_stable_points():
     points = [p for _, p in plan.points()]
     assert len(points) == 4 * 2 * 2 and {"width", "lr", "activation", "seed"} <= set(points[0])
     again = make_plan(exp, {"seeds": 2, "activation": "relu,identity"}, {"lr": [1e-3, 1e-2], "width": [16, 32]})
-    assert sorted(json.dumps(p, sort_keys=True) for _, p in again.points()) == \
-        sorted(json.dumps(p, sort_keys=True) for p in points)
+    assert sorted(json.dumps(p, sort_keys=True) for _, p in again.points()) == sorted(
+        json.dumps(p, sort_keys=True) for p in points
+    )
     assert expand_values({"range": [64, 256, 64]}, "width") == [64, 128, 192, 256]
     assert expand_values({"log": [1e-4, 1e-2, 3]}, "lr") == pytest.approx([1e-4, 1e-3, 1e-2])
     mem = get_experiment("memorization")
@@ -40,7 +52,10 @@ def test_run_with_a_list_on_any_field_and_its_report(cli, tmp_path):
     assert sorted(df.width.unique()) == [16, 32] and len(df) == 4  # one column per swept field
     assert "# Sweep: contamination over width" in stdout and "4 done, 0 failed" in err
     by_setting = stdout.split("## Verdicts by setting")[1].split("\n## ")[0]  # each setting's verdicts, one table
-    assert "| width | claim | effect | low | high | n_seeds | verdict |" in by_setting and by_setting.count("| 16 |") == by_setting.count("| 32 |") >= 1
+    assert (
+        "| width | claim | effect | low | high | n_seeds | verdict |" in by_setting
+        and by_setting.count("| 16 |") == by_setting.count("| 32 |") >= 1
+    )
     assert (out / "figures" / "sweep_width.png").exists() and (out / "figures" / "width-16__losses.png").exists()
     cfg = (out / "config.yaml").read_text()
     assert "grid:" in cfg and "width:\n  - 16\n  - 32" in cfg
@@ -51,17 +66,21 @@ def test_run_with_a_list_on_any_field_and_its_report(cli, tmp_path):
 
 def test_sweep_spec_with_ranges_and_bad_specs(cli, tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text("experiment: contamination\niterations: 40\nlog_every: 20\nseeds: 1\nn: 60\nn_test: 60\n"
-                    "grid:\n  width: {range: [16, 32, 16]}\n  lr: [0.001, 0.01]\n")
+    spec.write_text(
+        "experiment: contamination\niterations: 40\nlog_every: 20\nseeds: 1\nn: 60\nn_test: 60\n"
+        "grid:\n  width: {range: [16, 32, 16]}\n  lr: [0.001, 0.01]\n"
+    )
     code, stdout, err = cli("sweep", spec, "--out", tmp_path / "s", "--no-progress")
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "s" / "results.parquet")
     assert len(df) == 4 and sorted(set(zip(df.width, df.lr))) == [(16, 0.001), (16, 0.01), (32, 0.001), (32, 0.01)]
-    for text, needle in [("experiment: contamination\ngrid:\n  nosuch: [1, 2]\n", "grid: unknown key 'nosuch'"),
-                         ("experiment: contamination\ngrid:\n  width: [16, 16]\n", "each grid value once"),
-                         ("experiment: contamination\ngrid:\n  width: {range: [1, 2]}\n", "a range is"),
-                         ("experiment: contamination\ngrid:\n  width: [16, 33]\n", "width: got 33"),
-                         ("grid: {width: [1]}\n", "needs 'experiment:'")]:
+    for text, needle in [
+        ("experiment: contamination\ngrid:\n  nosuch: [1, 2]\n", "grid: unknown key 'nosuch'"),
+        ("experiment: contamination\ngrid:\n  width: [16, 16]\n", "each grid value once"),
+        ("experiment: contamination\ngrid:\n  width: {range: [1, 2]}\n", "a range is"),
+        ("experiment: contamination\ngrid:\n  width: [16, 33]\n", "width: got 33"),
+        ("grid: {width: [1]}\n", "needs 'experiment:'"),
+    ]:
         spec.write_text(text)
         code, _, stderr = cli("sweep", spec, "--out", tmp_path / "x")
         assert code == 2 and needle in stderr and len(stderr.strip().splitlines()) == 1, (text, stderr)
@@ -92,14 +111,34 @@ def test_a_failing_point_does_not_stop_the_others_and_is_retried_on_request(cli,
 
 
 def test_a_killed_sweep_resumes_with_every_point_done_once(tmp_path):
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "contamination", "--set", "width=16,32", "--set",
-           "lr=0.001,0.002", "--set", "iterations=100", "--set", "log_every=50", "--set", "seeds=2", "--set",
-           "n=100", "--set", "n_test=100", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "contamination",
+        "--set",
+        "width=16,32",
+        "--set",
+        "lr=0.001,0.002",
+        "--set",
+        "iterations=100",
+        "--set",
+        "log_every=50",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n=100",
+        "--set",
+        "n_test=100",
+        "--no-progress",
+    ]
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=ENV, capture_output=True)
     out = tmp_path / "killed"
     # killed right after its fourth record (two groups of two seeds) is on disk
-    proc = subprocess.run([*cmd, "--out", str(out)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:4"},
-                          capture_output=True)
+    proc = subprocess.run(
+        [*cmd, "--out", str(out)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:4"}, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL
     rec = out / "records.jsonl"
     assert rec.read_text().count("\n") == 4
@@ -113,18 +152,42 @@ def test_a_killed_sweep_resumes_with_every_point_done_once(tmp_path):
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None, reason="Ray not installed")
 def test_the_same_sweep_on_ray_gives_the_same_table(tmp_path):
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "contamination", "--set", "width=16,32", "--set",
-           "iterations=40", "--set", "log_every=20", "--set", "seeds=2", "--set", "n=60", "--set", "n_test=60",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "contamination",
+        "--set",
+        "width=16,32",
+        "--set",
+        "iterations=40",
+        "--set",
+        "log_every=20",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n=60",
+        "--set",
+        "n_test=60",
+        "--no-progress",
+    ]
     env = {k: v for k, v in ENV.items() if k != "RAY_ADDRESS"}
     subprocess.run([*cmd, "--out", str(tmp_path / "local"), "--jobs", "2"], check=True, env=env, capture_output=True)
-    res = subprocess.run([*cmd, "--out", str(tmp_path / "ray"), "--executor", "ray"], env=env, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "ray"), "--executor", "ray"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     keys = ["width", "activation", "seed"]
     drop = lambda t: t.drop(columns="seconds").sort_values(keys).reset_index(drop=True)  # noqa: E731
-    pd.testing.assert_frame_equal(drop(pd.read_parquet(tmp_path / "local" / "results.parquet")),
-                                  drop(pd.read_parquet(tmp_path / "ray" / "results.parquet")))
+    pd.testing.assert_frame_equal(
+        drop(pd.read_parquet(tmp_path / "local" / "results.parquet")),
+        drop(pd.read_parquet(tmp_path / "ray" / "results.parquet")),
+    )
     env_json = json.loads((tmp_path / "ray" / "env.json").read_text())
     assert env_json["executor"] == "ray"
 
@@ -136,8 +199,23 @@ def test_reproduce_lists_and_runs_a_named_figure(cli, tmp_path):
 
     for name in FIGURES:
         assert config_path(name).is_file(), name
-    code, _, err = cli("reproduce", "zh-theory", "--set", "iterations=40", "--set", "log_every=20", "--set", "seeds=1",
-                       "--set", "n=50", "--set", "n_test=50", "--out", tmp_path / "z", "--no-progress")
+    code, _, err = cli(
+        "reproduce",
+        "zh-theory",
+        "--set",
+        "iterations=40",
+        "--set",
+        "log_every=20",
+        "--set",
+        "seeds=1",
+        "--set",
+        "n=50",
+        "--set",
+        "n_test=50",
+        "--out",
+        tmp_path / "z",
+        "--no-progress",
+    )
     assert code == 0, err
     assert (tmp_path / "z" / "summary.md").exists()
     code, _, err = cli("reproduce", "nosuch")

@@ -25,12 +25,18 @@ def test_mean_ci_is_the_t_interval():
 
 
 def test_aggregate_groups_counts_and_skips_missing():
-    df = pd.DataFrame({"model": ["rf", "rf", "ntk", "ntk", "ntk"], "n": [10, 10, 10, 10, 10],
-                       "acc": [0.5, 0.7, 0.9, np.nan, 0.7], "x": ["a", "b", "c", "d", "e"]})
+    df = pd.DataFrame(
+        {
+            "model": ["rf", "rf", "ntk", "ntk", "ntk"],
+            "n": [10, 10, 10, 10, 10],
+            "acc": [0.5, 0.7, 0.9, np.nan, 0.7],
+            "x": ["a", "b", "c", "d", "e"],
+        }
+    )
     agg = aggregate(df.rename(columns={"n": "n_train"}), ["model", "n_train"], ["acc", "missing", "x"])
     rf = agg[agg.model == "rf"].iloc[0]
     ntk = agg[agg.model == "ntk"].iloc[0]
-    assert rf.n == 2 and rf.acc == pytest.approx(0.6) and rf.acc_ci == pytest.approx(mean_ci(np.array([.5, .7]))[1])
+    assert rf.n == 2 and rf.acc == pytest.approx(0.6) and rf.acc_ci == pytest.approx(mean_ci(np.array([0.5, 0.7]))[1])
     assert ntk.n == 3 and ntk.acc == pytest.approx(0.8)  # the NaN seed does not enter the mean
     assert math.isnan(rf.x) and "missing" not in agg  # a non-numeric metric is NaN, an absent one left out
     table = markdown_table(agg, ["model", "n", "acc", "absent"])
@@ -46,13 +52,18 @@ def test_bands_stay_inside_the_quantity_range():
     assert acc.min() >= 0 and acc.max() <= 1 and acc.max() == 1 and acc.min() == 0
     assert loss.min() == 0 and loss.max() == pytest.approx(1.3)
     assert free.min() == pytest.approx(-0.9)
-    assert plotting.bounds_for("spurious_acc") == (0, 1) and plotting.bounds_for("alignment_mean") == (-math.inf, math.inf)
+    assert plotting.bounds_for("spurious_acc") == (0, 1) and plotting.bounds_for("alignment_mean") == (
+        -math.inf,
+        math.inf,
+    )
     matplotlib.pyplot.close(fig)
 
 
 def test_labels_and_axis_styling():
-    assert plotting.label({"model": "rf", "alpha": 0.5, "n_train": 100}, ["model", "alpha", "n_train"]) == \
-        "rf, alpha=0.5, n_train=100"
+    assert (
+        plotting.label({"model": "rf", "alpha": 0.5, "n_train": 100}, ["model", "alpha", "n_train"])
+        == "rf, alpha=0.5, n_train=100"
+    )
     fig, ax = plotting.figure()
     ax.plot([1, 10], [1, 2], label="a")
     plotting.style_axes(ax, "N", "accuracy", "title", logx=True)

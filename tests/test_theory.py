@@ -49,9 +49,24 @@ def test_finite_psi_interpolates_between_the_limits():
 
 def _measure(model, width, acts, d=200, ns=(50, 100, 400), alphas=(0.25, 0.5), seeds=2):
     exp = get_experiment("memorization")
-    cfg = exp.make_config(dict(d=d, alpha=list(alphas), n_train=list(ns), n_test=1, model=[model],
-                               activation=list(acts), width=[width], seeds=seeds, nested=True))
-    return pd.DataFrame(run_points(exp, cfg)).groupby(["activation", "alpha", "n_train"])[["alignment_mean", "gamma_pred"]].mean()
+    cfg = exp.make_config(
+        dict(
+            d=d,
+            alpha=list(alphas),
+            n_train=list(ns),
+            n_test=1,
+            model=[model],
+            activation=list(acts),
+            width=[width],
+            seeds=seeds,
+            nested=True,
+        )
+    )
+    return (
+        pd.DataFrame(run_points(exp, cfg))
+        .groupby(["activation", "alpha", "n_train"])[["alignment_mean", "gamma_pred"]]
+        .mean()
+    )
 
 
 @pytest.mark.parametrize("model,width", [("rf", 20000), ("ntk", 2000)])
@@ -68,8 +83,20 @@ def test_measured_alignment_matches_the_finite_psi_prediction(model, width):
 
 def test_spurious_correlation_metric():
     exp = get_experiment("memorization")
-    cfg = exp.make_config(dict(d=100, alpha=[0.5], n_train=[100], n_test=2000, model=["rf"], activation=["relu"],
-                               width=["inf"], correlation=[0.0, 0.5, 0.9], spurious_corr=True, seeds=10))
+    cfg = exp.make_config(
+        dict(
+            d=100,
+            alpha=[0.5],
+            n_train=[100],
+            n_test=2000,
+            model=["rf"],
+            activation=["relu"],
+            width=["inf"],
+            correlation=[0.0, 0.5, 0.9],
+            spurious_corr=True,
+            seeds=10,
+        )
+    )
     df = pd.DataFrame(run_points(exp, cfg))
     by_c = df.groupby("correlation").spurious_corr
     mean, se = by_c.mean(), by_c.std() / np.sqrt(by_c.count())
@@ -79,15 +106,49 @@ def test_spurious_correlation_metric():
 
 
 def test_alignment_and_ridge_experiments_run_from_the_cli(cli, tmp_path):
-    code, stdout, err = cli("run", "alignment", "--set", "d=40", "--set", "n_train=10,40,160", "--set",
-                            "alpha=0.25,0.75", "--set", "activation=relu,tanh", "--set", "seeds=1", "--set",
-                            "n_test=10", "--out", tmp_path / "a", "--no-progress")
+    code, stdout, err = cli(
+        "run",
+        "alignment",
+        "--set",
+        "d=40",
+        "--set",
+        "n_train=10,40,160",
+        "--set",
+        "alpha=0.25,0.75",
+        "--set",
+        "activation=relu,tanh",
+        "--set",
+        "seeds=1",
+        "--set",
+        "n_test=10",
+        "--out",
+        tmp_path / "a",
+        "--no-progress",
+    )
     assert code == 0, err
     assert "measured vs predicted" in stdout and "gap" in stdout
     assert (tmp_path / "a" / "figures" / "alignment_vs_alpha.png").exists()
-    code, stdout, err = cli("run", "ridge", "--set", "d=40", "--set", "n_train=40", "--set", "n_test=100", "--set",
-                            "ridge=0,0.01,1", "--set", "correlation=0,0.8", "--set", "seeds=2", "--set", "model=rf",
-                            "--out", tmp_path / "r", "--no-progress")
+    code, stdout, err = cli(
+        "run",
+        "ridge",
+        "--set",
+        "d=40",
+        "--set",
+        "n_train=40",
+        "--set",
+        "n_test=100",
+        "--set",
+        "ridge=0,0.01,1",
+        "--set",
+        "correlation=0,0.8",
+        "--set",
+        "seeds=2",
+        "--set",
+        "model=rf",
+        "--out",
+        tmp_path / "r",
+        "--no-progress",
+    )
     assert code == 0, err
     assert "Test-optimal lambda" in stdout
     for name in ["ridge_memorization", "ridge_correlation"]:

@@ -14,8 +14,17 @@ import pytest
 import torch
 
 from spuriouslab.nets.models import MODELS, build_model
-from spuriouslab.nets.train import (DIVERGENCE_BOUND, Minibatches, TrainState, evaluate, evaluating, fit, gather,
-                                     resume, seeded)
+from spuriouslab.nets.train import (
+    DIVERGENCE_BOUND,
+    Minibatches,
+    TrainState,
+    evaluate,
+    evaluating,
+    fit,
+    gather,
+    resume,
+    seeded,
+)
 from spuriouslab.store import Checkpoints
 
 HERE = Path(__file__).parent
@@ -43,15 +52,40 @@ def _problem(seeds=2, lr=0.05):
 def test_resumed_training_is_the_uninterrupted_one(tmp_path):
     ckpt = Checkpoints(tmp_path)
     full, step = _problem()
-    fit(full, step, 12, log_every=4, measure=lambda t: {"w": full.model.w.norm(dim=1)}, steps_per_epoch=4,
-        schedule="epoch")
+    fit(
+        full,
+        step,
+        12,
+        log_every=4,
+        measure=lambda t: {"w": full.model.w.norm(dim=1)},
+        steps_per_epoch=4,
+        schedule="epoch",
+    )
     half, step = _problem()
-    fit(half, step, 8, log_every=4, measure=lambda t: {"w": half.model.w.norm(dim=1)}, checkpoints=ckpt, key="k",
-        steps_per_epoch=4, schedule="epoch")
+    fit(
+        half,
+        step,
+        8,
+        log_every=4,
+        measure=lambda t: {"w": half.model.w.norm(dim=1)},
+        checkpoints=ckpt,
+        key="k",
+        steps_per_epoch=4,
+        schedule="epoch",
+    )
     assert torch.load(ckpt.path("k"), weights_only=True)["step"] == 8
     again, step = _problem()  # a fresh process: everything comes from the checkpoint
-    fit(again, step, 12, log_every=4, measure=lambda t: {"w": again.model.w.norm(dim=1)}, checkpoints=ckpt, key="k",
-        steps_per_epoch=4, schedule="epoch")
+    fit(
+        again,
+        step,
+        12,
+        log_every=4,
+        measure=lambda t: {"w": again.model.w.norm(dim=1)},
+        checkpoints=ckpt,
+        key="k",
+        steps_per_epoch=4,
+        schedule="epoch",
+    )
     torch.testing.assert_close(again.model.w, full.model.w, rtol=0, atol=0)
     assert again.history == full.history and again.history["step"] == [0, 4, 8, 12]
     assert again.optimizer.param_groups[0]["lr"] == full.optimizer.param_groups[0]["lr"] == 0.05 * 0.5**3
@@ -141,19 +175,69 @@ def test_seeded_init_is_the_manual_seed_init_and_leaves_the_global_stream_alone(
 
 
 def test_distillation_divergence_is_recorded_and_its_features_are_not_probed(cli, tmp_path):
-    code, stdout, err = cli("run", "distillation", "--set", "lr=1e6", "--set", "epochs=20", "--set",
-                            "teacher_epochs=10", "--set", "log_every=5", "--set", "seeds=2", "--set", "n=60",
-                            "--set", "n_test=40", "--set", "width=16", "--set", "embed=4", "--set", "activation=relu",
-                            "--out", tmp_path / "d", "--no-progress")
+    code, stdout, err = cli(
+        "run",
+        "distillation",
+        "--set",
+        "lr=1e6",
+        "--set",
+        "epochs=20",
+        "--set",
+        "teacher_epochs=10",
+        "--set",
+        "log_every=5",
+        "--set",
+        "seeds=2",
+        "--set",
+        "n=60",
+        "--set",
+        "n_test=40",
+        "--set",
+        "width=16",
+        "--set",
+        "embed=4",
+        "--set",
+        "activation=relu",
+        "--out",
+        tmp_path / "d",
+        "--no-progress",
+    )
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "d" / "results.parquet")
     assert (df.status == "diverged").all() and df.diverged_at.notna().all()
     assert df.error.str.contains("teacher training loss not finite or above 1e+06 by step 5", regex=False).all()
     assert df.acc_student_id.isna().all() and df.acc_baseline_ood_mean.isna().all()
     assert "Every seed diverged" in stdout
-    assert cli("run", "distillation", "--set", "lr=1e6", "--set", "epochs=20", "--set", "teacher_epochs=10",
-               "--set", "log_every=5", "--set", "seeds=2", "--set", "n=60", "--set", "n_test=40", "--set", "width=16",
-               "--set", "embed=4", "--set", "activation=relu", "--out", tmp_path / "d", "--no-progress")[0] == 0
+    assert (
+        cli(
+            "run",
+            "distillation",
+            "--set",
+            "lr=1e6",
+            "--set",
+            "epochs=20",
+            "--set",
+            "teacher_epochs=10",
+            "--set",
+            "log_every=5",
+            "--set",
+            "seeds=2",
+            "--set",
+            "n=60",
+            "--set",
+            "n_test=40",
+            "--set",
+            "width=16",
+            "--set",
+            "embed=4",
+            "--set",
+            "activation=relu",
+            "--out",
+            tmp_path / "d",
+            "--no-progress",
+        )[0]
+        == 0
+    )
     assert len(pd.read_parquet(tmp_path / "d" / "results.parquet")) == 2  # recorded, not retried
 
 
@@ -161,23 +245,50 @@ def test_streamed_distillation_killed_mid_training_resumes_to_the_same_table(cli
     from test_distillation import _folder
 
     _folder(tmp_path / "data", size=16)
-    cmd = [sys.executable, "-m", "spuriouslab.cli", "run", "distillation", "--set", "task=folder", "--set",
-           f"data_root={tmp_path / 'data'}", "--set", "streaming=true", "--set", "workers=0", "--set",
-           "teacher=distill_models:linear_teacher", "--set", "student=distill_models:small_student", "--set",
-           "epochs=4", "--set", "log_every=2", "--set", "batch_size=4", "--set", "warmup=2", "--set", "clip=1.0",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spuriouslab.cli",
+        "run",
+        "distillation",
+        "--set",
+        "task=folder",
+        "--set",
+        f"data_root={tmp_path / 'data'}",
+        "--set",
+        "streaming=true",
+        "--set",
+        "workers=0",
+        "--set",
+        "teacher=distill_models:linear_teacher",
+        "--set",
+        "student=distill_models:small_student",
+        "--set",
+        "epochs=4",
+        "--set",
+        "log_every=2",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "warmup=2",
+        "--set",
+        "clip=1.0",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
     out = tmp_path / "killed"
-    proc = subprocess.run([*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:1"},
-                          capture_output=True)
+    proc = subprocess.run(
+        [*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:1"}, capture_output=True
+    )
     assert proc.returncode == -signal.SIGKILL
     (ckpt,) = (out / "checkpoints").glob("distillation-folder-student-*.pt")
     assert torch.load(ckpt, weights_only=True)["step"] == 2 * 3  # epoch 2 of 4 (12 images, batches of 4)
     subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
     drop = lambda t: t.drop(columns=[c for c in t if c.startswith("seconds")])  # noqa: E731
-    pd.testing.assert_frame_equal(drop(pd.read_parquet(tmp_path / "full" / "results.parquet")),
-                                  drop(pd.read_parquet(out / "results.parquet")))
+    pd.testing.assert_frame_equal(
+        drop(pd.read_parquet(tmp_path / "full" / "results.parquet")), drop(pd.read_parquet(out / "results.parquet"))
+    )
 
 
 # Peak resident memory a run adds (a fresh process, the libraries it imports lazily imported first) against the
@@ -186,15 +297,46 @@ def test_streamed_distillation_killed_mid_training_resumes_to_the_same_table(cli
 FACTOR = 2.0
 MEMORY_RUNS = {
     "contamination": {"n": 10000, "n_test": 10000, "iterations": 10, "log_every": 5, "seeds": 4, "width": 512},
-    "memorization-nn": {"model": ["fc", "cnn"], "n_train": [1000], "epochs": 2, "log_every": 1, "seeds": 6,
-                        "n_test": 500},
-    "distillation": {"n": 10000, "n_test": 2500, "epochs": 3, "teacher_epochs": 3, "log_every": 3, "seeds": 3,
-                     "activation": ["relu"]},
-    "background-features": {"data": "digits", "n_train": 1000, "n_test": 500, "epochs": 1, "depth": 20, "seeds": 1,
-                            "pipeline": ["padded"], "vis_channels": 2, "vis_steps": 2, "vis_rounds": 1,
-                            "cam_images": 20},
-    "memorization": {"d": 400, "n_train": [1500], "n_test": 1000, "model": ["rf"], "width": [10000],
-                     "activation": ["relu"], "seeds": 1, "alpha": [0.5]},
+    "memorization-nn": {
+        "model": ["fc", "cnn"],
+        "n_train": [1000],
+        "epochs": 2,
+        "log_every": 1,
+        "seeds": 6,
+        "n_test": 500,
+    },
+    "distillation": {
+        "n": 10000,
+        "n_test": 2500,
+        "epochs": 3,
+        "teacher_epochs": 3,
+        "log_every": 3,
+        "seeds": 3,
+        "activation": ["relu"],
+    },
+    "background-features": {
+        "data": "digits",
+        "n_train": 1000,
+        "n_test": 500,
+        "epochs": 1,
+        "depth": 20,
+        "seeds": 1,
+        "pipeline": ["padded"],
+        "vis_channels": 2,
+        "vis_steps": 2,
+        "vis_rounds": 1,
+        "cam_images": 20,
+    },
+    "memorization": {
+        "d": 400,
+        "n_train": [1500],
+        "n_test": 1000,
+        "model": ["rf"],
+        "width": [10000],
+        "activation": ["relu"],
+        "seeds": 1,
+        "alpha": [0.5],
+    },
 }
 
 PEAK = """
@@ -221,8 +363,12 @@ print(json.dumps({"estimate": exp.estimate(cfg).peak_bytes, "measured": peak[0] 
 
 @pytest.mark.parametrize("experiment", list(MEMORY_RUNS))
 def test_memory_estimate_is_within_a_stated_factor_of_the_measured_peak(experiment):
-    res = subprocess.run([sys.executable, "-c", PEAK, experiment, json.dumps(MEMORY_RUNS[experiment])],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", PEAK, experiment, json.dumps(MEMORY_RUNS[experiment])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     ratio = got["estimate"] / got["measured"]

@@ -88,8 +88,13 @@ class Claim:
 
     def columns(self) -> list[str]:
         """Every record column the claim reads."""
-        return [self.metric, *[c for c in (self.predicted, self.over, self.minus) if c], *self.by, *self.needs,
-                *self.varies]
+        return [
+            self.metric,
+            *[c for c in (self.predicted, self.over, self.minus) if c],
+            *self.by,
+            *self.needs,
+            *self.varies,
+        ]
 
 
 @dataclass(frozen=True)
@@ -110,9 +115,19 @@ class Verdict:
 
     def row(self) -> dict[str, Any]:
         c = self.claim
-        return {"figure": c.figure, "claim": c.text, "metric": c.metric, "effect": self.effect, "low": self.low,
-                "high": self.high, "n_seeds": self.n, "paired": self.paired, "excluded": self.excluded,
-                "verdict": self.verdict, "reason": self.reason}
+        return {
+            "figure": c.figure,
+            "claim": c.text,
+            "metric": c.metric,
+            "effect": self.effect,
+            "low": self.low,
+            "high": self.high,
+            "n_seeds": self.n,
+            "paired": self.paired,
+            "excluded": self.excluded,
+            "verdict": self.verdict,
+            "reason": self.reason,
+        }
 
 
 def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -151,8 +166,9 @@ def _select(df: pd.DataFrame, where: dict[str, Any]) -> pd.DataFrame:
     for k, v in where.items():
         if k not in df:
             return df.iloc[0:0]
-        mask &= df[k].map(lambda a, v=v: a == v or (isinstance(a, float) and isinstance(v, float)
-                                                     and math.isclose(a, v)))
+        mask &= df[k].map(
+            lambda a, v=v: a == v or (isinstance(a, float) and isinstance(v, float) and math.isclose(a, v))
+        )
     return df[mask]
 
 
@@ -189,20 +205,31 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
     """The verdict on ``claim`` from the records ``df``."""
     absent = _absent(claim, df)
     if absent:
-        return Verdict(claim, math.nan, math.nan, math.nan, 0, False, 0, "inconclusive",
-                       f"not run here: {absent}", applicable=False)
+        return Verdict(
+            claim,
+            math.nan,
+            math.nan,
+            math.nan,
+            0,
+            False,
+            0,
+            "inconclusive",
+            f"not run here: {absent}",
+            applicable=False,
+        )
     columns = claim.columns()
     missing = [c for c in columns if c not in df]
     if missing:  # e.g. a metric this configuration does not log (asymmetry of a deeper net)
-        return Verdict(claim, math.nan, math.nan, math.nan, 0, False, len(df), "inconclusive",
-                       f"no {missing[0]} in these records")
+        return Verdict(
+            claim, math.nan, math.nan, math.nan, 0, False, len(df), "inconclusive", f"no {missing[0]} in these records"
+        )
     chosen = _select(df, claim.when)
     paired = False
     if claim.statistic is not None:
         rows, excluded = _usable(chosen, [c for c in columns if c not in claim.by])
         keys = [k for k in claim.pair_on if k in rows]
         values = []
-        for _, unit in (rows.groupby(keys) if keys else [((), rows)]):
+        for _, unit in rows.groupby(keys) if keys else [((), rows)]:
             parts = [claim.statistic(g) for _, g in (unit.groupby(list(claim.by)) if claim.by else [((), unit)])]
             parts = [v for v in parts if np.isfinite(v)]
             if parts:
@@ -234,7 +261,7 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
         keys = [k for k in claim.pair_on if k in rows]
         if claim.comparison == "trend":
             values = []
-            for _, unit in (rows.groupby(keys) if keys else [((), rows)]):
+            for _, unit in rows.groupby(keys) if keys else [((), rows)]:
                 curve = unit.groupby(claim.over)[claim.metric].mean()  # averaged over the other axes
                 curve = curve[curve.index.to_numpy(dtype=float) > 0]  # on a log axis (a ridge of 0 drops out)
                 x = np.log(curve.index.to_numpy(dtype=float))
@@ -248,8 +275,11 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
                 per = per - rows[claim.predicted].to_numpy(dtype=float)
             else:
                 per = per - claim.reference - (rows[claim.minus].to_numpy(dtype=float) if claim.minus else 0.0)
-            values = (pd.Series(per, index=rows.index).groupby([rows[k] for k in keys]).mean().to_numpy()
-                      if keys and len(rows) else per)
+            values = (
+                pd.Series(per, index=rows.index).groupby([rows[k] for k in keys]).mean().to_numpy()
+                if keys and len(rows)
+                else per
+            )
         effect, low, high = mean_interval(values)
         n = len(values)
     verdict, reason = _decide(claim, effect, low, high, n)
@@ -298,7 +328,8 @@ def effect_text(row: dict[str, Any], digits: int = 4) -> str:
 def seeds_text(row: dict[str, Any]) -> str:
     """``3 pairs (1 excluded)``: what a verdict row's interval rests on."""
     return f"{row['n_seeds']}{' pairs' if row.get('paired') else ''}" + (
-        f" ({row['excluded']} excluded)" if row.get("excluded") else "")
+        f" ({row['excluded']} excluded)" if row.get("excluded") else ""
+    )
 
 
 def count_verdicts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -316,13 +347,15 @@ def verdict_markdown(verdicts: list[Verdict]) -> str:
     for v in verdicts:
         row = v.row()
         text = v.claim.text.replace("|", "\\|")
-        lines.append(f"| {text} | {v.claim.metric} | {effect_text(row)} | {seeds_text(row)} | **{v.verdict}** | "
-                     f"{v.reason} |")
+        lines.append(
+            f"| {text} | {v.claim.metric} | {effect_text(row)} | {seeds_text(row)} | **{v.verdict}** | {v.reason} |"
+        )
     return "\n".join(lines)
 
 
 # Statistics for ``Claim(statistic=...)``: each reduces one unit's records (one seed, one ``by`` combination) to a
 # number.
+
 
 def curve_change(column: str) -> Callable[[pd.DataFrame], float]:
     """The last minus the first point of a training curve (a list column), averaged over the unit's records."""
@@ -384,12 +417,44 @@ def coloured_claims(figure: str) -> tuple[Claim, ...]:
     (a fully spurious colour), for any model: the colour moves more predictions, the spurious correlation C grows,
     and worst-group and reversed-colour accuracy fall.  Judged across a sweep over ``rho`` (``varies``)."""
     return (
-        Claim(figure, "coloured task: the colour alone flips more predictions as rho grows", "colour_flip", "trend",
-              over="rho", side="greater", varies=("rho",), paper=COLOURED_TASK),
-        Claim(figure, "coloured task: the spurious correlation C grows with rho", "spurious_corr", "trend",
-              over="rho", side="greater", varies=("rho",), paper=COLOURED_TASK),
-        Claim(figure, "coloured task: worst-group accuracy (independent test set) falls as rho grows",
-              "worst_group_acc", "trend", over="rho", side="less", varies=("rho",), paper=COLOURED_TASK),
-        Claim(figure, "coloured task: accuracy with the colours reversed falls as rho grows", "acc_reversed", "trend",
-              over="rho", side="less", varies=("rho",), paper=COLOURED_TASK),
+        Claim(
+            figure,
+            "coloured task: the colour alone flips more predictions as rho grows",
+            "colour_flip",
+            "trend",
+            over="rho",
+            side="greater",
+            varies=("rho",),
+            paper=COLOURED_TASK,
+        ),
+        Claim(
+            figure,
+            "coloured task: the spurious correlation C grows with rho",
+            "spurious_corr",
+            "trend",
+            over="rho",
+            side="greater",
+            varies=("rho",),
+            paper=COLOURED_TASK,
+        ),
+        Claim(
+            figure,
+            "coloured task: worst-group accuracy (independent test set) falls as rho grows",
+            "worst_group_acc",
+            "trend",
+            over="rho",
+            side="less",
+            varies=("rho",),
+            paper=COLOURED_TASK,
+        ),
+        Claim(
+            figure,
+            "coloured task: accuracy with the colours reversed falls as rho grows",
+            "acc_reversed",
+            "trend",
+            over="rho",
+            side="less",
+            varies=("rho",),
+            paper=COLOURED_TASK,
+        ),
     )

@@ -23,8 +23,12 @@ import typer
 from spuriouslab import yamlio
 from spuriouslab.errors import ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Study how networks and their kernel proxies learn and memorize spurious features.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Study how networks and their kernel proxies learn and memorize spurious features.",
+)
 theory_app = typer.Typer(no_args_is_help=True, help="Closed-form predictions.")
 app.add_typer(theory_app, name="theory")
 data_app = typer.Typer(no_args_is_help=True, help="Image data: what is found where; downloads.")
@@ -114,11 +118,17 @@ def check_memory(exp, cfg, device: str, jobs: int = 1) -> str | None:
     avail = available_memory(device)
     need = est.peak_bytes * max(1, jobs)  # jobs groups run at once
     if need > avail:
-        raise ConfigError(f"memory: the largest group needs about {need / 1e9:.3g} GB ({est.group}"
-                          + (f", x{jobs} jobs" if jobs > 1 else "") + f") but {avail / 1e9:.3g} GB is available; "
-                          "use smaller sizes" + (" or fewer --jobs" if jobs > 1 else ""))
-    return (f"spuriouslab: {est.describe()}" + (f" (x{jobs} jobs)" if jobs > 1 else "")
-            + f"; {avail / 1e9:.3g} GB available")
+        raise ConfigError(
+            f"memory: the largest group needs about {need / 1e9:.3g} GB ({est.group}"
+            + (f", x{jobs} jobs" if jobs > 1 else "")
+            + f") but {avail / 1e9:.3g} GB is available; "
+            "use smaller sizes" + (" or fewer --jobs" if jobs > 1 else "")
+        )
+    return (
+        f"spuriouslab: {est.describe()}"
+        + (f" (x{jobs} jobs)" if jobs > 1 else "")
+        + f"; {avail / 1e9:.3g} GB available"
+    )
 
 
 def resolve_device(device: str) -> str:
@@ -137,9 +147,14 @@ def resolve_device(device: str) -> str:
 def run(
     experiment: str = typer.Argument(..., help="experiment name (see `spuriouslab list`)"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML file of config fields"),
-    set_: list[str] = typer.Option(None, "--set", "-s", help="key=value override (repeatable); lists as a,b,c or "
-                                                              "[a,b,c], on any field (a list on a non-axis field "
-                                                              "sweeps it)"),
+    set_: list[str] = typer.Option(
+        None,
+        "--set",
+        "-s",
+        help="key=value override (repeatable); lists as a,b,c or "
+        "[a,b,c], on any field (a list on a non-axis field "
+        "sweeps it)",
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<experiment>-<config hash>)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes for the local executor"),
@@ -152,8 +167,9 @@ def run(
     """Run an experiment's grid into a run directory (resumes: completed points are skipped)."""
     with user_errors():
         sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
-        _run(experiment, config, sets, out, device, jobs, executor, progress, address=address,
-             retry_failed=retry_failed)
+        _run(
+            experiment, config, sets, out, device, jobs, executor, progress, address=address, retry_failed=retry_failed
+        )
 
 
 @app.command()
@@ -178,15 +194,41 @@ def sweep(
         overrides = parse_sets(list(set_ or []))
         for key in overrides:
             if key in grid:  # --set wins over the spec, its grid included
-                typer.echo(f"spuriouslab: note: --set {key} replaces the spec's grid over {key} "
-                           f"({grid.pop(key)!r})", err=True)
+                typer.echo(
+                    f"spuriouslab: note: --set {key} replaces the spec's grid over {key} ({grid.pop(key)!r})", err=True
+                )
         values.update(overrides)
-        _run(name, None, [], out, device, jobs, executor, progress, address=address, retry_failed=retry_failed,
-             values=values, grid=grid)
+        _run(
+            name,
+            None,
+            [],
+            out,
+            device,
+            jobs,
+            executor,
+            progress,
+            address=address,
+            retry_failed=retry_failed,
+            values=values,
+            grid=grid,
+        )
 
 
-def _run(experiment, config, sets, out, device, jobs, executor, progress, address=None, retry_failed=False,
-         values=None, grid=None, quiet=False) -> None:
+def _run(
+    experiment,
+    config,
+    sets,
+    out,
+    device,
+    jobs,
+    executor,
+    progress,
+    address=None,
+    retry_failed=False,
+    values=None,
+    grid=None,
+    quiet=False,
+) -> None:
     from spuriouslab.experiments import get_experiment
     from spuriouslab.store import RunStore, environment
     from spuriouslab.sweep import make_plan, pin_resolution, ray_available, worker_threads
@@ -195,8 +237,7 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress, addres
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor: got {executor!r}; allowed: local, ray")
     if executor == "ray" and not ray_available():
-        raise ConfigError("--executor: got 'ray' but Ray is not installed; "
-                          "pip install -c constraints.txt -e '.[ray]'")
+        raise ConfigError("--executor: got 'ray' but Ray is not installed; pip install -c constraints.txt -e '.[ray]'")
     if values is None:
         values = load_config_file(config, experiment) if config else {}
         values.update(parse_sets(sets))
@@ -214,15 +255,20 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress, addres
     try:
         str(out).encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigError(f"--out: {str(out).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; "
-                          "use a UTF-8 path") from None
+        raise ConfigError(
+            f"--out: {str(out).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; use a UTF-8 path"
+        ) from None
     import torch
 
     threads = 1 if executor == "ray" else (worker_threads(jobs) if jobs > 1 else torch.get_num_threads())
     with RunStore(out) as store:  # the lock is released when the run ends
-        store.open(experiment, resolved, plan.fixed_fields(), environment(dev, plan.base.seed, jobs, threads,
-                                                                         executor),
-                   defaults={k: f.default for k, f in exp.Config.model_fields.items()})
+        store.open(
+            experiment,
+            resolved,
+            plan.fixed_fields(),
+            environment(dev, plan.base.seed, jobs, threads, executor),
+            defaults={k: f.default for k, f in exp.Config.model_fields.items()},
+        )
         try:
             for note in pin_resolution(plan, store):
                 typer.echo(f"spuriouslab: note: {note}", err=True)
@@ -231,14 +277,18 @@ def _run(experiment, config, sets, out, device, jobs, executor, progress, addres
             _sweep_and_report(plan, store, dev, progress, executor, jobs, address, retry_failed, quiet)
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on
             kept = len(store.records(plan.point_fields()))
-            typer.echo(f"\nspuriouslab: interrupted; {kept} of {len(plan.points())} points are saved in "
-                       f"{store.records_path} (with checkpoints of groups in flight); run the same command again to "
-                       "resume", err=True)
+            typer.echo(
+                f"\nspuriouslab: interrupted; {kept} of {len(plan.points())} points are saved in "
+                f"{store.records_path} (with checkpoints of groups in flight); run the same command again to "
+                "resume",
+                err=True,
+            )
             raise typer.Exit(130) from None
 
 
-def _sweep_and_report(plan, store, dev, progress, executor, jobs, address=None, retry_failed=False,
-                      quiet=False) -> None:
+def _sweep_and_report(
+    plan, store, dev, progress, executor, jobs, address=None, retry_failed=False, quiet=False
+) -> None:
     """Run the plan's missing points and write the report; ``quiet``: no summary or run lines (a reproduction
     prints its own), and a failure raises :class:`RunFailed` instead of leaving the program."""
     from spuriouslab.experiments import RunContext
@@ -248,24 +298,33 @@ def _sweep_and_report(plan, store, dev, progress, executor, jobs, address=None, 
     exp = plan.exp
     if not quiet:
         typer.echo(f"spuriouslab: {exp.name} -> {store.root} (device {dev})", err=True)
-    result = run_sweep(plan, store, RunContext(device=dev, progress=progress), executor=executor, jobs=jobs,
-                       retry_failed=retry_failed, address=address)
+    result = run_sweep(
+        plan,
+        store,
+        RunContext(device=dev, progress=progress),
+        executor=executor,
+        jobs=jobs,
+        retry_failed=retry_failed,
+        address=address,
+    )
     if quiet:
         if not store.records(plan.point_fields()) or result.failed:
             raise RunFailed(f"{result.line()}; last error: {store.last_error()}")
         build_report(store, plan)
         return
     if not store.records(plan.point_fields()):
-        typer.echo(f"spuriouslab: {result.line()}; last error: {store.last_error()}; see {store.errors_path}",
-                   err=True)
+        typer.echo(f"spuriouslab: {result.line()}; last error: {store.last_error()}; see {store.errors_path}", err=True)
         raise typer.Exit(1)
     summary = build_report(store, plan)
     typer.echo(summary)
     typer.echo(f"results: {store.results_path}; figures: {store.figures}; summary: {store.summary_path}", err=True)
     typer.echo(f"spuriouslab: {result.line()}", err=True)
     if result.failed:
-        typer.echo(f"spuriouslab: {result.failed_groups} group(s) failed; see {store.errors_path}; "
-                   "rerun with --retry-failed to run them again", err=True)
+        typer.echo(
+            f"spuriouslab: {result.failed_groups} group(s) failed; see {store.errors_path}; "
+            "rerun with --retry-failed to run them again",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -277,10 +336,14 @@ class RunFailed(RuntimeError):
 def reproduce(
     name: str = typer.Argument(None, help="a paper figure (see --list)"),
     list_figures: bool = typer.Option(False, "--list", help="name every figure, what it shows and its runtime"),
-    all_: bool = typer.Option(False, "--all", help="every figure this machine and the data found allow, one "
-                              "verdict table and one HTML report (resumable)"),
-    budget: str = typer.Option("cpu", "--budget", help="with --all: cpu (minutes on a CPU) or gpu (adds the "
-                               "paper-scale figures; needs a GPU)"),
+    all_: bool = typer.Option(
+        False,
+        "--all",
+        help="every figure this machine and the data found allow, one verdict table and one HTML report (resumable)",
+    ),
+    budget: str = typer.Option(
+        "cpu", "--budget", help="with --all: cpu (minutes on a CPU) or gpu (adds the paper-scale figures; needs a GPU)"
+    ),
     only: str = typer.Option(None, "--only", help="with --all: a comma-separated list of figures"),
     set_: list[str] = typer.Option(None, "--set", "-s", help="key=value overrides of the figure's config"),
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<figure>)"),
@@ -310,8 +373,11 @@ def reproduce(
         sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
         subset = [] if any(s.startswith("data=") for s in sets) else subset_sets(FIGURES[name], found(data_root))
         if subset:
-            typer.echo(f"spuriouslab: note: {', '.join(FIGURES[name].data)} not found: {name} runs on "
-                       f"{FIGURES[name].subset_data}, a subset ({' '.join(subset)})", err=True)
+            typer.echo(
+                f"spuriouslab: note: {', '.join(FIGURES[name].data)} not found: {name} runs on "
+                f"{FIGURES[name].subset_data}, a subset ({' '.join(subset)})",
+                err=True,
+            )
         _run(experiment, path, subset + sets, out or Path("runs") / name, device, jobs, "local", progress)
 
 
@@ -351,12 +417,20 @@ def _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root) -
         sets = sets + ([f"data_root={data_root}"] if data_root else [])
         _run(experiment, path, sets, run_dir, dev, jobs, "local", False, retry_failed=True, quiet=True)
 
-    outcomes = reproduce_all(out, budget, run_one, has_gpu=dev.startswith("cuda"),
-                             found=found(data_root),
-                             only=names, progress=progress, echo=lambda line: typer.echo(line, err=True))
+    outcomes = reproduce_all(
+        out,
+        budget,
+        run_one,
+        has_gpu=dev.startswith("cuda"),
+        found=found(data_root),
+        only=names,
+        progress=progress,
+        echo=lambda line: typer.echo(line, err=True),
+    )
     env = environment(dev)  # its "machine" stays the architecture; "host" says what ran it, in words
     env["host"] = f"{_cpu_name() or env['machine']}, {env['cpu_count']} cores, device {dev}" + (
-        f" ({env['cuda_device']})" if env.get("cuda_device") else "")
+        f" ({env['cuda_device']})" if env.get("cuda_device") else ""
+    )
     page = write_outputs(out, budget, outcomes, env)
     from spuriouslab.reproduction import verdicts_markdown
 
@@ -378,8 +452,12 @@ def probe(
 ) -> None:
     """Measure a torch image classifier's reliance on the border: the background-features numbers for your model."""
     with user_errors():
-        sets = [f"model={model}", *([f"checkpoint={checkpoint}"] if checkpoint else []), *(set_ or []),
-                *([f"data_root={data_root}"] if data_root else [])]
+        sets = [
+            f"model={model}",
+            *([f"checkpoint={checkpoint}"] if checkpoint else []),
+            *(set_ or []),
+            *([f"data_root={data_root}"] if data_root else []),
+        ]
         _run("probe", None, sets, out, device, 1, "local", progress)
 
 
@@ -413,12 +491,15 @@ def report(
             real = path.resolve()
             inside = next((d for d, r in zip(directories, runs, strict=True) if real == r or r in real.parents), None)
             if inside is not None:  # a cross-run report never writes into the runs it reads
-                raise ConfigError(f"{flag}: {path} lies in the run directory {inside}, whose files it could "
-                                  "overwrite; write the report elsewhere")
+                raise ConfigError(
+                    f"{flag}: {path} lies in the run directory {inside}, whose files it could "
+                    "overwrite; write the report elsewhere"
+                )
         summary = report_many(directories, out or Path("report"), html_out, x)
         typer.echo(summary)
-        typer.echo(f"tables and figures: {out or Path('report')}" + (f"; HTML: {html_out}" if html_out else ""),
-                   err=True)
+        typer.echo(
+            f"tables and figures: {out or Path('report')}" + (f"; HTML: {html_out}" if html_out else ""), err=True
+        )
 
 
 @app.command("list")
@@ -438,8 +519,12 @@ def list_() -> None:
         typer.echo("")
     typer.echo(f"activations: {', '.join(activation_names())}")
     typer.echo("commands:")
-    typer.echo("    spuriouslab run EXPERIMENT [--config FILE.yaml] [--set key=value ...] [--out DIR] [--device auto|cpu|cuda]")
-    typer.echo("    spuriouslab probe package.module:factory [--checkpoint FILE] [--set data=cifar10 --set colour=brick ...]")
+    typer.echo(
+        "    spuriouslab run EXPERIMENT [--config FILE.yaml] [--set key=value ...] [--out DIR] [--device auto|cpu|cuda]"
+    )
+    typer.echo(
+        "    spuriouslab probe package.module:factory [--checkpoint FILE] [--set data=cifar10 --set colour=brick ...]"
+    )
     typer.echo("    spuriouslab reproduce NAME | --list                       (the papers' figures, by name)")
     typer.echo("    spuriouslab sweep SPEC.yaml [--executor local|ray] [--jobs N] [--address ADDR] [--retry-failed]")
     typer.echo("    spuriouslab report DIR [DIR ...] [--html OUT.html] [--x FIELD] [--out DIR]")
@@ -471,7 +556,9 @@ def theory_gamma(
             raise ConfigError(f"--n/--d: got n={n}, d={d}; both must be >= 1")
         for m in [model] if model else ["rf", "ntk"]:
             p = predict_alignment(activation, m, alpha, n, d)
-            line = f"{m:<4} {activation}  alpha={alpha:g}  gamma(N<<d)={p.gamma_few:.6f}  gamma(N>>d)={p.gamma_many:.6f}"
+            line = (
+                f"{m:<4} {activation}  alpha={alpha:g}  gamma(N<<d)={p.gamma_few:.6f}  gamma(N>>d)={p.gamma_many:.6f}"
+            )
             if p.gamma_pred is not None:
                 line += f"  gamma(N={n}, d={d}, psi={p.psi:.4g})={p.gamma_pred:.6f}"
             typer.echo(line)
@@ -484,19 +571,26 @@ def data_info(data_root: Path = typer.Option(None, "--data-root", help="also loo
     """List the image data sets found, where, and whether they verify."""
     from spuriouslab.data.images import info, search_roots
 
-    typer.echo("search order: " + ", ".join(str(r) for r in search_roots(data_root))
-               + ", /usr/share/datasets/fashion-mnist (Debian)")
+    typer.echo(
+        "search order: "
+        + ", ".join(str(r) for r in search_roots(data_root))
+        + ", /usr/share/datasets/fashion-mnist (Debian)"
+    )
     for row in info(data_root):
         if row["status"] == "ok":
-            typer.echo(f"{row['name']:<14} ok       {row['train']}+{row['test']} images {row['shape']}  "
-                       f"sha256 {row['checksum']}  {row['verified']}  [{row['where']}]")
+            typer.echo(
+                f"{row['name']:<14} ok       {row['train']}+{row['test']} images {row['shape']}  "
+                f"sha256 {row['checksum']}  {row['verified']}  [{row['where']}]"
+            )
         else:
             typer.echo(f"{row['name']:<14} {row['status']:<8} {row['detail']}")
 
 
 @data_app.command("fetch")
-def data_fetch(name: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10"),
-               data_root: Path = typer.Option(None, "--data-root", help="download into this root")) -> None:
+def data_fetch(
+    name: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10"),
+    data_root: Path = typer.Option(None, "--data-root", help="download into this root"),
+) -> None:
     """Download a data set from its canonical location (checksums verified, files written atomically)."""
     from spuriouslab.data.images import fetch, load_images
 

@@ -53,51 +53,122 @@ ZH = "Zhang et al., ICML 2024"
 SHORT = ("iterations=5000", "log_every=250")  # contamination in reproduce --all --budget cpu: a quarter of the run
 
 FIGURES: dict[str, Figure] = {
-    "bm-synthetic": Figure(BM, "memorization_synthetic.yaml", "RF (k=1e5) and NTK (k=100) spurious vs test accuracy "
-                           "over N, phi2/phi4, alpha 1/2 and 1/4, alignment with theory", "4m04s"),
-    "bm-synthetic-relu": Figure(BM, "memorization_synthetic_relu.yaml", "the same with ReLU at infinite width",
-                                "15s"),
-    "bm-alignment": Figure(BM, "alignment.yaml", "feature alignment measured vs predicted over alpha, 4 activations, "
-                           "N = 10..4d", "1m49s"),
-    "bm-ridge": Figure(BM + " (follow-up)", "ridge_correlation.yaml", "memorization and spurious correlation C vs the "
-                       "ridge lambda, correlated spurious parts", "9s"),
-    "bm-mnist": Figure(BM, "memorization_mnist.yaml", "RF / NTK memorization on MNIST 1 vs 7 with a noise border",
-                       "not measured (on mnist-5k: 1m28s)", data=("mnist",),
-                       subset=("data=mnist-5k", "n_train=100,200,500,800")),
-    "bm-cifar10": Figure(BM, "memorization_cifar10.yaml", "RF / NTK memorization on CIFAR-10 cat vs ship with a noise "
-                         "border", "not measured", data=("cifar10",)),
-    "bm-colour-kernels": Figure(BM + " (follow-up) x " + ZH, "coloured_kernels.yaml", "RF / NTK ridge on digits 1 vs "
-                                "7 with a red / green border agreeing with the label w.p. rho = 0.5 .. 1: C vs "
-                                "lambda per rho, worst-group accuracy and colour reliance vs rho", "38s"),
-    "colour-spectrum": Figure(BM + " x " + ZH, "coloured_nets.yaml", "FC, CNN and ResNet-8 on coloured digits over "
-                              "rho = 0.5 .. 1: OOD (reversed colour) and worst-group accuracy, colour reliance",
-                              "3m17s"),
-    "bm-digits": Figure(BM + " (offline stand-in)", "memorization_offline_images.yaml", "the image protocol on "
-                        "scikit-learn's digits", "6s"),
-    "bm-nn-quick": Figure(BM, "nn_quick.yaml", "trained FC and CNN memorize the border (digits, 150 epochs)",
-                          "44s"),
-    "bm-nn-mnist": Figure(BM, "nn_mnist.yaml", "trained FC and CNN on MNIST, the paper's recipe (1000 epochs)",
-                          "not measured", data=("mnist",), gpu=True),
-    "bm-nn-resnet": Figure(BM, "nn_cifar10_resnet.yaml", "ResNet-18 on CIFAR-10 with a border", "not measured",
-                           data=("cifar10",), gpu=True),
-    "zh-theory": Figure(ZH, "contamination_theory.yaml", "ReLU net grows background weight (hinge, SGD, frozen "
-                        "output): projections, activation asymmetry, OOD loss", "2m13s"),
-    "zh-activations": Figure(ZH, "contamination_activations.yaml", "background growth for ReLU, GELU, LeakyReLU, "
-                             "Sigmoid, Tanh and the linear net", "10m42s (--budget cpu: 3m35s)", cpu_sets=SHORT),
-    "zh-losses": Figure(ZH, "contamination_losses.yaml", "background growth across losses x optimizers",
-                        "not measured (--budget cpu: 3m12s)", cpu_sets=SHORT),
-    "zh-toy": Figure(ZH, "contamination_toy.yaml", "the official toy script (logistic, AdamW, norm core, seed 2024) "
-                     "across activations", "8m29s (--budget cpu: 4m44s)", cpu_sets=SHORT),
-    "zh-distillation": Figure(ZH, "distillation_synthetic.yaml", "teacher / distilled student / baseline probed ID "
-                              "and OOD; the student's background weight", "1m06s"),
-    "zh-distillation-digits": Figure(ZH, "distillation_digits.yaml", "distillation on digits laid on backgrounds",
-                                     "44s"),
-    "zh-padded-cpu": Figure(ZH, "background_features_cpu.yaml", "padded vs control ResNet-8 on 5000 Fashion-MNIST "
-                            "images, 8 epochs, 5 seeds: feature grids and their colour, border reliance, Grad-CAM",
-                            "8m11s"),
-    "zh-padded-cifar": Figure(ZH, "background_features_paper.yaml", "padded CIFAR-10, ResNet-32, 250 epochs: the "
-                              "paper's feature visualizations, with numbers", "not measured",
-                              data=("cifar10",), gpu=True),
+    "bm-synthetic": Figure(
+        BM,
+        "memorization_synthetic.yaml",
+        "RF (k=1e5) and NTK (k=100) spurious vs test accuracy "
+        "over N, phi2/phi4, alpha 1/2 and 1/4, alignment with theory",
+        "4m04s",
+    ),
+    "bm-synthetic-relu": Figure(BM, "memorization_synthetic_relu.yaml", "the same with ReLU at infinite width", "15s"),
+    "bm-alignment": Figure(
+        BM, "alignment.yaml", "feature alignment measured vs predicted over alpha, 4 activations, N = 10..4d", "1m49s"
+    ),
+    "bm-ridge": Figure(
+        BM + " (follow-up)",
+        "ridge_correlation.yaml",
+        "memorization and spurious correlation C vs the ridge lambda, correlated spurious parts",
+        "9s",
+    ),
+    "bm-mnist": Figure(
+        BM,
+        "memorization_mnist.yaml",
+        "RF / NTK memorization on MNIST 1 vs 7 with a noise border",
+        "not measured (on mnist-5k: 1m28s)",
+        data=("mnist",),
+        subset=("data=mnist-5k", "n_train=100,200,500,800"),
+    ),
+    "bm-cifar10": Figure(
+        BM,
+        "memorization_cifar10.yaml",
+        "RF / NTK memorization on CIFAR-10 cat vs ship with a noise border",
+        "not measured",
+        data=("cifar10",),
+    ),
+    "bm-colour-kernels": Figure(
+        BM + " (follow-up) x " + ZH,
+        "coloured_kernels.yaml",
+        "RF / NTK ridge on digits 1 vs "
+        "7 with a red / green border agreeing with the label w.p. rho = 0.5 .. 1: C vs "
+        "lambda per rho, worst-group accuracy and colour reliance vs rho",
+        "38s",
+    ),
+    "colour-spectrum": Figure(
+        BM + " x " + ZH,
+        "coloured_nets.yaml",
+        "FC, CNN and ResNet-8 on coloured digits over "
+        "rho = 0.5 .. 1: OOD (reversed colour) and worst-group accuracy, colour reliance",
+        "3m17s",
+    ),
+    "bm-digits": Figure(
+        BM + " (offline stand-in)",
+        "memorization_offline_images.yaml",
+        "the image protocol on scikit-learn's digits",
+        "6s",
+    ),
+    "bm-nn-quick": Figure(BM, "nn_quick.yaml", "trained FC and CNN memorize the border (digits, 150 epochs)", "44s"),
+    "bm-nn-mnist": Figure(
+        BM,
+        "nn_mnist.yaml",
+        "trained FC and CNN on MNIST, the paper's recipe (1000 epochs)",
+        "not measured",
+        data=("mnist",),
+        gpu=True,
+    ),
+    "bm-nn-resnet": Figure(
+        BM, "nn_cifar10_resnet.yaml", "ResNet-18 on CIFAR-10 with a border", "not measured", data=("cifar10",), gpu=True
+    ),
+    "zh-theory": Figure(
+        ZH,
+        "contamination_theory.yaml",
+        "ReLU net grows background weight (hinge, SGD, frozen output): projections, activation asymmetry, OOD loss",
+        "2m13s",
+    ),
+    "zh-activations": Figure(
+        ZH,
+        "contamination_activations.yaml",
+        "background growth for ReLU, GELU, LeakyReLU, Sigmoid, Tanh and the linear net",
+        "10m42s (--budget cpu: 3m35s)",
+        cpu_sets=SHORT,
+    ),
+    "zh-losses": Figure(
+        ZH,
+        "contamination_losses.yaml",
+        "background growth across losses x optimizers",
+        "not measured (--budget cpu: 3m12s)",
+        cpu_sets=SHORT,
+    ),
+    "zh-toy": Figure(
+        ZH,
+        "contamination_toy.yaml",
+        "the official toy script (logistic, AdamW, norm core, seed 2024) across activations",
+        "8m29s (--budget cpu: 4m44s)",
+        cpu_sets=SHORT,
+    ),
+    "zh-distillation": Figure(
+        ZH,
+        "distillation_synthetic.yaml",
+        "teacher / distilled student / baseline probed ID and OOD; the student's background weight",
+        "1m06s",
+    ),
+    "zh-distillation-digits": Figure(
+        ZH, "distillation_digits.yaml", "distillation on digits laid on backgrounds", "44s"
+    ),
+    "zh-padded-cpu": Figure(
+        ZH,
+        "background_features_cpu.yaml",
+        "padded vs control ResNet-8 on 5000 Fashion-MNIST "
+        "images, 8 epochs, 5 seeds: feature grids and their colour, border reliance, Grad-CAM",
+        "8m11s",
+    ),
+    "zh-padded-cifar": Figure(
+        ZH,
+        "background_features_paper.yaml",
+        "padded CIFAR-10, ResNet-32, 250 epochs: the paper's feature visualizations, with numbers",
+        "not measured",
+        data=("cifar10",),
+        gpu=True,
+    ),
 }
 
 
@@ -115,6 +186,7 @@ def listing() -> str:
     for name, f in FIGURES.items():
         lines.append(f"{name:<24} {f.paper}: {f.shows}")
         extra = (f"; needs {f.needs}" if f.needs else "") + (
-            f"; reproduce --all --budget cpu sets {' '.join(f.cpu_sets)}" if f.cpu_sets else "")
+            f"; reproduce --all --budget cpu sets {' '.join(f.cpu_sets)}" if f.cpu_sets else ""
+        )
         lines.append(f"{'':<24} configs/{f.config}; 2 CPU cores: {f.cpu}; GPU: {f.gpu_time}{extra}")
     return "\n".join(lines)

@@ -45,12 +45,18 @@ def markdown_to_html(text: str) -> str:
 
     def flush():
         if table:
-            rows = [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
-                    for line in table if not set(line.replace("|", "").strip()) <= set("-: ")]
+            rows = [
+                [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+                for line in table
+                if not set(line.replace("|", "").strip()) <= set("-: ")
+            ]
             head, body = rows[0], rows[1:]
-            out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead>"
-                       "<tbody>" + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
-                                           for r in body) + "</tbody></table>")
+            out.append(
+                "<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead>"
+                "<tbody>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</tbody></table>"
+            )
             table.clear()
 
     for line in text.splitlines():
@@ -85,24 +91,34 @@ CHECK_SCRIPT = """
 """
 
 
-STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}table{border-collapse:collapse;"
-         "font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
-         "figure{display:inline-block;margin:0.5em}pre{background:#f5f5f5;padding:0.5em;overflow:auto;"
-         "font-size:11px}.holds{background:#d7f0d2}.contradicted{background:#f6d0d0}.inconclusive{background:#eee}")
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}table{border-collapse:collapse;"
+    "font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
+    "figure{display:inline-block;margin:0.5em}pre{background:#f5f5f5;padding:0.5em;overflow:auto;"
+    "font-size:11px}.holds{background:#d7f0d2}.contradicted{background:#f6d0d0}.inconclusive{background:#eee}"
+)
 
 
 def _img(p: Path) -> str:
     data = base64.b64encode(p.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{data}"><figcaption>' \
-           f'{html.escape(p.stem)}</figcaption></figure>'
+    return (
+        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{data}"><figcaption>'
+        f"{html.escape(p.stem)}</figcaption></figure>"
+    )
 
 
 def _page(title: str, parts: list[str], path: Path) -> Path:
     """Write one self-contained page (head, ``parts``, the self-check) atomically."""
     from spuriouslab.store import atomic_write
 
-    text = "\n".join([f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
-                      f"</title><style>{STYLE}</style></head><body>", *parts, CHECK_SCRIPT + "</body></html>"])
+    text = "\n".join(
+        [
+            f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
+            f"</title><style>{STYLE}</style></head><body>",
+            *parts,
+            CHECK_SCRIPT + "</body></html>",
+        ]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
@@ -112,26 +128,42 @@ def _details(name: str, text: str) -> str:
     return f"<details><summary>{html.escape(name)}</summary><pre>{html.escape(text)}</pre></details>"
 
 
-def write_html(runs: list[RunInfo], cross: dict[str, pd.DataFrame], extra_figures: dict[str, Path],
-               path: Path, verdicts: pd.DataFrame | None = None) -> Path:
+def write_html(
+    runs: list[RunInfo],
+    cross: dict[str, pd.DataFrame],
+    extra_figures: dict[str, Path],
+    path: Path,
+    verdicts: pd.DataFrame | None = None,
+) -> Path:
     """One self-contained page (figures embedded as data URIs) that opens from disk without a server: the verdicts
     on the papers' claims (when any run judged some), the tables across runs, then each run."""
-    toc = (['<li><a href="#verdicts">Verdicts on the papers\' claims</a></li>'] if verdicts is not None
-           and len(verdicts) else [])
+    toc = (
+        ['<li><a href="#verdicts">Verdicts on the papers\' claims</a></li>']
+        if verdicts is not None and len(verdicts)
+        else []
+    )
     toc += ['<li><a href="#tables">Tables across runs</a></li>']
-    toc += [f'<li><a href="#run-{i}">{html.escape(r.label)}</a> ({html.escape(r.experiment)}, {len(r.df)} '
-            'records)</li>' for i, r in enumerate(runs)]
+    toc += [
+        f'<li><a href="#run-{i}">{html.escape(r.label)}</a> ({html.escape(r.experiment)}, {len(r.df)} records)</li>'
+        for i, r in enumerate(runs)
+    ]
     parts = [f"<h1>spuriouslab report: {len(runs)} run(s)</h1><ul>{''.join(toc)}</ul>"]
     if verdicts is not None and len(verdicts):
-        parts.append('<h2 id="verdicts">Verdicts on the papers\' claims</h2>' + verdict_table_html(
-            verdicts.to_dict("records"), ["run", "claim", "effect", "n_seeds", "verdict", "reason"]))
+        parts.append(
+            '<h2 id="verdicts">Verdicts on the papers\' claims</h2>'
+            + verdict_table_html(
+                verdicts.to_dict("records"), ["run", "claim", "effect", "n_seeds", "verdict", "reason"]
+            )
+        )
     parts.append('<h2 id="tables">Tables across runs</h2>')
     for name, table in cross.items():
         parts.append(f"<h3>{html.escape(name)}</h3>" + markdown_to_html(tables.markdown_table(table)))
     parts.extend(_img(p) for p in extra_figures.values())
     for i, r in enumerate(runs):
-        parts.append(f'<h2 id="run-{i}">{html.escape(r.label)} <small>({html.escape(r.experiment)})</small></h2>'
-                     f'<p><a href="#tables">back to the tables</a></p>')
+        parts.append(
+            f'<h2 id="run-{i}">{html.escape(r.label)} <small>({html.escape(r.experiment)})</small></h2>'
+            f'<p><a href="#tables">back to the tables</a></p>'
+        )
         parts.append(markdown_to_html(r.summary))
         parts.extend(_img(p) for p in r.figures)
         parts.append(_details("config.yaml", yaml.safe_dump(r.config, sort_keys=False)))
@@ -142,8 +174,9 @@ def write_html(runs: list[RunInfo], cross: dict[str, pd.DataFrame], extra_figure
 def verdict_table_html(rows: list[dict], columns: list[str]) -> str:
     """Verdict rows as an HTML table, each row shaded by its verdict; ``effect`` shows the effect and interval,
     ``n`` the seeds (pairs) it rests on."""
-    head = "".join(f"<th>{html.escape({'n_seeds': 'seeds', 'effect': 'effect [95% interval]'}.get(c, c))}</th>"
-                   for c in columns)
+    head = "".join(
+        f"<th>{html.escape({'n_seeds': 'seeds', 'effect': 'effect [95% interval]'}.get(c, c))}</th>" for c in columns
+    )
     body = []
     for r in rows:
         cells = []
@@ -162,25 +195,39 @@ def verdict_table_html(rows: list[dict], columns: list[str]) -> str:
 def write_reproduction_html(path: Path, budget: str, rows: list[dict], sections: list, environment: dict) -> Path:
     """The reproduction page: the verdict table over every figure (figure, claim, effect and interval, seeds,
     verdict, runtime), the figures not run and why, then each figure's own report (summary and figures)."""
-    parts = [f"<h1>spuriouslab reproduction (--budget {html.escape(budget)})</h1>",
-             f"<p>{html.escape(environment.get('host', ''))}; {html.escape(environment.get('time', '')[:10])}</p>",
-             '<h2 id="verdicts">Verdicts on the papers\' claims</h2>',
-             verdict_table_html(rows, ["figure", "claim", "effect", "n_seeds", "verdict", "reason", "runtime"])]
+    parts = [
+        f"<h1>spuriouslab reproduction (--budget {html.escape(budget)})</h1>",
+        f"<p>{html.escape(environment.get('host', ''))}; {html.escape(environment.get('time', '')[:10])}</p>",
+        '<h2 id="verdicts">Verdicts on the papers\' claims</h2>',
+        verdict_table_html(rows, ["figure", "claim", "effect", "n_seeds", "verdict", "reason", "runtime"]),
+    ]
     skipped = [(name, o) for name, _, o, _, _ in sections if o.status != "done"]
     if skipped:
-        parts.append("<h3>Not run</h3><ul>" + "".join(
-            f"<li>{html.escape(name)}: {html.escape(o.status)} {html.escape(o.reason)}</li>" for name, o in skipped)
-            + "</ul>")
-    parts.append("<h2>Figures</h2><ul>" + "".join(
-        f'<li><a href="#fig-{html.escape(name)}">{html.escape(name)}</a>: {html.escape(f.shows)}</li>'
-        for name, f, o, _, _ in sections if o.status == "done") + "</ul>")
+        parts.append(
+            "<h3>Not run</h3><ul>"
+            + "".join(
+                f"<li>{html.escape(name)}: {html.escape(o.status)} {html.escape(o.reason)}</li>" for name, o in skipped
+            )
+            + "</ul>"
+        )
+    parts.append(
+        "<h2>Figures</h2><ul>"
+        + "".join(
+            f'<li><a href="#fig-{html.escape(name)}">{html.escape(name)}</a>: {html.escape(f.shows)}</li>'
+            for name, f, o, _, _ in sections
+            if o.status == "done"
+        )
+        + "</ul>"
+    )
     for name, f, o, summary, figures in sections:
         if o.status != "done":
             continue
         sets = f" with {' '.join(o.sets)}" if o.sets else ""
-        parts.append(f'<h2 id="fig-{html.escape(name)}">{html.escape(name)} <small>({html.escape(f.paper)}; '
-                     f"configs/{html.escape(f.config)}{html.escape(sets)})</small></h2>"
-                     '<p><a href="#verdicts">back to the verdicts</a></p>')
+        parts.append(
+            f'<h2 id="fig-{html.escape(name)}">{html.escape(name)} <small>({html.escape(f.paper)}; '
+            f"configs/{html.escape(f.config)}{html.escape(sets)})</small></h2>"
+            '<p><a href="#verdicts">back to the verdicts</a></p>'
+        )
         parts.append(markdown_to_html(summary))
         parts.extend(_img(p) for p in figures)
     parts.append(_details("environment", json.dumps(environment, indent=2)))

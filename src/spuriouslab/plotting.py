@@ -22,9 +22,15 @@ from matplotlib import ticker  # noqa: E402
 
 # Range of a quantity, by the last part of its name (``test_acc`` -> ``acc``)
 BOUNDS: dict[str, tuple[float, float]] = {
-    "acc": (0.0, 1.0), "accuracy": (0.0, 1.0), "fraction": (0.0, 1.0),
-    "loss": (0.0, math.inf), "mse": (0.0, math.inf), "norm": (0.0, math.inf), "seconds": (0.0, math.inf),
-    "change": (0.0, math.inf), "border": (0.0, 1.0),
+    "acc": (0.0, 1.0),
+    "accuracy": (0.0, 1.0),
+    "fraction": (0.0, 1.0),
+    "loss": (0.0, math.inf),
+    "mse": (0.0, math.inf),
+    "norm": (0.0, math.inf),
+    "seconds": (0.0, math.inf),
+    "change": (0.0, math.inf),
+    "border": (0.0, 1.0),
 }
 
 
@@ -40,8 +46,9 @@ def band(ax, x, mean, ci, label=None, quantity: str | None = None, **kw):
     line = ax.plot(x, mean, label=label, **kw)[0]
     lo, hi = bounds_for(quantity)
     mean, ci = np.asarray(mean, dtype=float), np.asarray(ci, dtype=float)
-    ax.fill_between(x, np.clip(mean - ci, lo, hi), np.clip(mean + ci, lo, hi), color=line.get_color(), alpha=0.18,
-                    linewidth=0)
+    ax.fill_between(
+        x, np.clip(mean - ci, lo, hi), np.clip(mean + ci, lo, hi), color=line.get_color(), alpha=0.18, linewidth=0
+    )
     return line
 
 
@@ -60,9 +67,13 @@ def bar_errors(values, ci, quantity: str | None = None) -> np.ndarray:
 
 
 def panel_grid(n_rows: int, n_cols: int, size=(4.2, 3.2)):
-    fig, axes = plt.subplots(max(1, n_rows), max(1, n_cols), figsize=(size[0] * max(1, n_cols),
-                                                                      size[1] * max(1, n_rows)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        max(1, n_rows),
+        max(1, n_cols),
+        figsize=(size[0] * max(1, n_cols), size[1] * max(1, n_rows)),
+        squeeze=False,
+        layout="constrained",
+    )
     return fig, axes
 
 
@@ -76,13 +87,23 @@ def label(values: Mapping, keys: Iterable[str]) -> str:
     parts = []
     for k in keys:
         v = values[k]
-        parts.append(f"{k}={v:g}" if isinstance(v, float | np.floating | int | np.integer) and not isinstance(v, bool)
-                     else str(v))
+        parts.append(
+            f"{k}={v:g}"
+            if isinstance(v, float | np.floating | int | np.integer) and not isinstance(v, bool)
+            else str(v)
+        )
     return ", ".join(parts)
 
 
-def style_axes(ax, xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
-               logx: bool = False, legend: bool = True, fontsize: int = 9) -> None:
+def style_axes(
+    ax,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    logx: bool = False,
+    legend: bool = True,
+    fontsize: int = 9,
+) -> None:
     """Labels, a light grid, an optional log x axis and a small legend (only when there are labelled lines)."""
     if logx:
         ax.set_xscale("log")
@@ -104,8 +125,9 @@ def hide_unused(axes, used: int) -> None:
         ax.axis("off")
 
 
-_SUPERSCRIPT = str.maketrans("0123456789-\u2212+", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
-                             "\u207b\u207b\u207a")
+_SUPERSCRIPT = str.maketrans(
+    "0123456789-\u2212+", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b\u207b\u207a"
+)
 
 
 class PlainLogFormatter(ticker.LogFormatterSciNotation):
@@ -123,12 +145,20 @@ def plain_log_labels(fig) -> None:
     """Every log axis of ``fig`` labelled by :class:`PlainLogFormatter` (same ticks, same choice of labels)."""
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
-                             (axis.get_minor_formatter, axis.set_minor_formatter)):
+            for get, put in (
+                (axis.get_major_formatter, axis.set_major_formatter),
+                (axis.get_minor_formatter, axis.set_minor_formatter),
+            ):
                 fmt = get()
                 if isinstance(fmt, ticker.LogFormatterMathtext) and not isinstance(fmt, PlainLogFormatter):
-                    put(PlainLogFormatter(base=fmt._base, labelOnlyBase=fmt.labelOnlyBase,
-                                          minor_thresholds=fmt.minor_thresholds, linthresh=fmt._linthresh))
+                    put(
+                        PlainLogFormatter(
+                            base=fmt._base,
+                            labelOnlyBase=fmt.labelOnlyBase,
+                            minor_thresholds=fmt.minor_thresholds,
+                            linthresh=fmt._linthresh,
+                        )
+                    )
 
 
 def save_figure(fig, directory, name: str, writer=None) -> list:

@@ -37,8 +37,10 @@ def valid_records(store: RunStore, plan) -> list[dict]:
         (out if point_key({f: rec[f] for f in fields}) in wanted else outside).append(rec)
     if outside:
         example = {f: outside[0][f] for f in fields}
-        warnings.warn(f"{store.records_path}: {len(outside)} record(s) outside this run's grid (e.g. {example}) "
-                      "are not reported", stacklevel=2)
+        warnings.warn(
+            f"{store.records_path}: {len(outside)} record(s) outside this run's grid (e.g. {example}) are not reported",
+            stacklevel=2,
+        )
     return out
 
 
@@ -69,16 +71,26 @@ def sweep_report(plan, df: pd.DataFrame) -> Report:
     verdicts: list[dict[str, Any]] = []
     for key in keys:
         figures[f"sweep_{key}"] = cross_figure(tables.aggregate(ok, [key], headline), exp.name, key)
-    lines = [f"# Sweep: {exp.name} over {', '.join(keys)}", "",
-             f"{len(df)} records over {len(plan.combos)} combinations; headline metrics, means over everything else "
-             "(n = records):", "", tables.markdown_table(table), ""]
+    lines = [
+        f"# Sweep: {exp.name} over {', '.join(keys)}",
+        "",
+        f"{len(df)} records over {len(plan.combos)} combinations; headline metrics, means over everything else "
+        "(n = records):",
+        "",
+        tables.markdown_table(table),
+        "",
+    ]
     for combo, cfg, sub in combinations(plan, df):
         r = exp.report(cfg, sub)
         tag = _tag(combo)
         figures.update({f"{tag}__{name}": fig for name, fig in r.figures.items()})
         verdicts += [{**combo, **row} for row in r.verdicts]
-        lines += [f"## {', '.join(f'{k}={v}' for k, v in combo.items())}", "",
-                  r.summary.replace("figures/", f"figures/{tag}__"), ""]
+        lines += [
+            f"## {', '.join(f'{k}={v}' for k, v in combo.items())}",
+            "",
+            r.summary.replace("figures/", f"figures/{tag}__"),
+            "",
+        ]
     verdicts += pooled_verdicts(plan, df)
     if "rho" in keys and "colour_flip" in df:  # the coloured task over its correlation spectrum
         figures.update(coloured_figures(ok, exp.name))
@@ -104,8 +116,7 @@ def pooled_verdicts(plan, df: pd.DataFrame) -> list[dict[str, Any]]:
         for values, sub in parts:
             values = values if isinstance(values, tuple) else (values,)
             for v in plan.exp.verdicts_of([claim], sub):
-                out.append({**dict(zip(others, values, strict=True)), **{k: "all" for k in claim.varies},
-                            **v.row()})
+                out.append({**dict(zip(others, values, strict=True)), **{k: "all" for k in claim.varies}, **v.row()})
     return out
 
 
@@ -120,10 +131,12 @@ def coloured_figures(df: pd.DataFrame, experiment: str) -> dict[str, Any]:
 
     figures: dict[str, Any] = {}
     at = df[df.ridge == df.ridge.min()] if "ridge" in df else df
-    panels = [("accuracy (mean over samples)", ["acc_id", "acc_indep", "acc_reversed"], "acc"),
-              ("groups of the independent set", ["worst_group_acc", "group_balanced_acc"], "acc"),
-              ("colour reliance: predictions flipped by the colour alone", ["colour_flip"], "fraction"),
-              ("spurious correlation C", ["spurious_corr"], None)]
+    panels = [
+        ("accuracy (mean over samples)", ["acc_id", "acc_indep", "acc_reversed"], "acc"),
+        ("groups of the independent set", ["worst_group_acc", "group_balanced_acc"], "acc"),
+        ("colour reliance: predictions flipped by the colour alone", ["colour_flip"], "fraction"),
+        ("spurious correlation C", ["spurious_corr"], None),
+    ]
     fig, axes = plotting.panel_grid(1, len(panels), size=(4.0, 3.4))
     models = list(dict.fromkeys(at.model)) if "model" in at else [experiment]
     styles = {m: c for m, c in zip(models, plotting.colors(len(models)), strict=True)}
@@ -132,12 +145,24 @@ def coloured_figures(df: pd.DataFrame, experiment: str) -> dict[str, Any]:
             sub = at[at.model == model] if "model" in at else at
             for j, m in enumerate(metrics):
                 t = tables.aggregate(sub, ["rho"], [m])
-                plotting.band(ax, t.rho.to_numpy(dtype=float), t[m], t[f"{m}_ci"], quantity=quantity or m,
-                              label=f"{model}: {m}" if len(metrics) > 1 or len(models) > 1 else m,
-                              color=styles[model], linestyle=["-", "--", ":"][j], marker="o", ms=3)
+                plotting.band(
+                    ax,
+                    t.rho.to_numpy(dtype=float),
+                    t[m],
+                    t[f"{m}_ci"],
+                    quantity=quantity or m,
+                    label=f"{model}: {m}" if len(metrics) > 1 or len(models) > 1 else m,
+                    color=styles[model],
+                    linestyle=["-", "--", ":"][j],
+                    marker="o",
+                    ms=3,
+                )
         plotting.style_axes(ax, "rho = P(colour agrees with the label)", "", title)
-    fig.suptitle(f"{experiment}: the coloured task from label-independent (0.5) to fully spurious (1); mean and "
-                 "95% band over seeds", fontsize=9)
+    fig.suptitle(
+        f"{experiment}: the coloured task from label-independent (0.5) to fully spurious (1); mean and "
+        "95% band over seeds",
+        fontsize=9,
+    )
     figures["coloured_spectrum"] = fig
     if "ridge" in df and df.ridge.nunique() > 1:
         fig, axes = plotting.panel_grid(1, len(models), size=(4.4, 3.4))
@@ -147,11 +172,23 @@ def coloured_figures(df: pd.DataFrame, experiment: str) -> dict[str, Any]:
                 sub = df[(df.model == model) & (df.rho == rho)]
                 t = tables.aggregate(sub, ["ridge"], ["spurious_corr"])
                 x = t.ridge.to_numpy(dtype=float)
-                plotting.band(ax, np.where(x > 0, x, np.nan), t.spurious_corr, t.spurious_corr_ci,
-                              label=f"rho={rho:g}", color=color, marker="o", ms=3)
+                plotting.band(
+                    ax,
+                    np.where(x > 0, x, np.nan),
+                    t.spurious_corr,
+                    t.spurious_corr_ci,
+                    label=f"rho={rho:g}",
+                    color=color,
+                    marker="o",
+                    ms=3,
+                )
             ax.set_xscale("log")
-            plotting.style_axes(ax, "ridge lambda (log axis: lambda = 0 not shown)", "spurious correlation C",
-                                f"{model}: C against lambda")
+            plotting.style_axes(
+                ax,
+                "ridge lambda (log axis: lambda = 0 not shown)",
+                "spurious correlation C",
+                f"{model}: C against lambda",
+            )
         figures["coloured_c_vs_lambda"] = fig
     return figures
 
@@ -169,8 +206,9 @@ def make_report(store: RunStore, plan=None) -> tuple[pd.DataFrame, Report]:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         # records that hold their points but not what the report reads (hand-edited, a foreign file): one line
-        raise ConfigError(f"{store.records_path}: its records cannot be reported ({describe(exc)}); were they "
-                          "edited by hand?") from None
+        raise ConfigError(
+            f"{store.records_path}: its records cannot be reported ({describe(exc)}); were they edited by hand?"
+        ) from None
 
 
 def judge_run(store: RunStore, plan=None) -> list[dict[str, Any]]:
@@ -182,8 +220,9 @@ def judge_run(store: RunStore, plan=None) -> list[dict[str, Any]]:
         return []
     if not plan.grid:
         return [v.row() for v in plan.exp.verdicts(df)]
-    return ([{**combo, **v.row()} for combo, _, sub in combinations(plan, df) for v in plan.exp.verdicts(sub)]
-            + pooled_verdicts(plan, df))
+    return [
+        {**combo, **v.row()} for combo, _, sub in combinations(plan, df) for v in plan.exp.verdicts(sub)
+    ] + pooled_verdicts(plan, df)
 
 
 def build_report(store: RunStore, plan=None) -> str:

@@ -99,9 +99,17 @@ def figure_verdicts(run_dir: Path) -> list[dict[str, Any]]:
     return judge_run(RunStore(run_dir))
 
 
-def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[str], Path], None], *,
-                  has_gpu: bool, found: Callable[[str], bool], only: list[str] | None = None,
-                  progress: bool = True, echo: Callable[[str], None] = print) -> dict[str, Outcome]:
+def reproduce_all(
+    out: Path,
+    budget: Budget,
+    run_one: Callable[[str, Path, list[str], Path], None],
+    *,
+    has_gpu: bool,
+    found: Callable[[str], bool],
+    only: list[str] | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Outcome]:
     """Run every figure of ``budget`` (or of ``only``) into ``out/<figure>``; ``run_one(name, config, sets,
     run_dir)`` runs one (raising on failure).  Figures done in an earlier call are not run again."""
     from filelock import FileLock, Timeout
@@ -115,8 +123,7 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
     with lock:
         saved, previous = read_index(out)
         if saved is not None and saved != budget:
-            raise ConfigError(f"{out}: holds a --budget {saved} reproduction; use another --out for --budget "
-                              f"{budget}")
+            raise ConfigError(f"{out}: holds a --budget {saved} reproduction; use another --out for --budget {budget}")
         names = select(only)
         outcomes = {n: previous.get(n, Outcome(n, "pending")) for n in names}
         bar = tqdm(names, desc="reproduce", unit="figure", disable=not progress, dynamic_ncols=True)
@@ -145,10 +152,12 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
             t0 = time.perf_counter()
             try:
                 run_one(name, config_path(name), sets, out / name)
-                note = (f"on {FIGURES[name].subset_data}, a subset ({', '.join(FIGURES[name].data)} not found)"
-                        if subset else "")
-                o = Outcome(name, "done", note, o.seconds + time.perf_counter() - t0, sets,
-                            figure_verdicts(out / name))
+                note = (
+                    f"on {FIGURES[name].subset_data}, a subset ({', '.join(FIGURES[name].data)} not found)"
+                    if subset
+                    else ""
+                )
+                o = Outcome(name, "done", note, o.seconds + time.perf_counter() - t0, sets, figure_verdicts(out / name))
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as e:  # noqa: BLE001 - one figure failing must not end the reproduction
@@ -156,8 +165,11 @@ def reproduce_all(out: Path, budget: Budget, run_one: Callable[[str, Path, list[
             outcomes[name] = o
             write_index(out, budget, outcomes)
             counts = count_verdicts(o.verdicts)
-            echo(f"{name}: {o.status} in {_duration(o.seconds)}" + (f" ({o.reason})" if o.reason else "")
-                 + ("; " + ", ".join(f"{k} {v}" for k, v in counts.items()) if o.verdicts else ""))
+            echo(
+                f"{name}: {o.status} in {_duration(o.seconds)}"
+                + (f" ({o.reason})" if o.reason else "")
+                + ("; " + ", ".join(f"{k} {v}" for k, v in counts.items()) if o.verdicts else "")
+            )
         bar.close()
     return outcomes
 
@@ -177,10 +189,22 @@ def verdict_rows(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
     rows = []
     for name, o in outcomes.items():
         for v in o.verdicts:
-            rows.append({"figure": name, "claim": v["claim"], "metric": v["metric"], "effect": v["effect"],
-                         "low": v["low"], "high": v["high"], "n_seeds": v["n_seeds"], "paired": v["paired"],
-                         "excluded": v["excluded"], "verdict": v["verdict"], "reason": v["reason"],
-                         "runtime": _duration(o.seconds)})
+            rows.append(
+                {
+                    "figure": name,
+                    "claim": v["claim"],
+                    "metric": v["metric"],
+                    "effect": v["effect"],
+                    "low": v["low"],
+                    "high": v["high"],
+                    "n_seeds": v["n_seeds"],
+                    "paired": v["paired"],
+                    "excluded": v["excluded"],
+                    "verdict": v["verdict"],
+                    "reason": v["reason"],
+                    "runtime": _duration(o.seconds),
+                }
+            )
     return rows
 
 
@@ -189,16 +213,22 @@ def verdicts_markdown(outcomes: dict[str, Outcome]) -> str:
     rows = verdict_rows(outcomes)
     lines = ["| figure | claim | effect [95% interval] | seeds | verdict | runtime |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['figure']} | {r['claim'].replace('|', '/')} | {effect_text(r, 3)} | {seeds_text(r)} | "
-                     f"**{r['verdict']}** | {r['runtime']} |")
+        lines.append(
+            f"| {r['figure']} | {r['claim'].replace('|', '/')} | {effect_text(r, 3)} | {seeds_text(r)} | "
+            f"**{r['verdict']}** | {r['runtime']} |"
+        )
     others = [o for o in outcomes.values() if o.status != "done"]
     if others:
         lines += ["", "Not run:", ""]
         lines += [f"- {o.figure}: {o.status}" + (f" ({o.reason})" if o.reason else "") for o in others]
     done = [o for o in outcomes.values() if o.status == "done"]
     counts = count_verdicts(rows)
-    lines += ["", f"{len(done)} figure(s) run in {_duration(sum(o.seconds for o in done))}; "
-              + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."]
+    lines += [
+        "",
+        f"{len(done)} figure(s) run in {_duration(sum(o.seconds for o in done))}; "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + ".",
+    ]
     return "\n".join(lines)
 
 
@@ -218,5 +248,4 @@ def write_outputs(out: Path, budget: Budget, outcomes: dict[str, Outcome], envir
         summary = (run_dir / "summary.md").read_text(encoding="utf-8") if (run_dir / "summary.md").exists() else ""
         figures = sorted((run_dir / "figures").glob("*.png")) if o.status == "done" else []
         sections.append((name, FIGURES[name], o, summary, figures))
-    return write_reproduction_html(out / "reproduction.html", budget, verdict_rows(outcomes), sections,
-                                   environment)
+    return write_reproduction_html(out / "reproduction.html", budget, verdict_rows(outcomes), sections, environment)

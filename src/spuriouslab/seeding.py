@@ -58,8 +58,14 @@ STREAMS: dict[str, int] = {
     "background.visualize": 505,  # initial images of the feature visualization
 }
 
-IMAGE_OFFSETS = {"train_pick": 0, "test_pick": 1, "train_border": 2, "test_border": 3, "train_query": 4,
-                 "test_query": 5}
+IMAGE_OFFSETS = {
+    "train_pick": 0,
+    "test_pick": 1,
+    "train_border": 2,
+    "test_border": 3,
+    "train_query": 4,
+    "test_query": 5,
+}
 
 
 def stream_id(name: str) -> int:

@@ -74,19 +74,31 @@ def _git_commit() -> str | None:
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                           capture_output=True, text=True, timeout=5).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+    ).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def environment(device: str, seed: int | None = None, jobs: int = 1, threads: int | None = None,
-                executor: str = "local") -> dict[str, Any]:
+def environment(
+    device: str, seed: int | None = None, jobs: int = 1, threads: int | None = None, executor: str = "local"
+) -> dict[str, Any]:
     """What a run ran with; ``threads`` is the torch threads of each process that computes (each worker's
     when ``jobs > 1``)."""
     import torch
 
     versions = {}
-    for pkg in ["spuriouslab", "torch", "numpy", "scipy", "pandas", "pyarrow", "pydantic", "scikit-learn", "matplotlib"]:
+    for pkg in [
+        "spuriouslab",
+        "torch",
+        "numpy",
+        "scipy",
+        "pandas",
+        "pyarrow",
+        "pydantic",
+        "scikit-learn",
+        "matplotlib",
+    ]:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -222,8 +234,9 @@ class RunStore:
                 pid = (self.root / ".lock.pid").read_text().strip() or "?"
             except OSError:
                 pass
-            raise RunDirInUse(f"{self.root} is in use by pid {pid}; wait for it to finish or use another --out") \
-                from None
+            raise RunDirInUse(
+                f"{self.root} is in use by pid {pid}; wait for it to finish or use another --out"
+            ) from None
         self._lock = lock
         (self.root / ".lock.pid").write_text(str(os.getpid()))
 
@@ -249,8 +262,14 @@ class RunStore:
             raise ConfigError(f"{self.config_path}: missing the 'experiment' field")
         return data
 
-    def open(self, experiment: str, config: dict[str, Any], fixed_fields: Iterable[str], env: dict[str, Any],
-             defaults: dict[str, Any] | None = None) -> None:
+    def open(
+        self,
+        experiment: str,
+        config: dict[str, Any],
+        fixed_fields: Iterable[str],
+        env: dict[str, Any],
+        defaults: dict[str, Any] | None = None,
+    ) -> None:
         """Create DIR (and take its lock) or check that it holds the same experiment with the same non-grid
         settings.  A field the stored config does not have (a run made before the field existed) matches when
         this run leaves it at its default (``defaults``)."""
@@ -268,15 +287,23 @@ class RunStore:
         if self.config_path.exists():
             old = self.read_config()
             if old.get("experiment") != experiment:
-                raise ConfigError(f"--out {self.root}: holds a '{old.get('experiment')}' run, not '{experiment}'; "
-                                  "use another directory")
+                raise ConfigError(
+                    f"--out {self.root}: holds a '{old.get('experiment')}' run, not '{experiment}'; "
+                    "use another directory"
+                )
             for field in fixed_fields:
-                if field not in old and defaults is not None and field in defaults \
-                        and config.get(field) == defaults[field]:
+                if (
+                    field not in old
+                    and defaults is not None
+                    and field in defaults
+                    and config.get(field) == defaults[field]
+                ):
                     continue
                 if old.get(field) != config.get(field):
-                    raise ConfigError(f"--out {self.root}: holds a run with {field}={old.get(field)!r}, this one has "
-                                      f"{field}={config.get(field)!r}; use another directory or the same setting")
+                    raise ConfigError(
+                        f"--out {self.root}: holds a run with {field}={old.get(field)!r}, this one has "
+                        f"{field}={config.get(field)!r}; use another directory or the same setting"
+                    )
         self._write_text(self.config_path, yaml.safe_dump({"experiment": experiment, **config}, sort_keys=False))
         self._write_text(self.root / "env.json", json.dumps(env, indent=2))
         self.checkpoints.directory.mkdir(exist_ok=True)
@@ -292,8 +319,10 @@ class RunStore:
             except ValueError:
                 old = None
             if not isinstance(old, dict):
-                raise ConfigError(f"{path}: not what this run resolved at its first point (edited?); remove the "
-                                  "file to take what this machine finds now")
+                raise ConfigError(
+                    f"{path}: not what this run resolved at its first point (edited?); remove the "
+                    "file to take what this machine finds now"
+                )
         merged = {**found, **old}
         if merged != old:
             self._write_text(path, json.dumps(merged, indent=2, sort_keys=True))
@@ -334,13 +363,16 @@ class RunStore:
                     problem = "not a record of this run (unreadable grid point)"
                 else:
                     if key in seen:
-                        warnings.warn(f"{self.records_path}:{number}: a second record of the same grid point; "
-                                      "counted once", stacklevel=2)
+                        warnings.warn(
+                            f"{self.records_path}:{number}: a second record of the same grid point; counted once",
+                            stacklevel=2,
+                        )
                         continue
                     seen.add(key)
             if problem:
-                warnings.warn(f"{self.records_path}:{number}: {problem}; skipped (its point is recomputed)",
-                              stacklevel=2)
+                warnings.warn(
+                    f"{self.records_path}:{number}: {problem}; skipped (its point is recomputed)", stacklevel=2
+                )
                 continue
             out.append(rec)
         return out

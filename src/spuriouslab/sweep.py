@@ -52,19 +52,22 @@ def expand_values(value: Any, key: str) -> list:
     """A grid axis as given: a list, ``a,b,c``, ``{range: [start, stop, step]}`` (stop included when reached) or
     ``{log: [start, stop, count]}`` (geometric)."""
     if isinstance(value, dict) and len(value) == 1:
-        (kind, args), = value.items()
+        ((kind, args),) = value.items()
         try:
             a, b, c = (float(v) for v in args)
         except (TypeError, ValueError):
-            raise ConfigError(f"grid {key}: got {value!r}; a range is {{range: [start, stop, step]}} or "
-                              "{log: [start, stop, count]}") from None
+            raise ConfigError(
+                f"grid {key}: got {value!r}; a range is {{range: [start, stop, step]}} or {{log: [start, stop, count]}}"
+            ) from None
         if kind == "range" and c != 0 and (b - a) / c >= 0 and math.isfinite((b - a) / c):
             n = int(math.floor((b - a) / c + 1e-9)) + 1
         elif kind == "log" and a > 0 and b > 0 and math.isfinite(b / a) and math.isfinite(c) and c >= 1 and c == int(c):
             n = int(c)
         else:
-            raise ConfigError(f"grid {key}: got {value!r}; a range is {{range: [start, stop, step]}} or "
-                              "{log: [start, stop, count]} (positive ends, an integer count)")
+            raise ConfigError(
+                f"grid {key}: got {value!r}; a range is {{range: [start, stop, step]}} or "
+                "{log: [start, stop, count]} (positive ends, an integer count)"
+            )
         if n > MAX_POINTS:  # refused before a list of that size is built
             raise ConfigError(f"grid {key}: got {value!r}; {n:.3g} values is more than {MAX_POINTS}")
         if kind == "range":
@@ -87,9 +90,20 @@ def split_grid(exp: Experiment, values: dict[str, Any]) -> tuple[dict[str, Any],
         if info is None or key in cls.AXES or _takes_list(cls, key):
             base[key] = value
             continue
-        if isinstance(value, list | tuple) or isinstance(value, dict) and len(value) == 1 or (
-                isinstance(value, str) and "," in value and (numeric_field(info.annotation) or "Literal" in str(
-                    info.annotation) or "bool" in str(info.annotation))):
+        if (
+            isinstance(value, list | tuple)
+            or isinstance(value, dict)
+            and len(value) == 1
+            or (
+                isinstance(value, str)
+                and "," in value
+                and (
+                    numeric_field(info.annotation)
+                    or "Literal" in str(info.annotation)
+                    or "bool" in str(info.annotation)
+                )
+            )
+        ):
             grid[key] = value
         else:
             base[key] = value
@@ -115,8 +129,11 @@ class Plan:
 
     def points(self) -> list[tuple[int, dict[str, Any]]]:
         """(combination index, point with the swept fields) for every point of the grid."""
-        return [(i, {**combo, **p}) for i, (combo, cfg) in enumerate(zip(self.combos, self.configs, strict=True))
-                for p in self.exp.points(cfg)]
+        return [
+            (i, {**combo, **p})
+            for i, (combo, cfg) in enumerate(zip(self.combos, self.configs, strict=True))
+            for p in self.exp.points(cfg)
+        ]
 
     def config_dump(self) -> dict[str, Any]:
         """The resolved config, with the grid (what config.yaml holds): every field all combinations resolve
@@ -141,14 +158,18 @@ def make_plan(exp: Experiment, values: dict[str, Any], grid: dict[str, Any] | No
     axes, swept = {}, {}
     for key, value in grid.items():
         if key not in exp.Config.model_fields:
-            raise ConfigError(f"grid: unknown key {key!r} for experiment '{exp.name}'; allowed keys: "
-                              f"{', '.join(exp.Config.model_fields)}")
+            raise ConfigError(
+                f"grid: unknown key {key!r} for experiment '{exp.name}'; allowed keys: "
+                f"{', '.join(exp.Config.model_fields)}"
+            )
         vals = expand_values(value, key)
         if not vals:
             raise ConfigError(f"{key}: got an empty list; give at least one value")
         if key in ("seed", "seeds") and len(vals) > 1:  # points are (axes, seed): the combinations would overlap
-            raise ConfigError(f"{key}: got {vals}; seeds are not a grid: seeds=N runs seeds seed, seed+1, ..., "
-                              "seed+N-1 (e.g. seed=0 seeds=3 for 0, 1, 2)")
+            raise ConfigError(
+                f"{key}: got {vals}; seeds are not a grid: seeds=N runs seeds seed, seed+1, ..., "
+                "seed+N-1 (e.g. seed=0 seeds=3 for 0, 1, 2)"
+            )
         seen = [json.dumps(v, default=str) for v in vals]
         if len(set(seen)) != len(seen):
             raise ConfigError(f"{key}: got {vals}; each grid value once")
@@ -208,13 +229,17 @@ def pin_resolution(plan: Plan, store: RunStore) -> list[str]:
             continue
         if first.get("data") != now.get("data") and "data" in type(cfg).model_fields:
             cfg = plan.configs[i] = cfg.model_copy(update={"data": first["data"]})
-            notes.append(f"data={first['data']}: this run started on {first['data']} and keeps it ({now['data']} is "
-                         "found now; use another --out to run on it)")
+            notes.append(
+                f"data={first['data']}: this run started on {first['data']} and keeps it ({now['data']} is "
+                "found now; use another --out to run on it)"
+            )
             now = plan.exp.resolve(cfg)
         if now.get("data_checksum") != first.get("data_checksum"):
-            raise ConfigError(f"data: {now.get('data')} is not the data this run started with (checksum "
-                              f"{str(now.get('data_checksum'))[:16]}... now, {str(first.get('data_checksum'))[:16]}"
-                              f"... then: see {store.root / 'resolved.json'}); restore it or use another --out")
+            raise ConfigError(
+                f"data: {now.get('data')} is not the data this run started with (checksum "
+                f"{str(now.get('data_checksum'))[:16]}... now, {str(first.get('data_checksum'))[:16]}"
+                f"... then: see {store.root / 'resolved.json'}); restore it or use another --out"
+            )
     return notes
 
 
@@ -224,8 +249,9 @@ def worker_threads(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
-def _run_group_in_worker(name: str, cfg_dict: dict, points: list[dict], device: str, threads: int,
-                         checkpoint_dir: str | None = None) -> list[dict]:
+def _run_group_in_worker(
+    name: str, cfg_dict: dict, points: list[dict], device: str, threads: int, checkpoint_dir: str | None = None
+) -> list[dict]:
     import torch
 
     from spuriouslab.runtime import tune_allocator
@@ -259,10 +285,16 @@ def _records_local(plan: Plan, tasks: list[Task], ctx) -> Iterable[tuple[Task, l
 def _records_pool(plan: Plan, tasks: list[Task], ctx, jobs):
     threads = worker_threads(jobs)
     dumps = [c.model_dump(mode="json") for c in plan.configs]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(_run_group_in_worker, plan.exp.name, dumps[i], g, ctx.device, threads,
-                               _checkpoint_dir(ctx)): (i, g) for i, g in tasks}
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
+    ) as pool:
+        futures = {
+            pool.submit(_run_group_in_worker, plan.exp.name, dumps[i], g, ctx.device, threads, _checkpoint_dir(ctx)): (
+                i,
+                g,
+            )
+            for i, g in tasks
+        }
         for fut in as_completed(futures):
             try:
                 yield futures[fut], fut.result(), None
@@ -282,8 +314,12 @@ def _records_ray(plan: Plan, tasks: list[Task], ctx, address: str | None = None)
     except ImportError:
         raise ConfigError("executor: got 'ray' but Ray is not installed; pip install 'spuriouslab[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, log_to_driver=False,
-                 include_dashboard=False)
+        ray.init(
+            address=address or os.environ.get("RAY_ADDRESS"),
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            include_dashboard=False,
+        )
     remote = ray.remote(num_gpus=1 if ctx.device.startswith("cuda") else 0)(_run_group_in_worker)
     dumps = [c.model_dump(mode="json") for c in plan.configs]
     refs = {remote.remote(plan.exp.name, dumps[i], g, ctx.device, 1, _checkpoint_dir(ctx)): (i, g) for i, g in tasks}
@@ -307,8 +343,9 @@ class SweepResult:
     failed_groups: int = 0
 
     def line(self) -> str:
-        text = (f"{self.done} done, {self.failed} failed, {self.done_before} skipped (done earlier)"
-                f" of {self.total} points")
+        text = (
+            f"{self.done} done, {self.failed} failed, {self.done_before} skipped (done earlier) of {self.total} points"
+        )
         if self.skipped_failed:
             text += f"; {self.skipped_failed} skipped (failed earlier; --retry-failed runs them again)"
         return text
@@ -335,8 +372,15 @@ def failed_keys(store: RunStore, fields: list[str]) -> set[str]:
     return out
 
 
-def run_sweep(plan: Plan, store: RunStore, ctx: RunContext, executor: str = "local", jobs: int = 1,
-              retry_failed: bool = False, address: str | None = None) -> SweepResult:
+def run_sweep(
+    plan: Plan,
+    store: RunStore,
+    ctx: RunContext,
+    executor: str = "local",
+    jobs: int = 1,
+    retry_failed: bool = False,
+    address: str | None = None,
+) -> SweepResult:
     """Run every pending point of the plan; records carry the swept fields."""
     fields = plan.point_fields()
     all_points = plan.points()
@@ -355,8 +399,13 @@ def run_sweep(plan: Plan, store: RunStore, ctx: RunContext, executor: str = "loc
     tasks: list[Task] = [(i, g) for i, pts in pending.items() for g in plan.exp.groups(plan.configs[i], pts)]
     if ctx.checkpoints is None:
         ctx.checkpoints = store.checkpoints
-    bar = tqdm(total=result.total, initial=result.done_before + result.skipped_failed, desc=plan.exp.name,
-               unit="point", disable=not ctx.progress)
+    bar = tqdm(
+        total=result.total,
+        initial=result.done_before + result.skipped_failed,
+        desc=plan.exp.name,
+        unit="point",
+        disable=not ctx.progress,
+    )
     if executor == "ray":
         results = _records_ray(plan, tasks, ctx, address)
     elif jobs > 1:
@@ -368,21 +417,28 @@ def run_sweep(plan: Plan, store: RunStore, ctx: RunContext, executor: str = "loc
         combo = plan.combos[i]
         if i not in cfg_dumps:
             dump = plan.configs[i].model_dump(mode="json")  # less what a point sets itself (axes, seeds)
-            cfg_dumps[i] = json.dumps({k: v for k, v in dump.items() if k not in (*plan.exp.Config.AXES, "seeds")},
-                                      sort_keys=True)
+            cfg_dumps[i] = json.dumps(
+                {k: v for k, v in dump.items() if k not in (*plan.exp.Config.AXES, "seeds")}, sort_keys=True
+            )
         if error is not None:
             result.failed += len(group)
             result.failed_groups += 1
             store.append_error([{**combo, **p} for p in group], error)
             bar.update(len(group))
             bar.set_postfix(failed=result.failed)
-            tqdm.write(f"{plan.exp.name}: a group of {len(group)} point(s) failed "
-                       f"({error.strip().splitlines()[-1][:160]}); see {store.errors_path}")
+            tqdm.write(
+                f"{plan.exp.name}: a group of {len(group)} point(s) failed "
+                f"({error.strip().splitlines()[-1][:160]}); see {store.errors_path}"
+            )
             continue
         # the swept values win over a record's own column of the same name (a capped n_test, say): they are the
         # point's identity, so that resume finds it
-        store.append([{**r, **combo, "point_id": point_id(cfg_dumps[i], {f: {**r, **combo}[f] for f in fields})}
-                      for r in records])
+        store.append(
+            [
+                {**r, **combo, "point_id": point_id(cfg_dumps[i], {f: {**r, **combo}[f] for f in fields})}
+                for r in records
+            ]
+        )
         result.done += len(records)
         bar.update(len(records))
     bar.close()

@@ -4,8 +4,24 @@ Kernels, networks and the theory import activations from here (downward only).  
 entry to ``ACTIVATIONS`` in :mod:`spuriouslab.activations.registry`.
 """
 
-from spuriouslab.activations.registry import (ACTIVATIONS, HERMITE_PREFIX, SMOOTH_ORDER, Activation, ActivationName,
-                                              Fn, activation_names, get_activation)
+from spuriouslab.activations.registry import (
+    ACTIVATIONS,
+    HERMITE_PREFIX,
+    SMOOTH_ORDER,
+    Activation,
+    ActivationName,
+    Fn,
+    activation_names,
+    get_activation,
+)
 
-__all__ = ["ACTIVATIONS", "HERMITE_PREFIX", "SMOOTH_ORDER", "Activation", "ActivationName", "Fn",
-           "activation_names", "get_activation"]
+__all__ = [
+    "ACTIVATIONS",
+    "HERMITE_PREFIX",
+    "SMOOTH_ORDER",
+    "Activation",
+    "ActivationName",
+    "Fn",
+    "activation_names",
+    "get_activation",
+]

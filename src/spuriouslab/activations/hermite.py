@@ -97,7 +97,9 @@ def gaussian_quadrature(nodes_per_side: int = 400, half_width: float = 14.0) -> 
     return _QUAD_CACHE[key]
 
 
-def quadrature_coefficients(fn: Callable[[np.ndarray], np.ndarray], order: int, scale: np.ndarray | float = 1.0) -> np.ndarray:
+def quadrature_coefficients(
+    fn: Callable[[np.ndarray], np.ndarray], order: int, scale: np.ndarray | float = 1.0
+) -> np.ndarray:
     """``mu_l(s) = E[fn(s G) h_l(G)]`` for l = 0..order, by quadrature.
 
     ``scale`` may be an array of standard deviations ``s`` (one per sample); the result then has shape

@@ -159,8 +159,13 @@ def _polynomial_autograd(series: tuple[float, ...]) -> Callable[[torch.Tensor], 
 
 
 def series_fn(name: str, series: tuple[float, ...]) -> Fn:
-    return Fn(name, _polynomial_torch(series), _polynomial_numpy(series), series=tuple(float(c) for c in series),
-              autograd_fn=_polynomial_autograd(series))
+    return Fn(
+        name,
+        _polynomial_torch(series),
+        _polynomial_numpy(series),
+        series=tuple(float(c) for c in series),
+        autograd_fn=_polynomial_autograd(series),
+    )
 
 
 def _angle(cos: np.ndarray) -> np.ndarray:
@@ -226,11 +231,27 @@ def _sigmoid_deriv_np(x: np.ndarray) -> np.ndarray:
 
 LEAKY_SLOPE = 0.1
 
-STEP = Fn("step", _step_torch, lambda x: (x > 0).astype(np.float64), hermite.step_coefficients, closed_kernel=_step_kernel)
-RELU = Fn("relu", _relu_torch, lambda x: np.maximum(x, 0.0), hermite.relu_coefficients, closed_kernel=_relu_kernel,
-          autograd_fn=torch.relu, autograd_inplace=torch.relu_)
-IDENTITY = Fn("identity", lambda x: x, lambda x: x, series=(0.0, 1.0), closed_kernel=_linear_kernel,
-              autograd_fn=lambda x: x, autograd_inplace=lambda x: x)
+STEP = Fn(
+    "step", _step_torch, lambda x: (x > 0).astype(np.float64), hermite.step_coefficients, closed_kernel=_step_kernel
+)
+RELU = Fn(
+    "relu",
+    _relu_torch,
+    lambda x: np.maximum(x, 0.0),
+    hermite.relu_coefficients,
+    closed_kernel=_relu_kernel,
+    autograd_fn=torch.relu,
+    autograd_inplace=torch.relu_,
+)
+IDENTITY = Fn(
+    "identity",
+    lambda x: x,
+    lambda x: x,
+    series=(0.0, 1.0),
+    closed_kernel=_linear_kernel,
+    autograd_fn=lambda x: x,
+    autograd_inplace=lambda x: x,
+)
 CONSTANT = Fn("one", lambda x: torch.ones_like(x), lambda x: np.ones_like(x), series=(1.0,))
 # leaky(x) = a x + (1 - a) relu(x): coefficients and kernels follow from ReLU's (E[a relu(b)] = cov/2, Stein)
 _A, _B = LEAKY_SLOPE, 1 - LEAKY_SLOPE
@@ -257,32 +278,59 @@ def _leaky_step_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.nd
     return _A * _A + _A * _B + _B * _B * _step_kernel(sl, sr, cos)
 
 
-LEAKY = Fn("leaky_relu", lambda x: torch.nn.functional.leaky_relu_(x, LEAKY_SLOPE),
-           lambda x: np.where(x > 0, x, LEAKY_SLOPE * x), _leaky_coefficients, closed_kernel=_leaky_kernel,
-           autograd_fn=lambda x: torch.nn.functional.leaky_relu(x, LEAKY_SLOPE),
-           autograd_inplace=lambda x: torch.nn.functional.leaky_relu_(x, LEAKY_SLOPE))
-LEAKY_STEP = Fn("leaky_relu'", lambda x: torch.where(x > 0, 1.0, LEAKY_SLOPE).to(x.dtype),
-                lambda x: np.where(x > 0, 1.0, LEAKY_SLOPE), _leaky_step_coefficients,
-                closed_kernel=_leaky_step_kernel)
+LEAKY = Fn(
+    "leaky_relu",
+    lambda x: torch.nn.functional.leaky_relu_(x, LEAKY_SLOPE),
+    lambda x: np.where(x > 0, x, LEAKY_SLOPE * x),
+    _leaky_coefficients,
+    closed_kernel=_leaky_kernel,
+    autograd_fn=lambda x: torch.nn.functional.leaky_relu(x, LEAKY_SLOPE),
+    autograd_inplace=lambda x: torch.nn.functional.leaky_relu_(x, LEAKY_SLOPE),
+)
+LEAKY_STEP = Fn(
+    "leaky_relu'",
+    lambda x: torch.where(x > 0, 1.0, LEAKY_SLOPE).to(x.dtype),
+    lambda x: np.where(x > 0, 1.0, LEAKY_SLOPE),
+    _leaky_step_coefficients,
+    closed_kernel=_leaky_step_kernel,
+)
 
 
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in [
-        Activation("phi2", "h1 + h2 (NTK: phi' = h0 + h1, the paper's convention)",
-                   series_fn("phi2", (0, 1, 1)), series_fn("phi2'", (1, 1))),
-        Activation("phi4", "h1 + h4 (NTK: phi' = h0 + h3, the paper's convention)",
-                   series_fn("phi4", (0, 1, 0, 0, 1)), series_fn("phi4'", (1, 0, 0, 1))),
+        Activation(
+            "phi2",
+            "h1 + h2 (NTK: phi' = h0 + h1, the paper's convention)",
+            series_fn("phi2", (0, 1, 1)),
+            series_fn("phi2'", (1, 1)),
+        ),
+        Activation(
+            "phi4",
+            "h1 + h4 (NTK: phi' = h0 + h3, the paper's convention)",
+            series_fn("phi4", (0, 1, 0, 0, 1)),
+            series_fn("phi4'", (1, 0, 0, 1)),
+        ),
         Activation("relu", "max(x, 0) (NTK: step)", RELU, STEP),
         Activation("leaky_relu", f"max(x, {LEAKY_SLOPE} x) (NTK: its step derivative)", LEAKY, LEAKY_STEP),
-        Activation("tanh", "tanh(x)", Fn("tanh", torch.tanh_, np.tanh, autograd_fn=torch.tanh,
-                                                 autograd_inplace=torch.tanh_),
-                   Fn("tanh'", _tanh_deriv_torch, lambda x: 1 - np.tanh(x) ** 2)),
-        Activation("gelu", "x Phi(x) (exact, erf-based)", Fn("gelu", _gelu_torch, _gelu_np, autograd_fn=_gelu_torch),
-                   Fn("gelu'", _gelu_deriv_torch, _gelu_deriv_np)),
-        Activation("sigmoid", "1 / (1 + exp(-x))", Fn("sigmoid", torch.sigmoid_, special.expit,
-                                                      autograd_fn=torch.sigmoid, autograd_inplace=torch.sigmoid_),
-                   Fn("sigmoid'", _sigmoid_deriv_torch, _sigmoid_deriv_np)),
+        Activation(
+            "tanh",
+            "tanh(x)",
+            Fn("tanh", torch.tanh_, np.tanh, autograd_fn=torch.tanh, autograd_inplace=torch.tanh_),
+            Fn("tanh'", _tanh_deriv_torch, lambda x: 1 - np.tanh(x) ** 2),
+        ),
+        Activation(
+            "gelu",
+            "x Phi(x) (exact, erf-based)",
+            Fn("gelu", _gelu_torch, _gelu_np, autograd_fn=_gelu_torch),
+            Fn("gelu'", _gelu_deriv_torch, _gelu_deriv_np),
+        ),
+        Activation(
+            "sigmoid",
+            "1 / (1 + exp(-x))",
+            Fn("sigmoid", torch.sigmoid_, special.expit, autograd_fn=torch.sigmoid, autograd_inplace=torch.sigmoid_),
+            Fn("sigmoid'", _sigmoid_deriv_torch, _sigmoid_deriv_np),
+        ),
         Activation("identity", "x (linear model; NTK: constant 1)", IDENTITY, CONSTANT),
     ]
 }
@@ -291,7 +339,7 @@ HERMITE_PREFIX = "hermite:"
 
 
 def parse_hermite(name: str) -> tuple[float, ...]:
-    body = name[len(HERMITE_PREFIX):]
+    body = name[len(HERMITE_PREFIX) :]
     try:
         coeffs = tuple(float(c) for c in body.replace(";", ",").split(",") if c.strip() != "")
     except ValueError:
@@ -314,11 +362,13 @@ def get_activation(name: str) -> Activation:
         deriv = tuple(hermite.series_derivative(np.array(coeffs)))
         if not any(deriv):
             deriv = (0.0,)
-        return Activation(name, "user-given Hermite series (NTK: its exact derivative)",
-                          series_fn(name, coeffs), series_fn(name + "'", deriv))
-    raise ConfigError(
-        f"activation: got {name!r}; allowed: {', '.join(ACTIVATIONS)} or hermite:c0,c1,..."
-    )
+        return Activation(
+            name,
+            "user-given Hermite series (NTK: its exact derivative)",
+            series_fn(name, coeffs),
+            series_fn(name + "'", deriv),
+        )
+    raise ConfigError(f"activation: got {name!r}; allowed: {', '.join(ACTIVATIONS)} or hermite:c0,c1,...")
 
 
 def activation_names() -> list[str]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from spuriouslab.errors import ConfigError
 
+
 def parse_content(content: str) -> tuple[str, np.ndarray | None]:
     """``uniform`` | ``gaussian`` | ``coloured`` | ``constant:V`` | ``constant:R,G,B`` (0..255)."""
     if content in ("uniform", "gaussian", "coloured"):  # coloured: spuriouslab.data.coloured (two colours, rho)
@@ -23,8 +24,10 @@ def parse_content(content: str) -> tuple[str, np.ndarray | None]:
             vals = np.array([])
         if vals.size in (1, 3) and ((vals >= 0) & (vals <= 255)).all():
             return "constant", vals
-    raise ConfigError(f"border_content: got {content!r}; allowed: uniform, gaussian, coloured, constant:V or "
-                      "constant:R,G,B with values in 0..255")
+    raise ConfigError(
+        f"border_content: got {content!r}; allowed: uniform, gaussian, coloured, constant:V or "
+        "constant:R,G,B with values in 0..255"
+    )
 
 
 def add_border(images: np.ndarray, width: int, content: str, rng: np.random.Generator) -> np.ndarray:
@@ -40,14 +43,14 @@ def add_border(images: np.ndarray, width: int, content: str, rng: np.random.Gene
         colour = np.broadcast_to(value if value.size == c or value.size == 1 else value[:c], (c,))
         out = np.empty((n, H, W, c), dtype=np.uint8)
         out[:] = np.round(colour).astype(np.uint8)
-    out[:, width: width + h, width: width + w, :] = images
+    out[:, width : width + h, width : width + w, :] = images
     return out
 
 
 def core_mask(h: int, w: int, width: int) -> np.ndarray:
     """Boolean (H + 2 width, W + 2 width) mask of the core (original image) pixels."""
     mask = np.zeros((h + 2 * width, w + 2 * width), dtype=bool)
-    mask[width: width + h, width: width + w] = True
+    mask[width : width + h, width : width + w] = True
     return mask
 
 
@@ -55,8 +58,9 @@ def nominal_alpha(h: int, w: int, width: int) -> float:
     return 1.0 - (h * w) / ((h + 2 * width) * (w + 2 * width))
 
 
-def spurious_queries(padded: np.ndarray, h: int, w: int, width: int, mode: str,
-                     rng: np.random.Generator | None = None) -> np.ndarray:
+def spurious_queries(
+    padded: np.ndarray, h: int, w: int, width: int, mode: str, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Queries keeping each image's border: core zeroed (``zero``) or another sample's core (``swap``)."""
     q = padded.copy()
     core = (slice(None), slice(width, width + h), slice(width, width + w), slice(None))
@@ -92,8 +96,16 @@ def scale_pixels(x: np.ndarray, mode: str, reference: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- solid borders (background features)
-COLOURS = {"brick": (150, 50, 50), "green": (50, 150, 50), "blue": (50, 50, 150), "grey": (128, 128, 128),
-           "black": (0, 0, 0), "white": (255, 255, 255), "yellow": (200, 200, 50), "red": (200, 40, 40)}
+COLOURS = {
+    "brick": (150, 50, 50),
+    "green": (50, 150, 50),
+    "blue": (50, 50, 150),
+    "grey": (128, 128, 128),
+    "black": (0, 0, 0),
+    "white": (255, 255, 255),
+    "yellow": (200, 200, 50),
+    "red": (200, 40, 40),
+}
 
 
 def parse_colour(text: str, key: str = "colour") -> tuple[int, int, int]:
@@ -110,8 +122,14 @@ def parse_colour(text: str, key: str = "colour") -> tuple[int, int, int]:
     raise ConfigError(f"{key}: got {text!r}; allowed: {', '.join(COLOURS)} or R,G,B with integers 0..255")
 
 
-def pad_crop_flip(images: np.ndarray, width: int, colour: tuple[int, int, int] | None, rng: np.random.Generator,
-                  crop: bool = True, flip: bool = True) -> np.ndarray:
+def pad_crop_flip(
+    images: np.ndarray,
+    width: int,
+    colour: tuple[int, int, int] | None,
+    rng: np.random.Generator,
+    crop: bool = True,
+    flip: bool = True,
+) -> np.ndarray:
     """The paper's padded pipeline on uint8 (N, H, W, C): pad ``width`` pixels of ``colour`` (None: no padding),
     random-crop back to H x W (offsets uniform in 0..2 width, one per image), horizontal flip with probability
     1/2.  Draws, in order: the crop offsets (rows, then columns), then the flips."""
@@ -119,7 +137,7 @@ def pad_crop_flip(images: np.ndarray, width: int, colour: tuple[int, int, int] |
     if colour is not None and width > 0:
         out = np.empty((n, h + 2 * width, w + 2 * width, c), dtype=np.uint8)
         out[:] = np.asarray(colour[:c] if c == 3 else [int(round(np.mean(colour)))], dtype=np.uint8)
-        out[:, width:width + h, width:width + w] = images
+        out[:, width : width + h, width : width + w] = images
     else:
         out, width = images, 0
     if crop and width > 0:
@@ -129,7 +147,7 @@ def pad_crop_flip(images: np.ndarray, width: int, colour: tuple[int, int, int] |
         idx_c = cols[:, None] + np.arange(w)[None, :]
         out = out[np.arange(n)[:, None, None], idx_r[:, :, None], idx_c[:, None, :]]
     elif width > 0:
-        out = out[:, width:width + h, width:width + w]
+        out = out[:, width : width + h, width : width + w]
     if flip:
         mirror = rng.uniform(size=n) < 0.5
         out = np.where(mirror[:, None, None, None], out[:, :, ::-1], out)

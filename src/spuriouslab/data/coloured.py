@@ -81,7 +81,7 @@ def paint(images: np.ndarray, c: np.ndarray, width: int, colours=DEFAULT_COLOURS
     n, h, w, _ = x.shape
     out = np.empty((n, h + 2 * width, w + 2 * width, 3), dtype=np.uint8)
     out[:] = np.asarray(colours, dtype=np.uint8)[np.asarray(c)][:, None, None, :]
-    out[:, width:width + h, width:width + w] = x
+    out[:, width : width + h, width : width + w] = x
     return out
 
 
@@ -101,8 +101,16 @@ def binary_labels(y: np.ndarray, n_classes: int, classes: tuple[int, int] | None
     return keep, (y[keep] == b).astype(np.int64)
 
 
-def coloured(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, rho: float,
-             width: int, rng: np.random.Generator, colours=DEFAULT_COLOURS) -> ColouredTask:
+def coloured(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    rho: float,
+    width: int,
+    rng: np.random.Generator,
+    colours=DEFAULT_COLOURS,
+) -> ColouredTask:
     """The coloured task from images and binary labels (see the module docstring); ``rng`` draws the colours."""
     rho = check_rho(rho)
     if width < 1:

@@ -81,8 +81,18 @@ def _stack(sets: list[LatentSet]) -> LatentSet:
     return LatentSet(torch.cat([s.z for s in sets]), torch.cat([s.y for s in sets]))
 
 
-def make_task(seeds: list[int], d: int, d_core: int, d_bg: int, n: int, n_test: int, core: str, ood: str,
-              ood_shift: float = -1.0, ood_scale: float = -1.0) -> ContaminationTask:
+def make_task(
+    seeds: list[int],
+    d: int,
+    d_core: int,
+    d_bg: int,
+    n: int,
+    n_test: int,
+    core: str,
+    ood: str,
+    ood_shift: float = -1.0,
+    ood_scale: float = -1.0,
+) -> ContaminationTask:
     """One independent task per seed (own map T, own samples), stacked along the first dimension."""
     k = d_core + d_bg
     Ts, train, id_test, ood_test, gens = [], [], [], [], []

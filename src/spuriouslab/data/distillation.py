@@ -64,15 +64,25 @@ def _ood_background(bg: torch.Tensor, name: str) -> torch.Tensor:
     if name.startswith("shift+"):
         return shift_background(bg, "shift", float(name.split("+", 1)[1]), 1.0)
     if name.startswith("scale"):
-        return shift_background(bg, "scale", 0.0, float(name[len("scale"):]))
+        return shift_background(bg, "scale", 0.0, float(name[len("scale") :]))
     return shift_background(bg, name, 0.0, 1.0)
 
 
-def synthetic_task(seed: int, d: int, d_core: int, d_bg: int, n_classes: int, n: int, n_test: int,
-                   noise: float = 0.5, ood: list[str] | None = None) -> DistillTask:
+def synthetic_task(
+    seed: int,
+    d: int,
+    d_core: int,
+    d_bg: int,
+    n_classes: int,
+    n: int,
+    n_test: int,
+    noise: float = 0.5,
+    ood: list[str] | None = None,
+) -> DistillTask:
     k = d_core + d_bg
-    q, _ = torch.linalg.qr(torch.randn(d, k, generator=torch_generator(seed, stream_id("distillation.map")),
-                                       dtype=torch.float64))
+    q, _ = torch.linalg.qr(
+        torch.randn(d, k, generator=torch_generator(seed, stream_id("distillation.map")), dtype=torch.float64)
+    )
     T = q.T.to(torch.float32)
     protos = torch.randn(n_classes, d_core, generator=torch_generator(seed, stream_id("distillation.prototypes")))
     protos = protos / protos.norm(dim=1, keepdim=True)
@@ -136,14 +146,23 @@ def compose(images: np.ndarray, canvas: np.ndarray) -> torch.Tensor:
     top = (H - h) // 2
     out = np.clip(canvas, 0, 1).copy()
     a = images[:, None]
-    region = out[:, :, top:top + h, top:top + w]
-    out[:, :, top:top + h, top:top + w] = region * (1 - a) + a
+    region = out[:, :, top : top + h, top : top + w]
+    out[:, :, top : top + h, top : top + w] = region * (1 - a) + a
     return torch.from_numpy(out.astype(np.float32))
 
 
-def image_task(images_train: np.ndarray, labels_train: np.ndarray, images_test: np.ndarray, labels_test: np.ndarray,
-               n_classes: int, seed: int, n: int, n_test: int, canvas: int,
-               ood: list[str] | None = None) -> DistillTask:
+def image_task(
+    images_train: np.ndarray,
+    labels_train: np.ndarray,
+    images_test: np.ndarray,
+    labels_test: np.ndarray,
+    n_classes: int,
+    seed: int,
+    n: int,
+    n_test: int,
+    canvas: int,
+    ood: list[str] | None = None,
+) -> DistillTask:
     """Background-canvas task from grey uint8 images (N, h, w): a seeded choice of n train / n_test test images."""
     rng = numpy_rng(seed, stream_id("distillation.data"))
     tr = rng.permutation(len(images_train))[:n]
@@ -155,5 +174,6 @@ def image_task(images_train: np.ndarray, labels_train: np.ndarray, images_test: 
     t_rng = numpy_rng(seed, stream_id("distillation.teacher"))
     teacher = compose(x_tr, _canvas("wide", len(tr), canvas, t_rng))
     y_tr = torch.from_numpy(labels_train[tr].astype(np.int64))
-    return DistillTask(train, y_tr, test, torch.from_numpy(labels_test[te].astype(np.int64)), oods, teacher, y_tr,
-                       n_classes)
+    return DistillTask(
+        train, y_tr, test, torch.from_numpy(labels_test[te].astype(np.int64)), oods, teacher, y_tr, n_classes
+    )

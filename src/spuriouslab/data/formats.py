@@ -70,8 +70,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header != expected:
-        raise DataError(f"{path}: truncated or padded IDX data ({len(raw) - header} bytes for shape {dims}, "
-                        f"expected {expected})")
+        raise DataError(
+            f"{path}: truncated or padded IDX data ({len(raw) - header} bytes for shape {dims}, expected {expected})"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -104,8 +105,15 @@ def read_mnist_dir(directory: Path, name: str) -> ImageData:
         if labels.size and (labels.min() < 0 or labels.max() > 9):
             raise DataError(f"{directory}: {split} labels outside 0..9")
     classes = FASHION_CLASSES if name == "fashion-mnist" else [str(i) for i in range(10)]
-    return ImageData(name, x_train[..., None], y_train.astype(np.int64), x_test[..., None], y_test.astype(np.int64),
-                     classes, source=str(directory))
+    return ImageData(
+        name,
+        x_train[..., None],
+        y_train.astype(np.int64),
+        x_test[..., None],
+        y_test.astype(np.int64),
+        classes,
+        source=str(directory),
+    )
 
 
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -116,10 +124,15 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 # What a CIFAR-10 python batch holds: a dict of bytes keys, lists, and numpy arrays (rebuilt by these functions,
 # under their names in numpy 1 and numpy 2).  Anything else in a pickle is refused: loading data never runs code.
 _SAFE_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
 }
 
 
@@ -129,14 +142,29 @@ class _DataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a data file may hold only arrays, "
-                                     "lists, dicts, numbers and strings")
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name}: a data file may hold only arrays, lists, dicts, numbers and strings"
+        )
 
 
 # Errors a corrupt pickle can raise anywhere in the unpickler or numpy's reconstruction
-_CORRUPT = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
-            KeyError, MemoryError, OverflowError, LookupError, SystemError, RecursionError, UnicodeError,
-            struct.error)
+_CORRUPT = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    KeyError,
+    MemoryError,
+    OverflowError,
+    LookupError,
+    SystemError,
+    RecursionError,
+    UnicodeError,
+    struct.error,
+)
 
 
 def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -156,10 +184,13 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     data, labels = batch[b"data"], batch[b"labels"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", None)
-        raise DataError(f"{path}: data must be a uint8 array (N, 3072), got {type(data).__name__} "
-                        f"{getattr(data, 'dtype', '')} {shape}")
+        raise DataError(
+            f"{path}: data must be a uint8 array (N, 3072), got {type(data).__name__} "
+            f"{getattr(data, 'dtype', '')} {shape}"
+        )
     if not isinstance(labels, list | np.ndarray) or not all(
-            isinstance(v, int | np.integer) and not isinstance(v, bool) for v in labels):
+        isinstance(v, int | np.integer) and not isinstance(v, bool) for v in labels
+    ):
         raise DataError(f"{path}: labels must be a list of N integers in 0..9")
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if len(labels) != len(data) or (labels.size and (labels.min() < 0 or labels.max() > 9)):
@@ -173,8 +204,15 @@ CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 def read_cifar_dir(directory: Path) -> ImageData:
     parts = [read_cifar_batch(directory / f) for f in CIFAR_TRAIN]
     x_test, y_test = read_cifar_batch(directory / "test_batch")
-    return ImageData("cifar10", np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                     x_test, y_test, CIFAR_CLASSES, source=str(directory))
+    return ImageData(
+        "cifar10",
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        x_test,
+        y_test,
+        CIFAR_CLASSES,
+        source=str(directory),
+    )
 
 
 # ---------------------------------------------------------------------------------- digits, folders
@@ -186,8 +224,15 @@ def load_digits_data() -> ImageData:
     imgs = np.clip(np.round(d.images * (255 / 16)), 0, 255).astype(np.uint8)[..., None]
     labels = d.target.astype(np.int64)
     cut = (2 * len(imgs)) // 3
-    return ImageData("digits", imgs[:cut], labels[:cut], imgs[cut:], labels[cut:], [str(i) for i in range(10)],
-                     source="sklearn.datasets.load_digits")
+    return ImageData(
+        "digits",
+        imgs[:cut],
+        labels[:cut],
+        imgs[cut:],
+        labels[cut:],
+        [str(i) for i in range(10)],
+        source="sklearn.datasets.load_digits",
+    )
 
 
 def packaged_mnist_subset() -> Path | None:
@@ -210,8 +255,13 @@ def read_mnist_subset(path: Path) -> ImageData:
             a = np.loadtxt(fh, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, ValueError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not an MNIST subset CSV ({type(exc).__name__})") from None
-    if a.shape[1] != 785 or len(a) < 5 or a[:, :-1].min() < 0 or a[:, :-1].max() > 255 or not (
-            (a[:, -1] >= 0) & (a[:, -1] <= 9)).all():
+    if (
+        a.shape[1] != 785
+        or len(a) < 5
+        or a[:, :-1].min() < 0
+        or a[:, :-1].max() > 255
+        or not ((a[:, -1] >= 0) & (a[:, -1] <= 9)).all()
+    ):
         raise DataError(f"{path}: expected rows of 784 pixels in 0..255 and a label 0..9, got shape {a.shape}")
     x = a[:, :-1].astype(np.uint8).reshape(-1, 28, 28, 1)
     y = a[:, -1]
@@ -219,8 +269,9 @@ def read_mnist_subset(path: Path) -> ImageData:
     for k in np.unique(y):
         rank[y == k] = np.arange(int((y == k).sum()))
     train = rank < (4 * np.bincount(y)[y]) // 5
-    return ImageData("mnist-5k", x[train], y[train], x[~train], y[~train], [str(i) for i in range(10)],
-                     source=str(path))
+    return ImageData(
+        "mnist-5k", x[train], y[train], x[~train], y[~train], [str(i) for i in range(10)], source=str(path)
+    )
 
 
 def read_image_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -231,16 +282,27 @@ def read_image_split(directory: Path, classes: list[str]) -> tuple[np.ndarray, n
     imgs, labels = [], []
     for ci, cname in enumerate(classes):
         if not (directory / cname).is_dir():
-            raise DataError(f"{directory}: class {cname!r} (present in train/) is missing; every class needs "
-                            f"{directory.name}/{cname}/")
+            raise DataError(
+                f"{directory}: class {cname!r} (present in train/) is missing; every class needs "
+                f"{directory.name}/{cname}/"
+            )
         for f in sorted((directory / cname).glob("*")):
             if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
                 continue
             try:
                 with Image.open(f) as im:
                     imgs.append(np.asarray(im.convert("RGB" if im.mode not in ("L",) else "L")))
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError,
-                    zlib.error, struct.error, Image.DecompressionBombError) as exc:
+            except (
+                UnidentifiedImageError,
+                OSError,
+                SyntaxError,
+                ValueError,
+                EOFError,
+                MemoryError,
+                zlib.error,
+                struct.error,
+                Image.DecompressionBombError,
+            ) as exc:
                 detail = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
                 raise DataError(f"{f}: unreadable image ({detail})") from None
             labels.append(ci)

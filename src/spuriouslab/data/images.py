@@ -24,14 +24,55 @@ from pathlib import Path
 import numpy as np
 
 from spuriouslab.data.datasets import DATASETS, get_dataset
-from spuriouslab.data.formats import (CIFAR_CLASSES, CIFAR_TRAIN, FASHION_CLASSES, MNIST_FILES, DataError, ImageData,
-                                      folder_classes, load_digits_data, read_cifar_batch, read_cifar_dir,
-                                      idx_file, read_idx, read_image_folder, read_image_split, read_mnist_dir, write_idx)
+from spuriouslab.data.formats import (
+    CIFAR_CLASSES,
+    CIFAR_TRAIN,
+    FASHION_CLASSES,
+    MNIST_FILES,
+    DataError,
+    ImageData,
+    folder_classes,
+    load_digits_data,
+    read_cifar_batch,
+    read_cifar_dir,
+    idx_file,
+    read_idx,
+    read_image_folder,
+    read_image_split,
+    read_mnist_dir,
+    write_idx,
+)
 
-__all__ = ["CIFAR_CLASSES", "CIFAR_TRAIN", "DATASETS", "FASHION_CLASSES", "MNIST_FILES", "DataError", "ImageData",
-           "array_checksum", "builtin", "identity", "fetch", "load_bytes", "folder_classes", "image_shape", "info", "load_digits_data", "load_images",
-           "locate", "read_cifar_batch", "read_cifar_dir", "read_idx", "read_image_folder", "read_image_split",
-           "read_mnist_dir", "search_roots", "to_float_chw", "where_to_put", "write_idx"]
+__all__ = [
+    "CIFAR_CLASSES",
+    "CIFAR_TRAIN",
+    "DATASETS",
+    "FASHION_CLASSES",
+    "MNIST_FILES",
+    "DataError",
+    "ImageData",
+    "array_checksum",
+    "builtin",
+    "identity",
+    "fetch",
+    "load_bytes",
+    "folder_classes",
+    "image_shape",
+    "info",
+    "load_digits_data",
+    "load_images",
+    "locate",
+    "read_cifar_batch",
+    "read_cifar_dir",
+    "read_idx",
+    "read_image_folder",
+    "read_image_split",
+    "read_mnist_dir",
+    "search_roots",
+    "to_float_chw",
+    "where_to_put",
+    "write_idx",
+]
 
 # ------------------------------------------------------------------------------- discovery, loading
 
@@ -111,8 +152,9 @@ def _load_cached(name: str, data_root: str | None) -> ImageData:
     else:
         where = locate(name, data_root)
         if where is None and spec.package is not None:
-            raise DataError(f"{name}: needs the package {spec.package}, which ships it (pip install "
-                            f"'spuriouslab[mnist-subset]')")
+            raise DataError(
+                f"{name}: needs the package {spec.package}, which ships it (pip install 'spuriouslab[mnist-subset]')"
+            )
         if where is None:
             folder = spec.probe is None
             hint = "give data_root=DIR (root/train/<class>/*.png)" if folder else where_to_put(name, data_root)
@@ -128,9 +170,11 @@ def _load_cached(name: str, data_root: str | None) -> ImageData:
     elif data.checksum == spec.checksum:
         data.verified = "decoded arrays match the reference checksum"
     else:
-        raise DataError(f"{data.source}: decoded {name} arrays do not match the reference checksum "
-                        f"(got {data.checksum[:16]}..., expected {spec.checksum[:16]}...); the files are altered or "
-                        "corrupt")
+        raise DataError(
+            f"{data.source}: decoded {name} arrays do not match the reference checksum "
+            f"(got {data.checksum[:16]}..., expected {spec.checksum[:16]}...); the files are altered or "
+            "corrupt"
+        )
     for a in (data.x_train, data.x_test, data.y_train, data.y_test):
         a.setflags(write=False)
     return data
@@ -184,14 +228,22 @@ def fetch(name: str, data_root: str | os.PathLike | None = None, progress: bool 
     target.mkdir(parents=True, exist_ok=True)
     for fname, md5 in files.items():
         try:
-            pooch.retrieve(base + fname, known_hash=f"md5:{md5}", fname=fname, path=target,
-                           progressbar=progress and downloader is None, downloader=downloader)
+            pooch.retrieve(
+                base + fname,
+                known_hash=f"md5:{md5}",
+                fname=fname,
+                path=target,
+                progressbar=progress and downloader is None,
+                downloader=downloader,
+            )
         except ValueError as exc:  # pooch: the downloaded file's hash does not match
             raise DataError(f"{base + fname}: checksum mismatch after download; try again ({exc})") from None
         except Exception as exc:  # noqa: BLE001 - network errors of any kind (requests, OS, timeouts)
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(f"data fetch {name}: cannot download {base + fname} ({reason}); offline, "
-                            f"{where_to_put(name, data_root)}") from None
+            raise DataError(
+                f"data fetch {name}: cannot download {base + fname} ({reason}); offline, "
+                f"{where_to_put(name, data_root)}"
+            ) from None
     if archive:
         final = root / spec.subdir
         if not (final / spec.probe).exists():
@@ -214,9 +266,25 @@ def info(data_root: str | os.PathLike | None = None) -> list[dict]:
     for name in [k for k, spec in DATASETS.items() if spec.probe is not None or builtin(k)]:
         try:
             d = load_images(name, data_root)
-            rows.append({"name": name, "status": "ok", "where": d.source, "train": len(d.x_train),
-                         "test": len(d.x_test), "shape": d.shape, "checksum": d.checksum[:16], "verified": d.verified})
+            rows.append(
+                {
+                    "name": name,
+                    "status": "ok",
+                    "where": d.source,
+                    "train": len(d.x_train),
+                    "test": len(d.x_test),
+                    "shape": d.shape,
+                    "checksum": d.checksum[:16],
+                    "verified": d.verified,
+                }
+            )
         except DataError as exc:
-            rows.append({"name": name, "status": "missing" if "not found" in str(exc) else "error",
-                         "where": "", "detail": str(exc)})
+            rows.append(
+                {
+                    "name": name,
+                    "status": "missing" if "not found" in str(exc) else "error",
+                    "where": "",
+                    "detail": str(exc),
+                }
+            )
     return rows

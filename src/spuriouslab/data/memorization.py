@@ -79,13 +79,13 @@ def _image_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
         a, b = spec.classes
         for c in spec.classes:
             if not 0 <= c < len(data.classes):
-                raise ConfigError(f"classes: got {list(spec.classes)}; {data.name} has classes "
-                                  f"0..{len(data.classes) - 1}")
+                raise ConfigError(
+                    f"classes: got {list(spec.classes)}; {data.name} has classes 0..{len(data.classes) - 1}"
+                )
         tr = np.flatnonzero(np.isin(data.y_train, spec.classes))
         te = np.flatnonzero(np.isin(data.y_test, spec.classes))
         if n_train > len(tr):
-            raise ConfigError(f"n_train: got {n_train}; {data.name} classes {a} and {b} have {len(tr)} training "
-                              "images")
+            raise ConfigError(f"n_train: got {n_train}; {data.name} classes {a} and {b} have {len(tr)} training images")
     else:
         tr, te = np.arange(len(data.x_train)), np.arange(len(data.x_test))
         if n_train > len(tr):
@@ -109,9 +109,18 @@ def _image_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
         labels = lambda y: y.copy()  # noqa: E731
         n_classes = len(data.classes)
     d_x = h * w * c
-    return MemorizationSplit(flat(x_tr), labels(data.y_train[tr]), flat(x_te), labels(data.y_test[te]), flat(q_tr),
-                             None if q_te is None else flat(q_te), d_x, x_tr[0].size - d_x, tuple(x_tr.shape[1:]),
-                             n_classes)
+    return MemorizationSplit(
+        flat(x_tr),
+        labels(data.y_train[tr]),
+        flat(x_te),
+        labels(data.y_test[te]),
+        flat(q_tr),
+        None if q_te is None else flat(q_te),
+        d_x,
+        x_tr[0].size - d_x,
+        tuple(x_tr.shape[1:]),
+        n_classes,
+    )
 
 
 def _coloured_split(spec: SplitSpec, data, rng, n_train: int) -> MemorizationSplit:
@@ -127,8 +136,16 @@ def _coloured_split(spec: SplitSpec, data, rng, n_train: int) -> MemorizationSpl
     h, w, _ = data.shape
     width = spec.border_width
     # every colour (training images and the three test sets) is drawn from the training-border stream
-    task = coloured(data.x_train[keep_tr[pick_tr]], y_tr[pick_tr], data.x_test[keep_te[pick_te]], y_te[pick_te],
-                    spec.rho, width, rng("train_border"), tuple(parse_colour(c, "colours") for c in spec.colours))
+    task = coloured(
+        data.x_train[keep_tr[pick_tr]],
+        y_tr[pick_tr],
+        data.x_test[keep_te[pick_te]],
+        y_te[pick_te],
+        spec.rho,
+        width,
+        rng("train_border"),
+        tuple(parse_colour(c, "colours") for c in spec.colours),
+    )
     x_tr, ident = task.train.x, task.tests["id"]
     q_tr = spurious_queries(x_tr, h, w, width, spec.query, rng("train_query"))
     q_te = spurious_queries(ident.x, h, w, width, "zero") if spec.test_queries else None
@@ -140,6 +157,16 @@ def _coloured_split(spec: SplitSpec, data, rng, n_train: int) -> MemorizationSpl
     labels = (lambda y: 2.0 * y - 1.0) if pm else (lambda y: y.copy())  # noqa: E731
     tests = {name: (flat(t.x), labels(t.y), t.c) for name, t in task.tests.items()}
     d_x = h * w * 3
-    return MemorizationSplit(flat(x_tr), labels(task.train.y), tests["id"][0], tests["id"][1], flat(q_tr),
-                             None if q_te is None else flat(q_te), d_x, x_tr[0].size - d_x, tuple(x_tr.shape[1:]),
-                             0 if pm else 2, tests=tests)
+    return MemorizationSplit(
+        flat(x_tr),
+        labels(task.train.y),
+        tests["id"][0],
+        tests["id"][1],
+        flat(q_tr),
+        None if q_te is None else flat(q_te),
+        d_x,
+        x_tr[0].size - d_x,
+        tuple(x_tr.shape[1:]),
+        0 if pm else 2,
+        tests=tests,
+    )

@@ -20,9 +20,7 @@ from spuriouslab.seeding import numpy_rng, stream_id
 def split_dims(d: int, alpha: float) -> tuple[int, int]:
     d_y = int(round(alpha * d))
     if not 1 <= d_y <= d - 1:
-        raise ConfigError(
-            f"alpha: got {alpha} with d={d}, giving d_y={d_y}; need 1 <= round(alpha*d) <= d-1"
-        )
+        raise ConfigError(f"alpha: got {alpha} with d={d}, giving d_y={d_y}; need 1 <= round(alpha*d) <= d-1")
     return d - d_y, d_y
 
 
@@ -30,8 +28,9 @@ def _sign(v: np.ndarray) -> np.ndarray:
     return np.where(v >= 0, 1.0, -1.0)
 
 
-def synthetic_memorization(seed: int, d: int, alpha: float, n_train: int, n_test: int,
-                           correlation: float = 0.0) -> MemorizationSplit:
+def synthetic_memorization(
+    seed: int, d: int, alpha: float, n_train: int, n_test: int, correlation: float = 0.0
+) -> MemorizationSplit:
     """Draw a seeded split.  ``correlation = c > 0`` makes the spurious part depend on the core:
     ``y = c P x + sqrt(1 - c^2) n`` with ``P`` a fixed random map (rows of norm ~1), ``n ~ N(0, I)``."""
     d_x, d_y = split_dims(d, alpha)
@@ -55,7 +54,14 @@ def synthetic_memorization(seed: int, d: int, alpha: float, n_train: int, n_test
     xq = rng("synthetic.query").standard_normal((n_train, d_x))
     xtq = rng("synthetic.test_query").standard_normal((n_test, d_x))
     return MemorizationSplit(
-        Z=np.hstack([x, y]), g=_sign(x @ u), Z_test=np.hstack([xt, yt]), g_test=_sign(xt @ u),
-        Z_query=np.hstack([xq, y]), Z_test_query=np.hstack([xtq, yt]), d_x=d_x, d_y=d_y, sample_shape=(d,),
+        Z=np.hstack([x, y]),
+        g=_sign(x @ u),
+        Z_test=np.hstack([xt, yt]),
+        g_test=_sign(xt @ u),
+        Z_query=np.hstack([xq, y]),
+        Z_test_query=np.hstack([xtq, yt]),
+        d_x=d_x,
+        d_y=d_y,
+        sample_shape=(d,),
         teacher=u,
     )

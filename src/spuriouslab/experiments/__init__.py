@@ -26,4 +26,13 @@ def get_experiment(name: str) -> Experiment:
     return importlib.import_module(EXPERIMENTS[name]).EXPERIMENT
 
 
-__all__ = ["EXPERIMENTS", "Estimate", "Experiment", "ExperimentConfig", "Report", "RunContext", "get_experiment", "run_points"]
+__all__ = [
+    "EXPERIMENTS",
+    "Estimate",
+    "Experiment",
+    "ExperimentConfig",
+    "Report",
+    "RunContext",
+    "get_experiment",
+    "run_points",
+]

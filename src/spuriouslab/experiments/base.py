@@ -93,14 +93,18 @@ class ExperimentConfig(BaseModel):
             if info is None:
                 continue
             if bool_field(info.annotation):  # booleans are true / false only (not yes, on, 1, t)
-                for item in (val if isinstance(val, list | tuple) else [val]):
-                    if not (isinstance(item, bool) or item is None
-                            or isinstance(item, str) and item.lower() in ("true", "false")):
+                for item in val if isinstance(val, list | tuple) else [val]:
+                    if not (
+                        isinstance(item, bool)
+                        or item is None
+                        or isinstance(item, str)
+                        and item.lower() in ("true", "false")
+                    ):
                         raise ValueError(f"{key}: got {item!r}; a boolean is true or false")
                 continue
             if not numeric_field(info.annotation):
                 continue
-            for item in (val if isinstance(val, list | tuple) else [val]):
+            for item in val if isinstance(val, list | tuple) else [val]:
                 if isinstance(item, bool):
                     raise ValueError(f"{key}: got {val!r}; a boolean is not a number")
                 if isinstance(item, str) and "_" in item:
@@ -198,8 +202,10 @@ class Estimate:
     group: str = ""  # which group, in words
 
     def describe(self) -> str:
-        return (f"largest group ({self.group}): about {_size(self.peak_bytes)} peak memory; longest group: about "
-                f"{self.flops / 1e9:.3g} GFLOP")
+        return (
+            f"largest group ({self.group}): about {_size(self.peak_bytes)} peak memory; longest group: about "
+            f"{self.flops / 1e9:.3g} GFLOP"
+        )
 
 
 def _size(n: float) -> str:
@@ -270,8 +276,11 @@ class Experiment:
         if (fn := self._hook("points")) is not None:
             return fn(cfg)
         axes = [getattr(cfg, a) for a in cfg.AXES]
-        return [dict(zip([*cfg.AXES, "seed"], (*combo, s), strict=True))
-                for combo in itertools.product(*axes) for s in cfg.seed_values()]
+        return [
+            dict(zip([*cfg.AXES, "seed"], (*combo, s), strict=True))
+            for combo in itertools.product(*axes)
+            for s in cfg.seed_values()
+        ]
 
     def group_key(self, cfg: ExperimentConfig, point: dict[str, Any]) -> Any:
         if (fn := self._hook("group_key")) is not None:
@@ -321,10 +330,13 @@ class Experiment:
         if verdicts:
             from spuriouslab.claims import verdict_markdown
 
-            report.summary = (report.summary.rstrip("\n") + "\n\n## Verdicts on the paper's claims\n\n"
-                              "Effect with its 95% interval over seeds (paired where seeds pair); holds / "
-                              "contradicted when the interval lies on one side, inconclusive otherwise.\n\n"
-                              + verdict_markdown(verdicts) + "\n")
+            report.summary = (
+                report.summary.rstrip("\n") + "\n\n## Verdicts on the paper's claims\n\n"
+                "Effect with its 95% interval over seeds (paired where seeds pair); holds / "
+                "contradicted when the interval lies on one side, inconclusive otherwise.\n\n"
+                + verdict_markdown(verdicts)
+                + "\n"
+            )
         return report
 
     def verdicts(self, df: Any) -> list[Any]:
@@ -367,12 +379,17 @@ def with_preset(config: type[ExperimentConfig], preset: str, name: str) -> type[
     """``config`` whose ``preset`` field defaults to ``preset``: an experiment that is another's preset (alignment
     and ridge are memorization presets) declares no field of its own."""
     field = config.model_fields["preset"]
-    return create_model(name, __base__=config, __doc__=f"{config.__name__} with preset={preset}",
-                        preset=(field.annotation, Field(preset, description=field.description)))
+    return create_model(
+        name,
+        __base__=config,
+        __doc__=f"{config.__name__} with preset={preset}",
+        preset=(field.annotation, Field(preset, description=field.description)),
+    )
 
 
-def run_points(exp: Experiment, cfg: ExperimentConfig, ctx: RunContext | None = None,
-               points: list[dict[str, Any]] | None = None) -> list[dict]:
+def run_points(
+    exp: Experiment, cfg: ExperimentConfig, ctx: RunContext | None = None, points: list[dict[str, Any]] | None = None
+) -> list[dict]:
     """Every record of ``cfg`` (or of the given ``points``), computed in this process, nothing written."""
     ctx = ctx or RunContext(progress=False)
     records = []
@@ -391,7 +408,7 @@ def format_validation_error(exc: ValidationError, experiment: Experiment) -> str
     value = err.get("input")
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if key == "config" or err["type"] == "value_error" and isinstance(value, dict):
         return f"{msg}"
     return f"{key}: got {value!r}; {msg[0].lower() + msg[1:]}"

@@ -82,20 +82,48 @@ MAX_SEEDS = base.MAX_SEEDS
 Listed = BeforeValidator(split_list)
 FilePath = Annotated[str | None, BeforeValidator(_file)]  # an optional file (a checkpoint): never the empty path
 # the coloured task (border_content=coloured, spuriouslab.data.coloured)
-Rho = Annotated[float, Field(ge=0, le=1, description="border_content=coloured: P(colour agrees with the label) in "
-                             "training (0.5 independent, 1 fully spurious)")]
-Colours = Annotated[list[str], Listed, Field(description="border_content=coloured: colour 0 and colour 1 (names "
-                                                         "or R,G,B)")]
+Rho = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=1,
+        description="border_content=coloured: P(colour agrees with the label) in "
+        "training (0.5 independent, 1 fully spurious)",
+    ),
+]
+Colours = Annotated[
+    list[str], Listed, Field(description="border_content=coloured: colour 0 and colour 1 (names or R,G,B)")
+]
 Size = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 RidgeValue = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Correlation = Annotated[float, Field(ge=0, lt=1)]
-Width = Annotated[int | Annotated[float, Field(allow_inf_nan=True)], BeforeValidator(_width),
-                  PlainSerializer(lambda v: "inf" if math.isinf(v) else int(v), when_used="json")]
+Width = Annotated[
+    int | Annotated[float, Field(allow_inf_nan=True)],
+    BeforeValidator(_width),
+    PlainSerializer(lambda v: "inf" if math.isinf(v) else int(v), when_used="json"),
+]
 KernelModel = Literal["rf", "ntk"]
 ImageSource = DatasetName  # an image data set of the registry
 Scaling = Literal["raw", "unit", "standard"]
 
-__all__ = ["ActivationName", "ClassifierName", "Colours", "Correlation", "DataSource", "DatasetName", "FilePath",
-           "Fraction", "ImageSource", "KernelModel", "Listed", "Rho", "RidgeValue", "Scaling", "Size", "Width",
-           "check_coloured", "split_list"]
+__all__ = [
+    "ActivationName",
+    "ClassifierName",
+    "Colours",
+    "Correlation",
+    "DataSource",
+    "DatasetName",
+    "FilePath",
+    "Fraction",
+    "ImageSource",
+    "KernelModel",
+    "Listed",
+    "Rho",
+    "RidgeValue",
+    "Scaling",
+    "Size",
+    "Width",
+    "check_coloured",
+    "split_list",
+]

@@ -32,15 +32,19 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
     _model = ""
     _parameter_constraints: dict = {
         "activation": [str],
-        "width": [Interval(Integral, 1, MAX_FEATURES, closed="both"), Options(Real, {math.inf}), StrOptions({"inf"}), None],
+        "width": [
+            Interval(Integral, 1, MAX_FEATURES, closed="both"),
+            Options(Real, {math.inf}),
+            StrOptions({"inf"}),
+            None,
+        ],
         "ridge": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "device": [str],
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
-    def __init__(self, activation="relu", width=None, ridge=0.0, random_state=None, device="cpu",
-                 dtype="float64"):
+    def __init__(self, activation="relu", width=None, ridge=0.0, random_state=None, device="cpu", dtype="float64"):
         self.activation = activation
         self.width = width
         self.ridge = ridge
@@ -58,8 +62,9 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
             seed = int(seed.integers(2**31))
         elif not isinstance(seed, int | np.integer):  # None or a RandomState: draw the feature seed from it
             seed = int(check_random_state(seed).randint(2**31))
-        return KernelSpec.make(self._model, self.activation, self.width, key=(int(seed),), device=self.device,
-                               dtype=self.dtype)
+        return KernelSpec.make(
+            self._model, self.activation, self.width, key=(int(seed),), device=self.device, dtype=self.dtype
+        )
 
     def fit(self, X, y):
         """Fit the min-norm interpolator (``ridge=0``) or ridge regression.
@@ -81,8 +86,9 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         self.spec_ = self._spec()
         self.X_fit_ = X
         K = gram(self.spec_, torch.tensor(X))
-        self.kernel_fit_ = fit_kernel(K, torch.tensor(np.asarray(y, dtype=np.float64)), self.ridge,
-                                      eps=self.spec_.precision)
+        self.kernel_fit_ = fit_kernel(
+            K, torch.tensor(np.asarray(y, dtype=np.float64)), self.ridge, eps=self.spec_.precision
+        )
         self.dual_coef_ = self.kernel_fit_.dual_coef.cpu().numpy()
         self.loo_residuals_ = self.kernel_fit_.stability().cpu().numpy()
         self.residual_max_ = self.kernel_fit_.residual_max
@@ -172,8 +178,11 @@ _PARAMETERS = """
 
 
 class RandomFeaturesRegressor(_KernelRegressor):
-    __doc__ = """Min-norm or ridge regression on random features ``phi(V x)``, ``V_ij ~ N(0, 1/d)``.
-""" + _PARAMETERS.format(unit="random features k", default="k = 100000") + """
+    __doc__ = (
+        """Min-norm or ridge regression on random features ``phi(V x)``, ``V_ij ~ N(0, 1/d)``.
+"""
+        + _PARAMETERS.format(unit="random features k", default="k = 100000")
+        + """
     Examples
     --------
     >>> from spuriouslab import RandomFeaturesRegressor
@@ -191,13 +200,17 @@ class RandomFeaturesRegressor(_KernelRegressor):
     >>> round(float(model.feature_alignment(data.Z_query).mean()), 3)
     0.393
     """
+    )
 
     _model = "rf"
 
 
 class NTKRegressor(_KernelRegressor):
-    __doc__ = """Min-norm or ridge regression on the NTK features ``x (x) phi'(W x)`` of a two-layer network.
-""" + _PARAMETERS.format(unit="hidden neurons k", default="k = 100") + """
+    __doc__ = (
+        """Min-norm or ridge regression on the NTK features ``x (x) phi'(W x)`` of a two-layer network.
+"""
+        + _PARAMETERS.format(unit="hidden neurons k", default="k = 100")
+        + """
     Examples
     --------
     >>> from spuriouslab import NTKRegressor
@@ -209,5 +222,6 @@ class NTKRegressor(_KernelRegressor):
     >>> round(model.sign_accuracy(data.Z_test, data.g_test), 3), round(model.sign_accuracy(data.Z_query, data.g), 3)
     (0.603, 0.75)
     """
+    )
 
     _model = "ntk"

@@ -58,8 +58,10 @@ def parse_width(value, model: str | None = None) -> float | int:
     if not math.isfinite(value) or value != int(value) or value < 1:
         raise ValueError(f"width: got {value!r}; expected a positive integer or 'inf'")
     if value > MAX_FEATURES:
-        raise ValueError(f"width: got {value!r}; at most {MAX_FEATURES:.0e} features; for wider models use the "
-                         "infinite-width kernel (width=inf)")
+        raise ValueError(
+            f"width: got {value!r}; at most {MAX_FEATURES:.0e} features; for wider models use the "
+            "infinite-width kernel (width=inf)"
+        )
     return int(value)
 
 
@@ -76,8 +78,16 @@ class KernelSpec:
     progress: bool = False
 
     @classmethod
-    def make(cls, model: str, activation: str | Activation, width, key=(0,), device="cpu",
-             dtype: str | torch.dtype = "float32", progress: bool = False) -> KernelSpec:
+    def make(
+        cls,
+        model: str,
+        activation: str | Activation,
+        width,
+        key=(0,),
+        device="cpu",
+        dtype: str | torch.dtype = "float32",
+        progress: bool = False,
+    ) -> KernelSpec:
         act = get_activation(activation) if isinstance(activation, str) else activation
         if isinstance(dtype, str):
             dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
@@ -148,8 +158,9 @@ def _feature_grams(specs: list[KernelSpec], A: torch.Tensor, n_train: int) -> li
     n_blocks = math.ceil(k / BLOCK)
     per = _chunk_blocks(M, k, spec.device)
     starts = range(0, n_blocks, per)
-    bar = tqdm(starts, desc=f"{spec.model} features", unit="chunk", leave=False,
-               disable=not spec.progress or len(starts) < 8)
+    bar = tqdm(
+        starts, desc=f"{spec.model} features", unit="chunk", leave=False, disable=not spec.progress or len(starts) < 8
+    )
     pre_buf = torch.empty(M, per * BLOCK, device=spec.device, dtype=spec.dtype)
     prod_buf = torch.empty(M, n_train, device=spec.device, dtype=spec.dtype)
     for b0 in bar:
@@ -177,8 +188,9 @@ def _closed_form_gram(spec: KernelSpec, A: torch.Tensor, n_train: int) -> torch.
     return torch.from_numpy(np.ascontiguousarray(K)).to(spec.device)
 
 
-def grams(specs: list[KernelSpec], train: torch.Tensor, extra: torch.Tensor | None = None,
-          include_train_rows: bool = True) -> list[torch.Tensor]:
+def grams(
+    specs: list[KernelSpec], train: torch.Tensor, extra: torch.Tensor | None = None, include_train_rows: bool = True
+) -> list[torch.Tensor]:
     """Float64 Gram matrices of ``[train; extra]`` (or of ``extra`` alone) against ``train``, one per spec.
 
     Finite-width specs that share model, width, random key, device and dtype share one pass over the
@@ -205,7 +217,8 @@ def grams(specs: list[KernelSpec], train: torch.Tensor, extra: torch.Tensor | No
     return [K if include_train_rows else K[n:] for K in out]
 
 
-def gram(spec: KernelSpec, train: torch.Tensor, extra: torch.Tensor | None = None,
-         include_train_rows: bool = True) -> torch.Tensor:
+def gram(
+    spec: KernelSpec, train: torch.Tensor, extra: torch.Tensor | None = None, include_train_rows: bool = True
+) -> torch.Tensor:
     """Float64 Gram matrix of ``[train; extra]`` (or of ``extra`` alone) against ``train``."""
     return grams([spec], train, extra, include_train_rows)[0]

@@ -13,5 +13,14 @@ from spuriouslab.nets.mlp import StackedMLP
 from spuriouslab.nets.models import SeedEnsemble, build_model
 from spuriouslab.nets.train import LOSSES, Minibatches, TrainState, evaluate, fit, make_optimizer
 
-__all__ = ["LOSSES", "Minibatches", "SeedEnsemble", "StackedMLP", "TrainState", "build_model", "evaluate", "fit",
-           "make_optimizer"]
+__all__ = [
+    "LOSSES",
+    "Minibatches",
+    "SeedEnsemble",
+    "StackedMLP",
+    "TrainState",
+    "build_model",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+]

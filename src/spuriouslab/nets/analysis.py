@@ -43,7 +43,7 @@ def outputs(model: nn.Module, x: torch.Tensor, chunk: int = 512) -> tuple[torch.
     try:
         with evaluating(model):
             for i in range(0, len(x), chunk):
-                logits.append(model(x[i:i + chunk]).detach())
+                logits.append(model(x[i : i + chunk]).detach())
     finally:
         handle.remove()
     return torch.cat(feats).float(), torch.cat(logits).float()
@@ -62,8 +62,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((outputs(model, x)[1].argmax(1).cpu() == y.cpu()).float().mean())
 
 
-def gradcam_border_fraction(model: nn.Module, x: torch.Tensor, region: torch.Tensor, layer: nn.Module,
-                            chunk: int = 128) -> tuple[float, torch.Tensor]:
+def gradcam_border_fraction(
+    model: nn.Module, x: torch.Tensor, region: torch.Tensor, layer: nn.Module, chunk: int = 128
+) -> tuple[float, torch.Tensor]:
     """Fraction of the (positive) Grad-CAM mass for the predicted class that lies on ``region``, averaged over
     images (Captum's ``LayerGradCam``, upsampled to the input); also returns the maps (N, H, W)."""
     from captum.attr import LayerAttribution, LayerGradCam
@@ -72,7 +73,7 @@ def gradcam_border_fraction(model: nn.Module, x: torch.Tensor, region: torch.Ten
     with evaluating(model):
         cam = LayerGradCam(model, layer)
         for i in range(0, len(x), chunk):
-            xb = x[i:i + chunk]
+            xb = x[i : i + chunk]
             target = model(xb).argmax(1)
             a = cam.attribute(xb, target=target, relu_attributions=True)
             cams.append(LayerAttribution.interpolate(a, tuple(x.shape[-2:]), "bilinear")[:, 0].detach().clamp(min=0))
@@ -91,9 +92,18 @@ def blur(images: torch.Tensor, size: int = 5) -> torch.Tensor:
     return torch.nn.functional.conv2d(padded, kernel, groups=c)
 
 
-def visualize_channels(model: nn.Module, layer: nn.Module, shape: tuple[int, int, int], channels: list[int],
-                       rounds: int = 10, steps: int = 200, lr: float = 0.05, reg: float = 1e-2, seed: int = 0,
-                       progress: Callable[[int], None] | None = None) -> torch.Tensor:
+def visualize_channels(
+    model: nn.Module,
+    layer: nn.Module,
+    shape: tuple[int, int, int],
+    channels: list[int],
+    rounds: int = 10,
+    steps: int = 200,
+    lr: float = 0.05,
+    reg: float = 1e-2,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
     """Activation maximization: for each channel ``k`` of ``layer``'s output, an image in [0, 1] maximizing its
     mean activation, with Adam (lr 0.05) on ``-mean activation + reg * |image - 0.5|``, ``rounds`` rounds of
     ``steps`` steps with a 5x5 blur between rounds (the paper's recipe).  Returns (len(channels), C, H, W)."""
@@ -164,13 +174,23 @@ def colour_stats(images: torch.Tensor, colour: tuple[int, int, int], tol: float 
     axis = target - target.mean()
     norm = float(np.linalg.norm(axis))
     chroma = rgb - rgb.mean(axis=1, keepdims=True)
-    return {"hue": hue, "redness": float((rgb[:, 0] - (rgb[:, 1] + rgb[:, 2]) / 2).mean()),
-            "near_border_colour": float((np.linalg.norm(rgb - target, axis=1) < tol).mean()),
-            "border_axis": float((chroma @ axis).mean() / norm) if norm > 0 else math.nan}
+    return {
+        "hue": hue,
+        "redness": float((rgb[:, 0] - (rgb[:, 1] + rgb[:, 2]) / 2).mean()),
+        "near_border_colour": float((np.linalg.norm(rgb - target, axis=1) < tol).mean()),
+        "border_axis": float((chroma @ axis).mean() / norm) if norm > 0 else math.nan,
+    }
 
 
-def border_reliance(model: nn.Module, plain: torch.Tensor, labels: torch.Tensor, framed: dict[str, torch.Tensor],
-                    region: torch.Tensor, layer: nn.Module, cam_images: int = 200) -> dict[str, float]:
+def border_reliance(
+    model: nn.Module,
+    plain: torch.Tensor,
+    labels: torch.Tensor,
+    framed: dict[str, torch.Tensor],
+    region: torch.Tensor,
+    layer: nn.Module,
+    cam_images: int = 200,
+) -> dict[str, float]:
     """Every border number for one model: accuracy on plain and on each framed version; the relative change of
     representation and logits from plain to each framed version; the Grad-CAM border fraction on plain and on
     each framed version (first ``cam_images`` images)."""

@@ -31,5 +31,4 @@ def load_state(model: torch.nn.Module, path: str, key: str, what: str) -> None:
     except FileNotFoundError:
         raise ConfigError(f"{key}: {path} does not exist") from None
     except Exception as exc:  # noqa: BLE001 - a file that is not a matching state dict
-        raise ConfigError(f"{key}: {path} does not match {what} "
-                          f"({describe(exc)})") from None
+        raise ConfigError(f"{key}: {path} does not match {what} ({describe(exc)})") from None

@@ -19,8 +19,16 @@ from spuriouslab.activations import get_activation
 
 
 class StackedMLP(torch.nn.Module):
-    def __init__(self, generators: list[torch.Generator], d_in: int, width: int, depth: int = 2,
-                 activation: str = "relu", bias: bool = True, freeze_output: bool = False):
+    def __init__(
+        self,
+        generators: list[torch.Generator],
+        d_in: int,
+        width: int,
+        depth: int = 2,
+        activation: str = "relu",
+        bias: bool = True,
+        freeze_output: bool = False,
+    ):
         super().__init__()
         if depth < 2:
             raise ValueError(f"depth must be >= 2, got {depth}")

@@ -53,9 +53,17 @@ class SmallCNN(nn.Module):
         super().__init__()
         h, w = size[0] // 4, size[1] // 4
         self.net = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * h * w, 256), nn.ReLU(), nn.Linear(256, n_out))
+            nn.Conv2d(channels, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * h * w, 256),
+            nn.ReLU(),
+            nn.Linear(256, n_out),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -80,8 +88,9 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     def __init__(self, channels: int, n_out: int, widths=(64, 128, 256, 512)):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         blocks, c = [], widths[0]
         for i, w in enumerate(widths):
             for j in range(2):
@@ -137,9 +146,12 @@ class SeedEnsemble(nn.Module):
         if not self.stacked:
             return self.model.get_submodule(name)(x[0])[None]
         prefix = name + "."
-        params = {k.replace("__", ".")[len(prefix):]: v for k, v in self.params.items()
-                  if k.replace("__", ".").startswith(prefix)}
-        buffers = {k[len(prefix):]: v for k, v in self._stacked_buffers().items() if k.startswith(prefix)}
+        params = {
+            k.replace("__", ".")[len(prefix) :]: v
+            for k, v in self.params.items()
+            if k.replace("__", ".").startswith(prefix)
+        }
+        buffers = {k[len(prefix) :]: v for k, v in self._stacked_buffers().items() if k.startswith(prefix)}
         sub = self.base.get_submodule(name)
 
         def one(p, b, xi):
@@ -185,9 +197,15 @@ class CNNEncoder(nn.Module):
         super().__init__()
         h, w = size[0] // 4, size[1] // 4
         self.net = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * h * w, embed))
+            nn.Conv2d(channels, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * h * w, embed),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -256,8 +274,9 @@ class ResNetCIFAR(nn.Module):
         if (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2, got {depth}")
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         stages, c = [], widths[0]
         for i, w in enumerate(widths):
             blocks = []
@@ -305,8 +324,11 @@ class ModelSpec:
         with torch.device("meta"):
             model = self.build(shape, n_out, **options)
             outputs = [0]
-            hooks = [m.register_forward_hook(lambda m, i, o: outputs.__setitem__(0, outputs[0] + o.numel()))
-                     for m in model.modules() if not list(m.children())]
+            hooks = [
+                m.register_forward_hook(lambda m, i, o: outputs.__setitem__(0, outputs[0] + o.numel()))
+                for m in model.modules()
+                if not list(m.children())
+            ]
             try:
                 model(torch.zeros(1, *shape))
             except (NotImplementedError, RuntimeError):  # an operation without a meta kernel: no activation count
@@ -324,15 +346,22 @@ def _fc(shape: Shape, n_out: int) -> nn.Module:
 MODELS: dict[str, ModelSpec] = {
     "fc": ModelSpec(_fc, "fully connected d -> 500 -> 200 -> C, ReLU"),
     "cnn": ModelSpec(lambda shape, n_out: SmallCNN(shape[0], shape[1:], n_out), "small CNN: 2 conv + 2 FC, ReLU"),
-    "resnet18": ModelSpec(lambda shape, n_out: ResNet18(shape[0], n_out), "CIFAR ResNet-18 (11M parameters)",
-                          batchnorm=True),
-    "resnet": ModelSpec(lambda shape, n_out, depth=32: ResNetCIFAR(shape[0], n_out, depth),
-                        "He et al.'s CIFAR ResNet, depth 6n+2 (option depth, default 32)", batchnorm=True),
-    "mlp-encoder": ModelSpec(lambda shape, n_out, width=256, activation="relu":
-                             MLPEncoder(math.prod(shape), width, n_out, activation),
-                             "two-layer MLP encoder, any activation", role="encoder"),
-    "cnn-encoder": ModelSpec(lambda shape, n_out: CNNEncoder(shape[0], shape[1:], n_out), "small CNN encoder",
-                             role="encoder"),
+    "resnet18": ModelSpec(
+        lambda shape, n_out: ResNet18(shape[0], n_out), "CIFAR ResNet-18 (11M parameters)", batchnorm=True
+    ),
+    "resnet": ModelSpec(
+        lambda shape, n_out, depth=32: ResNetCIFAR(shape[0], n_out, depth),
+        "He et al.'s CIFAR ResNet, depth 6n+2 (option depth, default 32)",
+        batchnorm=True,
+    ),
+    "mlp-encoder": ModelSpec(
+        lambda shape, n_out, width=256, activation="relu": MLPEncoder(math.prod(shape), width, n_out, activation),
+        "two-layer MLP encoder, any activation",
+        role="encoder",
+    ),
+    "cnn-encoder": ModelSpec(
+        lambda shape, n_out: CNNEncoder(shape[0], shape[1:], n_out), "small CNN encoder", role="encoder"
+    ),
 }
 
 

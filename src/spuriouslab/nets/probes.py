@@ -11,8 +11,17 @@ import numpy as np
 import torch
 
 
-def fit_probe(features: np.ndarray, labels: np.ndarray, kind: str = "sklearn", seed: int = 0, epochs: int = 10,
-              lr: float = 1e-3, weight_decay: float = 1e-3, batch_size: int = 256, c: float = 1.0):
+def fit_probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    kind: str = "sklearn",
+    seed: int = 0,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-3,
+    batch_size: int = 256,
+    c: float = 1.0,
+):
     """A fitted probe: ``predict(features) -> labels``."""
     if kind == "sklearn":
         from sklearn.linear_model import LogisticRegression
@@ -55,7 +64,7 @@ class TorchProbe:
         for _ in range(self.epochs):
             perm = torch.randperm(len(X), generator=gen)
             for i in range(0, len(X), self.batch_size):
-                idx = perm[i:i + self.batch_size]
+                idx = perm[i : i + self.batch_size]
                 opt.zero_grad()
                 torch.nn.functional.cross_entropy(self.layer_(X[idx]), y[idx]).backward()
                 opt.step()

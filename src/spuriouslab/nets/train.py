@@ -54,7 +54,9 @@ def seed_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "hinge": hinge, "logistic": logistic, "mse": mse,
+    "hinge": hinge,
+    "logistic": logistic,
+    "mse": mse,
 }
 
 
@@ -70,8 +72,9 @@ def diverged(loss: torch.Tensor) -> torch.Tensor:
     return ~torch.isfinite(loss) | (loss.abs() > DIVERGENCE_BOUND)
 
 
-def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0,
-                   momentum: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0, momentum: float = 0.0
+) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     kw: dict = {"lr": lr, "weight_decay": weight_decay}
     if name == "sgd":
@@ -113,11 +116,17 @@ class TrainState:
     last_loss: torch.Tensor | None = None  # per-seed loss of the latest step (not saved)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-                "generators": [g.get_state() for g in self.generators], "history": self.history,
-                "step": self.step, "diverged_at": dict(self.diverged_at), "extra": self.extra,
-                "stopped": self.stopped}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "generators": [g.get_state() for g in self.generators],
+            "history": self.history,
+            "step": self.step,
+            "diverged_at": dict(self.diverged_at),
+            "extra": self.extra,
+            "stopped": self.stopped,
+        }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`; a checkpoint that does not match this state (other keys, shapes or
@@ -159,8 +168,11 @@ class TrainState:
         at = self.diverged_at.get(seed)
         if at is None:
             return {"status": "ok", "diverged_at": None, "error": ""}
-        return {"status": "diverged", "diverged_at": at,
-                "error": f"{what} not finite or above {DIVERGENCE_BOUND:g} by step {at}"}
+        return {
+            "status": "diverged",
+            "diverged_at": at,
+            "error": f"{what} not finite or above {DIVERGENCE_BOUND:g} by step {at}",
+        }
 
 
 def resume(state: TrainState, checkpoints: Any, key: str | None) -> bool:
@@ -180,11 +192,21 @@ def resume(state: TrainState, checkpoints: Any, key: str | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ the loop
-def fit(state: TrainState, step: Callable[[int], torch.Tensor], steps: int, *, log_every: int,
-        measure: Callable[[int], dict[str, Any] | None] | None = None, checkpoints: Any = None,
-        key: str | None = None, steps_per_epoch: int = 1, schedule: Literal["step", "epoch"] = "step",
-        before_step: Callable[[], None] | None = None, desc: str | None = None,
-        progress: bool = False) -> TrainState:
+def fit(
+    state: TrainState,
+    step: Callable[[int], torch.Tensor],
+    steps: int,
+    *,
+    log_every: int,
+    measure: Callable[[int], dict[str, Any] | None] | None = None,
+    checkpoints: Any = None,
+    key: str | None = None,
+    steps_per_epoch: int = 1,
+    schedule: Literal["step", "epoch"] = "step",
+    before_step: Callable[[], None] | None = None,
+    desc: str | None = None,
+    progress: bool = False,
+) -> TrainState:
     """Train ``state`` to ``steps`` optimizer steps and return it.
 
     ``step(t)`` (t = 1, 2, ...) returns the per-seed losses (a tensor of shape (S,), one entry per seed trained
@@ -252,8 +274,9 @@ class Minibatches:
     through it in ``ceil(n / batch_size)`` steps; ``replace=True``: each step draws ``batch_size`` indices with
     replacement.  The generators belong to the :class:`TrainState`, so a resumed run draws what it would have."""
 
-    def __init__(self, n: int, batch_size: int, generators: list[torch.Generator], device: str = "cpu",
-                 replace: bool = False):
+    def __init__(
+        self, n: int, batch_size: int, generators: list[torch.Generator], device: str = "cpu", replace: bool = False
+    ):
         self.n, self.batch_size, self.generators, self.device, self.replace = n, batch_size, generators, device, replace
         self.steps_per_epoch = 1 if batch_size == 0 or replace else math.ceil(n / batch_size)
         self._perm: torch.Tensor | None = None
@@ -265,12 +288,13 @@ class Minibatches:
                 self._full = torch.arange(self.n, device=self.device).expand(len(self.generators), -1)
             return self._full
         if self.replace:
-            return torch.stack([torch.randint(self.n, (self.batch_size,), generator=g)
-                                for g in self.generators]).to(self.device)
+            return torch.stack([torch.randint(self.n, (self.batch_size,), generator=g) for g in self.generators]).to(
+                self.device
+            )
         i = (t - 1) % self.steps_per_epoch
         if i == 0 or self._perm is None:
             self._perm = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators]).to(self.device)
-        return self._perm[:, i * self.batch_size:(i + 1) * self.batch_size]
+        return self._perm[:, i * self.batch_size : (i + 1) * self.batch_size]
 
 
 def gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -290,8 +314,13 @@ def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 
 @torch.no_grad()
-def evaluate(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, model: torch.nn.Module | None = None,
-             chunk: int = 2048, dim: int = 1) -> torch.Tensor:
+def evaluate(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    model: torch.nn.Module | None = None,
+    chunk: int = 2048,
+    dim: int = 1,
+) -> torch.Tensor:
     """``fn`` on ``x`` in chunks of ``chunk`` along ``dim`` (the sample dimension: 1 for seed-stacked inputs),
     without gradients and with ``model`` (default: ``fn`` itself) in eval mode; outputs concatenated."""
     module = model if model is not None else fn
@@ -337,8 +366,10 @@ def reset_parameters(model: torch.nn.Module, generator: torch.Generator) -> None
         elif isinstance(m, _NO_RANDOM_INIT):
             m.reset_parameters()
         else:
-            raise ValueError(f"cannot initialise {type(m).__name__} from a generator; give it a reset rule in "
-                             "spuriouslab.nets.train.reset_parameters")
+            raise ValueError(
+                f"cannot initialise {type(m).__name__} from a generator; give it a reset rule in "
+                "spuriouslab.nets.train.reset_parameters"
+            )
 
 
 @torch.no_grad()

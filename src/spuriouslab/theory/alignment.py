@@ -72,8 +72,9 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 1e-300 else math.nan
 
 
-def predict_alignment(activation: str, model: str, alpha: float, n: int | None = None,
-                      d: int | None = None) -> AlignmentPrediction:
+def predict_alignment(
+    activation: str, model: str, alpha: float, n: int | None = None, d: int | None = None
+) -> AlignmentPrediction:
     """Both limits of the mean feature alignment and, given ``n`` and ``d``, the finite-psi prediction."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -102,8 +103,9 @@ def predict_alignment(activation: str, model: str, alpha: float, n: int | None =
             lam0 = (total - e_const) / e_const
             r0 = lam0 / (lam0 + n - 1)
         pred = factor * _ratio(e_const * r0 + alpha**lin * e_lin * r + w_above, e_const * r0 + e_lin * r + above)
-    return AlignmentPrediction(model, activation, float(alpha), float(many), float(few),
-                               None if pred is None else float(pred), psi)
+    return AlignmentPrediction(
+        model, activation, float(alpha), float(many), float(few), None if pred is None else float(pred), psi
+    )
 
 
 def coefficient_table(activation: str, order: int = 8, derivative: bool = False) -> np.ndarray:

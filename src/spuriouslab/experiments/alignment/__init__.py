@@ -21,14 +21,34 @@ EXPERIMENT = Experiment(
     reporting=report,
     headline=("alignment_mean", "gamma_pred"),
     claims=(
-        Claim("alignment", "the measured feature alignment agrees with the predicted gamma (within 0.05)",
-              "alignment_mean", "agreement", predicted="gamma_pred", tolerance=0.05, paper="Bombari & Mondelli, ICML 2024"),
-        Claim("alignment", "the alignment grows with the spurious share alpha, as the predicted gamma does",
-              "alignment_mean", "trend", over="alpha", paper="Bombari & Mondelli, ICML 2024"),
-        Claim("alignment", "the measured alignment orders the activations as their Hermite coefficients predict "
-              "(Kendall tau with the predicted gamma across activations, at each alpha, N and model)",
-              "alignment_mean", "sign", statistic=rank_agreement("alignment_mean", "gamma_pred", "activation"),
-              by=("alpha", "n_train", "model"), needs=("gamma_pred",), varies=("activation",),
-              paper="Bombari & Mondelli, ICML 2024"),
+        Claim(
+            "alignment",
+            "the measured feature alignment agrees with the predicted gamma (within 0.05)",
+            "alignment_mean",
+            "agreement",
+            predicted="gamma_pred",
+            tolerance=0.05,
+            paper="Bombari & Mondelli, ICML 2024",
+        ),
+        Claim(
+            "alignment",
+            "the alignment grows with the spurious share alpha, as the predicted gamma does",
+            "alignment_mean",
+            "trend",
+            over="alpha",
+            paper="Bombari & Mondelli, ICML 2024",
+        ),
+        Claim(
+            "alignment",
+            "the measured alignment orders the activations as their Hermite coefficients predict "
+            "(Kendall tau with the predicted gamma across activations, at each alpha, N and model)",
+            "alignment_mean",
+            "sign",
+            statistic=rank_agreement("alignment_mean", "gamma_pred", "activation"),
+            by=("alpha", "n_train", "model"),
+            needs=("gamma_pred",),
+            varies=("activation",),
+            paper="Bombari & Mondelli, ICML 2024",
+        ),
     ),
 )

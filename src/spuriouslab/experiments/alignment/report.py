@@ -19,14 +19,34 @@ def report(cfg, df: pd.DataFrame) -> Report:
     agg = tables.aggregate(df, keys, ["alignment_mean", "gamma_pred", "gamma_few", "gamma_many"])
     agg["gap"] = agg["alignment_mean"] - agg["gamma_pred"]
     worst = agg.loc[agg.gap.abs().idxmax()]
-    lines = ["# Feature alignment: measured vs predicted", "",
-             f"max |measured - predicted| = {abs(worst.gap):.4f} (at {worst.model} {worst.activation}, "
-             f"alpha={worst.alpha:g}, N={worst.n_train}); mean |gap| = {agg.gap.abs().mean():.4f}.  "
-             "Prediction: finite-psi formula at psi=(N-1)/d (see spuriouslab.theory.alignment).  "
-             "Figure: figures/alignment_vs_alpha.", "",
-             tables.markdown_table(agg, ["model", "activation", "alpha", "width", "n_train", "n", "alignment_mean",
-                                    "alignment_mean_ci", "gamma_pred", "gap", "gamma_few", "gamma_many"]),
-             "", base.summary]
+    lines = [
+        "# Feature alignment: measured vs predicted",
+        "",
+        f"max |measured - predicted| = {abs(worst.gap):.4f} (at {worst.model} {worst.activation}, "
+        f"alpha={worst.alpha:g}, N={worst.n_train}); mean |gap| = {agg.gap.abs().mean():.4f}.  "
+        "Prediction: finite-psi formula at psi=(N-1)/d (see spuriouslab.theory.alignment).  "
+        "Figure: figures/alignment_vs_alpha.",
+        "",
+        tables.markdown_table(
+            agg,
+            [
+                "model",
+                "activation",
+                "alpha",
+                "width",
+                "n_train",
+                "n",
+                "alignment_mean",
+                "alignment_mean_ci",
+                "gamma_pred",
+                "gap",
+                "gamma_few",
+                "gamma_many",
+            ],
+        ),
+        "",
+        base.summary,
+    ]
     figures = {**base.figures, "alignment_vs_alpha": _figure_vs_alpha(df, agg, cfg.d)}
     return Report("\n".join(lines) + "\n", figures)
 
@@ -48,16 +68,28 @@ def _figure_vs_alpha(df, agg, d: int):
                 pts = sub[sub.n_train == n].sort_values("alpha")
                 if pts.empty:
                     continue
-                ax.errorbar(pts.alpha, pts.alignment_mean, yerr=pts.alignment_mean_ci, fmt="o", ms=3, color=color,
-                            label=f"N={n}")
-                ax.plot(grid, [predict_alignment(a, m, x, int(n), d).gamma_pred for x in grid], ":", color=color,
-                        linewidth=1)
-            ax.plot(grid, [predict_alignment(a, m, x).gamma_few for x in grid], "k-.", linewidth=0.8,
-                    label="N<<d")
-            ax.plot(grid, [predict_alignment(a, m, x).gamma_many for x in grid], "k-", linewidth=0.8,
-                    label="N>>d")
-            plotting.style_axes(ax, "alpha = d_y/d", "mean feature alignment", f"{m.upper()} {a}",
-                         legend=(i, j) == (0, 0))
-    fig.suptitle(f"Alignment vs alpha (d={d}): measured (points, 95% CI), theory at each N (dotted), limits",
-                 fontsize=9)
+                ax.errorbar(
+                    pts.alpha,
+                    pts.alignment_mean,
+                    yerr=pts.alignment_mean_ci,
+                    fmt="o",
+                    ms=3,
+                    color=color,
+                    label=f"N={n}",
+                )
+                ax.plot(
+                    grid,
+                    [predict_alignment(a, m, x, int(n), d).gamma_pred for x in grid],
+                    ":",
+                    color=color,
+                    linewidth=1,
+                )
+            ax.plot(grid, [predict_alignment(a, m, x).gamma_few for x in grid], "k-.", linewidth=0.8, label="N<<d")
+            ax.plot(grid, [predict_alignment(a, m, x).gamma_many for x in grid], "k-", linewidth=0.8, label="N>>d")
+            plotting.style_axes(
+                ax, "alpha = d_y/d", "mean feature alignment", f"{m.upper()} {a}", legend=(i, j) == (0, 0)
+            )
+    fig.suptitle(
+        f"Alignment vs alpha (d={d}): measured (points, 95% CI), theory at each N (dotted), limits", fontsize=9
+    )
     return fig

@@ -19,25 +19,50 @@ ZH = "Zhang et al., ICML 2024"
 EXPERIMENT = Experiment(
     name="background-features",
     summary="Padded-border training of a CIFAR ResNet (cpu: ResNet-8, paper: ResNet-32): does it learn the border "
-            "colour? (Zhang et al.)",
+    "colour? (Zhang et al.)",
     Config=BackgroundFeaturesConfig,
     run=run,
     reporting=report,
     headline=("acc_train_colour", "repr_change_train_colour", "gradcam_border_train_colour"),
     claims=(
-        Claim("background-features", "the padded model's features take the border's colour: its visualizations lie "
-              "further along the border colour's chroma axis (either direction) than the control's",
-              "vis_border_axis_abs", "difference", when={"pipeline": "padded"}, versus={"pipeline": "control"},
-              paper=ZH),
-        Claim("background-features", "the signed measure beside it: the padded model's visualizations are more "
-              "toward the border colour itself than the control's", "vis_border_axis", "difference",
-              when={"pipeline": "padded"}, versus={"pipeline": "control"}, paper=ZH),
-        Claim("background-features", "the padded model relies on the border colour: its accuracy under frames of "
-              "the training colour exceeds that under other colours by more than the control's",
-              "acc_colour_gap", "difference", when={"pipeline": "padded"}, versus={"pipeline": "control"},
-              paper=ZH),
-        Claim("background-features", "the padded model puts more Grad-CAM mass on a frame of the training colour "
-              "than the control", "gradcam_border_train_colour", "difference", when={"pipeline": "padded"},
-              versus={"pipeline": "control"}, paper=ZH),
+        Claim(
+            "background-features",
+            "the padded model's features take the border's colour: its visualizations lie "
+            "further along the border colour's chroma axis (either direction) than the control's",
+            "vis_border_axis_abs",
+            "difference",
+            when={"pipeline": "padded"},
+            versus={"pipeline": "control"},
+            paper=ZH,
+        ),
+        Claim(
+            "background-features",
+            "the signed measure beside it: the padded model's visualizations are more "
+            "toward the border colour itself than the control's",
+            "vis_border_axis",
+            "difference",
+            when={"pipeline": "padded"},
+            versus={"pipeline": "control"},
+            paper=ZH,
+        ),
+        Claim(
+            "background-features",
+            "the padded model relies on the border colour: its accuracy under frames of "
+            "the training colour exceeds that under other colours by more than the control's",
+            "acc_colour_gap",
+            "difference",
+            when={"pipeline": "padded"},
+            versus={"pipeline": "control"},
+            paper=ZH,
+        ),
+        Claim(
+            "background-features",
+            "the padded model puts more Grad-CAM mass on a frame of the training colour than the control",
+            "gradcam_border_train_colour",
+            "difference",
+            when={"pipeline": "padded"},
+            versus={"pipeline": "control"},
+            paper=ZH,
+        ),
     ),
 )

@@ -15,11 +15,32 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU minutes, from the search in searches/background_features_{1,2}.yaml (README: "CPU presets"): a ResNet-8
     # on 5000 images for 8 epochs, 5 seeds, a visualization of 4 rounds x 100 steps - the smallest setting tried in
     # which the colour claim's interval clears zero (ResNet-8 on 10000 images, 4 seeds, 3 x 50 steps did not)
-    "cpu": {"depth": 8, "n_train": 5000, "n_test": 1000, "epochs": 8, "lr_step": 6, "vis_rounds": 4,
-            "vis_steps": 100, "cam_images": 200, "seeds": 5, "log_every": 1},
+    "cpu": {
+        "depth": 8,
+        "n_train": 5000,
+        "n_test": 1000,
+        "epochs": 8,
+        "lr_step": 6,
+        "vis_rounds": 4,
+        "vis_steps": 100,
+        "cam_images": 200,
+        "seeds": 5,
+        "log_every": 1,
+    },
     # the paper's: ResNet-32 on full CIFAR-10, 250 epochs, lr x0.1 every 50, the full visualization recipe (GPU)
-    "paper": {"data": "cifar10", "depth": 32, "n_train": 50000, "n_test": 10000, "epochs": 250, "lr_step": 50,
-              "vis_rounds": 10, "vis_steps": 200, "cam_images": 1000, "seeds": 1, "log_every": 10},
+    "paper": {
+        "data": "cifar10",
+        "depth": 32,
+        "n_train": 50000,
+        "n_test": 10000,
+        "epochs": 250,
+        "lr_step": 50,
+        "vis_rounds": 10,
+        "vis_steps": 200,
+        "cam_images": 1000,
+        "seeds": 1,
+        "log_every": 10,
+    },
 }
 DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"border": spec.padding[0], "eval_border": spec.padding[1]})
 # data=auto: the padding follows the data set the run finds (resolved at run time, see BorderData), so an unset
@@ -32,23 +53,35 @@ class BackgroundFeaturesConfig(ExperimentConfig):
 
     preset: Literal["cpu", "paper"] = Field("cpu", description="cpu (minutes) or paper (CIFAR-10, 250 epochs, GPU)")
     data: AutoDataset = Field(
-        "auto", description="auto = Fashion-MNIST when found, else digits (both as RGB); or any image data set")
+        "auto", description="auto = Fashion-MNIST when found, else digits (both as RGB); or any image data set"
+    )
     data_root: str | None = Field(None, description="where image data lives (folder: root/{train,test}/<class>)")
     pipeline: Annotated[list[Literal["padded", "control"]], Listed] = Field(
-        ["padded", "control"], description="padded (border of `colour`, random crop, flip) and/or control")
+        ["padded", "control"], description="padded (border of `colour`, random crop, flip) and/or control"
+    )
     colour: str = Field("brick", description="the training border colour: a name (brick = 150,50,50) or R,G,B")
-    other_colours: Annotated[list[str], Listed] = Field(["green", "blue", "grey"],
-                                                        description="border colours of the OOD test sets")
-    border: int | None = Field(None, ge=1, le=4096, description="padding width in pixels; unset = the data set's "
-                               "(8 for 28x28 and 32x32 images, 2 for digits)")
-    eval_border: int | None = Field(None, ge=1, le=4096, description="width of the frame painted on test images; "
-                                    "unset = the data set's (4, digits 1)")
+    other_colours: Annotated[list[str], Listed] = Field(
+        ["green", "blue", "grey"], description="border colours of the OOD test sets"
+    )
+    border: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="padding width in pixels; unset = the data set's (8 for 28x28 and 32x32 images, 2 for digits)",
+    )
+    eval_border: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="width of the frame painted on test images; unset = the data set's (4, digits 1)",
+    )
     crop: bool = Field(True, description="random crop back to the image size after padding")
     flip: bool = Field(True, description="random horizontal flips")
     n_train: int = Field(5000, ge=10, le=MAX_SAMPLES, description="training images (preset; capped by the data)")
     n_test: int = Field(1000, ge=10, le=MAX_SAMPLES, description="test images (preset; capped by the data)")
-    depth: int = Field(32, ge=8, le=1202, description="ResNet depth 6n+2 (preset: cpu 8, paper 32 = 3 stages of 5 "
-                       "blocks)")
+    depth: int = Field(
+        32, ge=8, le=1202, description="ResNet depth 6n+2 (preset: cpu 8, paper 32 = 3 stages of 5 blocks)"
+    )
     epochs: int = Field(8, ge=1, le=10**5, description="training epochs (preset; paper 250)")
     batch_size: int = Field(128, ge=1, le=MAX_SAMPLES, description="minibatch size")
     lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="SGD learning rate")

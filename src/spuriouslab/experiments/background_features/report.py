@@ -24,7 +24,7 @@ def _grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
     out = np.full((rows * (h + 1), cols * (w + 1), c), 255, dtype=np.uint8)
     for i in range(n):
         r, k = divmod(i, cols)
-        out[r * (h + 1): r * (h + 1) + h, k * (w + 1): k * (w + 1) + w] = images[i].transpose(1, 2, 0)
+        out[r * (h + 1) : r * (h + 1) + h, k * (w + 1) : k * (w + 1) + w] = images[i].transpose(1, 2, 0)
     return out
 
 
@@ -47,8 +47,15 @@ def metric_columns(df: pd.DataFrame, colours: list[str]) -> list[str]:
     cols = ["acc_plain", *[f"acc_{c}" for c in colours]]
     cols += [f"repr_change_{c}" for c in colours] + [f"logit_change_{c}" for c in colours]
     cols += ["gradcam_border_plain", *[f"gradcam_border_{c}" for c in colours]]
-    cols += ["acc_colour_gap", "vis_border_axis_abs", "vis_border_axis", "vis_redness", "vis_near_border_colour",
-             "vis_hue", "vis_gain"]
+    cols += [
+        "acc_colour_gap",
+        "vis_border_axis_abs",
+        "vis_border_axis",
+        "vis_redness",
+        "vis_near_border_colour",
+        "vis_hue",
+        "vis_gain",
+    ]
     return [c for c in cols if c in df]
 
 
@@ -65,9 +72,11 @@ def reliance_figure(agg: pd.DataFrame, by: str, colours: list[str], colour_name:
     """Bars per row of ``agg`` (one per value of ``by``): accuracy per border, representation change, Grad-CAM
     border mass."""
     rows = list(agg[by])
-    panels = [("acc", "accuracy", ["plain", *colours]),
-              ("repr_change", "relative change of the representation", colours),
-              ("gradcam_border", "Grad-CAM mass on the border", ["plain", *colours])]
+    panels = [
+        ("acc", "accuracy", ["plain", *colours]),
+        ("repr_change", "relative change of the representation", colours),
+        ("gradcam_border", "Grad-CAM mass on the border", ["plain", *colours]),
+    ]
     fig, axes = plotting.panel_grid(1, 3, size=(4.4, 3.6))
     for ax, (prefix, ylabel, names) in zip(axes[0], panels, strict=True):
         xs = np.arange(len(names))
@@ -77,10 +86,15 @@ def reliance_figure(agg: pd.DataFrame, by: str, colours: list[str], colour_name:
             vals = [row.get(f"{prefix}_{c}", np.nan) for c in names]
             errs = [row.get(f"{prefix}_{c}_ci", 0.0) for c in names]
             quantity = {"acc": "acc", "repr_change": "change", "gradcam_border": "border"}[prefix]
-            ax.bar(xs + (j - (len(rows) - 1) / 2) * width, vals, width, yerr=plotting.bar_errors(vals, errs, quantity),
-                   capsize=2, label=str(key))
-        ax.set_xticks(xs, [n.replace("train_colour", f"train ({colour_name})") for n in names], rotation=25,
-                      fontsize=7)
+            ax.bar(
+                xs + (j - (len(rows) - 1) / 2) * width,
+                vals,
+                width,
+                yerr=plotting.bar_errors(vals, errs, quantity),
+                capsize=2,
+                label=str(key),
+            )
+        ax.set_xticks(xs, [n.replace("train_colour", f"train ({colour_name})") for n in names], rotation=25, fontsize=7)
         if prefix != "repr_change":
             ax.set_ylim(0, 1.05)
         plotting.style_axes(ax, "test images with a frame of", ylabel)
@@ -92,8 +106,11 @@ def report(cfg, df: pd.DataFrame) -> Report:
     df = df[df.status == "ok"]
     colours = ["train_colour", *cfg.other_colours]
     if df.empty:
-        return Report("# Background features in deep networks\n\nEvery run diverged:\n\n"
-                      + tables.markdown_table(bad, ["pipeline", "seed", "error"]) + "\n")
+        return Report(
+            "# Background features in deep networks\n\nEvery run diverged:\n\n"
+            + tables.markdown_table(bad, ["pipeline", "seed", "error"])
+            + "\n"
+        )
     agg, shown = summary_table(df, ["pipeline"], colours)
     pipes = list(agg.pipeline)
     figures = {}
@@ -106,11 +123,13 @@ def report(cfg, df: pd.DataFrame) -> Report:
         if vis is not None and vis.shape[1] in (1, 3):
             axes[0][j].imshow(_grid(vis))
         unsigned = getattr(row, "vis_border_axis_abs", math.nan)  # records written before the measure existed
-        axes[0][j].set_title(f"{pipe}: |border-colour axis| {unsigned:.3f}, redness {row.vis_redness:+.3f}",
-                             fontsize=8)
+        axes[0][j].set_title(f"{pipe}: |border-colour axis| {unsigned:.3f}, redness {row.vis_redness:+.3f}", fontsize=8)
         axes[0][j].axis("off")
-    fig.suptitle(f"Activation maximization of the last convolution's channels (ResNet-{cfg.depth}, seed "
-                 f"{int(df.seed.min())}); training border {cfg.colour}", fontsize=9)
+    fig.suptitle(
+        f"Activation maximization of the last convolution's channels (ResNet-{cfg.depth}, seed "
+        f"{int(df.seed.min())}); training border {cfg.colour}",
+        fontsize=9,
+    )
     figures["feature_grids"] = fig
 
     # 2. the numbers: accuracy per border colour, representation change, Grad-CAM border mass
@@ -127,8 +146,9 @@ def report(cfg, df: pd.DataFrame) -> Report:
             continue
         for k in range(min(8, len(cams), len(imgs))):
             axes[i][k].imshow(imgs[k])
-            axes[i][k].imshow(cams[k], cmap="jet", alpha=0.45, extent=(-0.5, imgs.shape[2] - 0.5,
-                                                                      imgs.shape[1] - 0.5, -0.5))
+            axes[i][k].imshow(
+                cams[k], cmap="jet", alpha=0.45, extent=(-0.5, imgs.shape[2] - 0.5, imgs.shape[1] - 0.5, -0.5)
+            )
             axes[i][k].axis("off")
         axes[i][0].set_title(pipe, fontsize=8, loc="left")
     figures["gradcam_examples"] = fig
@@ -146,25 +166,36 @@ def report(cfg, df: pd.DataFrame) -> Report:
     plotting.style_axes(axes[0][1], "epoch", "test accuracy (plain images)")
     figures["training"] = fig
 
-    lines = ["# Background features in deep networks", "",
-             f"data={df.data.iloc[0]}, ResNet-{cfg.depth} ({int(df.parameters.iloc[0])} parameters), "
-             f"{int(df.n_train.iloc[0])} training images, {cfg.epochs} epochs, SGD lr {cfg.lr:g}; padded = border of "
-             f"{int(df.border.iloc[0])} px in {cfg.colour}, random crop, flip; test frames of {int(df.eval_border.iloc[0])} px"
-             + (", adversarial training" if cfg.adversarial else "") + ".  Mean ± 95% interval over seeds:", "",
-             tables.markdown_table(shown.T.reset_index().rename(columns=lambda c: str(c)).pipe(
-                 lambda t: t.set_axis(["metric", *[str(p) for p in shown.pipeline]], axis=1).iloc[2:]),
-                 None), "",
-             "acc_X: accuracy on test images framed with X; repr_change_X / logit_change_X: relative change of the "
-             "penultimate representation / logits from plain to framed; gradcam_border_X: fraction of Grad-CAM "
-             "mass on the frame; acc_colour_gap = acc_train_colour minus the mean over the other colours; vis_*: "
-             "colours of the channel visualizations (border_axis = mean chroma along the training colour's chroma "
-             "direction, + toward it, - toward its complement; border_axis_abs = its absolute value, the claim's "
-             "metric, since a channel raised by the complement carries the colour axis as well; redness = R - "
-             "(G+B)/2; near_border_colour = fraction of pixels near the training colour); vis_gain = activation "
-             "gained by the visualization.", "",
-             "Scale: the paper's evidence is an adversarially trained ResNet-32 on all 50000 CIFAR-10 images for "
-             "250 epochs (preset=paper, a GPU); a verdict here speaks for this scale only.", "",
-             "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF)."]
+    lines = [
+        "# Background features in deep networks",
+        "",
+        f"data={df.data.iloc[0]}, ResNet-{cfg.depth} ({int(df.parameters.iloc[0])} parameters), "
+        f"{int(df.n_train.iloc[0])} training images, {cfg.epochs} epochs, SGD lr {cfg.lr:g}; padded = border of "
+        f"{int(df.border.iloc[0])} px in {cfg.colour}, random crop, flip; test frames of {int(df.eval_border.iloc[0])} px"
+        + (", adversarial training" if cfg.adversarial else "")
+        + ".  Mean ± 95% interval over seeds:",
+        "",
+        tables.markdown_table(
+            shown.T.reset_index()
+            .rename(columns=lambda c: str(c))
+            .pipe(lambda t: t.set_axis(["metric", *[str(p) for p in shown.pipeline]], axis=1).iloc[2:]),
+            None,
+        ),
+        "",
+        "acc_X: accuracy on test images framed with X; repr_change_X / logit_change_X: relative change of the "
+        "penultimate representation / logits from plain to framed; gradcam_border_X: fraction of Grad-CAM "
+        "mass on the frame; acc_colour_gap = acc_train_colour minus the mean over the other colours; vis_*: "
+        "colours of the channel visualizations (border_axis = mean chroma along the training colour's chroma "
+        "direction, + toward it, - toward its complement; border_axis_abs = its absolute value, the claim's "
+        "metric, since a channel raised by the complement carries the colour axis as well; redness = R - "
+        "(G+B)/2; near_border_colour = fraction of pixels near the training colour); vis_gain = activation "
+        "gained by the visualization.",
+        "",
+        "Scale: the paper's evidence is an adversarially trained ResNet-32 on all 50000 CIFAR-10 images for "
+        "250 epochs (preset=paper, a GPU); a verdict here speaks for this scale only.",
+        "",
+        "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF).",
+    ]
     if len(bad):
         lines += ["", f"{len(bad)} run(s) diverged:", "", tables.markdown_table(bad, ["pipeline", "seed", "error"])]
     return Report("\n".join(lines) + "\n", figures)

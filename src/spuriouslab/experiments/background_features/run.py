@@ -55,8 +55,10 @@ class BorderData:
 def borders(cfg: BackgroundFeaturesConfig, name: str) -> tuple[int, int]:
     """(padding, test frame) for data set ``name``: the config's values, else the registry's for that set."""
     pad, frame_width = DATASETS[name].padding
-    return (cfg.border if cfg.border is not None else pad,
-            cfg.eval_border if cfg.eval_border is not None else frame_width)
+    return (
+        cfg.border if cfg.border is not None else pad,
+        cfg.eval_border if cfg.eval_border is not None else frame_width,
+    )
 
 
 def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> BorderData:
@@ -69,13 +71,23 @@ def load_rgb(cfg: BackgroundFeaturesConfig, seed: int) -> BorderData:
     border, eval_border = borders(cfg, name)
     for key, width in (("border", border), ("eval_border", eval_border)):
         if 2 * width >= min(h, w):
-            raise ConfigError(f"{key}: got {width}; {name} images are {h}x{w}, so a border must be below {min(h, w) // 2}")
+            raise ConfigError(
+                f"{key}: got {width}; {name} images are {h}x{w}, so a border must be below {min(h, w) // 2}"
+            )
     rng = numpy_rng(seed, stream_id("background.subset"))
     tr = rng.permutation(len(data.x_train))[: cfg.n_train]
     te = np.sort(rng.permutation(len(data.x_test))[: cfg.n_test])
     rgb = lambda a: np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a  # noqa: E731
-    return BorderData(name, rgb(data.x_train[tr]), data.y_train[tr], rgb(data.x_test[te]), data.y_test[te],
-                      len(data.classes), border, eval_border)
+    return BorderData(
+        name,
+        rgb(data.x_train[tr]),
+        data.y_train[tr],
+        rgb(data.x_test[te]),
+        data.y_test[te],
+        len(data.classes),
+        border,
+        eval_border,
+    )
 
 
 def resolve(cfg: BackgroundFeaturesConfig) -> dict[str, str]:
@@ -98,8 +110,11 @@ def estimate(cfg: BackgroundFeaturesConfig) -> Estimate:
     h, w, _ = image_shape(name, cfg.data_root)
     hw = h * w
     act = hw * 16 * 6 * ((cfg.depth - 2) // 6) * 4  # activations kept for backward, per image (float32)
-    peak = ((cfg.n_train + cfg.n_test * (2 + len(cfg.other_colours))) * hw * 3 * 5 + cfg.batch_size * act * 2
-            + FRAMEWORK_BYTES)
+    peak = (
+        (cfg.n_train + cfg.n_test * (2 + len(cfg.other_colours))) * hw * 3 * 5
+        + cfg.batch_size * act * 2
+        + FRAMEWORK_BYTES
+    )
     peak += load_bytes(name)
     flops_img = 2 * 0.07e9 * hw / 1024 * (cfg.depth / 32)
     steps_imgs = cfg.epochs * cfg.n_train * (1 + (cfg.pgd_steps if cfg.adversarial else 0))
@@ -134,17 +149,35 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
     key = checkpoint_key("background-features", cfg, points)
     x_test = to_float_chw(data.x_test, dev)
     spe = math.ceil(len(data.x_train) / cfg.batch_size)
-    fit(state, _step(cfg, state, data, seed, pipeline, dev), cfg.epochs * spe, log_every=cfg.log_every * spe,
-        measure=lambda t: {"train_loss": [math.nan] if state.last_loss is None else state.last_loss.tolist(),
-                           "test_acc": [analysis.accuracy(state.model, x_test, torch.from_numpy(data.y_test))]},
-        checkpoints=ctx.checkpoints, key=key, steps_per_epoch=spe, schedule="epoch",
-        desc=f"ResNet-{cfg.depth} {pipeline} seed {seed}", progress=ctx.progress)
+    fit(
+        state,
+        _step(cfg, state, data, seed, pipeline, dev),
+        cfg.epochs * spe,
+        log_every=cfg.log_every * spe,
+        measure=lambda t: {
+            "train_loss": [math.nan] if state.last_loss is None else state.last_loss.tolist(),
+            "test_acc": [analysis.accuracy(state.model, x_test, torch.from_numpy(data.y_test))],
+        },
+        checkpoints=ctx.checkpoints,
+        key=key,
+        steps_per_epoch=spe,
+        schedule="epoch",
+        desc=f"ResNet-{cfg.depth} {pipeline} seed {seed}",
+        progress=ctx.progress,
+    )
     train_seconds = time.perf_counter() - t0
     model = state.model
     rec: dict[str, Any] = dict(p)
-    rec.update(data=data.name, n_train=len(data.x_train), n_test=len(data.y_test), epochs=cfg.epochs,
-               border=data.border, eval_border=data.eval_border,
-               parameters=sum(q.numel() for q in model.parameters()), **state.divergence(0))
+    rec.update(
+        data=data.name,
+        n_train=len(data.x_train),
+        n_test=len(data.y_test),
+        epochs=cfg.epochs,
+        border=data.border,
+        eval_border=data.eval_border,
+        parameters=sum(q.numel() for q in model.parameters()),
+        **state.divergence(0),
+    )
     rec["curve_epoch"] = [t // spe for t in state.history["step"]]
     for k in ("train_loss", "test_acc"):
         rec[f"curve_{k}"] = state.curve(k, 0)
@@ -168,16 +201,26 @@ def new_state(cfg: BackgroundFeaturesConfig, data: BorderData, seed: int, device
     """A CIFAR ResNet of the model registry initialised from the seed's stream, SGD with momentum, the step
     schedule; generators: the minibatch order and the adversarial noise."""
     h, w = data.x_train.shape[1:3]
-    model = seeded(lambda: build_model("resnet", (3, h, w), data.n_classes, depth=cfg.depth),
-                   torch_generator(seed, stream_id("background.init"))).to(device)
+    model = seeded(
+        lambda: build_model("resnet", (3, h, w), data.n_classes, depth=cfg.depth),
+        torch_generator(seed, stream_id("background.init")),
+    ).to(device)
     opt = make_optimizer("sgd", model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.gamma)
-    return TrainState(model, opt, sched, [torch_generator(seed, stream_id("background.order")),
-                                          torch_generator(seed, stream_id("background.adversarial"))])
+    return TrainState(
+        model,
+        opt,
+        sched,
+        [
+            torch_generator(seed, stream_id("background.order")),
+            torch_generator(seed, stream_id("background.adversarial")),
+        ],
+    )
 
 
-def _step(cfg: BackgroundFeaturesConfig, state: TrainState, data: BorderData, seed: int, pipeline: str,
-          device: str) -> Callable[[int], torch.Tensor]:
+def _step(
+    cfg: BackgroundFeaturesConfig, state: TrainState, data: BorderData, seed: int, pipeline: str, device: str
+) -> Callable[[int], torch.Tensor]:
     """Step t: the epoch's augmented images (padded with the training colour, or the control pipeline; drawn
     once an epoch from the (seed, epoch) stream), a minibatch in the epoch's order, optionally Gaussian noise and
     PGD-L2 (the official code's adversarial training), cross-entropy."""
@@ -193,8 +236,9 @@ def _step(cfg: BackgroundFeaturesConfig, state: TrainState, data: BorderData, se
         if epoch not in epoch_images:
             epoch_images.clear()
             rng = numpy_rng(torch_seed(seed, stream_id("background.augment"), epoch) % 2**63, 0)
-            epoch_images[epoch] = to_float_chw(pad_crop_flip(data.x_train, data.border, colour, rng, cfg.crop,
-                                                             cfg.flip), device)
+            epoch_images[epoch] = to_float_chw(
+                pad_crop_flip(data.x_train, data.border, colour, rng, cfg.crop, cfg.flip), device
+            )
         idx = batches(t)[0]
         xb, yb = epoch_images[epoch][idx], y_train[idx]
         if cfg.adversarial:
@@ -207,8 +251,9 @@ def _step(cfg: BackgroundFeaturesConfig, state: TrainState, data: BorderData, se
     return step
 
 
-def border_numbers(cfg: BackgroundFeaturesConfig, model: torch.nn.Module, data: BorderData, x_test: torch.Tensor,
-                   device: str) -> dict[str, Any]:
+def border_numbers(
+    cfg: BackgroundFeaturesConfig, model: torch.nn.Module, data: BorderData, x_test: torch.Tensor, device: str
+) -> dict[str, Any]:
     """Accuracy and representation change under frames of each colour, Grad-CAM mass on the frame, and eight
     Grad-CAM examples (the maps and the framed images they were computed on)."""
     h, w = data.x_test.shape[1:3]
@@ -217,30 +262,41 @@ def border_numbers(cfg: BackgroundFeaturesConfig, model: torch.nn.Module, data: 
     colours = {"train_colour": colour, **{c: parse_colour(c) for c in cfg.other_colours}}
     framed = {k: to_float_chw(frame(data.x_test, c, data.eval_border), device) for k, c in colours.items()}
     with evaluating(model):
-        out = analysis.border_reliance(model, x_test, torch.from_numpy(data.y_test), framed, region,
-                                       model.last_block, cfg.cam_images)
+        out = analysis.border_reliance(
+            model, x_test, torch.from_numpy(data.y_test), framed, region, model.last_block, cfg.cam_images
+        )
         _, cams = analysis.gradcam_border_fraction(model, framed["train_colour"][:8], region, model.last_block)
     out["cam_examples"] = encode_array((cams.numpy() / max(float(cams.max()), 1e-12) * 255).astype(np.uint8))
     out["cam_images"] = encode_array(frame(data.x_test[:8], colour, data.eval_border))
     return out
 
 
-def visualization(cfg: BackgroundFeaturesConfig, model: torch.nn.Module, size: tuple[int, int],
-                  seed: int) -> dict[str, Any]:
+def visualization(
+    cfg: BackgroundFeaturesConfig, model: torch.nn.Module, size: tuple[int, int], seed: int
+) -> dict[str, Any]:
     """Activation maximization of the last block's channels, the activation it gains over a grey image, and the
     colours of what it finds (per channel and averaged)."""
     h, w = size
     colour = parse_colour(cfg.colour)
     with evaluating(model):
         channels = list(range(min(cfg.vis_channels, model.last_block.conv2.out_channels)))
-        vis = analysis.visualize_channels(model, model.last_block, (3, h, w), channels, cfg.vis_rounds,
-                                          cfg.vis_steps, cfg.vis_lr, cfg.vis_reg,
-                                          torch_seed(seed, stream_id("background.visualize")) % 2**63)
-        before = analysis.channel_activation(model, model.last_block, torch.full((len(channels), 3, h, w), 0.5),
-                                             channels)
+        vis = analysis.visualize_channels(
+            model,
+            model.last_block,
+            (3, h, w),
+            channels,
+            cfg.vis_rounds,
+            cfg.vis_steps,
+            cfg.vis_lr,
+            cfg.vis_reg,
+            torch_seed(seed, stream_id("background.visualize")) % 2**63,
+        )
+        before = analysis.channel_activation(
+            model, model.last_block, torch.full((len(channels), 3, h, w), 0.5), channels
+        )
         after = analysis.channel_activation(model, model.last_block, vis, channels)
     out: dict[str, Any] = {"vis_gain": float((after - before).mean())}
-    stats = [analysis.colour_stats(vis[i:i + 1], colour) for i in range(len(channels))]
+    stats = [analysis.colour_stats(vis[i : i + 1], colour) for i in range(len(channels))]
     for k in ("hue", "redness", "near_border_colour", "border_axis"):
         out[f"vis_{k}"] = float(np.mean([s[k] for s in stats]))
         out[f"vis_{k}_per_channel"] = [s[k] for s in stats]

@@ -24,25 +24,75 @@ EXPERIMENT = Experiment(
     reporting=report,
     headline=("bg_norm_growth", "ood_id_gap", "ood_acc"),
     claims=(
-        Claim("contamination", "a ReLU net's first-layer weight in the background subspace grows in training",
-              "bg_norm_growth", "sign", when={"activation": "relu"}, reference=1.0, paper="Zhang et al., ICML 2024"),
-        Claim("contamination", "the background weight grows more for ReLU than for the linear net",
-              "bg_norm_growth", "difference", when={"activation": "relu"}, versus={"activation": "identity"},
-              paper="Zhang et al., ICML 2024"),
-        Claim("contamination", "the OOD - ID loss gap is larger for ReLU than for the linear net", "ood_id_gap",
-              "difference", when={"activation": "relu"}, versus={"activation": "identity"}, paper="Zhang et al., ICML 2024"),
-        Claim("contamination", "ReLU neurons activate class-asymmetrically, in line with their output sign",
-              "asym_corr", "sign", when={"activation": "relu"}, paper="Zhang et al., ICML 2024"),
-        Claim("contamination", "activation asymmetry rises during training (ReLU: the class-asymmetry / output-sign "
-              "correlation, last minus first logged step)", "curve_asym_corr", "sign", when={"activation": "relu"},
-              statistic=curve_change("curve_asym_corr"), paper="Zhang et al., ICML 2024"),
-        *(Claim("contamination", f"{act} also contaminates: its background weight grows more than the linear "
-                "net's", "bg_norm_growth", "difference", when={"activation": act}, versus={"activation": "identity"},
-                paper="Zhang et al., ICML 2024") for act in ("gelu", "leaky_relu", "sigmoid", "tanh")),
-        Claim("contamination", "the background weight grows under every loss and optimizer (the smallest growth "
-              "over losses x optimizers exceeds 1)", "bg_norm_growth", "sign", reference=1.0,
-              statistic=minimum("bg_norm_growth"), varies=("loss", "optimizer"), when={"activation": "relu"},
-              paper="Zhang et al., ICML 2024"),
+        Claim(
+            "contamination",
+            "a ReLU net's first-layer weight in the background subspace grows in training",
+            "bg_norm_growth",
+            "sign",
+            when={"activation": "relu"},
+            reference=1.0,
+            paper="Zhang et al., ICML 2024",
+        ),
+        Claim(
+            "contamination",
+            "the background weight grows more for ReLU than for the linear net",
+            "bg_norm_growth",
+            "difference",
+            when={"activation": "relu"},
+            versus={"activation": "identity"},
+            paper="Zhang et al., ICML 2024",
+        ),
+        Claim(
+            "contamination",
+            "the OOD - ID loss gap is larger for ReLU than for the linear net",
+            "ood_id_gap",
+            "difference",
+            when={"activation": "relu"},
+            versus={"activation": "identity"},
+            paper="Zhang et al., ICML 2024",
+        ),
+        Claim(
+            "contamination",
+            "ReLU neurons activate class-asymmetrically, in line with their output sign",
+            "asym_corr",
+            "sign",
+            when={"activation": "relu"},
+            paper="Zhang et al., ICML 2024",
+        ),
+        Claim(
+            "contamination",
+            "activation asymmetry rises during training (ReLU: the class-asymmetry / output-sign "
+            "correlation, last minus first logged step)",
+            "curve_asym_corr",
+            "sign",
+            when={"activation": "relu"},
+            statistic=curve_change("curve_asym_corr"),
+            paper="Zhang et al., ICML 2024",
+        ),
+        *(
+            Claim(
+                "contamination",
+                f"{act} also contaminates: its background weight grows more than the linear net's",
+                "bg_norm_growth",
+                "difference",
+                when={"activation": act},
+                versus={"activation": "identity"},
+                paper="Zhang et al., ICML 2024",
+            )
+            for act in ("gelu", "leaky_relu", "sigmoid", "tanh")
+        ),
+        Claim(
+            "contamination",
+            "the background weight grows under every loss and optimizer (the smallest growth "
+            "over losses x optimizers exceeds 1)",
+            "bg_norm_growth",
+            "sign",
+            reference=1.0,
+            statistic=minimum("bg_norm_growth"),
+            varies=("loss", "optimizer"),
+            when={"activation": "relu"},
+            paper="Zhang et al., ICML 2024",
+        ),
     ),
 )
 

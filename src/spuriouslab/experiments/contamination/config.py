@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import (MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, Listed)
+from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, Listed
 
 NET_ACTIVATIONS = ["relu", "gelu", "leaky_relu", "sigmoid", "tanh", "identity"]
 PRESETS: dict[str, dict[str, Any]] = {
@@ -29,8 +29,9 @@ class ContaminationConfig(ExperimentConfig):
     DEFAULTS: ClassVar = (("sweep", SWEEPS), ("preset", PRESETS))
 
     preset: Literal["theory", "toy"] = Field("theory", description="theory (hinge/SGD/linear/frozen) or toy (script)")
-    sweep: Literal["none", "activations", "losses"] = Field("none", description="shortcut grids over activations "
-                                                            "or losses x optimizers")
+    sweep: Literal["none", "activations", "losses"] = Field(
+        "none", description="shortcut grids over activations or losses x optimizers"
+    )
     d: int = Field(256, ge=2, le=MAX_DIM, description="ambient input dimension")
     d_core: int = Field(32, ge=1, le=MAX_DIM, description="core latent dimension")
     d_bg: int = Field(32, ge=1, le=MAX_DIM, description="background latent dimension")
@@ -40,13 +41,15 @@ class ContaminationConfig(ExperimentConfig):
     ood: Literal["flip", "shift", "scale"] = Field("flip", description="OOD background: -U, U+shift, scale*U")
     ood_shift: float = Field(-1.0, description="delta for ood=shift")
     ood_scale: float = Field(-1.0, description="factor for ood=scale")
-    sampling: Literal["full", "minibatch", "online"] = Field("full", description="full batch, minibatches of the "
-                                                             "fixed set, or fresh samples every step")
+    sampling: Literal["full", "minibatch", "online"] = Field(
+        "full", description="full batch, minibatches of the fixed set, or fresh samples every step"
+    )
     batch_size: int = Field(100, ge=1, le=MAX_SAMPLES, description="minibatch size (sampling=minibatch)")
     depth: int = Field(2, ge=2, le=100, description="number of linear layers")
     width: int = Field(256, ge=2, le=MAX_WIDTH, description="hidden width m")
-    activation: Annotated[list[ActivationName], Listed] = Field(["relu"],
-                                                                description=", ".join(NET_ACTIVATIONS) + ", ...")
+    activation: Annotated[list[ActivationName], Listed] = Field(
+        ["relu"], description=", ".join(NET_ACTIVATIONS) + ", ..."
+    )
     bias: bool = Field(True, description="biases in every layer")
     freeze_output: bool = Field(True, description="output fixed at +1/m (first half), -1/m (second half) (preset)")
     loss: Annotated[list[Literal["hinge", "logistic", "mse"]], Listed] = Field(["hinge"], description="(preset)")
@@ -64,8 +67,10 @@ class ContaminationConfig(ExperimentConfig):
     @model_validator(mode="after")
     def _combination(self) -> ContaminationConfig:
         if self.d_core + self.d_bg > self.d:
-            raise ValueError(f"d_core + d_bg: got {self.d_core} + {self.d_bg} > d={self.d}; the latent subspaces "
-                             "must fit in the input space")
+            raise ValueError(
+                f"d_core + d_bg: got {self.d_core} + {self.d_bg} > d={self.d}; the latent subspaces "
+                "must fit in the input space"
+            )
         if self.freeze_output and self.width % 2:
             raise ValueError(f"width: got {self.width} with freeze_output=true; the +-1/m output needs an even width")
         return self

@@ -11,8 +11,20 @@ from spuriouslab import tables
 from spuriouslab.experiments.base import Report
 
 COMBO = ["activation", "loss", "optimizer"]
-METRICS = ["id_loss", "ood_loss", "ood_id_gap", "id_acc", "ood_acc", "core_norm", "bg_norm_init", "bg_norm",
-           "bg_norm_growth", "bg_signed_change", "asym_corr", "seconds"]
+METRICS = [
+    "id_loss",
+    "ood_loss",
+    "ood_id_gap",
+    "id_acc",
+    "ood_acc",
+    "core_norm",
+    "bg_norm_init",
+    "bg_norm",
+    "bg_norm_growth",
+    "bg_signed_change",
+    "asym_corr",
+    "seconds",
+]
 
 
 def report(cfg, df: pd.DataFrame) -> Report:
@@ -21,8 +33,11 @@ def report(cfg, df: pd.DataFrame) -> Report:
     bad = df[df.status != "ok"] if "status" in df else df.iloc[:0]
     df = df[df.status == "ok"] if "status" in df else df
     if df.empty:
-        return Report("# Feature contamination\n\nEvery seed diverged:\n\n"
-                      + tables.markdown_table(bad, [*COMBO, "seed", "status", "error"]) + "\n")
+        return Report(
+            "# Feature contamination\n\nEvery seed diverged:\n\n"
+            + tables.markdown_table(bad, [*COMBO, "seed", "status", "error"])
+            + "\n"
+        )
     keys = [k for k in COMBO if df[k].nunique() > 1]
     groups = list(df.groupby(COMBO, sort=False))
     colors = plt.cm.tab10(np.arange(len(groups)) % 10)
@@ -35,8 +50,16 @@ def report(cfg, df: pd.DataFrame) -> Report:
         for j, metric in enumerate(["loss", "acc"]):
             for split, style in [("id", "-"), ("ood", "--")]:
                 steps, mean, ci = tables.curve_stats(sub, f"{split}_{metric}")
-                plotting.band(axes[0][j], steps, mean, ci, label=f"{lab} {split.upper()}", quantity=metric, color=color,
-                       linestyle=style)
+                plotting.band(
+                    axes[0][j],
+                    steps,
+                    mean,
+                    ci,
+                    label=f"{lab} {split.upper()}",
+                    quantity=metric,
+                    color=color,
+                    linestyle=style,
+                )
     plotting.style_axes(axes[0][0], "iteration", "loss")
     plotting.style_axes(axes[0][1], "iteration", "accuracy")
     fig.suptitle("ID (solid) vs OOD (dashed): mean and 95% band over seeds", fontsize=9)
@@ -47,8 +70,16 @@ def report(cfg, df: pd.DataFrame) -> Report:
     for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
         for metric, style in [("core_norm", "-"), ("bg_norm", "--")]:
             steps, mean, ci = tables.curve_stats(sub, metric)
-            plotting.band(axes[0][0], steps, mean, ci, label=f"{lab} {metric.split('_')[0]}", quantity=metric,
-                   color=color, linestyle=style)
+            plotting.band(
+                axes[0][0],
+                steps,
+                mean,
+                ci,
+                label=f"{lab} {metric.split('_')[0]}",
+                quantity=metric,
+                color=color,
+                linestyle=style,
+            )
         if "curve_bg_signed_pos" in sub and sub["curve_bg_signed_pos"].notna().all():
             for metric, style, name in [("bg_signed_pos", "-", "a>0"), ("bg_signed_neg", "--", "a<0")]:
                 steps, mean, ci = tables.curve_stats(sub, metric)
@@ -56,8 +87,12 @@ def report(cfg, df: pd.DataFrame) -> Report:
         else:
             steps, mean, ci = tables.curve_stats(sub, "bg_signed")
             plotting.band(axes[0][1], steps, mean, ci, label=lab, color=color)
-    plotting.style_axes(axes[0][0], "iteration", "mean per-neuron projection norm", "core (solid) vs background (dashed)")
-    plotting.style_axes(axes[0][1], "iteration", "signed projection on background mean", "split by sign of output weight a")
+    plotting.style_axes(
+        axes[0][0], "iteration", "mean per-neuron projection norm", "core (solid) vs background (dashed)"
+    )
+    plotting.style_axes(
+        axes[0][1], "iteration", "signed projection on background mean", "split by sign of output weight a"
+    )
     figures["projections"] = fig
 
     # 3. activation asymmetry at the end of training, split by sign of the output weight
@@ -93,14 +128,29 @@ def report(cfg, df: pd.DataFrame) -> Report:
 
     agg = tables.aggregate(df, COMBO, METRICS)
     cols_ = [*COMBO, "n", *[m for m in METRICS if m in agg]]
-    summary = "\n".join([
-        "# Feature contamination", "",
-        f"preset={cfg.preset}, core={cfg.core}, ood={cfg.ood}, sampling={cfg.sampling}, depth={cfg.depth}, "
-        f"width={cfg.width}, lr={cfg.lr:g}, wd={cfg.weight_decay:g}, iterations={cfg.iterations}.  End of training, "
-        "means over seeds (n).  bg_norm_growth = final / initial background projection norm; bg_signed_change = "
-        "change of the signed background-mean projection; ood_id_gap = OOD loss - ID loss.", "",
-        tables.markdown_table(agg, cols_), "",
-        "Figures: " + ", ".join(f"figures/{name}" for name in figures) + " (PNG, PDF).",
-    ] + ([f"\n{len(bad)} seed(s) diverged (left out above):\n", tables.markdown_table(bad, [*COMBO, "seed", "error"])]
-         if len(bad) else [])) + "\n"
+    summary = (
+        "\n".join(
+            [
+                "# Feature contamination",
+                "",
+                f"preset={cfg.preset}, core={cfg.core}, ood={cfg.ood}, sampling={cfg.sampling}, depth={cfg.depth}, "
+                f"width={cfg.width}, lr={cfg.lr:g}, wd={cfg.weight_decay:g}, iterations={cfg.iterations}.  End of training, "
+                "means over seeds (n).  bg_norm_growth = final / initial background projection norm; bg_signed_change = "
+                "change of the signed background-mean projection; ood_id_gap = OOD loss - ID loss.",
+                "",
+                tables.markdown_table(agg, cols_),
+                "",
+                "Figures: " + ", ".join(f"figures/{name}" for name in figures) + " (PNG, PDF).",
+            ]
+            + (
+                [
+                    f"\n{len(bad)} seed(s) diverged (left out above):\n",
+                    tables.markdown_table(bad, [*COMBO, "seed", "error"]),
+                ]
+                if len(bad)
+                else []
+            )
+        )
+        + "\n"
+    )
     return Report(summary, figures)

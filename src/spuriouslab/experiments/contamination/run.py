@@ -56,8 +56,15 @@ def run_group(cfg: ContaminationConfig, points: list[dict], ctx: RunContext) -> 
 
 def _device_task(task: ContaminationTask, device: str, dtype: torch.dtype) -> ContaminationTask:
     move = lambda s: LatentSet(s.z.to(device, dtype), s.y.to(device, dtype))  # noqa: E731
-    return ContaminationTask(task.T.to(device, dtype), task.d_core, task.d_bg, move(task.train),
-                             move(task.id_test), move(task.ood_test), task.generators)
+    return ContaminationTask(
+        task.T.to(device, dtype),
+        task.d_core,
+        task.d_bg,
+        move(task.train),
+        move(task.id_test),
+        move(task.ood_test),
+        task.generators,
+    )
 
 
 @torch.no_grad()
@@ -78,8 +85,11 @@ def measure(model: StackedMLP, task: ContaminationTask, loss_fn, subspace: bool)
         pos, neg = (a > 0).float(), (a < 0).float()
         out["bg_signed_pos"] = (signed * pos).sum(1) / pos.sum(1).clamp(min=1)
         out["bg_signed_neg"] = (signed * neg).sum(1) / neg.sum(1).clamp(min=1)
-    pre = model.first_preactivation(task.train.z, task.T) if subspace else model.first_preactivation(
-        task.inputs(task.train))
+    pre = (
+        model.first_preactivation(task.train.z, task.T)
+        if subspace
+        else model.first_preactivation(task.inputs(task.train))
+    )
     active = (pre > 0).float()
     ypos = (task.train.y > 0).float()[..., None]
     asym = (active * ypos).sum(1) / ypos.sum(1) - (active * (1 - ypos)).sum(1) / (1 - ypos).sum(1)  # (S, m)
@@ -92,8 +102,20 @@ def measure(model: StackedMLP, task: ContaminationTask, loss_fn, subspace: bool)
     return out
 
 
-CURVES = ["train_loss", "train_acc", "id_loss", "id_acc", "ood_loss", "ood_acc", "core_norm", "bg_norm",
-          "bg_signed", "bg_signed_pos", "bg_signed_neg", "asym_corr"]
+CURVES = [
+    "train_loss",
+    "train_acc",
+    "id_loss",
+    "id_acc",
+    "ood_loss",
+    "ood_acc",
+    "core_norm",
+    "bg_norm",
+    "bg_signed",
+    "bg_signed_pos",
+    "bg_signed_neg",
+    "asym_corr",
+]
 
 
 @dataclass
@@ -105,28 +127,58 @@ class Trained:
     task: ContaminationTask
 
 
-def train_contamination(cfg: ContaminationConfig, seeds: list[int], activation: str, loss: str, optimizer: str,
-                        ctx: RunContext, key: str | None = None) -> Trained:
+def train_contamination(
+    cfg: ContaminationConfig,
+    seeds: list[int],
+    activation: str,
+    loss: str,
+    optimizer: str,
+    ctx: RunContext,
+    key: str | None = None,
+) -> Trained:
     """Train one model per seed (stacked) and return one record per seed with the model; ``key`` names the
     checkpoint in ``ctx.checkpoints`` (None: none)."""
     dtype = getattr(torch, cfg.dtype)
-    task = _device_task(make_task(seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood,
-                                  cfg.ood_shift, cfg.ood_scale), ctx.device, dtype)
-    model = StackedMLP([torch_generator(s, stream_id("contamination.init")) for s in seeds], cfg.d, cfg.width, cfg.depth,
-                       activation, cfg.bias, cfg.freeze_output).to(ctx.device, dtype)
-    state = TrainState(model, make_optimizer(optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum),
-                       generators=task.generators)
+    task = _device_task(
+        make_task(
+            seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood, cfg.ood_shift, cfg.ood_scale
+        ),
+        ctx.device,
+        dtype,
+    )
+    model = StackedMLP(
+        [torch_generator(s, stream_id("contamination.init")) for s in seeds],
+        cfg.d,
+        cfg.width,
+        cfg.depth,
+        activation,
+        cfg.bias,
+        cfg.freeze_output,
+    ).to(ctx.device, dtype)
+    state = TrainState(
+        model,
+        make_optimizer(optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum),
+        generators=task.generators,
+    )
     loss_fn = LOSSES[loss]
-    fit(state, _step(cfg, task, model, loss_fn, ctx.device, dtype), cfg.iterations, log_every=cfg.log_every,
+    fit(
+        state,
+        _step(cfg, task, model, loss_fn, ctx.device, dtype),
+        cfg.iterations,
+        log_every=cfg.log_every,
         measure=lambda t: {k: v for k, v in measure(model, task, loss_fn, cfg.subspace).items() if k in CURVES},
-        checkpoints=ctx.checkpoints, key=key, desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}",
-        progress=ctx.progress)
+        checkpoints=ctx.checkpoints,
+        key=key,
+        desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}",
+        progress=ctx.progress,
+    )
     final = measure(model, task, loss_fn, cfg.subspace)
     return Trained([_record(state, final, i) for i in range(len(seeds))], model, task)
 
 
-def _step(cfg: ContaminationConfig, task: ContaminationTask, model: StackedMLP, loss_fn, device: str,
-          dtype: torch.dtype) -> Callable[[int], torch.Tensor]:
+def _step(
+    cfg: ContaminationConfig, task: ContaminationTask, model: StackedMLP, loss_fn, device: str, dtype: torch.dtype
+) -> Callable[[int], torch.Tensor]:
     """Step t's per-seed losses: the full training set, a minibatch of it (drawn with replacement), or fresh
     samples (online)."""
     T = task.T if cfg.subspace else None

@@ -8,8 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import (MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, FilePath,
-                                           Listed)
+from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, FilePath, Listed
 
 ROLES = ["teacher", "student", "baseline"]  # the three models of every seed
 TASKS = ["synthetic", "digits-background", "fashion-background", "folder"]
@@ -18,20 +17,63 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"lr": 1e-3, "weight_decay": 1e-3, "warmup": 0, "clip": 0.0, "probe": "sklearn"},
     # the paper's recipe (RN50 row): AdamW lr 1e-3, wd 0.05, batch 256, 10k warm-up steps then cosine, grad-norm
     # clip 1.0, 50 epochs; probes AdamW lr 1e-3, 10 epochs, wd 0.1 (teacher) / 1e-3 (students)
-    "paper": {"lr": 1e-3, "weight_decay": 0.05, "batch_size": 256, "warmup": 10_000, "clip": 1.0, "epochs": 50,
-              "probe": "torch", "probe_epochs": 10, "probe_lr": 1e-3},
+    "paper": {
+        "lr": 1e-3,
+        "weight_decay": 0.05,
+        "batch_size": 256,
+        "warmup": 10_000,
+        "clip": 1.0,
+        "epochs": 50,
+        "probe": "torch",
+        "probe_epochs": 10,
+        "probe_lr": 1e-3,
+    },
 }
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     # epochs 300 (searches/distillation_2.yaml, 5 seeds): every claim holds at 300 and 1000 epochs for n = 250 and
     # 1000; at 3000 epochs with n = 1000 the student catches up with the teacher OOD (+0.003 [-0.00004, +0.006])
-    "synthetic": {"activation": ["relu", "identity"], "n": 1000, "n_test": 1000, "batch_size": 0, "epochs": 300,
-                  "teacher_epochs": 1500, "log_every": 150, "seeds": 5},
-    "digits-background": {"activation": ["relu"], "n": 1000, "n_test": 500, "canvas": 16, "batch_size": 128,
-                          "epochs": 60, "teacher_epochs": 60, "log_every": 6, "seeds": 3},
-    "fashion-background": {"activation": ["relu"], "n": 5000, "n_test": 2000, "canvas": 36, "batch_size": 256,
-                           "epochs": 15, "teacher_epochs": 15, "log_every": 3, "seeds": 3},
-    "folder": {"activation": ["relu"], "n": MAX_SAMPLES, "n_test": MAX_SAMPLES, "batch_size": 256, "epochs": 10,
-               "teacher_epochs": 10, "log_every": 1, "seeds": 1},
+    "synthetic": {
+        "activation": ["relu", "identity"],
+        "n": 1000,
+        "n_test": 1000,
+        "batch_size": 0,
+        "epochs": 300,
+        "teacher_epochs": 1500,
+        "log_every": 150,
+        "seeds": 5,
+    },
+    "digits-background": {
+        "activation": ["relu"],
+        "n": 1000,
+        "n_test": 500,
+        "canvas": 16,
+        "batch_size": 128,
+        "epochs": 60,
+        "teacher_epochs": 60,
+        "log_every": 6,
+        "seeds": 3,
+    },
+    "fashion-background": {
+        "activation": ["relu"],
+        "n": 5000,
+        "n_test": 2000,
+        "canvas": 36,
+        "batch_size": 256,
+        "epochs": 15,
+        "teacher_epochs": 15,
+        "log_every": 3,
+        "seeds": 3,
+    },
+    "folder": {
+        "activation": ["relu"],
+        "n": MAX_SAMPLES,
+        "n_test": MAX_SAMPLES,
+        "batch_size": 256,
+        "epochs": 10,
+        "teacher_epochs": 10,
+        "log_every": 1,
+        "seeds": 1,
+    },
 }
 
 
@@ -40,18 +82,27 @@ class DistillationConfig(ExperimentConfig):
     DEFAULTS: ClassVar = (("preset", PRESETS), ("task", TASK_DEFAULTS))
 
     task: Literal["synthetic", "digits-background", "fashion-background", "folder"] = Field(
-        "synthetic", description="synthetic core/background, digits or Fashion-MNIST on backgrounds, or a folder")
+        "synthetic", description="synthetic core/background, digits or Fashion-MNIST on backgrounds, or a folder"
+    )
     preset: Literal["cpu", "paper"] = Field("cpu", description="cpu (minutes) or paper (the paper's recipe, GPU)")
     activation: Annotated[list[ActivationName], Listed] = Field(
-        ["relu"], description="student and baseline activation (MLP tasks; identity = the linear control)")
+        ["relu"], description="student and baseline activation (MLP tasks; identity = the linear control)"
+    )
     teacher_activation: ActivationName = Field("relu", description="built-in synthetic teacher's activation")
-    teacher: str | None = Field(None, description="import string package.module:factory of a frozen teacher "
-                                                  "encoder (else the built-in teacher, trained here)")
+    teacher: str | None = Field(
+        None,
+        description="import string package.module:factory of a frozen teacher "
+        "encoder (else the built-in teacher, trained here)",
+    )
     teacher_checkpoint: FilePath = Field(None, description="state dict (torch.save) loaded into the teacher")
-    student: str | None = Field(None, description="import string of the student encoder (default: the teacher's "
-                                                  "architecture, fresh init)")
-    data_root: str | None = Field(None, description="task=folder: root/{train,test}/<class>/*.png and "
-                                                    "root/ood/<name>/<class>/*.png; image tasks: data search root")
+    student: str | None = Field(
+        None, description="import string of the student encoder (default: the teacher's architecture, fresh init)"
+    )
+    data_root: str | None = Field(
+        None,
+        description="task=folder: root/{train,test}/<class>/*.png and "
+        "root/ood/<name>/<class>/*.png; image tasks: data search root",
+    )
     d: int = Field(256, ge=2, le=MAX_DIM, description="synthetic: input dimension")
     d_core: int = Field(32, ge=1, le=MAX_DIM, description="synthetic: core latent dimension")
     d_bg: int = Field(32, ge=1, le=MAX_DIM, description="synthetic: background latent dimension")
@@ -70,14 +121,18 @@ class DistillationConfig(ExperimentConfig):
     warmup: int = Field(0, ge=0, description="warm-up steps before the cosine decay; 0 with clip=0: constant lr")
     clip: float = Field(0.0, ge=0, allow_inf_nan=False, description="gradient-norm clip per seed (0 = off)")
     log_every: int = Field(150, ge=1, description="epochs between measurements (and checkpoints)")
-    probe: Literal["sklearn", "torch"] = Field("sklearn", description="linear probe: scikit-learn logistic "
-                                                                      "regression or a torch AdamW probe")
+    probe: Literal["sklearn", "torch"] = Field(
+        "sklearn", description="linear probe: scikit-learn logistic regression or a torch AdamW probe"
+    )
     probe_epochs: int = Field(10, ge=1, le=10**5, description="torch probe epochs")
     probe_lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="torch probe learning rate")
     probe_wd_teacher: float = Field(0.1, ge=0, description="torch probe weight decay on teacher features")
     probe_wd_student: float = Field(1e-3, ge=0, description="torch probe weight decay on student / baseline features")
-    streaming: bool = Field(False, description="task=folder with a given teacher: read images batch by batch with "
-                                            "DataLoader workers (data larger than memory)")
+    streaming: bool = Field(
+        False,
+        description="task=folder with a given teacher: read images batch by batch with "
+        "DataLoader workers (data larger than memory)",
+    )
     workers: int = Field(2, ge=0, le=256, description="DataLoader worker processes (streaming=true)")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
     seeds: int = Field(5, ge=1, le=MAX_SEEDS, description="seeds (teacher, student and baseline per seed)")
@@ -96,18 +151,21 @@ class DistillationConfig(ExperimentConfig):
     @model_validator(mode="after")
     def _combination(self) -> DistillationConfig:
         if (self.teacher or self.student) and len(self.activation) > 1:
-            raise ValueError(f"activation: got {self.activation}; the student is your encoder "
-                             f"({self.student or self.teacher}), whose activation is its own: one value only")
+            raise ValueError(
+                f"activation: got {self.activation}; the student is your encoder "
+                f"({self.student or self.teacher}), whose activation is its own: one value only"
+            )
         if self.task == "synthetic" and self.d_core + self.d_bg > self.d:
             raise ValueError(f"d_core + d_bg: got {self.d_core} + {self.d_bg} > d={self.d}")
         if self.task != "synthetic" and self.student is None and self.activation != ["relu"]:
-            raise ValueError(f"activation: got {self.activation}; the built-in image encoders are ReLU CNNs (the "
-                             "activation axis is for MLP students on task=synthetic)")
+            raise ValueError(
+                f"activation: got {self.activation}; the built-in image encoders are ReLU CNNs (the "
+                "activation axis is for MLP students on task=synthetic)"
+            )
         if self.task == "folder" and not self.data_root:
             raise ValueError("data_root: task=folder needs data_root=DIR (DIR/train, DIR/test, DIR/ood/<name>)")
         if self.streaming and (self.task != "folder" or not self.teacher):
-            raise ValueError("streaming: reads task=folder data for a given teacher "
-                             "(teacher=package.module:factory)")
+            raise ValueError("streaming: reads task=folder data for a given teacher (teacher=package.module:factory)")
         if self.teacher_checkpoint and not self.teacher:
             raise ValueError("teacher_checkpoint: give it with teacher=package.module:factory")
         return self
@@ -117,8 +175,13 @@ class DistillationConfig(ExperimentConfig):
         from spuriouslab.seeding import stream_id, torch_seed
 
         wd = self.probe_wd_teacher if model == "teacher" else self.probe_wd_student
-        return {"kind": self.probe, "seed": torch_seed(seed, stream_id("distillation.probe")) % 2**31,
-                "epochs": self.probe_epochs, "lr": self.probe_lr, "weight_decay": wd}
+        return {
+            "kind": self.probe,
+            "seed": torch_seed(seed, stream_id("distillation.probe")) % 2**31,
+            "epochs": self.probe_epochs,
+            "lr": self.probe_lr,
+            "weight_decay": wd,
+        }
 
     def mlp(self) -> bool:
         """Whether the built-in encoders are MLPs (synthetic) or CNNs (images)."""

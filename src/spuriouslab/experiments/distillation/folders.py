@@ -41,8 +41,10 @@ class FolderImages(torch.utils.data.Dataset):
         self.files: list[tuple[Path, int]] = []
         for ci, cname in enumerate(classes):
             if not (directory / cname).is_dir():
-                raise DataError(f"{directory}: class {cname!r} (present in train/) is missing; every class needs "
-                                f"{directory.name}/{cname}/")
+                raise DataError(
+                    f"{directory}: class {cname!r} (present in train/) is missing; every class needs "
+                    f"{directory.name}/{cname}/"
+                )
             self.files += [(f, ci) for f in sorted((directory / cname).iterdir()) if f.suffix.lower() in SUFFIXES]
         if not self.files:
             raise DataError(f"{directory}: no images found")
@@ -54,8 +56,10 @@ class FolderImages(torch.utils.data.Dataset):
             except Exception as exc:  # noqa: BLE001 - any decoder failure is the file's
                 raise DataError(f"{f}: unreadable image ({type(exc).__name__})") from None
             if len(grey) > 1:
-                raise DataError(f"{directory}: mixes greyscale ({grey[True]}) and colour ({grey[False]}) images; "
-                                "convert them to one mode first")
+                raise DataError(
+                    f"{directory}: mixes greyscale ({grey[True]}) and colour ({grey[False]}) images; "
+                    "convert them to one mode first"
+                )
 
     def __len__(self) -> int:
         return len(self.files)
@@ -90,9 +94,15 @@ def loader(ds, cfg: DistillationConfig, shuffle_seed: int | None = None, limit: 
         ds = torch.utils.data.Subset(ds, range(limit))
     gen = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
     # workers end with the process that reads through them, even when it is killed
-    return torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size or 256, shuffle=shuffle_seed is not None,
-                                       generator=gen, num_workers=cfg.workers, persistent_workers=False,
-                                       worker_init_fn=functools.partial(die_with_parent, os.getpid()))
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=cfg.batch_size or 256,
+        shuffle=shuffle_seed is not None,
+        generator=gen,
+        num_workers=cfg.workers,
+        persistent_workers=False,
+        worker_init_fn=functools.partial(die_with_parent, os.getpid()),
+    )
 
 
 @torch.no_grad()
@@ -122,8 +132,9 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     student = make_encoder(cfg, shape, len(classes), "student", act, seed, "distillation.student").to(dev)
     with torch.no_grad():
         embed_size = teacher(sets["train"][0][0][None].to(dev)).shape[-1]
-    baseline = make_encoder(cfg, shape, len(classes), "student", act, seed, "distillation.baseline",
-                            head=embed_size).to(dev)
+    baseline = make_encoder(
+        cfg, shape, len(classes), "student", act, seed, "distillation.baseline", head=embed_size
+    ).to(dev)
     fit_sets = {"id": sets["test"], **{k[4:]: v for k, v in sets.items() if k.startswith("ood:")}}
 
     def distill_loss(x, y):
@@ -141,11 +152,21 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         return out
 
     keys = {role: checkpoint_key("distillation", cfg, points, f"folder-{role}") for role in ("student", "baseline")}
-    states = {"student": train(cfg, student, "student", seed, sets["train"], distill_loss, ctx, keys["student"],
-                               measure, "distill_loss"),
-              "baseline": train(cfg, baseline, "baseline", seed, sets["train"],
-                                lambda x, y: torch.nn.functional.cross_entropy(baseline(x).float(), y), ctx,
-                                keys["baseline"])}
+    states = {
+        "student": train(
+            cfg, student, "student", seed, sets["train"], distill_loss, ctx, keys["student"], measure, "distill_loss"
+        ),
+        "baseline": train(
+            cfg,
+            baseline,
+            "baseline",
+            seed,
+            sets["train"],
+            lambda x, y: torch.nn.functional.cross_entropy(baseline(x).float(), y),
+            ctx,
+            keys["baseline"],
+        ),
+    }
 
     rec: dict[str, Any] = dict(p)
     alive = 0 not in states["student"].diverged_at and 0 not in states["baseline"].diverged_at
@@ -153,8 +174,9 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     for model_name, model in [("teacher", teacher), ("student", student), ("baseline", baseline.encoder)]:
         if alive:
             tests = {name: features(model, ds, cfg, dev) for name, ds in fit_sets.items()}
-            accs = probe_accuracies(features(model, sets["train"], cfg, dev), tests,
-                                    **cfg.probe_kwargs(model_name, seed))
+            accs = probe_accuracies(
+                features(model, sets["train"], cfg, dev), tests, **cfg.probe_kwargs(model_name, seed)
+            )
         else:
             accs = {name: math.nan for name in fit_sets}
         rec.update({f"acc_{model_name}_{name}": acc for name, acc in accs.items()})
@@ -168,8 +190,13 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     rec["curve_step"] = [t // steps_per_epoch(cfg, len(sets["train"])) for t in history["step"]]  # epochs
     rec["fit_mse_ood_mean"] = float(np.mean([rec[f"fit_mse_{k}"] for k in ood]))
     rec["fit_cos_ood_mean"] = float(np.mean([rec[f"fit_cos_{k}"] for k in ood]))
-    rec.update(task=cfg.task, ood_sets=ood, n_train=len(sets["train"]), seconds=time.perf_counter() - t0,
-               **divergence(cfg, {"teacher": None, **states}, 0))
+    rec.update(
+        task=cfg.task,
+        ood_sets=ood,
+        n_train=len(sets["train"]),
+        seconds=time.perf_counter() - t0,
+        **divergence(cfg, {"teacher": None, **states}, 0),
+    )
     yield rec
     ctx.discard(*keys.values())
 
@@ -178,8 +205,18 @@ def steps_per_epoch(cfg: DistillationConfig, n: int) -> int:
     return -(-n // (cfg.batch_size or 256))
 
 
-def train(cfg: DistillationConfig, model: torch.nn.Module, role: str, seed: int, data: FolderImages, loss_of,
-          ctx: RunContext, key: str, measure=None, loss_name: str | None = None) -> TrainState:
+def train(
+    cfg: DistillationConfig,
+    model: torch.nn.Module,
+    role: str,
+    seed: int,
+    data: FolderImages,
+    loss_of,
+    ctx: RunContext,
+    key: str,
+    measure=None,
+    loss_name: str | None = None,
+) -> TrainState:
     """One model trained by the one trainer on batches read by DataLoader workers (each epoch its own seeded
     order, so a resumed run reads what it would have); ``loss_name``: also log the mean step loss since the
     last log under that name."""
@@ -188,8 +225,9 @@ def train(cfg: DistillationConfig, model: torch.nn.Module, role: str, seed: int,
     spe = steps_per_epoch(cfg, len(data))
     steps = cfg.epochs * spe
     sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.startswith("cuda")
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.startswith("cuda") else contextlib.nullcontext()
+    )
     batches: dict[str, Any] = {"it": None}
     losses: list[float] = []
 
@@ -212,9 +250,18 @@ def train(cfg: DistillationConfig, model: torch.nn.Module, role: str, seed: int,
         return out
 
     clip = (lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)) if cfg.clip else None
-    return fit(TrainState(model, opt, sched), step, steps, log_every=cfg.log_every * spe, measure=logged,
-               checkpoints=ctx.checkpoints, key=key, before_step=clip, desc=f"{role} seed {seed}",
-               progress=ctx.progress)
+    return fit(
+        TrainState(model, opt, sched),
+        step,
+        steps,
+        log_every=cfg.log_every * spe,
+        measure=logged,
+        checkpoints=ctx.checkpoints,
+        key=key,
+        before_step=clip,
+        desc=f"{role} seed {seed}",
+        progress=ctx.progress,
+    )
 
 
 def check(cfg: DistillationConfig) -> None:

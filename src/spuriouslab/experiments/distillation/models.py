@@ -17,6 +17,7 @@ from spuriouslab.nets.models import Classifier, Projected, build_model
 from spuriouslab.nets.train import TrainState, seeded
 from spuriouslab.seeding import stream_id, torch_generator
 
+
 def import_factory(spec: str, key: str) -> Callable[..., torch.nn.Module]:
     """``package.module:factory`` -> the callable; a one-line ConfigError naming ``key`` when it does not import."""
     obj = import_object(spec, key)
@@ -46,9 +47,14 @@ def user_model(cfg: DistillationConfig, role: str) -> bool:
     return (cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)) is not None
 
 
-def encoder_builder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classes: int, role: str,
-                    activation: str, core_projection: Callable[[], torch.Tensor] | None = None
-                    ) -> Callable[[], torch.nn.Module]:
+def encoder_builder(
+    cfg: DistillationConfig,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    role: str,
+    activation: str,
+    core_projection: Callable[[], torch.Tensor] | None = None,
+) -> Callable[[], torch.nn.Module]:
     """What builds a fresh encoder of ``role`` (teacher / student / baseline): the user's factory, or the model
     registry's ``mlp-encoder`` (synthetic; the built-in teacher sees only the core projection) or
     ``cnn-encoder`` (images).  Seed it with :func:`spuriouslab.nets.train.seeded`."""
@@ -68,9 +74,17 @@ def encoder_builder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_cla
     return lambda: build_model("cnn-encoder", input_shape, cfg.embed)
 
 
-def make_encoder(cfg: DistillationConfig, input_shape: tuple[int, ...], n_classes: int, role: str, activation: str,
-                 seed: int, stream_name: str, head: int | None = None,
-                 core_projection: Callable[[], torch.Tensor] | None = None) -> torch.nn.Module:
+def make_encoder(
+    cfg: DistillationConfig,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    role: str,
+    activation: str,
+    seed: int,
+    stream_name: str,
+    head: int | None = None,
+    core_projection: Callable[[], torch.Tensor] | None = None,
+) -> torch.nn.Module:
     """A fresh encoder of ``role`` (with a linear head of ``head`` inputs to ``n_classes`` when given: a
     classifier trained with labels), initialised from the seed's own stream ``stream_name`` alone."""
     build = encoder_builder(cfg, input_shape, n_classes, role, activation, core_projection)
@@ -82,11 +96,14 @@ def forward_check(model: torch.nn.Module, x: torch.Tensor, key: str, spec: str |
     try:
         out = model.eval()(x)
     except Exception as exc:  # noqa: BLE001 - the user's module on our inputs
-        raise ConfigError(f"{key}: {spec or 'built-in'} fails on inputs of shape {tuple(x.shape)} "
-                          f"({describe(exc)})") from None
+        raise ConfigError(
+            f"{key}: {spec or 'built-in'} fails on inputs of shape {tuple(x.shape)} ({describe(exc)})"
+        ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise ConfigError(f"{key}: {spec or 'built-in'} must return a (batch, embedding) tensor, got "
-                          f"{getattr(out, 'shape', type(out).__name__)}")
+        raise ConfigError(
+            f"{key}: {spec or 'built-in'} must return a (batch, embedding) tensor, got "
+            f"{getattr(out, 'shape', type(out).__name__)}"
+        )
     return out
 
 

@@ -20,8 +20,11 @@ def report(cfg, df: pd.DataFrame) -> Report:
     bad = df[df.status != "ok"]
     df = df[df.status == "ok"]
     if df.empty:
-        return Report("# Representation distillation\n\nEvery seed diverged:\n\n"
-                      + tables.markdown_table(bad, ["activation", "seed", "error"]) + "\n")
+        return Report(
+            "# Representation distillation\n\nEvery seed diverged:\n\n"
+            + tables.markdown_table(bad, ["activation", "seed", "error"])
+            + "\n"
+        )
     ood = list(df.ood_sets.iloc[0])
     splits = ["id", *ood]
     acts = list(dict.fromkeys(df.activation))
@@ -34,8 +37,10 @@ def report(cfg, df: pd.DataFrame) -> Report:
         for model in ROLES:
             if model == "teacher" and act != acts[0]:
                 continue  # one teacher per seed, shared by every student activation
-            row = {"model": LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
-                   "n": len(sub)}
+            row = {
+                "model": LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
+                "n": len(sub),
+            }
             for split in [*splits, "ood_mean"]:
                 mean, ci = tables.mean_ci(sub[f"acc_{model}_{split}"].to_numpy(dtype=float))
                 row[split], row[f"{split}_ci"] = float(mean), float(ci)
@@ -51,8 +56,14 @@ def report(cfg, df: pd.DataFrame) -> Report:
     xs = np.arange(len(splits))
     for j, row in table.iterrows():
         vals = [row[s] for s in splits]
-        ax.bar(xs + (j - (len(table) - 1) / 2) * width, vals, width,
-               yerr=plotting.bar_errors(vals, [row[f"{s}_ci"] for s in splits], "acc"), label=row.model, capsize=2)
+        ax.bar(
+            xs + (j - (len(table) - 1) / 2) * width,
+            vals,
+            width,
+            yerr=plotting.bar_errors(vals, [row[f"{s}_ci"] for s in splits], "acc"),
+            label=row.model,
+            capsize=2,
+        )
     ax.set_xticks(xs, ["ID", *ood], rotation=20)
     ax.set_ylim(0, 1.05)
     plotting.style_axes(ax, "test set", "linear-probe accuracy", "Probe accuracy (mean and 95% interval over seeds)")
@@ -65,8 +76,13 @@ def report(cfg, df: pd.DataFrame) -> Report:
         for model, marker in zip(ROLES, ["*", "o", "s"], strict=True):
             if model == "teacher" and act != acts[0]:
                 continue
-            ax.scatter(sub[f"acc_{model}_id"], sub[f"acc_{model}_ood_mean"], marker=marker, s=40 if marker == "*" else 20,
-                       label=LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"))
+            ax.scatter(
+                sub[f"acc_{model}_id"],
+                sub[f"acc_{model}_ood_mean"],
+                marker=marker,
+                s=40 if marker == "*" else 20,
+                label=LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
+            )
     lim = [0, 1]
     ax.plot(lim, lim, "k:", linewidth=0.7, label="OOD = ID")
     ax.set_xlim(0, 1.02)
@@ -84,8 +100,16 @@ def report(cfg, df: pd.DataFrame) -> Report:
         for split, color in zip(splits, colors, strict=True):
             for j, metric in [(1, "fit_mse"), (2, "fit_cos")]:
                 steps, mean, ci = tables.curve_stats(sub, f"{metric}_{split}")
-                plotting.band(axes[0][j], steps, mean, ci, label=f"{act} {split}" if len(acts) > 1 else split,
-                       quantity="mse" if metric == "fit_mse" else None, color=color, linestyle=style)
+                plotting.band(
+                    axes[0][j],
+                    steps,
+                    mean,
+                    ci,
+                    label=f"{act} {split}" if len(acts) > 1 else split,
+                    quantity="mse" if metric == "fit_mse" else None,
+                    color=color,
+                    linestyle=style,
+                )
     axes[0][0].set_yscale("log")
     axes[0][1].set_yscale("log")
     plotting.style_axes(axes[0][0], "epoch", "distillation loss (MSE)", "Student fitting the teacher")
@@ -102,12 +126,24 @@ def report(cfg, df: pd.DataFrame) -> Report:
             for j, space in enumerate(["bg", "core"]):
                 for who, style in [("student", "-"), ("baseline", "--")]:
                     steps, mean, ci = tables.curve_stats(sub, f"{who}_{space}_norm")
-                    plotting.band(axes[0][j], steps, mean, ci, label=f"{who} ({act})", quantity="norm", color=color,
-                           linestyle=style)
+                    plotting.band(
+                        axes[0][j],
+                        steps,
+                        mean,
+                        ci,
+                        label=f"{who} ({act})",
+                        quantity="norm",
+                        color=color,
+                        linestyle=style,
+                    )
         if "teacher_bg_norm" in df:
             axes[0][0].axhline(float(df.teacher_bg_norm.mean()), color="k", linewidth=1, label="teacher")
-        plotting.style_axes(axes[0][0], "epoch", "mean per-neuron norm, background subspace",
-                     "Background weight (teacher: 0 by construction)")
+        plotting.style_axes(
+            axes[0][0],
+            "epoch",
+            "mean per-neuron norm, background subspace",
+            "Background weight (teacher: 0 by construction)",
+        )
         plotting.style_axes(axes[0][1], "epoch", "mean per-neuron norm, core subspace", "Core weight")
         figures["mechanism"] = fig
 
@@ -115,18 +151,27 @@ def report(cfg, df: pd.DataFrame) -> Report:
     mech_cols = ["student_bg_norm", "baseline_bg_norm", "teacher_bg_norm", "student_core_norm"]
     fit = tables.aggregate(df, ["activation"], [c for c in fit_cols[2:] + mech_cols if c in df])
     lines = [
-        "# Representation distillation", "",
+        "# Representation distillation",
+        "",
         f"task={cfg.task}, preset={cfg.preset}, {df.seed.nunique()} seed(s); teacher="
         f"{cfg.teacher or 'built-in (' + ('core-only MLP' if cfg.task == 'synthetic' else 'CNN on wide backgrounds') + ')'}"
         f", student={cfg.student or 'same architecture, fresh init'}.  Linear-probe accuracy (probe fitted on ID "
-        "train features), mean ± 95% interval over seeds:", "",
-        tables.markdown_table(shown, ["model", "n", *splits, "ood_mean"]), "",
+        "train features), mean ± 95% interval over seeds:",
+        "",
+        tables.markdown_table(shown, ["model", "n", *splits, "ood_mean"]),
+        "",
         "Student-teacher embedding fit at the end of training (MSE and cosine, on the ID test set and the mean over "
         "OOD sets)" + (" and the first-layer weight norms in the background / core subspaces" if mech else "") + ":",
-        "", tables.markdown_table(fit, [c for c in fit_cols + mech_cols if c in fit]), "",
+        "",
+        tables.markdown_table(fit, [c for c in fit_cols + mech_cols if c in fit]),
+        "",
         "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF).",
     ]
     if len(bad):
-        lines += ["", f"{len(bad)} seed(s) diverged (left out above):", "",
-                  tables.markdown_table(bad, ["activation", "seed", "error"])]
+        lines += [
+            "",
+            f"{len(bad)} seed(s) diverged (left out above):",
+            "",
+            tables.markdown_table(bad, ["activation", "seed", "error"]),
+        ]
     return Report("\n".join(lines) + "\n", figures)

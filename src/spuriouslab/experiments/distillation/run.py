@@ -22,13 +22,21 @@ from spuriouslab.data.images import load_bytes, to_float_chw
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
-from spuriouslab.experiments.distillation.models import (forward_check, divergence, load_teacher_checkpoint,
-                                                        make_encoder)
+from spuriouslab.experiments.distillation.models import forward_check, divergence, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import SeedEnsemble
 from spuriouslab.nets.probes import probe_accuracies
-from spuriouslab.nets.train import (Minibatches, TrainState, clip_grad_norm_per_seed, evaluate, fit, gather,
-                                     make_optimizer, seed_cross_entropy, warmup_cosine)
+from spuriouslab.nets.train import (
+    Minibatches,
+    TrainState,
+    clip_grad_norm_per_seed,
+    evaluate,
+    fit,
+    gather,
+    make_optimizer,
+    seed_cross_entropy,
+    warmup_cosine,
+)
 from spuriouslab.seeding import stream_id, torch_generator
 
 
@@ -44,8 +52,17 @@ def load_task(cfg: DistillationConfig, seed: int) -> DistillTask:
     if data.shape[0] > cfg.canvas:
         raise ConfigError(f"canvas: got {cfg.canvas}; the images are {data.shape[0]} pixels wide")
     grey = lambda a: a[..., 0]  # noqa: E731
-    return image_task(grey(data.x_train), data.y_train, grey(data.x_test), data.y_test, len(data.classes), seed,
-                      min(cfg.n, len(data.x_train)), min(cfg.n_test, len(data.x_test)), cfg.canvas)
+    return image_task(
+        grey(data.x_train),
+        data.y_train,
+        grey(data.x_test),
+        data.y_test,
+        len(data.classes),
+        seed,
+        min(cfg.n, len(data.x_train)),
+        min(cfg.n_test, len(data.x_test)),
+        cfg.canvas,
+    )
 
 
 def _folder_task(cfg: DistillationConfig, seed: int) -> DistillTask:
@@ -69,8 +86,16 @@ def _folder_task(cfg: DistillationConfig, seed: int) -> DistillTask:
     if not oods:
         raise DataError(f"{ood_root}: no OOD sets; put each as {ood_root}/<name>/<class>/*.png")
     train, labels = to_float_chw(x_tr[tr]), torch.from_numpy(y_tr[tr])
-    task = DistillTask(train, labels, to_float_chw(x_te[te]), torch.from_numpy(y_te[te]),
-                       {k: v[0] for k, v in oods.items()}, train, labels, len(classes))  # the teacher sees the same
+    task = DistillTask(
+        train,
+        labels,
+        to_float_chw(x_te[te]),
+        torch.from_numpy(y_te[te]),
+        {k: v[0] for k, v in oods.items()},
+        train,
+        labels,
+        len(classes),
+    )  # the teacher sees the same
     task.notes["ood_labels"] = {k: v[1] for k, v in oods.items()}
     return task
 
@@ -100,8 +125,9 @@ def check(cfg: DistillationConfig) -> None:
         x = task.x_train[:2]
         shape, n_classes, projection = task.input_shape, task.n_classes, task.core_projection
     with torch.no_grad():
-        teacher = make_encoder(cfg, shape, n_classes, "teacher", "relu", cfg.seed, "distillation.teacher",
-                               core_projection=projection)
+        teacher = make_encoder(
+            cfg, shape, n_classes, "teacher", "relu", cfg.seed, "distillation.teacher", core_projection=projection
+        )
         if cfg.teacher_checkpoint:
             load_teacher_checkpoint(teacher, cfg.teacher_checkpoint)
         t_out = forward_check(teacher, x, "teacher", cfg.teacher)
@@ -109,14 +135,25 @@ def check(cfg: DistillationConfig) -> None:
             student = make_encoder(cfg, shape, n_classes, "student", act, cfg.seed, "distillation.student")
             s_out = forward_check(student, x, "student", cfg.student or cfg.teacher)
             if s_out.shape[1:] != t_out.shape[1:]:
-                raise ConfigError(f"student: {cfg.student or 'the built-in student'} gives embeddings of shape "
-                                  f"{tuple(s_out.shape[1:])}, the teacher's are {tuple(t_out.shape[1:])}")
+                raise ConfigError(
+                    f"student: {cfg.student or 'the built-in student'} gives embeddings of shape "
+                    f"{tuple(s_out.shape[1:])}, the teacher's are {tuple(t_out.shape[1:])}"
+                )
 
 
 # ---------------------------------------------------------------------------------------------- training
-def train(cfg: DistillationConfig, model: torch.nn.Module, loss: Callable[[torch.Tensor], torch.Tensor], n: int,
-          epochs: int, seeds: list[int], ctx: RunContext, key: str,
-          measure: Callable[[int], dict[str, torch.Tensor]] | None = None, desc: str = "") -> TrainState:
+def train(
+    cfg: DistillationConfig,
+    model: torch.nn.Module,
+    loss: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    epochs: int,
+    seeds: list[int],
+    ctx: RunContext,
+    key: str,
+    measure: Callable[[int], dict[str, torch.Tensor]] | None = None,
+    desc: str = "",
+) -> TrainState:
     """Train a seed ensemble with AdamW (warm-up + cosine when ``warmup`` or ``clip`` is set, per-seed gradient
     clipping) by the one trainer; ``loss(idx)`` gives the per-seed losses (S,) of the batch ``idx`` (S, B) of
     the ``n`` training samples.  Checkpointed under ``key`` at every log step (resumed from there)."""
@@ -126,16 +163,29 @@ def train(cfg: DistillationConfig, model: torch.nn.Module, loss: Callable[[torch
     steps = epochs * batches.steps_per_epoch
     sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
     clip = (lambda: clip_grad_norm_per_seed(list(model.parameters()), cfg.clip, model.stacked)) if cfg.clip else None
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and ctx.device.startswith("cuda")
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if cfg.amp and ctx.device.startswith("cuda")
+        else contextlib.nullcontext()
+    )
 
     def step(t: int) -> torch.Tensor:
         with autocast:
             return loss(batches(t))
 
     state = TrainState(model, opt, sched, gens)
-    return fit(state, step, steps, log_every=cfg.log_every * batches.steps_per_epoch, measure=measure,
-               checkpoints=ctx.checkpoints, key=key, before_step=clip, desc=desc, progress=ctx.progress)
+    return fit(
+        state,
+        step,
+        steps,
+        log_every=cfg.log_every * batches.steps_per_epoch,
+        measure=measure,
+        checkpoints=ctx.checkpoints,
+        key=key,
+        before_step=clip,
+        desc=desc,
+        progress=ctx.progress,
+    )
 
 
 def embed(ens: SeedEnsemble, x: torch.Tensor, module: str | None = None) -> torch.Tensor:
@@ -173,8 +223,15 @@ def stacked_tasks(cfg: DistillationConfig, seeds: list[int], device: str) -> Sta
     tasks = [load_task(cfg, s) for s in seeds]
     stack = lambda get: _stack(tasks, get, device)  # noqa: E731
     basis = stack(lambda t: t.basis) if cfg.mlp() and cfg.student is None and cfg.teacher is None else None
-    return Stacked(tasks, stack(lambda t: t.x_train), stack(lambda t: t.y_train), stack(lambda t: t.x_test),
-                   stack(lambda t: t.y_test), {k: stack(lambda t, k=k: t.ood[k]) for k in tasks[0].ood}, basis)
+    return Stacked(
+        tasks,
+        stack(lambda t: t.x_train),
+        stack(lambda t: t.y_train),
+        stack(lambda t: t.x_test),
+        stack(lambda t: t.y_test),
+        {k: stack(lambda t, k=k: t.ood[k]) for k in tasks[0].ood},
+        basis,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- run
@@ -234,6 +291,7 @@ def fit_teacher(cfg: DistillationConfig, data: Stacked, seeds: list[int], act: s
     backgrounds, once per seed: its checkpoint is kept in the run directory and shared by every activation."""
     task0 = data.tasks[0]
     if cfg.teacher is not None:
+
         def make_teacher(s: int) -> torch.nn.Module:
             m = make_encoder(cfg, task0.input_shape, task0.n_classes, "teacher", act, s, "distillation.teacher")
             if cfg.teacher_checkpoint:
@@ -244,70 +302,119 @@ def fit_teacher(cfg: DistillationConfig, data: Stacked, seeds: list[int], act: s
         teach = lambda x: embed(model, x)  # noqa: E731
         state = None
     else:
-        model = SeedEnsemble(lambda s: make_encoder(
-            cfg, task0.input_shape, task0.n_classes, "teacher", act, s, "distillation.teacher", head=cfg.embed,
-            core_projection=data.tasks[seeds.index(s)].core_projection), seeds).to(ctx.device)
+        model = SeedEnsemble(
+            lambda s: make_encoder(
+                cfg,
+                task0.input_shape,
+                task0.n_classes,
+                "teacher",
+                act,
+                s,
+                "distillation.teacher",
+                head=cfg.embed,
+                core_projection=data.tasks[seeds.index(s)].core_projection,
+            ),
+            seeds,
+        ).to(ctx.device)
         x_t, y_t = data.stack(lambda t: t.x_teacher, ctx.device), data.stack(lambda t: t.y_teacher, ctx.device)
         key = checkpoint_key("distillation", cfg, [{"seed": s} for s in seeds], "teacher")
-        state = train(cfg, model, lambda i: seed_cross_entropy(model(gather(x_t, i)), torch.gather(y_t, 1, i)),
-                      x_t.shape[1], cfg.teacher_epochs, seeds, ctx, key, desc=f"teacher x{len(seeds)}")
+        state = train(
+            cfg,
+            model,
+            lambda i: seed_cross_entropy(model(gather(x_t, i)), torch.gather(y_t, 1, i)),
+            x_t.shape[1],
+            cfg.teacher_epochs,
+            seeds,
+            ctx,
+            key,
+            desc=f"teacher x{len(seeds)}",
+        )
         teach = lambda x: embed(model, x, "encoder")  # noqa: E731
     norms = None
     if cfg.teacher is None and data.basis is not None:  # the teacher's first layer seen in the input space
         projection = data.stack(lambda t: t.core_projection(), ctx.device)
         first = torch.bmm(model.seed_parameter("encoder.encoder.first.weight").detach().float(), projection)
         norms = subspace_norms(first, data.basis, task0.d_core)
-    return Teacher(teach(data.train_x), teach(data.test_x), {k: teach(v) for k, v in data.ood_x.items()}, state,
-                   norms)
+    return Teacher(teach(data.train_x), teach(data.test_x), {k: teach(v) for k, v in data.ood_x.items()}, state, norms)
 
 
-def fit_student(cfg: DistillationConfig, data: Stacked, teacher: Teacher, seeds: list[int], act: str,
-                ctx: RunContext) -> TrainState:
+def fit_student(
+    cfg: DistillationConfig, data: Stacked, teacher: Teacher, seeds: list[int], act: str, ctx: RunContext
+) -> TrainState:
     """A fresh encoder fitted to the teacher's embeddings of the training inputs (MSE, no labels); logged: the
     distillation loss, the fit to the teacher on ID and every OOD set, the first layer's core / background
     weight (synthetic)."""
     task0 = data.tasks[0]
-    student = SeedEnsemble(lambda s: make_encoder(cfg, task0.input_shape, task0.n_classes, "student", act, s,
-                                                  "distillation.student"), seeds).to(ctx.device)
+    student = SeedEnsemble(
+        lambda s: make_encoder(cfg, task0.input_shape, task0.n_classes, "student", act, s, "distillation.student"),
+        seeds,
+    ).to(ctx.device)
 
     def measure(t: int) -> dict[str, torch.Tensor]:
         out = {}
         out["distill_loss"], _ = _fit_stats(embed(student, data.train_x), teacher.train)
-        for name, x, target in [("id", data.test_x, teacher.test),
-                                *[(k, data.ood_x[k], teacher.ood[k]) for k in data.ood_names]]:
+        for name, x, target in [
+            ("id", data.test_x, teacher.test),
+            *[(k, data.ood_x[k], teacher.ood[k]) for k in data.ood_names],
+        ]:
             out[f"fit_mse_{name}"], out[f"fit_cos_{name}"] = _fit_stats(embed(student, x), target)
         if data.basis is not None:
             out["student_core_norm"], out["student_bg_norm"] = subspace_norms(
-                student.seed_parameter("first.weight").detach().float(), data.basis, task0.d_core)
+                student.seed_parameter("first.weight").detach().float(), data.basis, task0.d_core
+            )
         return out
 
     key = checkpoint_key("distillation", cfg, [{"seed": s, "activation": act} for s in seeds], "student")
-    state = train(cfg, student, lambda i: ((student(gather(data.train_x, i)).float() - gather(teacher.train, i)) ** 2)
-                  .mean(dim=(1, 2)), data.train_x.shape[1], cfg.epochs, seeds, ctx, key, measure,
-                  desc=f"student {act} x{len(seeds)}")
+    state = train(
+        cfg,
+        student,
+        lambda i: ((student(gather(data.train_x, i)).float() - gather(teacher.train, i)) ** 2).mean(dim=(1, 2)),
+        data.train_x.shape[1],
+        cfg.epochs,
+        seeds,
+        ctx,
+        key,
+        measure,
+        desc=f"student {act} x{len(seeds)}",
+    )
     state.extra["key"] = key
     return state
 
 
-def fit_baseline(cfg: DistillationConfig, data: Stacked, embed_size: int, seeds: list[int], act: str,
-                 ctx: RunContext) -> TrainState:
+def fit_baseline(
+    cfg: DistillationConfig, data: Stacked, embed_size: int, seeds: list[int], act: str, ctx: RunContext
+) -> TrainState:
     """The student's architecture trained end to end with labels on the same inputs; logged (synthetic): its
     first layer's core / background weight."""
     task0 = data.tasks[0]
-    baseline = SeedEnsemble(lambda s: make_encoder(cfg, task0.input_shape, task0.n_classes, "student", act, s,
-                                                   "distillation.baseline", head=embed_size), seeds).to(ctx.device)
+    baseline = SeedEnsemble(
+        lambda s: make_encoder(
+            cfg, task0.input_shape, task0.n_classes, "student", act, s, "distillation.baseline", head=embed_size
+        ),
+        seeds,
+    ).to(ctx.device)
 
     def measure(t: int) -> dict[str, torch.Tensor]:
         if data.basis is None:
             return {}
-        core, bg = subspace_norms(baseline.seed_parameter("encoder.first.weight").detach().float(), data.basis,
-                                  task0.d_core)
+        core, bg = subspace_norms(
+            baseline.seed_parameter("encoder.first.weight").detach().float(), data.basis, task0.d_core
+        )
         return {"baseline_core_norm": core, "baseline_bg_norm": bg}
 
     key = checkpoint_key("distillation", cfg, [{"seed": s, "activation": act} for s in seeds], "baseline")
-    state = train(cfg, baseline, lambda i: seed_cross_entropy(baseline(gather(data.train_x, i)),
-                                                              torch.gather(data.train_y, 1, i)),
-                  data.train_x.shape[1], cfg.epochs, seeds, ctx, key, measure, desc=f"baseline {act} x{len(seeds)}")
+    state = train(
+        cfg,
+        baseline,
+        lambda i: seed_cross_entropy(baseline(gather(data.train_x, i)), torch.gather(data.train_y, 1, i)),
+        data.train_x.shape[1],
+        cfg.epochs,
+        seeds,
+        ctx,
+        key,
+        measure,
+        desc=f"baseline {act} x{len(seeds)}",
+    )
     state.extra["key"] = key
     return state
 
@@ -317,20 +424,37 @@ def _fit_stats(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return ((a - b) ** 2).mean(dim=(1, 2)), torch.nn.functional.cosine_similarity(a, b, dim=2).mean(dim=1)
 
 
-def probe_all(cfg: DistillationConfig, data: Stacked, teacher: Teacher, student: SeedEnsemble,
-              baseline: SeedEnsemble, seeds: list[int], alive: list[int]) -> dict[str, list[float]]:
+def probe_all(
+    cfg: DistillationConfig,
+    data: Stacked,
+    teacher: Teacher,
+    student: SeedEnsemble,
+    baseline: SeedEnsemble,
+    seeds: list[int],
+    alive: list[int],
+) -> dict[str, list[float]]:
     """Linear probes on each model's frozen features, fitted on the ID training set, scored on ID and every OOD
     set (``acc_<model>_<set>``, one value per seed; NaN for a seed whose training diverged)."""
-    feats = {"teacher": (teacher.train, teacher.test, teacher.ood),
-             "student": (embed(student, data.train_x), embed(student, data.test_x),
-                         {k: embed(student, v) for k, v in data.ood_x.items()}),
-             "baseline": (embed(baseline, data.train_x, "encoder"), embed(baseline, data.test_x, "encoder"),
-                          {k: embed(baseline, v, "encoder") for k, v in data.ood_x.items()})}
+    feats = {
+        "teacher": (teacher.train, teacher.test, teacher.ood),
+        "student": (
+            embed(student, data.train_x),
+            embed(student, data.test_x),
+            {k: embed(student, v) for k, v in data.ood_x.items()},
+        ),
+        "baseline": (
+            embed(baseline, data.train_x, "encoder"),
+            embed(baseline, data.test_x, "encoder"),
+            {k: embed(baseline, v, "encoder") for k, v in data.ood_x.items()},
+        ),
+    }
     accs: dict[str, list[float]] = {}
     for model, (f_tr, f_te, f_ood) in feats.items():
         for i, s in enumerate(seeds):
-            tests = {"id": (f_te[i], data.test_y[i]),
-                     **{k: (f_ood[k][i], ood_labels(data.tasks[i], k)) for k in data.ood_names}}
+            tests = {
+                "id": (f_te[i], data.test_y[i]),
+                **{k: (f_ood[k][i], ood_labels(data.tasks[i], k)) for k in data.ood_names},
+            }
             if i in alive:
                 got = probe_accuracies((f_tr[i], data.train_y[i]), tests, **cfg.probe_kwargs(model, s))
             else:
@@ -340,8 +464,16 @@ def probe_all(cfg: DistillationConfig, data: Stacked, teacher: Teacher, student:
     return accs
 
 
-def _record(cfg: DistillationConfig, p: dict, i: int, data: Stacked, teacher: Teacher, student: TrainState,
-            baseline: TrainState, accs: dict[str, list[float]]) -> dict[str, Any]:
+def _record(
+    cfg: DistillationConfig,
+    p: dict,
+    i: int,
+    data: Stacked,
+    teacher: Teacher,
+    student: TrainState,
+    baseline: TrainState,
+    accs: dict[str, list[float]],
+) -> dict[str, Any]:
     rec: dict[str, Any] = dict(p)
     ood_names = data.ood_names
     rec.update({k: v[i] for k, v in accs.items()})
@@ -387,8 +519,11 @@ def estimate(cfg: DistillationConfig) -> Estimate:
     rows = 2 * n + n_test * (1 + n_ood)
     batch = n if cfg.batch_size == 0 else min(n, cfg.batch_size)
     peak = S * (rows * size * 4 + rows * cfg.embed * 4 * 3 + 3 * params * 4 * 4 + batch * per_sample * 4 * 3)
-    peak += FRAMEWORK_BYTES + (0.0 if cfg.task in ("synthetic", "folder") else load_bytes(
-        "digits" if cfg.task == "digits-background" else "fashion-mnist"))
+    peak += FRAMEWORK_BYTES + (
+        0.0
+        if cfg.task in ("synthetic", "folder")
+        else load_bytes("digits" if cfg.task == "digits-background" else "fashion-mnist")
+    )
     steps = cfg.epochs * (1 if cfg.batch_size == 0 else math.ceil(n / cfg.batch_size))
     flops = S * 6.0 * (steps * 2 + cfg.teacher_epochs) * batch * max(params, per_sample)
     return Estimate(peak, flops, f"{S} seed(s) stacked, {cfg.task}")

@@ -34,8 +34,18 @@ def points(cfg: MemorizationConfig) -> list[dict[str, Any]]:
                         for ridge in cfg.ridge:
                             for n in cfg.n_train:
                                 for s in cfg.seed_values():
-                                    out.append({"n_train": n, "model": model, "activation": act, "alpha": alpha,
-                                                "width": w, "ridge": ridge, "correlation": c, "seed": s})
+                                    out.append(
+                                        {
+                                            "n_train": n,
+                                            "model": model,
+                                            "activation": act,
+                                            "alpha": alpha,
+                                            "width": w,
+                                            "ridge": ridge,
+                                            "correlation": c,
+                                            "seed": s,
+                                        }
+                                    )
     return out
 
 
@@ -64,7 +74,7 @@ def estimate(cfg: MemorizationConfig) -> Estimate:
     acts = len(cfg.activation)
     best = None
     for model in cfg.model:
-        for width in (cfg.width if cfg.width is not None else [DEFAULT_WIDTH[model]]):
+        for width in cfg.width if cfg.width is not None else [DEFAULT_WIDTH[model]]:
             grams_ = (acts + (model == "ntk")) * rows * n * 8
             data = (2 * n + 2 * nt) * d * 8 * (2 if cfg.data != "synthetic" else 1) + rows * d * 12
             solve = 6 * n * n * 8
@@ -75,8 +85,11 @@ def estimate(cfg: MemorizationConfig) -> Estimate:
                 chunk = min(256 * 2**20, rows * 2 * BLOCK * 4) + d * 2 * BLOCK * 4 + rows * n * 4
                 work = chunk * (1 + (acts > 1))
                 flops = 2.0 * rows * d * width + 2.0 * acts * rows * n * width
-            est = Estimate(grams_ + data + solve + work, flops + 10.0 * n**3 * acts * len(cfg.ridge),
-                           f"{model}, width {width}, N={n}, {acts} activation(s)")
+            est = Estimate(
+                grams_ + data + solve + work,
+                flops + 10.0 * n**3 * acts * len(cfg.ridge),
+                f"{model}, width {width}, N={n}, {acts} activation(s)",
+            )
             if best is None or est.peak_bytes > best.peak_bytes:
                 best = Estimate(est.peak_bytes, max(est.flops, best.flops if best else 0.0), est.group)
             else:
@@ -98,8 +111,12 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
     data = build_split(cfg.split_spec(p0["alpha"], p0["correlation"]), p0["seed"], n_max)
     acts = list(dict.fromkeys(p["activation"] for p in points))
     key = (p0["seed"], stream_id(f"features.{p0['model']}"), 0 if cfg.nested else n_max)
-    specs = [KernelSpec.make(p0["model"], a, p0["width"], key=key, device=ctx.device, dtype=cfg.feature_dtype,
-                             progress=ctx.progress) for a in acts]
+    specs = [
+        KernelSpec.make(
+            p0["model"], a, p0["width"], key=key, device=ctx.device, dtype=cfg.feature_dtype, progress=ctx.progress
+        )
+        for a in acts
+    ]
     spurious_corr = cfg.spurious_corr or data.tests is not None  # the coloured task always measures C
     blocks = [data.Z_test, data.Z_query] + ([data.Z_test_query] if spurious_corr else [])
     others = [name for name in (data.tests or {}) if name != "id"]  # the coloured task's other test sets
@@ -120,20 +137,31 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
         fit = fit_kernel(K[:n, :n], g, p["ridge"], eps=specs[acts.index(p["activation"])].precision)
         f_train = fit.predict(K[:n, :n])
         f_test = fit.predict(K[test_rows, :n])
-        K_query = K[query_start: query_start + n, :n]
+        K_query = K[query_start : query_start + n, :n]
         f_query = fit.predict(K_query)
         S = fit.stability()
         F = fit.alignment(K_query)
         rec = dict(p)
         rec.update(
-            d=data.d_x + data.d_y, d_x=data.d_x, d_y=data.d_y, n_test=nt, nested=cfg.nested, data=cfg.data,
-            train_acc=_acc(f_train, g), test_acc=_acc(f_test, g_test), spurious_acc=_acc(f_query, g),
+            d=data.d_x + data.d_y,
+            d_x=data.d_x,
+            d_y=data.d_y,
+            n_test=nt,
+            nested=cfg.nested,
+            data=cfg.data,
+            train_acc=_acc(f_train, g),
+            test_acc=_acc(f_test, g_test),
+            spurious_acc=_acc(f_query, g),
             test_mse=float(((f_test - g_test) ** 2).mean()),
             memorization_cov=_cov(f_query, g),
-            alignment_mean=float(F.mean()), stability_mean=float(S.mean()),
+            alignment_mean=float(F.mean()),
+            stability_mean=float(S.mean()),
             stability_g_mean=float((S * g).mean()),
             alignment_stability_mean=float((F * S * g).mean()),
-            residual_max=fit.residual_max, solver=fit.solver, cond=fit.cond, rank=fit.rank,
+            residual_max=fit.residual_max,
+            solver=fit.solver,
+            cond=fit.cond,
+            rank=fit.rank,
         )
         if spurious_corr:
             tq = slice(query_start + n_max, query_start + n_max + nt)
@@ -142,7 +170,7 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
             start = query_start + n_max + nt
             outputs = {"id": f_test}
             for name in others:
-                outputs[name] = fit.predict(K[start: start + nt, :n])
+                outputs[name] = fit.predict(K[start : start + nt, :n])
                 start += nt
             rec.update(rho=cfg.rho, **coloured_metrics(outputs, data.tests))
         if cfg.data == "synthetic":  # the theory is for isotropic Gaussian data

@@ -24,8 +24,16 @@ EXPERIMENT = Experiment(
     reporting=report,
     headline=("spurious_acc", "test_acc", "acc_reversed", "worst_group_acc", "colour_flip"),
     claims=(
-        Claim("memorization-nn", "trained networks: spurious accuracy falls as N grows", "spurious_acc", "trend",
-              over="n_train", side="less", varies=("n_train",), paper="Bombari & Mondelli, ICML 2024"),
+        Claim(
+            "memorization-nn",
+            "trained networks: spurious accuracy falls as N grows",
+            "spurious_acc",
+            "trend",
+            over="n_train",
+            side="less",
+            varies=("n_train",),
+            paper="Bombari & Mondelli, ICML 2024",
+        ),
         *coloured_claims("memorization-nn"),
     ),
 )

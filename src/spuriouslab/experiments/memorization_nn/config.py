@@ -9,14 +9,25 @@ from pydantic import Field, model_validator
 from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.memorization import SplitSpec
 from spuriouslab.experiments.base import ExperimentConfig, FromRegistry
-from spuriouslab.experiments.fields import (MAX_BORDER, MAX_DIM, MAX_SAMPLES, MAX_SEEDS, ClassifierName, Colours,
-                                            DataSource, Listed, Rho, Scaling, Size, check_coloured)
+from spuriouslab.experiments.fields import (
+    MAX_BORDER,
+    MAX_DIM,
+    MAX_SAMPLES,
+    MAX_SEEDS,
+    ClassifierName,
+    Colours,
+    DataSource,
+    Listed,
+    Rho,
+    Scaling,
+    Size,
+    check_coloured,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 1000, "step_size": 100, "log_every": 50},
     # CPU-friendly: the FC and CNN curves on digits / Fashion-MNIST in minutes
-    "quick": {"epochs": 150, "step_size": 50, "log_every": 15, "n_train": [100, 300, 1000], "seeds": 2,
-              "n_test": 2000},
+    "quick": {"epochs": 150, "step_size": 50, "log_every": 15, "n_train": [100, 300, 1000], "seeds": 2, "n_test": 2000},
 }
 DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"border": spec.border})
 
@@ -29,15 +40,19 @@ class MemorizationNNConfig(ExperimentConfig):
     data: DataSource = Field("digits", description="image data (all classes) or synthetic z=[x,y]")
     data_root: str | None = Field(None, description="where image data lives")
     border: int | None = Field(None, ge=1, le=MAX_BORDER, description="border width; unset = data set default")
-    border_content: str = Field("uniform", description="uniform, gaussian, constant:V, constant:R,G,B, or coloured "
-                                "(two classes: the class halves; red / green agreeing with the label w.p. rho)")
+    border_content: str = Field(
+        "uniform",
+        description="uniform, gaussian, constant:V, constant:R,G,B, or coloured "
+        "(two classes: the class halves; red / green agreeing with the label w.p. rho)",
+    )
     rho: Rho = 0.5
     colours: Colours = ["red", "green"]
     scaling: Scaling = Field("unit", description="pixel scaling")
     d: int = Field(1000, ge=2, le=MAX_DIM, description="synthetic: input dimension")
     alpha: float = Field(0.5, gt=0, lt=1, description="synthetic: spurious fraction")
-    model: Annotated[list[ClassifierName], Listed] = Field(["fc", "cnn"], description="networks of the model registry "
-                                                           "(fc, cnn, resnet18, resnet)")
+    model: Annotated[list[ClassifierName], Listed] = Field(
+        ["fc", "cnn"], description="networks of the model registry (fc, cnn, resnet18, resnet)"
+    )
     resnet_depth: int = Field(32, ge=8, le=1202, description="model=resnet: CIFAR ResNet depth 6n+2 (8, 20, 32, ...)")
     n_train: Annotated[list[Size], Listed] = Field([100, 500, 1000], description="training-set sizes N")
     n_test: int = Field(10000, ge=1, le=MAX_SAMPLES, description="test samples (capped at what the data has)")
@@ -61,8 +76,19 @@ class MemorizationNNConfig(ExperimentConfig):
 
     def split_spec(self) -> SplitSpec:
         """Every class of the image data set (cross-entropy), queries with the core zeroed."""
-        return SplitSpec(source=self.data, n_test=self.n_test, d=self.d, alpha=self.alpha, data_root=self.data_root,
-                         classes=None, border=self.border, border_content=self.border_content, rho=self.rho,
-                         colours=tuple(self.colours),
-                         query="zero", scaling=self.scaling, streams="images.nets",
-                         test_queries=self.border_content == "coloured")
+        return SplitSpec(
+            source=self.data,
+            n_test=self.n_test,
+            d=self.d,
+            alpha=self.alpha,
+            data_root=self.data_root,
+            classes=None,
+            border=self.border,
+            border_content=self.border_content,
+            rho=self.rho,
+            colours=tuple(self.colours),
+            query="zero",
+            scaling=self.scaling,
+            streams="images.nets",
+            test_queries=self.border_content == "coloured",
+        )

@@ -24,8 +24,17 @@ def report(cfg, df: pd.DataFrame) -> Report:
         ax = axes[0][j]
         sub = agg[agg.model == m].sort_values("n_train")
         plotting.band(ax, sub.n_train, sub.test_acc, sub.test_acc_ci, label="test", quantity="acc", marker="o", ms=3)
-        plotting.band(ax, sub.n_train, sub.spurious_acc, sub.spurious_acc_ci, label="spurious", quantity="acc", marker="s",
-               ms=3, linestyle="--")
+        plotting.band(
+            ax,
+            sub.n_train,
+            sub.spurious_acc,
+            sub.spurious_acc_ci,
+            label="spurious",
+            quantity="acc",
+            marker="s",
+            ms=3,
+            linestyle="--",
+        )
         ax.axhline(float(ok.chance.iloc[0]), color="k", linewidth=0.6, linestyle=":", label="chance")
         plotting.style_axes(ax, "N (training samples)", "accuracy", f"{m} on {cfg.data}", logx=True)
     figures = {"nn_accuracy_vs_n": fig}
@@ -43,13 +52,22 @@ def report(cfg, df: pd.DataFrame) -> Report:
         plotting.style_axes(axes[0][models.index(m)], "epoch", "accuracy", m)
     figures["nn_curves"] = fig
 
-    lines = ["# Trained networks: spurious-feature memorization", "",
-             f"data={cfg.data}, epochs={cfg.epochs}, batch={cfg.batch_size}, Adam lr={cfg.lr:g}, "
-             f"wd={cfg.weight_decay:g}, StepLR({cfg.step_size}, {cfg.gamma:g}).  Spurious accuracy: the "
-             "training image's border alone (core zeroed) recalls its label.  Figures: figures/nn_accuracy_vs_n,"
-             " figures/nn_curves.", "", tables.markdown_table(agg, ["model", "n_train", "n", *METRICS])]
+    lines = [
+        "# Trained networks: spurious-feature memorization",
+        "",
+        f"data={cfg.data}, epochs={cfg.epochs}, batch={cfg.batch_size}, Adam lr={cfg.lr:g}, "
+        f"wd={cfg.weight_decay:g}, StepLR({cfg.step_size}, {cfg.gamma:g}).  Spurious accuracy: the "
+        "training image's border alone (core zeroed) recalls its label.  Figures: figures/nn_accuracy_vs_n,"
+        " figures/nn_curves.",
+        "",
+        tables.markdown_table(agg, ["model", "n_train", "n", *METRICS]),
+    ]
     bad = df[df.status != "ok"]
     if len(bad):
-        lines += ["", f"{len(bad)} point(s) diverged:", "",
-                  tables.markdown_table(bad, ["model", "n_train", "seed", "status", "error"])]
+        lines += [
+            "",
+            f"{len(bad)} point(s) diverged:",
+            "",
+            tables.markdown_table(bad, ["model", "n_train", "seed", "status", "error"]),
+        ]
     return Report("\n".join(lines) + "\n", figures)

@@ -17,8 +17,16 @@ from spuriouslab.data.memorization import build_split
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 from spuriouslab.nets.models import MODELS, SeedEnsemble, build_model
-from spuriouslab.nets.train import (Minibatches, TrainState, evaluate, fit, gather, make_optimizer,
-                                     seed_cross_entropy, seeded)
+from spuriouslab.nets.train import (
+    Minibatches,
+    TrainState,
+    evaluate,
+    fit,
+    gather,
+    make_optimizer,
+    seed_cross_entropy,
+    seeded,
+)
 from spuriouslab.seeding import stream_id, torch_generator
 
 NAME = "memorization-nn"
@@ -57,8 +65,16 @@ def seed_data(cfg: MemorizationNNConfig, seed: int, n: int) -> SeedData:
     def images(a):
         return torch.from_numpy(a).float().view(len(a), h, w, c).permute(0, 3, 1, 2).contiguous()
 
-    out = SeedData(images(s.Z), torch.from_numpy(s.g), images(s.Z_test), torch.from_numpy(s.g_test),
-                   images(s.Z_query), (c, h, w), s.n_classes, s.n_classes)
+    out = SeedData(
+        images(s.Z),
+        torch.from_numpy(s.g),
+        images(s.Z_test),
+        torch.from_numpy(s.g_test),
+        images(s.Z_query),
+        (c, h, w),
+        s.n_classes,
+        s.n_classes,
+    )
     if s.tests is not None:
         out.tests = {name: images(z) for name, (z, _, _) in s.tests.items()}
         out.colours = {name: torch.from_numpy(col) for name, (_, _, col) in s.tests.items()}
@@ -112,11 +128,19 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
         S = 1 if spec.batchnorm else cfg.seeds
         params, per_sample = spec.size(shape, n_out, **model_options(cfg, model))
         batch = min(cfg.batch_size, n)
-        peak = (S * rows * size * 4 + rows * size * 8 + S * params * 4 * 4 + S * batch * per_sample * 4 * 2
-                + (0.0 if cfg.data == "synthetic" else load_bytes(cfg.data)) + FRAMEWORK_BYTES)
+        peak = (
+            S * rows * size * 4
+            + rows * size * 8
+            + S * params * 4 * 4
+            + S * batch * per_sample * 4 * 2
+            + (0.0 if cfg.data == "synthetic" else load_bytes(cfg.data))
+            + FRAMEWORK_BYTES
+        )
         steps = cfg.epochs * math.ceil(n / cfg.batch_size)
-        flops = S * (6.0 * steps * batch * max(params, per_sample)
-                     + 2.0 * (cfg.epochs / cfg.log_every + 1) * rows * max(params, per_sample))
+        flops = S * (
+            6.0 * steps * batch * max(params, per_sample)
+            + 2.0 * (cfg.epochs / cfg.log_every + 1) * rows * max(params, per_sample)
+        )
         if peak > best.peak_bytes:
             best = Estimate(peak, max(flops, best.flops), f"{model}, N={n}, {S} seed(s)")
         else:
@@ -150,17 +174,30 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
     state = new_state(cfg, model_name, data, seeds, ctx.device)
     batches = Minibatches(n, cfg.batch_size, state.generators, ctx.device)
     key = checkpoint_key(NAME, cfg, points)
-    fit(state, _step(state.model, data, batches), cfg.epochs * batches.steps_per_epoch,
-        log_every=cfg.log_every * batches.steps_per_epoch, measure=_measure(state.model, data),
-        checkpoints=ctx.checkpoints, key=key, steps_per_epoch=batches.steps_per_epoch, schedule="epoch",
-        desc=f"{model_name} N={n} x{len(seeds)}", progress=ctx.progress)
+    fit(
+        state,
+        _step(state.model, data, batches),
+        cfg.epochs * batches.steps_per_epoch,
+        log_every=cfg.log_every * batches.steps_per_epoch,
+        measure=_measure(state.model, data),
+        checkpoints=ctx.checkpoints,
+        key=key,
+        steps_per_epoch=batches.steps_per_epoch,
+        schedule="epoch",
+        desc=f"{model_name} N={n} x{len(seeds)}",
+        progress=ctx.progress,
+    )
     seconds = (time.perf_counter() - t0) / len(seeds)
     colour = coloured_numbers(state.model, data, cfg.rho) if data.tests is not None else None
     for i, p in enumerate(points):
         rec = _record(cfg, p, state, i, batches.steps_per_epoch, data.classes, seconds)
         if colour is not None:
-            rec.update({k: (v[i] if rec["status"] == "ok" else math.nan) if isinstance(v, list) else v
-                        for k, v in colour.items()})
+            rec.update(
+                {
+                    k: (v[i] if rec["status"] == "ok" else math.nan) if isinstance(v, list) else v
+                    for k, v in colour.items()
+                }
+            )
         yield rec
     ctx.discard(key)
 
@@ -181,14 +218,19 @@ def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str,
         out[f"acc_{name}"] = (o.argmax(-1).cpu() == y).float().mean(dim=1).tolist()
         out[f"loss_{name}"] = seed_cross_entropy(o, data.test_y).cpu().tolist()
     seeds = len(y)
-    groups = [group_metrics((outs["indep"][i].argmax(-1).cpu() == y[i]).numpy(), y[i].numpy(),
-                            data.colours["indep"][i].numpy()) for i in range(seeds)]
+    groups = [
+        group_metrics(
+            (outs["indep"][i].argmax(-1).cpu() == y[i]).numpy(), y[i].numpy(), data.colours["indep"][i].numpy()
+        )
+        for i in range(seeds)
+    ]
     for k in groups[0]:
         if k != "acc":
             out[k] = [g[k] for g in groups]
     out["colour_flip"] = ((margin["id"] > 0) != (margin["reversed"] > 0)).float().mean(dim=1).tolist()
-    out["logit_change"] = ((margin["reversed"] - margin["id"]).abs().mean(dim=1)
-                           / margin["id"].abs().mean(dim=1).clamp(min=1e-12)).tolist()
+    out["logit_change"] = (
+        (margin["reversed"] - margin["id"]).abs().mean(dim=1) / margin["id"].abs().mean(dim=1).clamp(min=1e-12)
+    ).tolist()
     q = evaluate(net, data.test_query_x)
     qm = (q[..., 1] - q[..., 0]).cpu().numpy()
     out["spurious_corr"] = [spurious_correlation(qm[i], 2.0 * y[i].numpy() - 1.0) for i in range(seeds)]
@@ -199,8 +241,13 @@ def new_state(cfg: MemorizationNNConfig, model_name: str, data: SeedData, seeds:
     """The paper's recipe: each seed's model initialised from its own stream, Adam, StepLR every ``step_size``
     epochs; the minibatch order from each seed's own generator."""
     options = model_options(cfg, model_name)
-    net = SeedEnsemble(lambda s: seeded(lambda: build_model(model_name, data.shape, data.n_out, **options),
-                                        torch_generator(s, stream_id("nets.init"))), seeds).to(device)
+    net = SeedEnsemble(
+        lambda s: seeded(
+            lambda: build_model(model_name, data.shape, data.n_out, **options),
+            torch_generator(s, stream_id("nets.init")),
+        ),
+        seeds,
+    ).to(device)
     opt = make_optimizer("adam", net.parameters(), cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     return TrainState(net, opt, sched, [torch_generator(s, stream_id("nets.order")) for s in seeds])
@@ -216,25 +263,37 @@ def _step(net: SeedEnsemble, data: SeedData, batches: Minibatches) -> Callable[[
 
 def _measure(net: SeedEnsemble, data: SeedData) -> Callable[[int], dict[str, torch.Tensor]]:
     def measure(t: int) -> dict[str, torch.Tensor]:
-        outs = {name: evaluate(net, x) for name, x in [("train", data.train_x), ("test", data.test_x),
-                                                       ("query", data.query_x)]}
+        outs = {
+            name: evaluate(net, x)
+            for name, x in [("train", data.train_x), ("test", data.test_x), ("query", data.query_x)]
+        }
         acc = lambda out, y: _correct(out, y, data.classes).mean(dim=1)  # noqa: E731
-        return {"train_loss": _loss(outs["train"], data.train_y, data.classes),
-                "train_acc": acc(outs["train"], data.train_y), "test_acc": acc(outs["test"], data.test_y),
-                "spurious_acc": acc(outs["query"], data.train_y)}
+        return {
+            "train_loss": _loss(outs["train"], data.train_y, data.classes),
+            "train_acc": acc(outs["train"], data.train_y),
+            "test_acc": acc(outs["test"], data.test_y),
+            "spurious_acc": acc(outs["query"], data.train_y),
+        }
 
     return measure
 
 
-def _record(cfg: MemorizationNNConfig, p: dict, state: TrainState, i: int, steps_per_epoch: int, classes: int,
-            seconds: float) -> dict[str, Any]:
+def _record(
+    cfg: MemorizationNNConfig, p: dict, state: TrainState, i: int, steps_per_epoch: int, classes: int, seconds: float
+) -> dict[str, Any]:
     rec = dict(p)
     for k in METRICS:
         rec[k] = state.history[k][-1][i]
         rec[f"curve_{k}"] = state.curve(k, i)
     rec["curve_epoch"] = [t // steps_per_epoch for t in state.history["step"]]
-    rec.update(data=cfg.data, epochs=cfg.epochs, seconds=seconds, n_classes=classes or 2, chance=1 / (classes or 2),
-               **state.divergence(i))
+    rec.update(
+        data=cfg.data,
+        epochs=cfg.epochs,
+        seconds=seconds,
+        n_classes=classes or 2,
+        chance=1 / (classes or 2),
+        **state.divergence(i),
+    )
     if rec["status"] != "ok":
         rec.update({k: math.nan for k in METRICS})
     return rec

@@ -18,12 +18,22 @@ def report(cfg: ProbeConfig, df: pd.DataFrame) -> Report:
     row = df.iloc[0]
     table = pd.DataFrame({"metric": [c for c in shown.columns if c not in ("model", "n")]})
     table["value"] = [f"{row[c]:.4g}" for c in table.metric]
-    extra = pd.DataFrame({"metric": ["train_acc", "spurious_acc", "chance"],
-                          "value": [f"{row.train_acc:.4g}", f"{row.spurious_acc:.4g}", f"{row.chance:.3g}"]})
-    lines = [f"# Probe: {cfg.model}", "",
-             f"data={cfg.data}, {int(row.n)} test images, frame {cfg.eval_border} px, training colour {cfg.colour}"
-             + (f", checkpoint {cfg.checkpoint}" if cfg.checkpoint else "") + ".", "",
-             tables.markdown_table(pd.concat([table, extra]), ["metric", "value"]), "",
-             "spurious_acc: each training image's frame with its core zeroed, classified as its label (Bombari & "
-             "Mondelli's query).  See background-features for the other columns.  Figure: figures/border_reliance."]
+    extra = pd.DataFrame(
+        {
+            "metric": ["train_acc", "spurious_acc", "chance"],
+            "value": [f"{row.train_acc:.4g}", f"{row.spurious_acc:.4g}", f"{row.chance:.3g}"],
+        }
+    )
+    lines = [
+        f"# Probe: {cfg.model}",
+        "",
+        f"data={cfg.data}, {int(row.n)} test images, frame {cfg.eval_border} px, training colour {cfg.colour}"
+        + (f", checkpoint {cfg.checkpoint}" if cfg.checkpoint else "")
+        + ".",
+        "",
+        tables.markdown_table(pd.concat([table, extra]), ["metric", "value"]),
+        "",
+        "spurious_acc: each training image's frame with its core zeroed, classified as its label (Bombari & "
+        "Mondelli's query).  See background-features for the other columns.  Figure: figures/border_reliance.",
+    ]
     return Report("\n".join(lines) + "\n", {"border_reliance": fig})

@@ -57,8 +57,13 @@ def data(cfg: ProbeConfig) -> dict[str, Any]:
     te = np.sort(rng.permutation(len(d.x_test))[: cfg.n])
     tr = np.sort(rng.permutation(len(d.x_train))[: cfg.n])
     rgb = (lambda a: np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a) if cfg.rgb else (lambda a: a)
-    return {"x_test": rgb(d.x_test[te]), "y_test": d.y_test[te], "x_train": rgb(d.x_train[tr]),
-            "y_train": d.y_train[tr], "reference": rgb(d.x_train[tr])}
+    return {
+        "x_test": rgb(d.x_test[te]),
+        "y_test": d.y_test[te],
+        "x_train": rgb(d.x_train[tr]),
+        "y_train": d.y_train[tr],
+        "reference": rgb(d.x_train[tr]),
+    }
 
 
 def tensor(cfg: ProbeConfig, images: np.ndarray, reference: np.ndarray, device: str) -> torch.Tensor:
@@ -81,8 +86,9 @@ def check(cfg: ProbeConfig) -> None:
         with torch.no_grad():
             out = model(x)
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"model: {cfg.model} fails on {cfg.data} images of shape {tuple(x.shape)} "
-                          f"({describe(exc)})") from None
+        raise ConfigError(
+            f"model: {cfg.model} fails on {cfg.data} images of shape {tuple(x.shape)} ({describe(exc)})"
+        ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ConfigError(f"model: {cfg.model} must return (batch, classes) logits")
     finite_logits(cfg, out)
@@ -96,8 +102,10 @@ def finite_logits(cfg: ProbeConfig, out: torch.Tensor) -> None:
     """Numbers measured from NaN or infinite logits would be garbage (an argmax of NaN is class 0): refused."""
     bad = int((~torch.isfinite(out)).any(dim=1).sum())
     if bad:
-        raise ConfigError(f"model: {cfg.model} gives non-finite logits (NaN or inf) on {bad} of {len(out)} "
-                          f"{cfg.data} test images; nothing measured from them would mean anything")
+        raise ConfigError(
+            f"model: {cfg.model} gives non-finite logits (NaN or inf) on {bad} of {len(out)} "
+            f"{cfg.data} test images; nothing measured from them would mean anything"
+        )
 
 
 def run_group(cfg: ProbeConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
@@ -114,12 +122,12 @@ def run_group(cfg: ProbeConfig, points: list[dict], ctx: RunContext) -> Iterator
     colours = {"train_colour": parse_colour(cfg.colour), **{c: parse_colour(c) for c in cfg.other_colours}}
     framed = {k: tensor(cfg, frame(d["x_test"], c, cfg.eval_border), ref, dev) for k, c in colours.items()}
     with torch.no_grad():
-        finite_logits(cfg, torch.cat([model(x[i:i + 256]) for i in range(0, len(x), 256)]))
+        finite_logits(cfg, torch.cat([model(x[i : i + 256]) for i in range(0, len(x), 256)]))
     rec: dict[str, Any] = dict(points[0])
     rec.update(analysis.border_reliance(model, x, y, framed, region, layer, cfg.cam_images))
     # spurious-border memorization: each training image's frame with its core zeroed, against its label
     queries = d["x_train"].copy()
-    queries[:, cfg.eval_border:h - cfg.eval_border, cfg.eval_border:w - cfg.eval_border] = 0
+    queries[:, cfg.eval_border : h - cfg.eval_border, cfg.eval_border : w - cfg.eval_border] = 0
     rec["spurious_acc"] = analysis.accuracy(model, tensor(cfg, queries, ref, dev), torch.from_numpy(d["y_train"]))
     rec["train_acc"] = analysis.accuracy(model, tensor(cfg, d["x_train"], ref, dev), torch.from_numpy(d["y_train"]))
     rec["chance"] = 1.0 / max(2, int(max(d["y_test"].max(), d["y_train"].max())) + 1)

@@ -24,12 +24,26 @@ EXPERIMENT = Experiment(
     reporting=report,
     headline=("spurious_corr", "test_mse", "acc_reversed", "worst_group_acc", "colour_flip"),
     claims=(
-        Claim("ridge", "the spurious correlation C depends on the ridge lambda: it falls as lambda grows",
-              "spurious_corr", "trend", over="ridge", side="less", paper=FOLLOW_UP),
-        Claim("ridge", "the lambda that minimizes the ID test loss lies where C is still increasing in lambda (C at "
-              "the next grid lambda minus at the previous one, per model and correlation)", "spurious_corr",
-              "sign", statistic=slope_at_optimum("spurious_corr", "ridge", "test_mse"),
-              by=("model", "correlation"), needs=("ridge", "test_mse"), paper=FOLLOW_UP),
+        Claim(
+            "ridge",
+            "the spurious correlation C depends on the ridge lambda: it falls as lambda grows",
+            "spurious_corr",
+            "trend",
+            over="ridge",
+            side="less",
+            paper=FOLLOW_UP,
+        ),
+        Claim(
+            "ridge",
+            "the lambda that minimizes the ID test loss lies where C is still increasing in lambda (C at "
+            "the next grid lambda minus at the previous one, per model and correlation)",
+            "spurious_corr",
+            "sign",
+            statistic=slope_at_optimum("spurious_corr", "ridge", "test_mse"),
+            by=("model", "correlation"),
+            needs=("ridge", "test_mse"),
+            paper=FOLLOW_UP,
+        ),
         *coloured_claims("ridge"),
     ),
 )

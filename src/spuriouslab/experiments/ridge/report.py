@@ -15,8 +15,9 @@ KEYS = ["model", "activation", "alpha", "width", "n_train", "correlation", "ridg
 def report(cfg, df: pd.DataFrame) -> Report:
     agg = tables.aggregate(df, KEYS, METRICS)
     curves = [k for k in ["model", "activation", "alpha", "width", "n_train"] if agg[k].nunique() > 1]
-    best = (agg.loc[agg.groupby([*curves, "correlation"] if curves else ["correlation"]).test_mse.idxmin()]
-            .reset_index(drop=True))
+    best = agg.loc[agg.groupby([*curves, "correlation"] if curves else ["correlation"]).test_mse.idxmin()].reset_index(
+        drop=True
+    )
     groups = list(agg.groupby(curves, sort=True)) if curves else [((), agg)]
     positive = agg.ridge[agg.ridge > 0]
     linthresh = float(positive.min()) if len(positive) else 1.0
@@ -31,27 +32,54 @@ def report(cfg, df: pd.DataFrame) -> Report:
                 ax = axes[i][j]
                 for c, line in sub.groupby("correlation", sort=True):
                     line = line.sort_values("ridge")
-                    handle = plotting.band(ax, line.ridge, line[metric], line[metric + "_ci"], label=f"c={c:g}",
-                                    quantity=metric, marker="o", ms=3)
+                    handle = plotting.band(
+                        ax,
+                        line.ridge,
+                        line[metric],
+                        line[metric + "_ci"],
+                        label=f"c={c:g}",
+                        quantity=metric,
+                        marker="o",
+                        ms=3,
+                    )
                     opt = bsub[bsub.correlation == c]
                     if mark_best and len(opt):
-                        ax.plot(opt.ridge, opt[metric], marker="*", ms=12, color=handle.get_color(),
-                                markeredgecolor="k", linestyle="none")
+                        ax.plot(
+                            opt.ridge,
+                            opt[metric],
+                            marker="*",
+                            ms=12,
+                            color=handle.get_color(),
+                            markeredgecolor="k",
+                            linestyle="none",
+                        )
                 ax.set_xscale("symlog", linthresh=linthresh)
                 plotting.style_axes(ax, xlabel, ylabel, title)
         return fig
 
     figures = {
-        "ridge_memorization": figure([("memorization_cov", "memorization Cov(f(z^s), g)"),
-                                      ("test_acc", "test accuracy")], "ridge lambda (0 at the left)", False),
-        "ridge_correlation": figure([("spurious_corr", "spurious correlation C on test"),
-                                     ("test_mse", "test loss (MSE)")],
-                                    "ridge lambda (0 at the left); star = test-optimal", True),
+        "ridge_memorization": figure(
+            [("memorization_cov", "memorization Cov(f(z^s), g)"), ("test_acc", "test accuracy")],
+            "ridge lambda (0 at the left)",
+            False,
+        ),
+        "ridge_correlation": figure(
+            [("spurious_corr", "spurious correlation C on test"), ("test_mse", "test loss (MSE)")],
+            "ridge lambda (0 at the left); star = test-optimal",
+            True,
+        ),
     }
-    lines = ["# Ridge and spurious correlation", "",
-             "Test-optimal lambda (minimum test MSE) per setting:", "",
-             tables.markdown_table(best, [*curves, "correlation", "ridge", "test_mse", "test_acc", "spurious_corr",
-                                     "memorization_cov"]),
-             "", "All points (means over seeds). Figures: figures/ridge_memorization, figures/ridge_correlation.",
-             "", tables.markdown_table(agg, [*KEYS, "n", *METRICS])]
+    lines = [
+        "# Ridge and spurious correlation",
+        "",
+        "Test-optimal lambda (minimum test MSE) per setting:",
+        "",
+        tables.markdown_table(
+            best, [*curves, "correlation", "ridge", "test_mse", "test_acc", "spurious_corr", "memorization_cov"]
+        ),
+        "",
+        "All points (means over seeds). Figures: figures/ridge_memorization, figures/ridge_correlation.",
+        "",
+        tables.markdown_table(agg, [*KEYS, "n", *METRICS]),
+    ]
     return Report("\n".join(lines) + "\n", figures)
