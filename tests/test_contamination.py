@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from spuriouslab.data.contamination import LatentSet, make_task, online_batch
-from spuriouslab.nets.train import Minibatches, gather
 from spuriouslab.experiments import RunContext, get_experiment
 from spuriouslab.experiments.contamination import train_contamination
 from spuriouslab.nets.mlp import StackedMLP
+from spuriouslab.nets.train import Minibatches, gather
 from spuriouslab.seeding import stream_id, torch_generator
 
 EXP = get_experiment("contamination")

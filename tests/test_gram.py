@@ -1,11 +1,12 @@
 import math
+
 import numpy as np
 import pytest
 import torch
 
-from spuriouslab.data.synthetic import synthetic_memorization
 import spuriouslab.kernels.matrices as matrices
 from spuriouslab.activations import ACTIVATIONS
+from spuriouslab.data.synthetic import synthetic_memorization
 from spuriouslab.kernels.matrices import KernelSpec, explicit_features, gram, grams
 from spuriouslab.kernels.solve import fit_kernel
 

@@ -3,8 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from spuriouslab.activations import ACTIVATIONS, get_activation
-from spuriouslab.activations import hermite
+from spuriouslab.activations import ACTIVATIONS, get_activation, hermite
 
 
 def test_relu_known_coefficients():

@@ -1,9 +1,9 @@
 import dataclasses
 import gzip
-import os
-from pathlib import Path
 import hashlib
+import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -13,7 +13,6 @@ import pytest
 from spuriouslab.errors import ConfigError
 from spuriouslab.figures import FIGURES
 from spuriouslab.reproduction import INDEX, reproduce_all, skip_reason
-
 from test_report import BROWSER
 
 

@@ -7,6 +7,6 @@ try:  # one version source: pyproject.toml, as installed
 except metadata.PackageNotFoundError:  # a source tree that is not installed
     __version__ = "0+unknown"
 
-from spuriouslab.kernels.estimators import NTKRegressor, RandomFeaturesRegressor  # noqa: E402
+from spuriouslab.kernels.estimators import NTKRegressor, RandomFeaturesRegressor
 
 __all__ = ["NTKRegressor", "RandomFeaturesRegressor", "__version__"]

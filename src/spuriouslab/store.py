@@ -43,7 +43,6 @@ import yaml
 
 from spuriouslab.errors import ConfigError
 
-
 # Fault injection for the crash tests: with SPURIOUSLAB_KILL_AFTER="records:N" (or "checkpoints:N") this process
 # kills itself with SIGKILL right after its N-th record (checkpoint) is durably written: a crash at a known point.
 KILL_AFTER = "SPURIOUSLAB_KILL_AFTER"

@@ -154,7 +154,7 @@ def _coloured_split(spec: SplitSpec, data, rng, n_train: int) -> MemorizationSpl
         return scale_pixels(x, spec.scaling, x_tr).reshape(len(x), -1)
 
     pm = spec.classes is not None  # kernels: -1 / +1
-    labels = (lambda y: 2.0 * y - 1.0) if pm else (lambda y: y.copy())  # noqa: E731
+    labels = (lambda y: 2.0 * y - 1.0) if pm else (lambda y: y.copy())
     tests = {name: (flat(t.x), labels(t.y), t.c) for name, t in task.tests.items()}
     d_x = h * w * 3
     return MemorizationSplit(

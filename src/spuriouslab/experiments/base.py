@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from spuriouslab.errors import ConfigError
 
-
 MAX_SEEDS = 10_000
 # What torch itself takes on the first training steps of any model (allocator pools, autograd and vmap
 # workspaces, kernels' scratch), measured at 20-100 MB on tiny runs: part of every trained experiment's estimate.

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, PlainSerializer
 
 from spuriouslab.activations import HERMITE_PREFIX, ActivationName
-from spuriouslab.data.datasets import DataSource, DatasetName
+from spuriouslab.data.datasets import DatasetName, DataSource
 from spuriouslab.experiments import base
 from spuriouslab.kernels.matrices import MAX_FEATURES as MAX_KERNEL_FEATURES
 from spuriouslab.kernels.matrices import parse_width

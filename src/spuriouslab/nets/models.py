@@ -27,9 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator
-
 import torch
+from pydantic import AfterValidator
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -388,3 +387,15 @@ def _classifier(name: str) -> str:
 
 ClassifierName = Annotated[str, AfterValidator(_classifier)]
 """A config field type: a classifier of :data:`MODELS`."""
+
+
+def _encoder(name: str) -> str:
+    spec = MODELS.get(name)
+    if spec is None or spec.role != "encoder":
+        allowed = ", ".join(k for k, v in MODELS.items() if v.role == "encoder")
+        raise ValueError(f"allowed: {allowed}")
+    return name
+
+
+EncoderName = Annotated[str, AfterValidator(_encoder)]
+"""A config field type: an encoder of :data:`MODELS`."""

@@ -35,7 +35,6 @@ import numpy as np
 
 from spuriouslab.activations import Fn, get_activation
 
-
 ORDER_CLOSED = 400  # closed forms / finite series: cheap to take far
 ORDER_QUADRATURE = 60  # smooth activations by quadrature: the rest is read off the total energy
 

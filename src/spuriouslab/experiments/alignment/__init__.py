@@ -8,9 +8,9 @@ measured-vs-predicted table with the gap and a figure of the alignment against a
 from __future__ import annotations
 
 from spuriouslab.claims import Claim, rank_agreement
-from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.alignment import report
 from spuriouslab.experiments.alignment.config import AlignmentConfig
+from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization import run
 
 EXPERIMENT = Experiment(

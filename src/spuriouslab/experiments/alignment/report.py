@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from spuriouslab import plotting
-from spuriouslab import tables
+from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
 from spuriouslab.experiments.memorization.report import report_memorization
 from spuriouslab.theory.alignment import predict_alignment

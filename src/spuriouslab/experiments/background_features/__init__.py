@@ -10,9 +10,9 @@ maximization of the last convolution's channels with the colours of what it find
 from __future__ import annotations
 
 from spuriouslab.claims import Claim
-from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.background_features import report, run
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
+from spuriouslab.experiments.base import Experiment
 
 ZH = "Zhang et al., ICML 2024"
 

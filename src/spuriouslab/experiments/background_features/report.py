@@ -11,8 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from spuriouslab import plotting
-from spuriouslab import tables
+from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
 from spuriouslab.records import decode_array
 

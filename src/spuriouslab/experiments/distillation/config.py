@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
 from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, FilePath, Listed
+from spuriouslab.nets.models import EncoderName
 
 ROLES = ["teacher", "student", "baseline"]  # the three models of every seed
 TASKS = ["synthetic", "digits-background", "fashion-background", "folder"]
@@ -111,6 +112,9 @@ class DistillationConfig(ExperimentConfig):
     n: int = Field(1000, ge=2, le=MAX_SAMPLES, description="training samples (task)")
     n_test: int = Field(1000, ge=1, le=MAX_SAMPLES, description="ID test samples, and each OOD set (task)")
     canvas: int = Field(16, ge=8, le=512, description="image tasks: canvas size (the image sits at its centre)")
+    encoder: EncoderName = Field(
+        "cnn-encoder", description="image tasks: the built-in encoder (model registry, role encoder)"
+    )
     width: int = Field(256, ge=1, le=MAX_WIDTH, description="MLP encoders: hidden width")
     embed: int = Field(32, ge=1, le=MAX_WIDTH, description="embedding (representation) size")
     epochs: int = Field(300, ge=1, le=10**7, description="student and baseline epochs (full batch: steps)")
@@ -162,6 +166,8 @@ class DistillationConfig(ExperimentConfig):
                 f"activation: got {self.activation}; the built-in image encoders are ReLU CNNs (the "
                 "activation axis is for MLP students on task=synthetic)"
             )
+        if self.task == "synthetic" and self.encoder != "cnn-encoder":
+            raise ValueError(f"encoder: got {self.encoder!r}; task=synthetic trains MLP encoders (image tasks choose)")
         if self.task == "folder" and not self.data_root:
             raise ValueError("data_root: task=folder needs data_root=DIR (DIR/train, DIR/test, DIR/ood/<name>)")
         if self.streaming and (self.task != "folder" or not self.teacher):

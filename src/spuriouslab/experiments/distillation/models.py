@@ -57,7 +57,7 @@ def encoder_builder(
 ) -> Callable[[], torch.nn.Module]:
     """What builds a fresh encoder of ``role`` (teacher / student / baseline): the user's factory, or the model
     registry's ``mlp-encoder`` (synthetic; the built-in teacher sees only the core projection) or
-    ``cnn-encoder`` (images).  Seed it with :func:`spuriouslab.nets.train.seeded`."""
+    ``cfg.encoder`` (images: ``cnn-encoder`` by default).  Seed it with :func:`spuriouslab.nets.train.seeded`."""
     spec = cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)
     if spec is not None:
         key = "teacher" if role == "teacher" or cfg.student is None else "student"
@@ -71,7 +71,7 @@ def encoder_builder(
             return Projected(enc, core_projection()) if role == "teacher" else enc
 
         return mlp
-    return lambda: build_model("cnn-encoder", input_shape, cfg.embed)
+    return lambda: build_model(cfg.encoder, input_shape, cfg.embed)
 
 
 def make_encoder(

@@ -22,7 +22,7 @@ from spuriouslab.data.images import load_bytes, to_float_chw
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
-from spuriouslab.experiments.distillation.models import forward_check, divergence, load_teacher_checkpoint, make_encoder
+from spuriouslab.experiments.distillation.models import divergence, forward_check, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import SeedEnsemble
 from spuriouslab.nets.probes import probe_accuracies

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from spuriouslab.claims import Claim, coloured_claims, slope_at_optimum
 from spuriouslab.experiments.base import Experiment
+from spuriouslab.experiments.memorization import run
 from spuriouslab.experiments.ridge import report
 from spuriouslab.experiments.ridge.config import RidgeConfig
-from spuriouslab.experiments.memorization import run
 
 FOLLOW_UP = "Bombari & Mondelli, follow-up (arXiv 2502.01347)"
 

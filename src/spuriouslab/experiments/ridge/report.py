@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from spuriouslab import plotting
-from spuriouslab import tables
+from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
 
 METRICS = ["test_acc", "test_mse", "memorization_cov", "spurious_corr", "spurious_acc"]
