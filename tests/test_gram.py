@@ -61,7 +61,7 @@ def test_shared_pass_equals_separate(small):
     Z, _, Zt = small
     specs = [KernelSpec.make("ntk", a, 500, key=(2,), dtype="float64") for a in ["relu", "phi2", "tanh"]]
     together = grams(specs, Z, Zt)
-    for s, K in zip(specs, together):
+    for s, K in zip(specs, together, strict=True):
         np.testing.assert_allclose(K.numpy(), gram(s, Z, Zt).numpy(), atol=1e-12)
 
 

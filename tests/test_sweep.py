@@ -73,7 +73,12 @@ def test_sweep_spec_with_ranges_and_bad_specs(cli, tmp_path):
     code, stdout, err = cli("sweep", spec, "--out", tmp_path / "s", "--no-progress")
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "s" / "results.parquet")
-    assert len(df) == 4 and sorted(set(zip(df.width, df.lr))) == [(16, 0.001), (16, 0.01), (32, 0.001), (32, 0.01)]
+    assert len(df) == 4 and sorted(set(zip(df.width, df.lr, strict=True))) == [
+        (16, 0.001),
+        (16, 0.01),
+        (32, 0.001),
+        (32, 0.01),
+    ]
     for text, needle in [
         ("experiment: contamination\ngrid:\n  nosuch: [1, 2]\n", "grid: unknown key 'nosuch'"),
         ("experiment: contamination\ngrid:\n  width: [16, 16]\n", "each grid value once"),

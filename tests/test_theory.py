@@ -36,7 +36,7 @@ def test_limits_in_closed_form(alpha):
 def test_finite_psi_interpolates_between_the_limits():
     few, many = predict_alignment("relu", "rf", 0.5).gamma_few, predict_alignment("relu", "rf", 0.5).gamma_many
     preds = [predict_alignment("relu", "rf", 0.5, n, 1000).gamma_pred for n in [1, 10, 100, 1000, 10_000, 10**7]]
-    assert all(a >= b for a, b in zip(preds, preds[1:]))
+    assert all(a >= b for a, b in zip(preds, preds[1:], strict=False))
     assert preds[-1] == pytest.approx(many, abs=1e-3)
     # 1 << N << d: the plateau gamma_few; at N = 1 the rank-one constant block is fully present (l >= 0)
     assert predict_alignment("relu", "rf", 0.5, 10**4, 10**12).gamma_pred == pytest.approx(few, abs=1e-3)

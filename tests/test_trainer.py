@@ -170,7 +170,9 @@ def test_seeded_init_is_the_manual_seed_init_and_leaves_the_global_stream_alone(
     for a, b in zip(reference.state_dict().values(), ours.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     other = seeded(lambda: build_model(name, (3, 16, 16), 10), torch.Generator().manual_seed(8))
-    assert any(not torch.equal(a, b) for a, b in zip(ours.state_dict().values(), other.state_dict().values()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(ours.state_dict().values(), other.state_dict().values(), strict=True)
+    )
     assert MODELS[name].build is not None
 
 

@@ -43,7 +43,8 @@ class Claim:
     column ``metric`` and the comparison.
 
     ``when`` / ``versus`` select records by column values (``versus`` only for ``difference``); ``side`` is the
-    claimed sign of the effect (``greater``: effect > 0); ``reference`` the value ``sign`` compares with;
+    claimed sign of the effect (``greater``: effect > 0); ``reference`` the value ``sign`` compares with (with
+    ``difference``: the margin, effect = when - versus - reference, e.g. -0.02 for "at most 0.02 worse");
     ``over`` the column of a ``trend`` (slope of the metric against log of it, per seed); ``predicted`` the
     column ``agreement`` compares with and ``tolerance`` the half-width of the band it must lie in; ``minus`` a
     column subtracted from the metric in each record (``sign`` of a within-record difference, e.g. teacher minus
@@ -226,17 +227,7 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
     chosen = _select(df, claim.when)
     paired = False
     if claim.statistic is not None:
-        rows, excluded = _usable(chosen, [c for c in columns if c not in claim.by])
-        keys = [k for k in claim.pair_on if k in rows]
-        values = []
-        for _, unit in rows.groupby(keys) if keys else [((), rows)]:
-            parts = [claim.statistic(g) for _, g in (unit.groupby(list(claim.by)) if claim.by else [((), unit)])]
-            parts = [v for v in parts if np.isfinite(v)]
-            if parts:
-                values.append(float(np.mean(parts)) - claim.reference)
-        effect, low, high = mean_interval(np.asarray(values))
-        verdict, reason = _decide(claim, effect, low, high, len(values))
-        return Verdict(claim, effect, low, high, len(values), False, int(excluded), verdict, reason)
+        return _judge_statistic(claim, chosen, columns)
     if claim.comparison == "difference":
         other = _select(df, claim.versus or {})
         a, ex_a = _usable(chosen, columns)
@@ -249,11 +240,11 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
             paired = len(common) >= 2
         if paired:
             excluded += (len(ga) - len(common)) + (len(gb) - len(common))
-            d = (ga.loc[common] - gb.loc[common]).to_numpy(dtype=float)
+            d = (ga.loc[common] - gb.loc[common]).to_numpy(dtype=float) - claim.reference
             effect, low, high = mean_interval(d)
             n = len(d)
         else:
-            va, vb = a[claim.metric].to_numpy(dtype=float), b[claim.metric].to_numpy(dtype=float)
+            va, vb = a[claim.metric].to_numpy(dtype=float) - claim.reference, b[claim.metric].to_numpy(dtype=float)
             n = min(len(va), len(vb))
             effect, low, high = _welch(va, vb) if n else (math.nan, math.nan, math.nan)
     else:
@@ -284,6 +275,22 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
         n = len(values)
     verdict, reason = _decide(claim, effect, low, high, n)
     return Verdict(claim, effect, low, high, n, paired, int(excluded), verdict, reason)
+
+
+def _judge_statistic(claim: Claim, chosen: pd.DataFrame, columns: list[str]) -> Verdict:
+    """A ``sign`` claim on a per-unit statistic: each unit's (seed's) statistic, averaged over its ``by``
+    combinations, against the reference."""
+    rows, excluded = _usable(chosen, [c for c in columns if c not in claim.by])
+    keys = [k for k in claim.pair_on if k in rows]
+    values = []
+    for _, unit in rows.groupby(keys) if keys else [((), rows)]:
+        parts = [claim.statistic(g) for _, g in (unit.groupby(list(claim.by)) if claim.by else [((), unit)])]
+        parts = [v for v in parts if np.isfinite(v)]
+        if parts:
+            values.append(float(np.mean(parts)) - claim.reference)
+    effect, low, high = mean_interval(np.asarray(values))
+    verdict, reason = _decide(claim, effect, low, high, len(values))
+    return Verdict(claim, effect, low, high, len(values), False, int(excluded), verdict, reason)
 
 
 def _decide(claim: Claim, effect: float, low: float, high: float, n: int) -> tuple[str, str]:
@@ -457,4 +464,47 @@ def coloured_claims(figure: str) -> tuple[Claim, ...]:
             varies=("rho",),
             paper=COLOURED_TASK,
         ),
+    )
+
+
+MITIGATION_SOURCE = "beyond the papers: remedies of contamination (spuriouslab.nets.mitigations)"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What a remedy should do to one record column, against no remedy: ``side`` (``less``: lower than none's),
+    ``margin`` (the difference's reference: -0.02 with ``greater`` reads "at most 0.02 lower"), and the claim's
+    wording after the remedy's name."""
+
+    metric: str
+    side: Literal["greater", "less"]
+    text: str
+    margin: float = 0.0
+
+
+def mitigation_claims(
+    figure: str, remedies: list[str], effects: list[Effect], when: dict[str, Any] | None = None
+) -> tuple[Claim, ...]:
+    """One claim per remedy and effect, each remedy's records against ``mitigation=none`` (paired over seeds),
+    both restricted to ``when`` (e.g. the ReLU net).  A remedy a run did not train is not applicable to it.
+
+    >>> [c.text for c in mitigation_claims("toy", ["pretrain"], [Effect("gap", "less", "narrows the gap")])]
+    ['pretrain narrows the gap (vs no remedy)']
+    """
+    base = dict(when or {})
+    return tuple(
+        Claim(
+            figure,
+            f"{name} {e.text} (vs no remedy)",
+            e.metric,
+            "difference",
+            when={**base, "mitigation": name},
+            versus={**base, "mitigation": "none"},
+            side=e.side,
+            reference=e.margin,
+            paper=MITIGATION_SOURCE,
+        )
+        for name in remedies
+        if name != "none"
+        for e in effects
     )

@@ -80,11 +80,18 @@ CHECK_SCRIPT = """
   var errors = [];
   window.addEventListener("error", function (e) { errors.push(String(e.message || e)); });
   var original = console.error;
-  console.error = function () { errors.push(Array.prototype.join.call(arguments, " ")); original.apply(console, arguments); };
+  console.error = function () {
+    errors.push(Array.prototype.join.call(arguments, " "));
+    original.apply(console, arguments);
+  };
   window.addEventListener("load", function () {
     var imgs = Array.prototype.slice.call(document.images);
-    var bad = imgs.filter(function (i) { var r = i.getBoundingClientRect(); return !(i.naturalWidth > 0 && r.width > 0 && r.height > 0); });
-    document.getElementById("spuriouslab-check").textContent = JSON.stringify({images: imgs.length, not_shown: bad.length, errors: errors});
+    var bad = imgs.filter(function (i) {
+      var r = i.getBoundingClientRect();
+      return !(i.naturalWidth > 0 && r.width > 0 && r.height > 0);
+    });
+    document.getElementById("spuriouslab-check").textContent =
+      JSON.stringify({images: imgs.length, not_shown: bad.length, errors: errors});
   });
 })();
 </script>

@@ -184,3 +184,23 @@ def save_figure(fig, directory, name: str, writer=None) -> list:
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def comparison_figure(table, by: str, panels: list[tuple[str, str]], title: str, baseline: str | None = None):
+    """Bars side by side: one panel per ``(metric, panel title)`` of ``panels``, one bar per row of ``table`` (an
+    aggregate with ``<metric>`` and ``<metric>_ci`` columns, one row per value of ``by``), with the 95% interval
+    as error bars; the ``baseline`` row's value is drawn as a dotted line across the panel.  Metrics a table
+    lacks are left out."""
+    panels = [(m, t) for m, t in panels if m in table]
+    fig, axes = panel_grid(1, max(1, len(panels)), size=(3.3, 3.4))
+    names = [str(v) for v in table[by]]
+    palette = colors(len(names))
+    for ax, (metric, panel_title) in zip(axes[0], panels, strict=False):
+        values, ci = table[metric].to_numpy(dtype=float), table[f"{metric}_ci"].to_numpy(dtype=float)
+        ax.bar(range(len(names)), values, color=palette, yerr=bar_errors(values, ci, metric), capsize=3)
+        if baseline is not None and baseline in names:
+            ax.axhline(values[names.index(baseline)], color="0.3", linestyle=":", linewidth=1)
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+        style_axes(ax, "", metric, panel_title, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return fig

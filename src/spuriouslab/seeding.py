@@ -40,6 +40,8 @@ STREAMS: dict[str, int] = {
     "contamination.data": 1,  # train and test sets
     "contamination.sampling": 2,  # minibatches and online samples
     "contamination.init": 3,  # network initialisation
+    "contamination.pretrain": 4,  # mitigation pretrain / lp-ft: the wide-background pre-training set
+    "contamination.pretrain.sampling": 5,  # its minibatches and online samples
     # representation distillation
     "distillation.map": 400,  # the embedding T of the synthetic task
     "distillation.prototypes": 401,  # class directions in the core subspace
@@ -49,6 +51,7 @@ STREAMS: dict[str, int] = {
     "distillation.baseline": 405,  # baseline initialisation
     "distillation.order": 406,  # minibatch order
     "distillation.probe": 407,  # torch probes
+    "distillation.pretrain": 408,  # mitigation pretrain / lp-ft: wide backgrounds of the synthetic pre-training set
     # background features in deep networks
     "background.init": 500,  # network initialisation
     "background.augment": 501,  # crops and flips (key: seed, stream, epoch)

@@ -65,6 +65,23 @@ def point_key(point: dict[str, Any]) -> str:
     return json.dumps(point, sort_keys=True, default=str)
 
 
+def _record_problem(rec: Any, fields: list[str] | None) -> tuple[str | None, str | None]:
+    """Why a line of records.jsonl is not a valid record of a run whose grid points have ``fields`` (None: it is),
+    and its grid point's key (None when there are no fields or it is not valid)."""
+    if not isinstance(rec, dict):
+        return "not a JSON record", None
+    if fields is None:
+        return None, None
+    if any(f not in rec for f in fields):
+        return f"not a record of this run (missing {', '.join(f for f in fields if f not in rec)})", None
+    if set(rec) <= {*fields, "point_id"}:
+        return "a grid point with no results", None
+    try:
+        return None, point_key({f: rec[f] for f in fields})
+    except (TypeError, ValueError):
+        return "not a record of this run (unreadable grid point)", None
+
+
 def _git_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
@@ -348,26 +365,15 @@ class RunStore:
                 rec = json.loads(line)
             except (ValueError, UnicodeDecodeError):
                 rec = None
-            problem = None
-            if not isinstance(rec, dict):
-                problem = "not a JSON record"
-            elif fields is not None and any(f not in rec for f in fields):
-                problem = f"not a record of this run (missing {', '.join(f for f in fields if f not in rec)})"
-            elif fields is not None and set(rec) <= {*fields, "point_id"}:
-                problem = "a grid point with no results"
-            elif fields is not None:
-                try:
-                    key = point_key({f: rec[f] for f in fields})
-                except (TypeError, ValueError):
-                    problem = "not a record of this run (unreadable grid point)"
-                else:
-                    if key in seen:
-                        warnings.warn(
-                            f"{self.records_path}:{number}: a second record of the same grid point; counted once",
-                            stacklevel=2,
-                        )
-                        continue
-                    seen.add(key)
+            problem, key = _record_problem(rec, fields)
+            if key is not None:
+                if key in seen:
+                    warnings.warn(
+                        f"{self.records_path}:{number}: a second record of the same grid point; counted once",
+                        stacklevel=2,
+                    )
+                    continue
+                seen.add(key)
             if problem:
                 warnings.warn(
                     f"{self.records_path}:{number}: {problem}; skipped (its point is recomputed)", stacklevel=2

@@ -37,6 +37,7 @@ class ContaminationTask:
     id_test: LatentSet
     ood_test: LatentSet
     generators: list[torch.Generator]  # per seed, for online sampling and minibatches
+    background: float | None = None  # training backgrounds: None U[0,1]; b U[-b, b] (pre-training, zero mean)
 
     def inputs(self, s: LatentSet) -> torch.Tensor:
         """The ambient inputs x = z T (S, n, d)."""
@@ -57,8 +58,12 @@ def sample_core(y: torch.Tensor, d_core: int, mode: str, gen: torch.Generator) -
     return g / g.norm(dim=1, keepdim=True) * radius[:, None]
 
 
-def sample_background(n: int, d_bg: int, gen: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    return torch.rand(n, d_bg, generator=gen, dtype=dtype)
+def sample_background(
+    n: int, d_bg: int, gen: torch.Generator, dtype=torch.float32, half_width: float | None = None
+) -> torch.Tensor:
+    """``U[0,1]^d_bg`` (the task's), or ``U[-b, b]^d_bg`` for ``half_width=b`` (zero-mean, wide: pre-training)."""
+    u = torch.rand(n, d_bg, generator=gen, dtype=dtype)
+    return u if half_width is None else (2 * u - 1) * half_width
 
 
 def shift_background(bg: torch.Tensor, ood: str, shift: float, scale: float) -> torch.Tensor:
@@ -71,9 +76,11 @@ def shift_background(bg: torch.Tensor, ood: str, shift: float, scale: float) -> 
     raise ValueError(f"ood must be flip, shift or scale, got {ood!r}")
 
 
-def sample_set(n: int, d_core: int, d_bg: int, core: str, gen: torch.Generator) -> LatentSet:
+def sample_set(
+    n: int, d_core: int, d_bg: int, core: str, gen: torch.Generator, background: float | None = None
+) -> LatentSet:
     y = balanced_labels(n)
-    z = torch.cat([sample_core(y, d_core, core, gen), sample_background(n, d_bg, gen)], dim=1)
+    z = torch.cat([sample_core(y, d_core, core, gen), sample_background(n, d_bg, gen, half_width=background)], dim=1)
     return LatentSet(z[None], y[None])
 
 
@@ -112,5 +119,20 @@ def make_task(
 
 
 def online_batch(task: ContaminationTask, n: int, core: str) -> LatentSet:
-    """Fresh training samples for every seed (online SGD)."""
-    return _stack([sample_set(n, task.d_core, task.d_bg, core, g) for g in task.generators])
+    """Fresh training samples for every seed (online SGD), with the task's training backgrounds."""
+    return _stack([sample_set(n, task.d_core, task.d_bg, core, g, task.background) for g in task.generators])
+
+
+def pretrain_task(task: ContaminationTask, seeds: list[int], n: int, core: str, half_width: float) -> ContaminationTask:
+    """The pre-training counterpart of ``task``: the same maps ``T`` and test sets, a fresh training set of ``n``
+    per seed (its own random stream, so the task's own draws are untouched) whose backgrounds are
+    ``U[-half_width, half_width]`` - zero mean and wide, so no background direction is favoured - and its own
+    sampling generators."""
+    train, gens = [], []
+    for seed in seeds:
+        g = torch_generator(seed, stream_id("contamination.pretrain"))
+        train.append(sample_set(n, task.d_core, task.d_bg, core, g, background=half_width))
+        gens.append(torch_generator(seed, stream_id("contamination.pretrain.sampling")))
+    return ContaminationTask(
+        task.T, task.d_core, task.d_bg, _stack(train), task.id_test, task.ood_test, gens, background=half_width
+    )

@@ -65,6 +65,23 @@ def bool_field(annotation: Any) -> bool:
     return annotation is bool
 
 
+def _check_literal(key: str, val: Any, annotation: Any) -> None:
+    """Booleans are true / false only (not yes, on, 1, t); numbers are numbers (no booleans, no 1_000 strings)."""
+    items = val if isinstance(val, list | tuple) else [val]
+    if bool_field(annotation):
+        for item in items:
+            if not (
+                isinstance(item, bool) or item is None or isinstance(item, str) and item.lower() in ("true", "false")
+            ):
+                raise ValueError(f"{key}: got {item!r}; a boolean is true or false")
+    elif numeric_field(annotation):
+        for item in items:
+            if isinstance(item, bool):
+                raise ValueError(f"{key}: got {val!r}; a boolean is not a number")
+            if isinstance(item, str) and "_" in item:
+                raise ValueError(f"{key}: got {val!r}; write numbers without underscores")
+
+
 class ExperimentConfig(BaseModel):
     """Base for experiment configs: unknown keys are errors; ``AXES`` fields are lists (grid axes).
 
@@ -87,27 +104,10 @@ class ExperimentConfig(BaseModel):
         if not isinstance(values, dict):
             return values
         values = dict(values)
-        for key, val in values.items():  # numbers are numbers: no booleans, no 1_000 strings
+        for key, val in values.items():
             info = cls.model_fields.get(key)
-            if info is None:
-                continue
-            if bool_field(info.annotation):  # booleans are true / false only (not yes, on, 1, t)
-                for item in val if isinstance(val, list | tuple) else [val]:
-                    if not (
-                        isinstance(item, bool)
-                        or item is None
-                        or isinstance(item, str)
-                        and item.lower() in ("true", "false")
-                    ):
-                        raise ValueError(f"{key}: got {item!r}; a boolean is true or false")
-                continue
-            if not numeric_field(info.annotation):
-                continue
-            for item in val if isinstance(val, list | tuple) else [val]:
-                if isinstance(item, bool):
-                    raise ValueError(f"{key}: got {val!r}; a boolean is not a number")
-                if isinstance(item, str) and "_" in item:
-                    raise ValueError(f"{key}: got {val!r}; write numbers without underscores")
+            if info is not None:
+                _check_literal(key, val, info.annotation)
         for selector, table in cls.DEFAULTS:
             choice = values.get(selector, cls.model_fields[selector].default)
             try:
@@ -342,10 +342,16 @@ class Experiment:
         """The verdicts (:class:`spuriouslab.claims.Verdict`) on the declared claims these records can test."""
         return self.verdicts_of(list(self.claims), df)
 
-    @staticmethod
-    def verdicts_of(claims: list[Any], df: Any) -> list[Any]:
+    def verdicts_of(self, claims: list[Any], df: Any) -> list[Any]:
+        """The applicable verdicts on ``claims``.  Records written before an axis existed (``mitigation``, say) lack
+        its column: they are read at the axis's default, which is what they ran."""
         from spuriouslab.claims import judge_all
 
+        if df is not None and hasattr(df, "columns"):
+            for axis in self.Config.AXES:
+                default = self.Config.model_fields[axis].default if axis in self.Config.model_fields else None
+                if axis not in df.columns and isinstance(default, list) and len(default) == 1:
+                    df = df.assign(**{axis: default[0]})
         return [v for v in judge_all(claims, df) if v.applicable]
 
     # ---------------------------------------------------------------- config

@@ -4,7 +4,8 @@ For a kernel ``spec`` and points ``A = [train; extra]`` (train first), :func:`gr
 matrix ``K[a, j] = <feat(A_a), feat(train_j)>`` for every row ``a`` and training column ``j``:
 
 * ``rf``  (width k):  ``feat(z) = phi(V z) / sqrt(k)``, ``V_ij ~ N(0, 1/d)``, so ``K -> E_v[phi(v.z) phi(v.z')]``;
-* ``ntk`` (width k):  ``feat(z) = z (x) phi'(W z) / sqrt(k d)``, so ``K = (Z Z'^T / d) * (phi'(ZW^T) phi'(Z'W^T)^T / k)``;
+* ``ntk`` (width k):  ``feat(z) = z (x) phi'(W z) / sqrt(k d)``, so
+  ``K = (Z Z'^T / d) * (phi'(ZW^T) phi'(Z'W^T)^T / k)``;
 * ``width=INF`` (k = inf): the closed-form limits of both, with exact per-sample norms
   (see :meth:`Fn.gaussian_kernel`); for ``|z|^2 = d`` the Hermite-series case is ``sum_l mu_l^2 rho^l``.
 

@@ -204,6 +204,8 @@ def fit(
     steps_per_epoch: int = 1,
     schedule: Literal["step", "epoch"] = "step",
     before_step: Callable[[], None] | None = None,
+    backward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    after_step: Callable[[], None] | None = None,
     desc: str | None = None,
     progress: bool = False,
 ) -> TrainState:
@@ -211,17 +213,20 @@ def fit(
 
     ``step(t)`` (t = 1, 2, ...) returns the per-seed losses (a tensor of shape (S,), one entry per seed trained
     together) of step t's batch; their sum is minimised, so seeds stacked in one model keep their own
-    trajectories.  ``before_step`` runs between backward and the optimizer (gradient clipping).  The scheduler
-    steps after every optimizer step (``schedule="step"``) or after the last step of every epoch of
-    ``steps_per_epoch`` steps (``"epoch"``).
+    trajectories.  ``backward(losses)`` replaces ``losses.sum().backward()`` (a gradient adjustment that needs
+    more than the summed loss, e.g. :func:`spuriouslab.nets.mitigations.and_mask_backward`): it fills the
+    gradients and returns the per-seed losses (S,) the divergence check reads.  ``before_step`` runs between
+    backward and the optimizer (gradient clipping, gradient projection), ``after_step`` right after the optimizer
+    (a constraint on the update).  The scheduler steps after every optimizer step (``schedule="step"``) or after
+    the last step of every epoch of ``steps_per_epoch`` steps (``"epoch"``).
 
     At step 0 (a fresh run), every ``log_every`` steps and at the end: the seeds whose step loss was not finite
     or above :data:`DIVERGENCE_BOUND` at any step since the last log are marked in ``state.diverged_at`` (once
-    every seed has diverged, training stops there: ``state.stopped``); ``measure(t)`` is called and what it returns (tensors or
-    lists of per-seed values) appended to ``state.history``; and with ``checkpoints`` (the run directory's
-    :class:`~spuriouslab.store.Checkpoints`) the whole state is saved under ``key``.  A run that finds its
-    checkpoint continues from it (a finished one takes no step); the caller discards the checkpoint once its
-    records are written."""
+    every seed has diverged, training stops there: ``state.stopped``); ``measure(t)`` is called and what it
+    returns (tensors or lists of per-seed values) appended to ``state.history``; and with ``checkpoints`` (the
+    run directory's :class:`~spuriouslab.store.Checkpoints`) the whole state is saved under ``key``.  A run that
+    finds its checkpoint continues from it (a finished one takes no step); the caller discards the checkpoint
+    once its records are written."""
     resume(state, checkpoints, key)
     if state.step == 0 and not state.history:
         _log(state, 0, measure)
@@ -235,10 +240,15 @@ def fit(
             break
         optimizer.zero_grad(set_to_none=True)
         loss = step(t)
-        loss.sum().backward()
+        if backward is None:
+            loss.sum().backward()
+        else:
+            loss = backward(loss)
         if before_step is not None:
             before_step()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         if scheduler is not None and (schedule == "step" or t % steps_per_epoch == 0):
             scheduler.step()
         state.last_loss = loss = loss.detach()

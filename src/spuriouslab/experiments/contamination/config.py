@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
 from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, Listed
+from spuriouslab.nets.mitigations import MITIGATIONS, MitigationName
 
 NET_ACTIVATIONS = ["relu", "gelu", "leaky_relu", "sigmoid", "tanh", "identity"]
 PRESETS: dict[str, dict[str, Any]] = {
@@ -20,17 +21,18 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "none": {},
     "activations": {"activation": NET_ACTIVATIONS},
     "losses": {"loss": ["hinge", "logistic", "mse"], "optimizer": ["sgd", "adam", "adamw"]},
+    "mitigations": {"mitigation": list(MITIGATIONS)},
 }
 
 
 class ContaminationConfig(ExperimentConfig):
-    AXES: ClassVar[tuple[str, ...]] = ("activation", "loss", "optimizer")
+    AXES: ClassVar[tuple[str, ...]] = ("activation", "loss", "optimizer", "mitigation")
     # explicit values win over the sweep shortcut, which wins over the preset
     DEFAULTS: ClassVar = (("sweep", SWEEPS), ("preset", PRESETS))
 
     preset: Literal["theory", "toy"] = Field("theory", description="theory (hinge/SGD/linear/frozen) or toy (script)")
-    sweep: Literal["none", "activations", "losses"] = Field(
-        "none", description="shortcut grids over activations or losses x optimizers"
+    sweep: Literal["none", "activations", "losses", "mitigations"] = Field(
+        "none", description="shortcut grids over activations, losses x optimizers, or every mitigation"
     )
     d: int = Field(256, ge=2, le=MAX_DIM, description="ambient input dimension")
     d_core: int = Field(32, ge=1, le=MAX_DIM, description="core latent dimension")
@@ -54,6 +56,24 @@ class ContaminationConfig(ExperimentConfig):
     freeze_output: bool = Field(True, description="output fixed at +1/m (first half), -1/m (second half) (preset)")
     loss: Annotated[list[Literal["hinge", "logistic", "mse"]], Listed] = Field(["hinge"], description="(preset)")
     optimizer: Annotated[list[Literal["sgd", "adam", "adamw"]], Listed] = Field(["sgd"], description="(preset)")
+    mitigation: Annotated[list[MitigationName], Listed] = Field(
+        ["none"], description="remedies: " + ", ".join(MITIGATIONS) + " (spuriouslab.nets.mitigations)"
+    )
+    pretrain_iterations: int | None = Field(
+        None,
+        ge=1,
+        le=10**9,
+        description="pretrain / lp-ft: pre-training steps on wide backgrounds (default: iterations)",
+    )
+    pretrain_background: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="pretrain / lp-ft: pre-training backgrounds U[-b, b] (zero mean)"
+    )
+    lp_iterations: int | None = Field(
+        None, ge=1, le=10**9, description="lp-ft: linear-probing steps before fine-tuning (default: iterations // 4)"
+    )
+    and_mask_tau: float = Field(
+        1.0, gt=0, le=1, description="and-mask: fraction of the classes whose gradient signs must agree"
+    )
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="learning rate")
     weight_decay: float = Field(1e-3, ge=0, description="weight decay")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
@@ -74,3 +94,11 @@ class ContaminationConfig(ExperimentConfig):
         if self.freeze_output and self.width % 2:
             raise ValueError(f"width: got {self.width} with freeze_output=true; the +-1/m output needs an even width")
         return self
+
+    def phase_steps(self, mitigation: str) -> dict[str, int]:
+        """The optimizer steps of each training phase of ``mitigation``: pre-training, linear probing, the task."""
+        spec = MITIGATIONS[mitigation]
+        steps = {"pretrain": self.pretrain_iterations or self.iterations} if spec.pretrain else {}
+        if spec.probe:
+            steps["probe"] = self.lp_iterations or max(1, self.iterations // 4)
+        return {**steps, "task": self.iterations}

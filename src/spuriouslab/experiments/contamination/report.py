@@ -9,7 +9,7 @@ import pandas as pd
 from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
 
-COMBO = ["activation", "loss", "optimizer"]
+COMBO = ["activation", "loss", "optimizer", "mitigation"]
 METRICS = [
     "id_loss",
     "ood_loss",
@@ -27,10 +27,10 @@ METRICS = [
 
 
 def report(cfg, df: pd.DataFrame) -> Report:
-    import matplotlib.pyplot as plt
-
     bad = df[df.status != "ok"] if "status" in df else df.iloc[:0]
     df = df[df.status == "ok"] if "status" in df else df
+    if "mitigation" not in df:  # records written before the mitigation axis: no remedy
+        df, bad = df.assign(mitigation="none"), bad.assign(mitigation="none")
     if df.empty:
         return Report(
             "# Feature contamination\n\nEvery seed diverged:\n\n"
@@ -39,11 +39,63 @@ def report(cfg, df: pd.DataFrame) -> Report:
         )
     keys = [k for k in COMBO if df[k].nunique() > 1]
     groups = list(df.groupby(COMBO, sort=False))
-    colors = plt.cm.tab10(np.arange(len(groups)) % 10)
     labels = [plotting.label(dict(zip(COMBO, key, strict=True)), keys) or "model" for key, _ in groups]
-    figures = {}
+    figures = {
+        "losses": _losses_figure(groups, labels),
+        "projections": _projections_figure(groups, labels),
+        "asymmetry": _asymmetry_figure(groups),
+    }
+    if len(groups) > 1:  # the background projection per combination (the activation / loss comparison)
+        figures["background_by_" + ("_".join(keys) or "model")] = _background_figure(groups, labels)
+    if df.mitigation.nunique() > 1:
+        figures["mitigations"] = mitigation_figure(df)
+    agg = tables.aggregate(df, COMBO, METRICS)
+    cols_ = [*COMBO, "n", *[m for m in METRICS if m in agg]]
+    lines = [
+        "# Feature contamination",
+        "",
+        f"preset={cfg.preset}, core={cfg.core}, ood={cfg.ood}, sampling={cfg.sampling}, depth={cfg.depth}, "
+        f"width={cfg.width}, lr={cfg.lr:g}, wd={cfg.weight_decay:g}, iterations={cfg.iterations}.  End of training, "
+        "means over seeds (n).  bg_norm_growth = final / initial background projection norm (initial: at random "
+        "initialisation, before any pre-training); bg_signed_change = change of the signed background-mean "
+        "projection; ood_id_gap = OOD loss - ID loss.",
+        "",
+        tables.markdown_table(agg, cols_),
+        "",
+        "Figures: " + ", ".join(f"figures/{name}" for name in figures) + " (PNG, PDF).",
+    ]
+    if len(bad):
+        lines += [
+            f"\n{len(bad)} seed(s) diverged (left out above):\n",
+            tables.markdown_table(bad, [*COMBO, "seed", "error"]),
+        ]
+    return Report("\n".join(lines) + "\n", figures)
 
-    # 1. losses and accuracies, ID (solid) vs OOD (dashed)
+
+def mitigation_figure(df: pd.DataFrame):
+    """Every remedy side by side (ReLU nets where there are any): background growth, OOD - ID gap, ID accuracy and
+    time, mean and 95% interval over seeds, the no-remedy value dotted."""
+    sub = df[df.activation == "relu"] if (df.activation == "relu").any() else df
+    order = list(dict.fromkeys(["none", *sub.mitigation]))
+    table = tables.aggregate(sub, ["mitigation"], ["bg_norm_growth", "ood_id_gap", "id_acc", "seconds"])
+    table = table.set_index("mitigation").loc[[m for m in order if m in set(table.mitigation)]].reset_index()
+    return plotting.comparison_figure(
+        table,
+        "mitigation",
+        [
+            ("bg_norm_growth", "background weight: final / initial"),
+            ("ood_id_gap", "OOD - ID loss"),
+            ("id_acc", "ID accuracy"),
+            ("seconds", "training seconds per seed"),
+        ],
+        "remedies of contamination vs none (dotted): mean and 95% interval over seeds",
+        baseline="none",
+    )
+
+
+def _losses_figure(groups: list, labels: list[str]):
+    colors = plotting.colors(len(groups))
+    """Losses and accuracies, ID (solid) vs OOD (dashed)."""
     fig, axes = plotting.panel_grid(1, 2, size=(5.0, 3.6))
     for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
         for j, metric in enumerate(["loss", "acc"]):
@@ -62,9 +114,12 @@ def report(cfg, df: pd.DataFrame) -> Report:
     plotting.style_axes(axes[0][0], "iteration", "loss")
     plotting.style_axes(axes[0][1], "iteration", "accuracy")
     fig.suptitle("ID (solid) vs OOD (dashed): mean and 95% band over seeds", fontsize=9)
-    figures["losses"] = fig
+    return fig
 
-    # 2. projections: core vs background norm; signed background projection by output-weight sign
+
+def _projections_figure(groups: list, labels: list[str]):
+    colors = plotting.colors(len(groups))
+    """Projections: core vs background norm; signed background projection by output-weight sign."""
     fig, axes = plotting.panel_grid(1, 2, size=(5.0, 3.6))
     for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
         for metric, style in [("core_norm", "-"), ("bg_norm", "--")]:
@@ -92,9 +147,11 @@ def report(cfg, df: pd.DataFrame) -> Report:
     plotting.style_axes(
         axes[0][1], "iteration", "signed projection on background mean", "split by sign of output weight a"
     )
-    figures["projections"] = fig
+    return fig
 
-    # 3. activation asymmetry at the end of training, split by sign of the output weight
+
+def _asymmetry_figure(groups: list):
+    """Activation asymmetry at the end of training, split by sign of the output weight."""
     cols = min(len(groups), 3)
     fig, axes = plotting.panel_grid((len(groups) + cols - 1) // cols, cols, size=(3.6, 2.8))
     for i, (key, sub) in enumerate(groups):
@@ -111,45 +168,17 @@ def report(cfg, df: pd.DataFrame) -> Report:
             ax.hist(asym, bins=40)
         plotting.style_axes(ax, "P(active|y=+1) - P(active|y=-1)", "neurons", title, fontsize=8)
     plotting.hide_unused(axes, len(groups))
-    figures["asymmetry"] = fig
+    return fig
 
-    # 4. background projection per combination (the activation / loss comparison)
-    by = "background_by_" + ("_".join(keys) or "model")
-    if len(groups) > 1:
-        fig, axes = plotting.panel_grid(1, 2, size=(5.0, 3.6))
-        for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
-            for j, metric in enumerate(["bg_norm", "bg_signed"]):
-                steps, mean, ci = tables.curve_stats(sub, metric)
-                plotting.band(axes[0][j], steps, mean, ci, label=lab, quantity=metric, color=color)
-        plotting.style_axes(axes[0][0], "iteration", "background projection norm")
-        plotting.style_axes(axes[0][1], "iteration", "signed background-mean projection")
-        figures[by] = fig
 
-    agg = tables.aggregate(df, COMBO, METRICS)
-    cols_ = [*COMBO, "n", *[m for m in METRICS if m in agg]]
-    summary = (
-        "\n".join(
-            [
-                "# Feature contamination",
-                "",
-                f"preset={cfg.preset}, core={cfg.core}, ood={cfg.ood}, sampling={cfg.sampling}, depth={cfg.depth}, "
-                f"width={cfg.width}, lr={cfg.lr:g}, wd={cfg.weight_decay:g}, iterations={cfg.iterations}.  End of training, "
-                "means over seeds (n).  bg_norm_growth = final / initial background projection norm; bg_signed_change = "
-                "change of the signed background-mean projection; ood_id_gap = OOD loss - ID loss.",
-                "",
-                tables.markdown_table(agg, cols_),
-                "",
-                "Figures: " + ", ".join(f"figures/{name}" for name in figures) + " (PNG, PDF).",
-            ]
-            + (
-                [
-                    f"\n{len(bad)} seed(s) diverged (left out above):\n",
-                    tables.markdown_table(bad, [*COMBO, "seed", "error"]),
-                ]
-                if len(bad)
-                else []
-            )
-        )
-        + "\n"
-    )
-    return Report(summary, figures)
+def _background_figure(groups: list, labels: list[str]):
+    colors = plotting.colors(len(groups))
+    """Background projection per combination (the activation / loss comparison)."""
+    fig, axes = plotting.panel_grid(1, 2, size=(5.0, 3.6))
+    for (_, sub), lab, color in zip(groups, labels, colors, strict=True):
+        for j, metric in enumerate(["bg_norm", "bg_signed"]):
+            steps, mean, ci = tables.curve_stats(sub, metric)
+            plotting.band(axes[0][j], steps, mean, ci, label=lab, quantity=metric, color=color)
+    plotting.style_axes(axes[0][0], "iteration", "background projection norm")
+    plotting.style_axes(axes[0][1], "iteration", "signed background-mean projection")
+    return fig

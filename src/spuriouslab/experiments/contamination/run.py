@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 
-from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_task, online_batch
+from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_task, online_batch, pretrain_task
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.nets.metrics import subspace_norms
+from spuriouslab.nets.mitigations import MITIGATIONS, CoreProjection, and_mask_backward, group_means, head_only
 from spuriouslab.nets.mlp import StackedMLP
 from spuriouslab.nets.train import LOSSES, Minibatches, TrainState, fit, gather, make_optimizer
 from spuriouslab.seeding import stream_id, torch_generator
@@ -33,12 +34,18 @@ def estimate(cfg: ContaminationConfig) -> Estimate:
     peak = S * b * (inputs + k * cfg.d + 5 * params + 2 * max(cfg.n, cfg.n_test, batch) * cfg.width * cfg.depth)
     first = k if cfg.subspace else cfg.d
     per_step = 6.0 * batch * (first * cfg.width + (cfg.depth - 2) * cfg.width**2 + cfg.width)
-    flops = S * (cfg.iterations * per_step + (cfg.iterations / cfg.log_every + 1) * 2.0 * rows * params)
+    # the longest mitigation: its phases' steps (the AND-mask: a backward per class, about twice the work)
+    work = max(
+        sum(cfg.phase_steps(m).values()) * (2.0 if MITIGATIONS[m].gradient == "and-mask" else 1.0)
+        for m in cfg.mitigation
+    )
+    logs = sum(cfg.phase_steps(max(cfg.mitigation, key=lambda m: len(cfg.phase_steps(m)))).values()) / cfg.log_every
+    flops = S * (work * per_step + (logs + 1) * 2.0 * rows * params)
     return Estimate(peak + FRAMEWORK_BYTES, flops, f"{S} seed(s) x {cfg.iterations} steps, width {cfg.width}")
 
 
 def group_key(cfg: ContaminationConfig, p: dict[str, Any]) -> Any:
-    key = (p["activation"], p["loss"], p["optimizer"])
+    key = (p["activation"], p["loss"], p["optimizer"], p["mitigation"])
     return key if cfg.batch_seeds else (*key, p["seed"])
 
 
@@ -47,11 +54,12 @@ def run_group(cfg: ContaminationConfig, points: list[dict], ctx: RunContext) -> 
     seeds = [p["seed"] for p in points]
     p0 = points[0]
     key = checkpoint_key("contamination", cfg, points)
-    records = train_contamination(cfg, seeds, p0["activation"], p0["loss"], p0["optimizer"], ctx, key).records
+    act, loss, opt, mitigation = p0["activation"], p0["loss"], p0["optimizer"], p0["mitigation"]
+    records = train_contamination(cfg, seeds, act, loss, opt, ctx, key, mitigation).records
     seconds = (time.perf_counter() - t0) / len(points)
     for p, rec in zip(points, records, strict=True):
         yield {**p, **rec, "seconds": seconds}
-    ctx.discard(key)
+    ctx.discard(key, *(f"{key}-{phase}" for phase in cfg.phase_steps(mitigation) if phase != "task"))
 
 
 def _device_task(task: ContaminationTask, device: str, dtype: torch.dtype) -> ContaminationTask:
@@ -64,6 +72,7 @@ def _device_task(task: ContaminationTask, device: str, dtype: torch.dtype) -> Co
         move(task.id_test),
         move(task.ood_test),
         task.generators,
+        task.background,
     )
 
 
@@ -135,17 +144,22 @@ def train_contamination(
     optimizer: str,
     ctx: RunContext,
     key: str | None = None,
+    mitigation: str = "none",
 ) -> Trained:
     """Train one model per seed (stacked) and return one record per seed with the model; ``key`` names the
-    checkpoint in ``ctx.checkpoints`` (None: none)."""
+    checkpoints in ``ctx.checkpoints`` (None: none).
+
+    ``mitigation`` (:data:`~spuriouslab.nets.mitigations.MITIGATIONS`) adds phases before the task - pre-training
+    on wide zero-mean backgrounds (:func:`~spuriouslab.data.contamination.pretrain_task`), linear probing of the
+    output layer - each a fresh optimizer and its own checkpoint (``key-pretrain``, ``key-probe``), or adjusts
+    the task's gradients (the first layer projected onto the core subspace; the AND-mask over the two classes).
+    ``lp-ft`` trains the output layer also when ``freeze_output`` is set: probing is training the head."""
     dtype = getattr(torch, cfg.dtype)
-    task = _device_task(
-        make_task(
-            seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood, cfg.ood_shift, cfg.ood_scale
-        ),
-        ctx.device,
-        dtype,
+    spec = MITIGATIONS[mitigation]
+    cpu_task = make_task(
+        seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood, cfg.ood_shift, cfg.ood_scale
     )
+    task = _device_task(cpu_task, ctx.device, dtype)
     model = StackedMLP(
         [torch_generator(s, stream_id("contamination.init")) for s in seeds],
         cfg.d,
@@ -155,32 +169,70 @@ def train_contamination(
         cfg.bias,
         cfg.freeze_output,
     ).to(ctx.device, dtype)
-    state = TrainState(
-        model,
-        make_optimizer(optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum),
-        generators=task.generators,
-    )
     loss_fn = LOSSES[loss]
-    fit(
-        state,
-        _step(cfg, task, model, loss_fn, ctx.device, dtype),
-        cfg.iterations,
-        log_every=cfg.log_every,
-        measure=lambda t: {k: v for k, v in measure(model, task, loss_fn, cfg.subspace).items() if k in CURVES},
-        checkpoints=ctx.checkpoints,
-        key=key,
-        desc=f"{activation}/{loss}/{optimizer} x{len(seeds)}",
-        progress=ctx.progress,
-    )
+    steps = cfg.phase_steps(mitigation)
+    desc = f"{activation}/{loss}/{optimizer}{'' if mitigation == 'none' else '/' + mitigation} x{len(seeds)}"
+
+    def phase(name: str, on: ContaminationTask, params: list, **adjust: Any) -> TrainState:
+        state = TrainState(
+            model, make_optimizer(optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum), generators=on.generators
+        )
+        return fit(
+            state,
+            _step(cfg, on, model, loss_fn, ctx.device, dtype, groups=adjust.pop("groups", False)),
+            steps[name],
+            log_every=cfg.log_every,
+            measure=lambda t: {k: v for k, v in measure(model, task, loss_fn, cfg.subspace).items() if k in CURVES},
+            checkpoints=ctx.checkpoints,
+            key=None if key is None else (key if name == "task" else f"{key}-{name}"),
+            desc=desc if name == "task" else f"{desc} ({name})",
+            progress=ctx.progress,
+            **adjust,
+        )
+
+    phases: dict[str, TrainState] = {}
+    if spec.probe:  # probing trains the head: it is trainable from here on, whatever freeze_output says
+        for p in _head(model).values():
+            p.requires_grad_(True)
+    if spec.pretrain:
+        wide = _device_task(pretrain_task(cpu_task, seeds, cfg.n, cfg.core, cfg.pretrain_background), ctx.device, dtype)
+        phases["pretrain"] = phase("pretrain", wide, list(model.parameters()))
+    if spec.probe:
+        head = _head(model)
+        with head_only(model.named_parameters(), lambda name: name in head) as params:
+            phases["probe"] = phase("probe", task, params)
+    adjust: dict[str, Any] = {}
+    if spec.gradient == "project":
+        oracle = CoreProjection(model.weights[0], task.T[:, : cfg.d_core])
+        adjust.update(before_step=oracle.before_step, after_step=oracle.after_step)
+    elif spec.gradient == "and-mask":
+        adjust["backward"] = and_mask_backward(list(model.parameters()), cfg.and_mask_tau)
+        adjust["groups"] = True
+    phases["task"] = phase("task", task, list(model.parameters()), **adjust)
     final = measure(model, task, loss_fn, cfg.subspace)
-    return Trained([_record(state, final, i) for i in range(len(seeds))], model, task)
+    records = [_record(phases, final, i) for i in range(len(seeds))]
+    for rec in records:
+        rec["phase_steps"] = steps
+    return Trained(records, model, task)
+
+
+def _head(model: StackedMLP) -> dict[str, torch.nn.Parameter]:
+    """The output layer's parameters by name (what linear probing trains)."""
+    last = len(model.weights) - 1
+    return {n: p for n, p in model.named_parameters() if n in (f"weights.{last}", f"biases.{last}")}
 
 
 def _step(
-    cfg: ContaminationConfig, task: ContaminationTask, model: StackedMLP, loss_fn, device: str, dtype: torch.dtype
+    cfg: ContaminationConfig,
+    task: ContaminationTask,
+    model: StackedMLP,
+    loss_fn,
+    device: str,
+    dtype: torch.dtype,
+    groups: bool = False,
 ) -> Callable[[int], torch.Tensor]:
-    """Step t's per-seed losses: the full training set, a minibatch of it (drawn with replacement), or fresh
-    samples (online)."""
+    """Step t's per-seed losses (S,): the full training set, a minibatch of it (drawn with replacement), or fresh
+    samples (online).  ``groups``: per class and seed (2, S), the AND-mask's environments (y = +1, y = -1)."""
     T = task.T if cfg.subspace else None
     x_train = None if cfg.subspace else task.inputs(task.train)
     batches = Minibatches(task.train.z.shape[1], cfg.batch_size, task.generators, device, replace=True)
@@ -199,14 +251,19 @@ def _step(
             f = model(b.z, T)
         else:
             f = model(x_train if cfg.sampling == "full" else task.inputs(b))
+        if groups:
+            return group_means(loss_fn(f[..., None], b.y[..., None]), (b.y < 0).long(), 2)
         return loss_fn(f, b.y)
 
     return step
 
 
-def _record(state: TrainState, final: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
-    """Seed ``i``'s record: the last value and the curve of every logged metric, the changes from step 0, the
-    final per-neuron asymmetry, and the divergence fields (a diverged seed's metrics are NaN)."""
+def _record(phases: dict[str, TrainState], final: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
+    """Seed ``i``'s record: the last value and the curve (of the task phase) of every logged metric, the changes
+    from the random initialisation (before any pre-training), the background weight where the task began
+    (``bg_norm_start``), the final per-neuron asymmetry, and the divergence fields (a diverged seed's metrics
+    are NaN; a seed that diverged in any phase counts as diverged)."""
+    state, first = phases["task"], next(iter(phases.values()))
     rec: dict[str, Any] = {}
     for key in CURVES:
         if key in state.history:
@@ -214,14 +271,17 @@ def _record(state: TrainState, final: dict[str, torch.Tensor], i: int) -> dict[s
             rec[f"curve_{key}"] = state.curve(key, i)
     rec["curve_step"] = list(state.history["step"])
     rec["ood_id_gap"] = rec["ood_loss"] - rec["id_loss"]
-    rec["bg_norm_init"] = state.history["bg_norm"][0][i]
-    rec["core_norm_init"] = state.history["core_norm"][0][i]
+    rec["bg_norm_init"] = first.history["bg_norm"][0][i]
+    rec["core_norm_init"] = first.history["core_norm"][0][i]
     rec["bg_norm_growth"] = rec["bg_norm"] / rec["bg_norm_init"]
-    rec["bg_signed_change"] = rec["bg_signed"] - state.history["bg_signed"][0][i]
+    rec["bg_signed_change"] = rec["bg_signed"] - first.history["bg_signed"][0][i]
     rec["asymmetry"] = final["asymmetry"][i].cpu().tolist()
     if "out_sign" in final:
         rec["out_sign"] = final["out_sign"][i].cpu().tolist()
-    rec.update(state.divergence(i))
+    rec["bg_norm_start"] = state.history["bg_norm"][0][i]
+    rec.update(
+        next((d for d in (st.divergence(i) for st in phases.values()) if d["status"] != "ok"), state.divergence(i))
+    )
     if rec["status"] != "ok":
         for key in [*CURVES, "ood_id_gap", "bg_norm_growth", "bg_signed_change"]:
             if key in rec:

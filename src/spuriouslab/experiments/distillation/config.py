@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
 from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, FilePath, Listed
+from spuriouslab.nets.mitigations import MITIGATIONS, MitigationName
 from spuriouslab.nets.models import EncoderName
 
 ROLES = ["teacher", "student", "baseline"]  # the three models of every seed
@@ -79,7 +80,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 class DistillationConfig(ExperimentConfig):
-    AXES: ClassVar[tuple[str, ...]] = ("activation",)
+    AXES: ClassVar[tuple[str, ...]] = ("activation", "mitigation")
     DEFAULTS: ClassVar = (("preset", PRESETS), ("task", TASK_DEFAULTS))
 
     task: Literal["synthetic", "digits-background", "fashion-background", "folder"] = Field(
@@ -125,6 +126,28 @@ class DistillationConfig(ExperimentConfig):
     warmup: int = Field(0, ge=0, description="warm-up steps before the cosine decay; 0 with clip=0: constant lr")
     clip: float = Field(0.0, ge=0, allow_inf_nan=False, description="gradient-norm clip per seed (0 = off)")
     log_every: int = Field(150, ge=1, description="epochs between measurements (and checkpoints)")
+    mitigation: Annotated[list[MitigationName], Listed] = Field(
+        ["none"],
+        description="remedies for the student: " + ", ".join(MITIGATIONS) + " (project-oracle: synthetic only)",
+    )
+    pretrain_epochs: int | None = Field(
+        None,
+        ge=1,
+        le=10**7,
+        description="pretrain / lp-ft: student epochs distilling the teacher on wide backgrounds (default: epochs)",
+    )
+    pretrain_background: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="pretrain / lp-ft, synthetic: pre-training backgrounds U[-b, b] (images: the teacher's)",
+    )
+    lp_epochs: int | None = Field(
+        None, ge=1, le=10**7, description="lp-ft: epochs of the student's last layer alone (default: epochs // 4)"
+    )
+    and_mask_tau: float = Field(
+        1.0, gt=0, le=1, description="and-mask: fraction of the classes whose gradient signs must agree"
+    )
     probe: Literal["sklearn", "torch"] = Field(
         "sklearn", description="linear probe: scikit-learn logistic regression or a torch AdamW probe"
     )
@@ -172,6 +195,13 @@ class DistillationConfig(ExperimentConfig):
             raise ValueError("data_root: task=folder needs data_root=DIR (DIR/train, DIR/test, DIR/ood/<name>)")
         if self.streaming and (self.task != "folder" or not self.teacher):
             raise ValueError("streaming: reads task=folder data for a given teacher (teacher=package.module:factory)")
+        if self.streaming and self.mitigation != ["none"]:
+            raise ValueError(f"mitigation: got {self.mitigation}; a streamed folder trains without remedies (none)")
+        oracle = [m for m in self.mitigation if MITIGATIONS[m].oracle]
+        if oracle and (self.task != "synthetic" or self.student or self.teacher):
+            raise ValueError(
+                f"mitigation: {oracle[0]} needs the known core subspace: task=synthetic with the built-in student"
+            )
         if self.teacher_checkpoint and not self.teacher:
             raise ValueError("teacher_checkpoint: give it with teacher=package.module:factory")
         return self
@@ -188,6 +218,14 @@ class DistillationConfig(ExperimentConfig):
             "lr": self.probe_lr,
             "weight_decay": wd,
         }
+
+    def phase_epochs(self, mitigation: str) -> dict[str, int]:
+        """The student's training phases under ``mitigation`` and their epochs: pre-training, probing, the task."""
+        spec = MITIGATIONS[mitigation]
+        epochs = {"pretrain": self.pretrain_epochs or self.epochs} if spec.pretrain else {}
+        if spec.probe:
+            epochs["probe"] = self.lp_epochs or max(1, self.epochs // 4)
+        return {**epochs, "task": self.epochs}
 
     def mlp(self) -> bool:
         """Whether the built-in encoders are MLPs (synthetic) or CNNs (images)."""

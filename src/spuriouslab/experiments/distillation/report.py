@@ -15,6 +15,17 @@ from spuriouslab.experiments.distillation.config import ROLES
 LABELS = {"teacher": "teacher", "student": "distilled student", "baseline": "baseline (labels)"}
 
 
+def variants(df: pd.DataFrame) -> pd.Series:
+    """The student each record trained: its activation, and its remedy when the records hold several (records
+    written before the mitigation axis count as no remedy)."""
+    mitigation = df["mitigation"] if "mitigation" in df else pd.Series("none", index=df.index)
+    if mitigation.nunique() <= 1:
+        return df.activation.astype(str)
+    if df.activation.nunique() <= 1:
+        return mitigation.astype(str)
+    return df.activation.astype(str) + "/" + mitigation.astype(str)
+
+
 def report(cfg, df: pd.DataFrame) -> Report:
     bad = df[df.status != "ok"]
     df = df[df.status == "ok"]
@@ -24,136 +35,34 @@ def report(cfg, df: pd.DataFrame) -> Report:
             + tables.markdown_table(bad, ["activation", "seed", "error"])
             + "\n"
         )
+    df = df.assign(variant=variants(df))
     ood = list(df.ood_sets.iloc[0])
     splits = ["id", *ood]
-    acts = list(dict.fromkeys(df.activation))
-    figures = {}
-
-    # the table: rows model (x activation), columns ID and each OOD set
-    rows = []
-    for act in acts:
-        sub = df[df.activation == act]
-        for model in ROLES:
-            if model == "teacher" and act != acts[0]:
-                continue  # one teacher per seed, shared by every student activation
-            row = {
-                "model": LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
-                "n": len(sub),
-            }
-            for split in [*splits, "ood_mean"]:
-                mean, ci = tables.mean_ci(sub[f"acc_{model}_{split}"].to_numpy(dtype=float))
-                row[split], row[f"{split}_ci"] = float(mean), float(ci)
-            rows.append(row)
-    table = pd.DataFrame(rows)
+    acts = list(dict.fromkeys(df.variant))
+    table = _accuracy_table(df, acts, splits)
     shown = table.copy()
     for split in [*splits, "ood_mean"]:
         shown[split] = [f"{m:.3f} ± {c:.3f}" for m, c in zip(table[split], table[f"{split}_ci"], strict=True)]
-
-    # 1. bars: accuracy per split and model
-    fig, ax = plotting.figure(size=(max(5.0, 1.1 * len(splits) + 2), 3.8))
-    width = 0.8 / len(table)
-    xs = np.arange(len(splits))
-    for j, row in table.iterrows():
-        vals = [row[s] for s in splits]
-        ax.bar(
-            xs + (j - (len(table) - 1) / 2) * width,
-            vals,
-            width,
-            yerr=plotting.bar_errors(vals, [row[f"{s}_ci"] for s in splits], "acc"),
-            label=row.model,
-            capsize=2,
-        )
-    ax.set_xticks(xs, ["ID", *ood], rotation=20)
-    ax.set_ylim(0, 1.05)
-    plotting.style_axes(ax, "test set", "linear-probe accuracy", "Probe accuracy (mean and 95% interval over seeds)")
-    figures["accuracy_bars"] = fig
-
-    # 2. effective robustness: mean OOD accuracy against ID accuracy, one point per seed and model
-    fig, ax = plotting.figure(size=(4.4, 4.0))
-    for act in acts:
-        sub = df[df.activation == act]
-        for model, marker in zip(ROLES, ["*", "o", "s"], strict=True):
-            if model == "teacher" and act != acts[0]:
-                continue
-            ax.scatter(
-                sub[f"acc_{model}_id"],
-                sub[f"acc_{model}_ood_mean"],
-                marker=marker,
-                s=40 if marker == "*" else 20,
-                label=LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
-            )
-    lim = [0, 1]
-    ax.plot(lim, lim, "k:", linewidth=0.7, label="OOD = ID")
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    plotting.style_axes(ax, "ID accuracy", "mean OOD accuracy", "Effective robustness (one point per seed)")
-    figures["effective_robustness"] = fig
-
-    # 3. distillation loss and the student-teacher fit on ID and OOD inputs over training
-    fig, axes = plotting.panel_grid(1, 3, size=(4.2, 3.4))
-    colors = plotting.colors(len(splits))
-    for act, style in zip(acts, ["-", "--", ":", "-."], strict=False):
-        sub = df[df.activation == act]
-        steps, mean, ci = tables.curve_stats(sub, "distill_loss")
-        plotting.band(axes[0][0], steps, mean, ci, label=f"{act} train", quantity="loss", linestyle=style)
-        for split, color in zip(splits, colors, strict=True):
-            for j, metric in [(1, "fit_mse"), (2, "fit_cos")]:
-                steps, mean, ci = tables.curve_stats(sub, f"{metric}_{split}")
-                plotting.band(
-                    axes[0][j],
-                    steps,
-                    mean,
-                    ci,
-                    label=f"{act} {split}" if len(acts) > 1 else split,
-                    quantity="mse" if metric == "fit_mse" else None,
-                    color=color,
-                    linestyle=style,
-                )
-    axes[0][0].set_yscale("log")
-    axes[0][1].set_yscale("log")
-    plotting.style_axes(axes[0][0], "epoch", "distillation loss (MSE)", "Student fitting the teacher")
-    plotting.style_axes(axes[0][1], "epoch", "MSE to the teacher's embedding", "Fit on ID test and OOD inputs")
-    plotting.style_axes(axes[0][2], "epoch", "cosine to the teacher's embedding", "Fit on ID test and OOD inputs")
-    figures["distillation_fit"] = fig
-
-    # 4. the mechanism (MLP students): background-subspace weight of the student, the baseline and the teacher
+    figures = {
+        "accuracy_bars": _accuracy_bars(table, splits, ood),
+        "effective_robustness": _robustness_figure(df, acts),
+        "distillation_fit": _fit_figure(df, acts, splits),
+    }
     mech = "curve_student_bg_norm" in df and df["curve_student_bg_norm"].notna().all()
     if mech:
-        fig, axes = plotting.panel_grid(1, 2, size=(4.6, 3.6))
-        for act, color in zip(acts, plotting.colors(len(acts)), strict=True):
-            sub = df[df.activation == act]
-            for j, space in enumerate(["bg", "core"]):
-                for who, style in [("student", "-"), ("baseline", "--")]:
-                    steps, mean, ci = tables.curve_stats(sub, f"{who}_{space}_norm")
-                    plotting.band(
-                        axes[0][j],
-                        steps,
-                        mean,
-                        ci,
-                        label=f"{who} ({act})",
-                        quantity="norm",
-                        color=color,
-                        linestyle=style,
-                    )
-        if "teacher_bg_norm" in df:
-            axes[0][0].axhline(float(df.teacher_bg_norm.mean()), color="k", linewidth=1, label="teacher")
-        plotting.style_axes(
-            axes[0][0],
-            "epoch",
-            "mean per-neuron norm, background subspace",
-            "Background weight (teacher: 0 by construction)",
-        )
-        plotting.style_axes(axes[0][1], "epoch", "mean per-neuron norm, core subspace", "Core weight")
-        figures["mechanism"] = fig
-
-    fit_cols = ["activation", "n", "distill_loss", "fit_mse_id", "fit_mse_ood_mean", "fit_cos_id", "fit_cos_ood_mean"]
+        figures["mechanism"] = _mechanism_figure(df, acts)
+    if "mitigation" in df and df.mitigation.nunique() > 1:
+        figures["mitigations"] = mitigation_figure(df)
+    by = "variant" if len(acts) > 1 else "activation"
+    fit_cols = [by, "n", "distill_loss", "fit_mse_id", "fit_mse_ood_mean", "fit_cos_id", "fit_cos_ood_mean"]
     mech_cols = ["student_bg_norm", "baseline_bg_norm", "teacher_bg_norm", "student_core_norm"]
-    fit = tables.aggregate(df, ["activation"], [c for c in fit_cols[2:] + mech_cols if c in df])
+    fit = tables.aggregate(df, [by], [c for c in fit_cols[2:] + mech_cols if c in df])
+    built_in = "core-only MLP" if cfg.task == "synthetic" else f"{cfg.encoder} on wide backgrounds"
     lines = [
         "# Representation distillation",
         "",
         f"task={cfg.task}, preset={cfg.preset}, {df.seed.nunique()} seed(s); teacher="
-        f"{cfg.teacher or 'built-in (' + ('core-only MLP' if cfg.task == 'synthetic' else 'CNN on wide backgrounds') + ')'}"
+        f"{cfg.teacher or 'built-in (' + built_in + ')'}"
         f", student={cfg.student or 'same architecture, fresh init'}.  Linear-probe accuracy (probe fitted on ID "
         "train features), mean ± 95% interval over seeds:",
         "",
@@ -174,3 +83,153 @@ def report(cfg, df: pd.DataFrame) -> Report:
             tables.markdown_table(bad, ["activation", "seed", "error"]),
         ]
     return Report("\n".join(lines) + "\n", figures)
+
+
+def _accuracy_table(df: pd.DataFrame, acts: list[str], splits: list[str]) -> pd.DataFrame:
+    """Rows model (x student variant), columns ID and each OOD set: mean and 95% interval."""
+    rows, baselines = [], set()
+    for act in acts:
+        sub = df[df.variant == act]
+        activation = sub.activation.iloc[0]
+        for model in ROLES:
+            if model == "teacher" and act != acts[0]:
+                continue  # one teacher per seed, shared by every student
+            if model == "baseline" and activation in baselines:
+                continue  # the baseline does not depend on the student's remedy
+            baselines.add(activation) if model == "baseline" else None
+            row = {
+                "model": LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
+                "n": len(sub),
+            }
+            for split in [*splits, "ood_mean"]:
+                mean, ci = tables.mean_ci(sub[f"acc_{model}_{split}"].to_numpy(dtype=float))
+                row[split], row[f"{split}_ci"] = float(mean), float(ci)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _accuracy_bars(table: pd.DataFrame, splits: list[str], ood: list[str]):
+    """Accuracy per split and model."""
+    fig, ax = plotting.figure(size=(max(5.0, 1.1 * len(splits) + 2), 3.8))
+    width = 0.8 / len(table)
+    xs = np.arange(len(splits))
+    for j, row in table.iterrows():
+        vals = [row[s] for s in splits]
+        ax.bar(
+            xs + (j - (len(table) - 1) / 2) * width,
+            vals,
+            width,
+            yerr=plotting.bar_errors(vals, [row[f"{s}_ci"] for s in splits], "acc"),
+            label=row.model,
+            capsize=2,
+        )
+    ax.set_xticks(xs, ["ID", *ood], rotation=20)
+    ax.set_ylim(0, 1.05)
+    plotting.style_axes(ax, "test set", "linear-probe accuracy", "Probe accuracy (mean and 95% interval over seeds)")
+    return fig
+
+
+def _robustness_figure(df: pd.DataFrame, acts: list[str]):
+    """Effective robustness: mean OOD accuracy against ID accuracy, one point per seed and model."""
+    fig, ax = plotting.figure(size=(4.4, 4.0))
+    for act in acts:
+        sub = df[df.variant == act]
+        for model, marker in zip(ROLES, ["*", "o", "s"], strict=True):
+            if model == "teacher" and act != acts[0]:
+                continue
+            ax.scatter(
+                sub[f"acc_{model}_id"],
+                sub[f"acc_{model}_ood_mean"],
+                marker=marker,
+                s=40 if marker == "*" else 20,
+                label=LABELS[model] + ("" if model == "teacher" or len(acts) == 1 else f" ({act})"),
+            )
+    lim = [0, 1]
+    ax.plot(lim, lim, "k:", linewidth=0.7, label="OOD = ID")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    plotting.style_axes(ax, "ID accuracy", "mean OOD accuracy", "Effective robustness (one point per seed)")
+    return fig
+
+
+def _fit_figure(df: pd.DataFrame, acts: list[str], splits: list[str]):
+    """The distillation loss and the student-teacher fit on ID and OOD inputs over training."""
+    fig, axes = plotting.panel_grid(1, 3, size=(4.2, 3.4))
+    colors = plotting.colors(len(splits))
+    for act, style in zip(acts, ["-", "--", ":", "-."] * len(acts), strict=False):
+        sub = df[df.variant == act]
+        steps, mean, ci = tables.curve_stats(sub, "distill_loss")
+        plotting.band(axes[0][0], steps, mean, ci, label=f"{act} train", quantity="loss", linestyle=style)
+        for split, color in zip(splits, colors, strict=True):
+            for j, metric in [(1, "fit_mse"), (2, "fit_cos")]:
+                steps, mean, ci = tables.curve_stats(sub, f"{metric}_{split}")
+                plotting.band(
+                    axes[0][j],
+                    steps,
+                    mean,
+                    ci,
+                    label=f"{act} {split}" if len(acts) > 1 else split,
+                    quantity="mse" if metric == "fit_mse" else None,
+                    color=color,
+                    linestyle=style,
+                )
+    axes[0][0].set_yscale("log")
+    axes[0][1].set_yscale("log")
+    plotting.style_axes(axes[0][0], "epoch", "distillation loss (MSE)", "Student fitting the teacher")
+    plotting.style_axes(axes[0][1], "epoch", "MSE to the teacher's embedding", "Fit on ID test and OOD inputs")
+    plotting.style_axes(axes[0][2], "epoch", "cosine to the teacher's embedding", "Fit on ID test and OOD inputs")
+    return fig
+
+
+def _mechanism_figure(df: pd.DataFrame, acts: list[str]):
+    """The mechanism (MLP students): background-subspace weight of the student, the baseline and the teacher."""
+    fig, axes = plotting.panel_grid(1, 2, size=(4.6, 3.6))
+    for act, color in zip(acts, plotting.colors(len(acts)), strict=True):
+        sub = df[df.variant == act]
+        for j, space in enumerate(["bg", "core"]):
+            for who, style in [("student", "-"), ("baseline", "--")]:
+                steps, mean, ci = tables.curve_stats(sub, f"{who}_{space}_norm")
+                plotting.band(
+                    axes[0][j],
+                    steps,
+                    mean,
+                    ci,
+                    label=f"{who} ({act})",
+                    quantity="norm",
+                    color=color,
+                    linestyle=style,
+                )
+    if "teacher_bg_norm" in df:
+        axes[0][0].axhline(float(df.teacher_bg_norm.mean()), color="k", linewidth=1, label="teacher")
+    plotting.style_axes(
+        axes[0][0],
+        "epoch",
+        "mean per-neuron norm, background subspace",
+        "Background weight (teacher: 0 by construction)",
+    )
+    plotting.style_axes(axes[0][1], "epoch", "mean per-neuron norm, core subspace", "Core weight")
+    return fig
+
+
+def mitigation_figure(df: pd.DataFrame):
+    """Every remedy of the student side by side (ReLU students where there are any): its OOD accuracy, its ID - OOD
+    drop, ID accuracy, background-weight growth (synthetic) and training time, mean and 95% interval over seeds,
+    the no-remedy value dotted."""
+    sub = df[df.activation == "relu"] if (df.activation == "relu").any() else df
+    metrics = ["acc_student_ood_mean", "student_ood_drop", "acc_student_id", "student_bg_growth", "seconds_student"]
+    table = tables.aggregate(sub, ["mitigation"], metrics)
+    order = [m for m in dict.fromkeys(["none", *sub.mitigation]) if m in set(table.mitigation)]
+    table = table.set_index("mitigation").loc[order].reset_index()
+    return plotting.comparison_figure(
+        table,
+        "mitigation",
+        [
+            ("acc_student_ood_mean", "student OOD accuracy"),
+            ("student_ood_drop", "student ID - OOD accuracy"),
+            ("acc_student_id", "student ID accuracy"),
+            ("student_bg_growth", "background weight: final / initial"),
+            ("seconds_student", "student seconds per seed"),
+        ],
+        "remedies of the student vs none (dotted): mean and 95% interval over seeds",
+        baseline="none",
+    )

@@ -24,6 +24,15 @@ from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, 
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
 from spuriouslab.experiments.distillation.models import divergence, forward_check, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.metrics import subspace_norms
+from spuriouslab.nets.mitigations import (
+    MITIGATIONS,
+    CoreProjection,
+    and_mask_backward,
+    ensemble_parameters,
+    group_means,
+    head_only,
+    last_linear,
+)
 from spuriouslab.nets.models import SeedEnsemble
 from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import (
@@ -153,16 +162,24 @@ def train(
     key: str,
     measure: Callable[[int], dict[str, torch.Tensor]] | None = None,
     desc: str = "",
+    params: list[torch.nn.Parameter] | None = None,
+    project: CoreProjection | None = None,
+    backward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> TrainState:
     """Train a seed ensemble with AdamW (warm-up + cosine when ``warmup`` or ``clip`` is set, per-seed gradient
     clipping) by the one trainer; ``loss(idx)`` gives the per-seed losses (S,) of the batch ``idx`` (S, B) of
-    the ``n`` training samples.  Checkpointed under ``key`` at every log step (resumed from there)."""
-    opt = make_optimizer("adamw", model.parameters(), cfg.lr, cfg.weight_decay)
+    the ``n`` training samples.  Checkpointed under ``key`` at every log step (resumed from there).  A remedy
+    trains only ``params`` (linear probing), confines the first layer's updates (``project``) or computes
+    them its own way (``backward``: ``loss`` then gives per-class losses)."""
+    opt = make_optimizer("adamw", params if params is not None else model.parameters(), cfg.lr, cfg.weight_decay)
     gens = [torch_generator(s, stream_id("distillation.order")) for s in seeds]
     batches = Minibatches(n, 0 if cfg.batch_size >= n else cfg.batch_size, gens, ctx.device)
     steps = epochs * batches.steps_per_epoch
     sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
     clip = (lambda: clip_grad_norm_per_seed(list(model.parameters()), cfg.clip, model.stacked)) if cfg.clip else None
+    if project is not None:  # the projection first, then the clipping of what is left
+        hooks = [project.before_step, *([clip] if clip else [])]
+        clip = lambda: [hook() for hook in hooks]  # noqa: E731
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if cfg.amp and ctx.device.startswith("cuda")
@@ -183,6 +200,8 @@ def train(
         checkpoints=ctx.checkpoints,
         key=key,
         before_step=clip,
+        backward=backward,
+        after_step=None if project is None else project.after_step,
         desc=desc,
         progress=ctx.progress,
     )
@@ -239,7 +258,7 @@ def group_key(cfg: DistillationConfig, p: dict[str, Any]) -> Any:
     """Built-in models: every seed of an activation stacked in one group.  User models (which may hold BatchNorm,
     which cannot be stacked) train one seed at a time."""
     user = cfg.teacher is not None or cfg.student is not None
-    return (p["activation"], p["seed"]) if user else (p["activation"],)
+    return (p["activation"], p["mitigation"], p["seed"]) if user else (p["activation"], p["mitigation"])
 
 
 def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
@@ -251,14 +270,14 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         yield from folders.run_group(cfg, points, ctx)
         return
     t0 = time.perf_counter()
-    act = points[0]["activation"]
+    act, mitigation = points[0]["activation"], points[0]["mitigation"]
     seeds = [p["seed"] for p in points]
     data = stacked_tasks(cfg, seeds, ctx.device)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     teacher = fit_teacher(cfg, data, seeds, act, ctx)
     seconds["teacher"], clock = time.perf_counter() - clock, time.perf_counter()
-    student = fit_student(cfg, data, teacher, seeds, act, ctx)
+    student = fit_student(cfg, data, teacher, seeds, act, ctx, mitigation)
     seconds["student"], clock = time.perf_counter() - clock, time.perf_counter()
     baseline = fit_baseline(cfg, data, int(teacher.train.shape[-1]), seeds, act, ctx)
     seconds["baseline"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -271,7 +290,8 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         rec = _record(cfg, p, i, data, teacher, student, baseline, accs)
         rec.update(seconds=total, **{f"seconds_{k}": v / len(seeds) for k, v in seconds.items()})
         yield rec
-    ctx.discard(student.extra["key"], baseline.extra["key"])
+    # the baseline does not depend on the remedy: with several, its checkpoint is kept for the other groups
+    ctx.discard(*student.extra["keys"], *([baseline.extra["key"]] if len(cfg.mitigation) == 1 else []))
 
 
 @dataclass
@@ -284,6 +304,7 @@ class Teacher:
     ood: dict[str, torch.Tensor]
     state: TrainState | None
     first_norms: tuple[torch.Tensor, torch.Tensor] | None
+    embed: Callable[[torch.Tensor], torch.Tensor] | None = None  # the teacher's embedding of any inputs
 
 
 def fit_teacher(cfg: DistillationConfig, data: Stacked, seeds: list[int], act: str, ctx: RunContext) -> Teacher:
@@ -335,16 +356,31 @@ def fit_teacher(cfg: DistillationConfig, data: Stacked, seeds: list[int], act: s
         projection = data.stack(lambda t: t.core_projection(), ctx.device)
         first = torch.bmm(model.seed_parameter("encoder.encoder.first.weight").detach().float(), projection)
         norms = subspace_norms(first, data.basis, task0.d_core)
-    return Teacher(teach(data.train_x), teach(data.test_x), {k: teach(v) for k, v in data.ood_x.items()}, state, norms)
+    return Teacher(
+        teach(data.train_x), teach(data.test_x), {k: teach(v) for k, v in data.ood_x.items()}, state, norms, teach
+    )
 
 
 def fit_student(
-    cfg: DistillationConfig, data: Stacked, teacher: Teacher, seeds: list[int], act: str, ctx: RunContext
+    cfg: DistillationConfig,
+    data: Stacked,
+    teacher: Teacher,
+    seeds: list[int],
+    act: str,
+    ctx: RunContext,
+    mitigation: str = "none",
 ) -> TrainState:
     """A fresh encoder fitted to the teacher's embeddings of the training inputs (MSE, no labels); logged: the
     distillation loss, the fit to the teacher on ID and every OOD set, the first layer's core / background
-    weight (synthetic)."""
+    weight (synthetic).
+
+    ``mitigation`` (:data:`~spuriouslab.nets.mitigations.MITIGATIONS`) adds phases before it - distilling the
+    teacher on wide backgrounds (:func:`pretrain_inputs`), then the last linear layer alone (LP-FT) - each its own
+    optimizer and checkpoint, or adjusts its gradients (the first layer projected onto the core subspace; the
+    AND-mask over the classes).  Returns the task phase's state; ``extra["first"]`` the first phase's history
+    (the random initialisation's values), ``extra["keys"]`` every phase's checkpoint."""
     task0 = data.tasks[0]
+    spec = MITIGATIONS[mitigation]
     student = SeedEnsemble(
         lambda s: make_encoder(cfg, task0.input_shape, task0.n_classes, "student", act, s, "distillation.student"),
         seeds,
@@ -364,21 +400,70 @@ def fit_student(
             )
         return out
 
-    key = checkpoint_key("distillation", cfg, [{"seed": s, "activation": act} for s in seeds], "student")
+    def distill(x: torch.Tensor, target: torch.Tensor, groups: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+        if groups:  # per class and seed (C, S): the AND-mask's environments
+            return lambda i: group_means(
+                ((student(gather(x, i)).float() - gather(target, i)) ** 2).mean(dim=2),
+                torch.gather(data.train_y, 1, i),
+                task0.n_classes,
+            )
+        return lambda i: ((student(gather(x, i)).float() - gather(target, i)) ** 2).mean(dim=(1, 2))
+
+    point = {"activation": act} if mitigation == "none" else {"activation": act, "mitigation": mitigation}
+    key = checkpoint_key("distillation", cfg, [{"seed": s, **point} for s in seeds], "student")
+    epochs = cfg.phase_epochs(mitigation)
+    states: dict[str, TrainState] = {}
+    if spec.pretrain:
+        x_pre = pretrain_inputs(cfg, data, seeds, ctx.device)
+        states["pretrain"] = train(
+            cfg, student, distill(x_pre, teacher.embed(x_pre)), x_pre.shape[1], epochs["pretrain"], seeds, ctx,
+            f"{key}-pretrain", measure, desc=f"student {act} x{len(seeds)} (pretrain)",
+        )  # fmt: skip
+    if spec.probe:
+        named = ensemble_parameters(student)
+        head = last_linear(student.base if student.stacked else student.model)
+        with head_only(named.items(), lambda name: name.startswith(head + ".")) as params:
+            states["probe"] = train(
+                cfg, student, distill(data.train_x, teacher.train), data.train_x.shape[1], epochs["probe"], seeds,
+                ctx, f"{key}-probe", measure, desc=f"student {act} x{len(seeds)} (probe)", params=params,
+            )  # fmt: skip
+    adjust: dict[str, Any] = {}
+    if spec.gradient == "project":
+        core = data.basis[:, : task0.d_core]
+        adjust["project"] = CoreProjection(student.seed_parameter("first.weight"), core)
+    elif spec.gradient == "and-mask":
+        adjust["backward"] = and_mask_backward(list(student.parameters()), cfg.and_mask_tau)
     state = train(
         cfg,
         student,
-        lambda i: ((student(gather(data.train_x, i)).float() - gather(teacher.train, i)) ** 2).mean(dim=(1, 2)),
+        distill(data.train_x, teacher.train, groups="backward" in adjust),
         data.train_x.shape[1],
-        cfg.epochs,
+        epochs["task"],
         seeds,
         ctx,
         key,
         measure,
-        desc=f"student {act} x{len(seeds)}",
+        desc=f"student {act}{'' if mitigation == 'none' else '/' + mitigation} x{len(seeds)}",
+        **adjust,
     )
-    state.extra["key"] = key
+    first = next(iter(states.values()), state)
+    state.extra.update(key=key, keys=[key, *(f"{key}-{k}" for k in states)], first=first.history)
     return state
+
+
+def pretrain_inputs(cfg: DistillationConfig, data: Stacked, seeds: list[int], device: str) -> torch.Tensor:
+    """What the student pre-trains on (every seed stacked): for images the teacher's own training images, on
+    widely randomised backgrounds; for the synthetic task the training inputs with their background replaced by
+    ``U[-b, b]`` (zero mean, wide; ``b = pretrain_background``), drawn from a stream of their own."""
+    if cfg.task != "synthetic":
+        return data.stack(lambda t: t.x_teacher, device)
+    out = []
+    for seed, t in zip(seeds, data.tasks, strict=True):
+        bg = t.basis[t.d_core :]  # (d_bg, d), orthonormal rows
+        g = torch_generator(seed, stream_id("distillation.pretrain"))
+        u = 2 * torch.rand(t.x_train.shape[0], bg.shape[0], generator=g, dtype=t.x_train.dtype) - 1
+        out.append(t.x_train - (t.x_train @ bg.T) @ bg + (u * cfg.pretrain_background) @ bg)
+    return torch.stack(out).to(device)
 
 
 def fit_baseline(
@@ -486,6 +571,10 @@ def _record(
                 rec[k] = rec[f"curve_{k}"][-1]
     rec["curve_step"] = list(student.history["step"])
     rec["fit_mse_ood_mean"] = float(np.mean([rec[f"fit_mse_{k}"] for k in ood_names]))
+    rec["student_ood_drop"] = rec["acc_student_id"] - rec["acc_student_ood_mean"]
+    if "student_bg_norm" in student.extra.get("first", {}):
+        rec["student_bg_norm_init"] = student.extra["first"]["student_bg_norm"][0][i]
+        rec["student_bg_growth"] = rec["student_bg_norm"] / rec["student_bg_norm_init"]
     rec["fit_cos_ood_mean"] = float(np.mean([rec[f"fit_cos_{k}"] for k in ood_names]))
     if teacher.first_norms is not None:
         core, bg = teacher.first_norms

@@ -1,0 +1,195 @@
+"""Remedies for feature contamination, as pieces the one trainer (:func:`spuriouslab.nets.train.fit`) composes.
+
+:data:`MITIGATIONS` is the registry (a config's ``mitigation`` axis takes its names); an experiment reads a
+:class:`MitigationSpec` to know which phases to run and which gradient adjustment to apply:
+
+* ``none`` - training as the papers do it;
+* ``pretrain`` - a pre-training phase on data whose backgrounds vary widely (zero-mean, diverse backgrounds for
+  the synthetic tasks; the randomised backgrounds the distillation teacher sees for images), then the narrow task
+  from the pre-trained weights (a fresh optimizer).  Zhang et al. (ICML 2024, Section 6) ask whether this is why
+  pre-trained models generalise better OOD;
+* ``lp-ft`` - pre-training as above, then linear probing (only the last linear layer trains: :func:`head_only`),
+  then fine-tuning of everything from the probed head (Kumar et al., "Fine-Tuning can Distort Pretrained Features
+  and Underperform Out-of-Distribution", ICLR 2022);
+* ``project-oracle`` - every step, the first layer's weight gradient is projected onto the known core subspace
+  (:class:`CoreProjection`), and so is every update: the background weight stays at its initial value.
+  Synthetic tasks only, where the subspace is known: an upper bound on what any gradient adjustment of the first
+  layer can do;
+* ``and-mask`` - the AND-mask of Parascandolo et al., "Learning explanations that are hard to vary" (ICLR 2021),
+  with the classes as the environments: each class's gradient is computed separately and a parameter's update is
+  the mean gradient where at least a fraction ``tau`` of the classes agree on its sign, zero elsewhere
+  (:func:`and_mask_backward`).  What it estimates from the training data: per parameter and per step, the sign
+  agreement of the class-wise gradients.  Why classes: a label-independent background feature pulls a neuron's
+  weight one way on one class and the other way on the other (the class-asymmetric activation of Zhang et al.'s
+  mechanism leaves a net pull), while a core feature pulls it the same way on both.  It needs no oracle, but it
+  sees parameters in the input's coordinates, where core and background directions mix.
+
+>>> import torch
+>>> from spuriouslab.nets.mitigations import and_mask_backward
+>>> w = torch.nn.Parameter(torch.zeros(1, 2))
+>>> x = torch.tensor([[1.0, 1.0], [1.0, -1.0]])          # class 0 and class 1: agree on coordinate 0 only
+>>> losses = (x * w).sum(dim=1, keepdim=True) * -1.0      # (environments, seeds)
+>>> _ = and_mask_backward([w], tau=1.0)(losses)
+>>> w.grad.tolist()
+[[-1.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from pydantic import AfterValidator
+
+
+@dataclass(frozen=True)
+class MitigationSpec:
+    """One remedy: ``pretrain`` (a phase on wide backgrounds first), ``probe`` (a head-only phase before the
+    fine-tuning: LP-FT), ``gradient`` (``project`` the first layer onto the core subspace, ``and-mask``, or
+    none), ``oracle`` (it needs the core subspace: synthetic tasks only), ``reference`` (where it comes from)."""
+
+    description: str
+    pretrain: bool = False
+    probe: bool = False
+    gradient: str | None = None
+    oracle: bool = False
+    reference: str = ""
+
+
+MITIGATIONS: dict[str, MitigationSpec] = {
+    "none": MitigationSpec("no remedy: training as in the papers"),
+    "pretrain": MitigationSpec(
+        "pre-training on wide, zero-mean backgrounds, then the narrow task",
+        pretrain=True,
+        reference="Zhang et al., ICML 2024 (Section 6, open question)",
+    ),
+    "lp-ft": MitigationSpec(
+        "pre-training, then linear probing, then fine-tuning from the probed head",
+        pretrain=True,
+        probe=True,
+        reference="Kumar et al., ICLR 2022",
+    ),
+    "project-oracle": MitigationSpec(
+        "first-layer gradient projected onto the known core subspace (synthetic only; an upper bound)",
+        gradient="project",
+        oracle=True,
+    ),
+    "and-mask": MitigationSpec(
+        "AND-mask over the classes as environments: updates only where the class-wise gradients agree in sign",
+        gradient="and-mask",
+        reference="Parascandolo et al., ICLR 2021",
+    ),
+}
+
+
+def _mitigation(name: str) -> str:
+    if name not in MITIGATIONS:
+        raise ValueError(f"allowed: {', '.join(MITIGATIONS)}")
+    return name
+
+
+MitigationName = Annotated[str, AfterValidator(_mitigation)]
+"""A config field type: a remedy of :data:`MITIGATIONS`."""
+
+
+# --------------------------------------------------------------------------------------- gradient surgery
+class CoreProjection:
+    """The oracle's gradient adjustment of a first-layer ``weight`` (S, m, d): every update confined to the span of
+    ``basis`` (S, k, d, orthonormal rows per seed), the known core subspace.
+
+    :meth:`before_step` projects the gradient (``grad B^T B``), so momentum and Adam's moments see only its core
+    part; :meth:`after_step` projects the update itself (``W_before + (W - W_before) B^T B``), because an
+    elementwise optimizer (Adam's normalisation, per coordinate of the input) and weight decay would otherwise move
+    the weight out of the span.  So the weight's component outside the core subspace - the background projection -
+    stays at its initial value."""
+
+    def __init__(self, weight: torch.Tensor, basis: torch.Tensor):
+        self.weight, self.basis = weight, basis
+        self._before: torch.Tensor | None = None
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(torch.bmm(x, self.basis.transpose(1, 2)), self.basis)
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        self._before = self.weight.detach().clone()
+        if self.weight.grad is not None:
+            self.weight.grad.copy_(self._project(self.weight.grad))
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        if self._before is not None:
+            self.weight.copy_(self._before + self._project(self.weight - self._before))
+
+
+def and_mask_backward(params: Sequence[torch.nn.Parameter], tau: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A ``backward`` for :func:`~spuriouslab.nets.train.fit`: the step's losses (E, S) - environment by seed -
+    give one gradient per environment; each parameter's gradient is their mean where ``|mean(sign)| >= tau``
+    (elementwise, so per seed of stacked parameters) and zero elsewhere.  Returns the per-seed loss (S,) (the
+    mean over environments) for the trainer's divergence check.  An environment with no sample in a batch
+    contributes a zero gradient (sign 0), which counts against agreement."""
+    params = [p for p in params if p.requires_grad]
+
+    def backward(losses: torch.Tensor) -> torch.Tensor:
+        E = losses.shape[0]
+        per_env = [
+            torch.autograd.grad(losses[e].sum(), params, retain_graph=e < E - 1, allow_unused=True) for e in range(E)
+        ]
+        for i, p in enumerate(params):
+            grads = torch.stack([g[i] if g[i] is not None else torch.zeros_like(p) for g in per_env])
+            agree = torch.sign(grads).mean(dim=0).abs() >= tau - 1e-6
+            p.grad = grads.mean(dim=0) * agree
+        return losses.detach().mean(dim=0)
+
+    return backward
+
+
+def group_means(per_sample: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Mean of ``per_sample`` losses (S, B) within each group of ``groups`` (S, B; integers in [0, n_groups)):
+    (n_groups, S).  A group absent from a seed's batch gets 0 (no gradient)."""
+    onehot = torch.nn.functional.one_hot(groups.long(), n_groups).to(per_sample.dtype)  # (S, B, G)
+    totals = torch.einsum("sb,sbg->gs", per_sample, onehot)
+    counts = onehot.sum(dim=1).T.clamp(min=1)  # (G, S)
+    return totals / counts
+
+
+# ----------------------------------------------------------------------------------------- linear probing
+def last_linear(module: torch.nn.Module) -> str:
+    """The name of the last ``nn.Linear`` of ``module`` in registration order (an encoder's embedding layer, a
+    classifier's head)."""
+    names = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+    if not names:
+        raise ValueError(f"{type(module).__name__} has no linear layer to probe")
+    return names[-1]
+
+
+@contextmanager
+def head_only(params: Iterable[tuple[str, torch.nn.Parameter]], head: Callable[[str], bool]) -> Iterator[list]:
+    """Inside, only the parameters whose name ``head(name)`` accepts require gradients (the others are frozen:
+    no gradient, and an optimizer built from the yielded list never sees them); every flag is restored after."""
+    params = list(params)
+    before = [p.requires_grad for _, p in params]
+    trainable = []
+    try:
+        for name, p in params:
+            p.requires_grad_(head(name))
+            if head(name):
+                trainable.append(p)
+        yield trainable
+    finally:
+        for (_, p), flag in zip(params, before, strict=True):
+            p.requires_grad_(flag)
+
+
+def ensemble_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """A model's parameters by their dotted names in the model itself: a stacked
+    :class:`~spuriouslab.nets.models.SeedEnsemble` holds each as one (S, ...) tensor named like the template's
+    (``first.weight``), an unstacked one as its single model's; any other module as ``named_parameters``."""
+    if getattr(model, "stacked", None) is True:
+        return {k.replace("__", "."): v for k, v in model.params.items()}
+    if getattr(model, "stacked", None) is False:
+        return dict(model.model.named_parameters())
+    return dict(model.named_parameters())
