@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from spuriouslab.claims import judge
 from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.contamination import run as contamination_run
@@ -201,7 +202,13 @@ def test_every_mitigation_runs_from_the_cli_with_its_comparison_figure_and_verdi
         assert f"{name} lowers a ReLU net's background-weight growth (vs no remedy)" in summary
     df = pd.read_parquet(tmp_path / "c" / "results.parquet")
     assert sorted(df.mitigation.unique()) == ["and-mask", "lp-ft", "none", "pretrain", "project-oracle"]
-    assert set(df[df.mitigation == "lp-ft"].phase_steps.iloc[0]) == {"pretrain", "probe", "task"}
+    remedies = [c for c in get_experiment("contamination").claims if c.when.get("mitigation", "none") != "none"]
+    assert len(remedies) == 16
+    for claim in remedies:  # every remedy's claims are measured on both seeds, paired with none's
+        v = judge(claim, df)
+        assert v.applicable and v.n == 2 and v.paired and math.isfinite(v.effect), (claim.text, v)
+    lp = df[df.mitigation == "lp-ft"].iloc[0]
+    assert lp.pretrain_steps == 60 and lp.probe_steps == 15 and df[df.mitigation == "none"].pretrain_steps.max() == 0
 
     small = CONFIGS["distillation"]
     sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in small.items()]

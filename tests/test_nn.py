@@ -227,7 +227,7 @@ def test_killed_mid_training_resumes_from_its_checkpoint(tmp_path):
         (["--set", "data=synthetic", "--set", "model=cnn"], "synthetic data takes the fc model only"),
         (["--set", "n_train=5000"], "n_train: got 5000; digits has 1198"),
         (["--set", "preset=slow"], "preset: got 'slow'"),
-        (["--set", "model=vit"], "model: got 'vit'"),
+        (["--set", "model=swin"], "model: got 'swin'"),
     ],
 )
 def test_bad_nn_input(cli, tmp_path, args, needle):

@@ -251,15 +251,15 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
         rows, excluded = _usable(chosen, columns)
         keys = [k for k in claim.pair_on if k in rows]
         if claim.comparison == "trend":
-            values = []
+            slopes: list[float] = []
             for _, unit in rows.groupby(keys) if keys else [((), rows)]:
                 curve = unit.groupby(claim.over)[claim.metric].mean()  # averaged over the other axes
                 curve = curve[curve.index.to_numpy(dtype=float) > 0]  # on a log axis (a ridge of 0 drops out)
                 x = np.log(curve.index.to_numpy(dtype=float))
                 y = curve.to_numpy(dtype=float)
                 if len(np.unique(x)) >= 2:
-                    values.append(float(np.polyfit(x, y, 1)[0]))
-            values = np.asarray(values)
+                    slopes.append(float(np.polyfit(x, y, 1)[0]))
+            values = np.asarray(slopes)
         else:
             per = rows[claim.metric].to_numpy(dtype=float)
             if claim.comparison == "agreement":
@@ -280,11 +280,13 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
 def _judge_statistic(claim: Claim, chosen: pd.DataFrame, columns: list[str]) -> Verdict:
     """A ``sign`` claim on a per-unit statistic: each unit's (seed's) statistic, averaged over its ``by``
     combinations, against the reference."""
+    statistic = claim.statistic
+    assert statistic is not None, "judge gives this the claims with a statistic"
     rows, excluded = _usable(chosen, [c for c in columns if c not in claim.by])
     keys = [k for k in claim.pair_on if k in rows]
     values = []
     for _, unit in rows.groupby(keys) if keys else [((), rows)]:
-        parts = [claim.statistic(g) for _, g in (unit.groupby(list(claim.by)) if claim.by else [((), unit)])]
+        parts = [statistic(g) for _, g in (unit.groupby(list(claim.by)) if claim.by else [((), unit)])]
         parts = [v for v in parts if np.isfinite(v)]
         if parts:
             values.append(float(np.mean(parts)) - claim.reference)

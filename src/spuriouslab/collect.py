@@ -113,11 +113,15 @@ def report_many(directories: list[Path], out: Path, html_path: Path | None = Non
         atomic_write(out / "verdicts.tex", lambda tmp: tmp.write_text(tables_.latex_table(shown)))
         atomic_write(out / "verdicts.md", lambda tmp: tmp.write_text(tables_.markdown_table(shown) + "\n"))
         lines += ["## Verdicts on the papers' claims", "", tables_.markdown_table(shown), ""]
+
+    def write_table(stem: str, table: pd.DataFrame) -> None:  # its CSV, LaTeX and Markdown
+        atomic_write(out / f"{stem}.csv", lambda tmp: table.to_csv(tmp, index=False))
+        atomic_write(out / f"{stem}.tex", lambda tmp: tmp.write_text(tables_.latex_table(table)))
+        atomic_write(out / f"{stem}.md", lambda tmp: tmp.write_text(tables_.markdown_table(table) + "\n"))
+
     for name, table in tables.items():
         stem = name.replace("-", "_")
-        atomic_write(out / f"{stem}.csv", lambda tmp, t=table: t.to_csv(tmp, index=False))
-        atomic_write(out / f"{stem}.tex", lambda tmp, t=table: tmp.write_text(tables_.latex_table(t)))
-        atomic_write(out / f"{stem}.md", lambda tmp, t=table: tmp.write_text(tables_.markdown_table(t) + "\n"))
+        write_table(stem, table)
         lines += [f"## {name}", "", tables_.markdown_table(table), ""]
         if x is not None:
             fig = cross_figure(table, name, x)

@@ -41,9 +41,10 @@ class RunInfo:
 
 def markdown_to_html(text: str) -> str:
     """The summaries' Markdown (headings, tables, paragraphs) as HTML."""
-    out, table = [], []
+    out: list[str] = []
+    table: list[str] = []
 
-    def flush():
+    def flush() -> None:
         if table:
             rows = [
                 [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]

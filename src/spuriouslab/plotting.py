@@ -153,10 +153,10 @@ def plain_log_labels(fig) -> None:
                 if isinstance(fmt, ticker.LogFormatterMathtext) and not isinstance(fmt, PlainLogFormatter):
                     put(
                         PlainLogFormatter(
-                            base=fmt._base,
+                            base=fmt._base,  # type: ignore[attr-defined]  # private, not in matplotlib's stubs
                             labelOnlyBase=fmt.labelOnlyBase,
                             minor_thresholds=fmt.minor_thresholds,
-                            linthresh=fmt._linthresh,
+                            linthresh=fmt._linthresh,  # type: ignore[attr-defined]  # private, as _base
                         )
                     )
 

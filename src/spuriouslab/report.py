@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,8 +16,12 @@ from spuriouslab.errors import ConfigError, describe
 from spuriouslab.experiments import Report, get_experiment
 from spuriouslab.store import RunStore, point_key
 
+if TYPE_CHECKING:
+    from spuriouslab.experiments import ExperimentConfig
+    from spuriouslab.sweep import Plan
 
-def load_plan(store: RunStore):
+
+def load_plan(store: RunStore) -> Plan:
     """The experiment and its grid (a :class:`~spuriouslab.sweep.Plan`) a run directory was made with."""
     from spuriouslab.sweep import make_plan
 
@@ -26,13 +31,14 @@ def load_plan(store: RunStore):
     return make_plan(exp, values, grid)
 
 
-def valid_records(store: RunStore, plan) -> list[dict]:
+def valid_records(store: RunStore, plan: Plan) -> list[dict[str, Any]]:
     """The run's records whose grid point is a point of the plan (as ``config.yaml`` has it now); the others (a
     foreign file's lines, a hand-edited ``"seed": 0.0``, points of a larger grid this directory ran before) stay
     in ``records.jsonl`` and are left out, with one warning saying how many."""
     fields = plan.point_fields()
     wanted = {point_key(p) for _, p in plan.points()}
-    out, outside = [], []
+    out: list[dict[str, Any]] = []
+    outside: list[dict[str, Any]] = []
     for rec in store.records(fields):
         (out if point_key({f: rec[f] for f in fields}) in wanted else outside).append(rec)
     if outside:
@@ -49,7 +55,7 @@ def _tag(combo: dict) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
-def combinations(plan, df: pd.DataFrame):
+def combinations(plan: Plan, df: pd.DataFrame) -> Iterator[tuple[dict[str, Any], ExperimentConfig, pd.DataFrame]]:
     """Each combination of a grid that has records: (its swept values, its config, its records)."""
     for combo, cfg in zip(plan.combos, plan.configs, strict=True):
         mask = pd.Series(True, index=df.index)
@@ -59,7 +65,7 @@ def combinations(plan, df: pd.DataFrame):
             yield combo, cfg, df[mask].reset_index(drop=True)
 
 
-def sweep_report(plan, df: pd.DataFrame) -> Report:
+def sweep_report(plan: Plan, df: pd.DataFrame) -> Report:
     """A grid over swept fields: the headline table by swept field, a figure of the headline metrics against each
     swept field, and the experiment's own report for every combination (figures prefixed by it)."""
     exp = plan.exp
@@ -102,7 +108,7 @@ def sweep_report(plan, df: pd.DataFrame) -> Report:
     return Report("\n".join(lines) + "\n", figures, verdicts)
 
 
-def pooled_verdicts(plan, df: pd.DataFrame) -> list[dict[str, Any]]:
+def pooled_verdicts(plan: Plan, df: pd.DataFrame) -> list[dict[str, Any]]:
     """Verdicts on the claims about a swept field itself (``varies`` names only swept fields: worst-group
     accuracy against ``rho``, say), judged across its combinations, separately for each value of the other swept
     fields; the pooled fields read ``all``."""
@@ -193,7 +199,7 @@ def coloured_figures(df: pd.DataFrame, experiment: str) -> dict[str, Any]:
     return figures
 
 
-def make_report(store: RunStore, plan=None) -> tuple[pd.DataFrame, Report]:
+def make_report(store: RunStore, plan: Plan | None = None) -> tuple[pd.DataFrame, Report]:
     """A run's records as a table and its report, in memory (nothing written)."""
     plan = plan or load_plan(store)
     records = valid_records(store, plan)
@@ -211,7 +217,7 @@ def make_report(store: RunStore, plan=None) -> tuple[pd.DataFrame, Report]:
         ) from None
 
 
-def judge_run(store: RunStore, plan=None) -> list[dict[str, Any]]:
+def judge_run(store: RunStore, plan: Plan | None = None) -> list[dict[str, Any]]:
     """The verdict rows of a run (each grid combination's, its swept values first), judged from its records
     without drawing its report."""
     plan = plan or load_plan(store)
@@ -225,7 +231,7 @@ def judge_run(store: RunStore, plan=None) -> list[dict[str, Any]]:
     ] + pooled_verdicts(plan, df)
 
 
-def build_report(store: RunStore, plan=None) -> str:
+def build_report(store: RunStore, plan: Plan | None = None) -> str:
     """Write ``results.parquet``, the figures and ``summary.md`` from the records; returns the summary."""
     df, report = make_report(store, plan)
     store.write_table(df)

@@ -32,16 +32,21 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
 from spuriouslab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
+    from spuriouslab.experiments.base import Report
 
 # Fault injection for the crash tests: with SPURIOUSLAB_KILL_AFTER="records:N" (or "checkpoints:N") this process
 # kills itself with SIGKILL right after its N-th record (checkpoint) is durably written: a crash at a known point.
@@ -103,7 +108,7 @@ def environment(
     when ``jobs > 1``)."""
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in [
         "spuriouslab",
         "torch",
@@ -148,7 +153,7 @@ FILE_MODE = 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
-def naming(path: Path):
+def naming(path: Path) -> Iterator[None]:
     """Re-raise an OSError of writing ``path`` with the path in it ("No space left on device" alone says
     nothing about where)."""
     try:
@@ -159,7 +164,7 @@ def naming(path: Path):
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` into a temporary file private to this writer (same directory), then rename it over
     ``path``: readers see the old file or the new one, never a partial one.  The file gets the usual mode
     (``FILE_MODE``), not the temporary file's private 0600."""
@@ -182,7 +187,7 @@ class Checkpoints:
     A checkpoint that cannot be read, or that loads but does not match its run (:func:`spuriouslab.nets.train.resume`),
     is set aside (renamed ``*.corrupt``) with a warning, and its group starts from scratch."""
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike[str]):
         self.directory = Path(directory)
 
     def path(self, key: str) -> Path:
@@ -223,7 +228,7 @@ class RunDirInUse(ConfigError):
 
 
 class RunStore:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
         self.records_path = self.root / "records.jsonl"
         self.errors_path = self.root / "errors.jsonl"
@@ -232,7 +237,7 @@ class RunStore:
         self.results_path = self.root / "results.parquet"
         self.figures = self.root / "figures"
         self.checkpoints = Checkpoints(self.root / "checkpoints")
-        self._lock = None
+        self._lock: BaseFileLock | None = None
 
     # ------------------------------------------------------------------- lock
     def lock(self) -> None:
@@ -264,7 +269,7 @@ class RunStore:
     def __enter__(self) -> RunStore:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.unlock()
 
     # ------------------------------------------------------------------ config
@@ -429,7 +434,8 @@ class RunStore:
             return None
         for line in reversed(self.errors_path.read_text(errors="replace").splitlines()):
             try:
-                return json.loads(line)["error"].strip().splitlines()[-1]
+                last: str = json.loads(line)["error"].strip().splitlines()[-1]
+                return last
             except (ValueError, KeyError, IndexError, AttributeError):
                 continue
         return None
@@ -442,7 +448,7 @@ class RunStore:
         atomic_write(self.results_path, lambda tmp: df.to_parquet(tmp, index=False))
         return self.results_path
 
-    def write_report(self, report) -> None:
+    def write_report(self, report: Report) -> None:
         """Save a report's figures (PNG and PDF under ``figures/``) and its summary (``summary.md``)."""
         from spuriouslab.plotting import save_figure
 

@@ -27,7 +27,7 @@ import json
 import math
 import os
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments import Experiment, ExperimentConfig, RunContext, get_experiment
-from spuriouslab.experiments.base import MAX_POINTS, numeric_field
+from spuriouslab.experiments.base import MAX_POINTS, Point, Record, numeric_field
 from spuriouslab.experiments.fields import split_list
 from spuriouslab.runtime import die_with_parent
 from spuriouslab.store import Checkpoints, RunStore, point_key
@@ -48,7 +48,7 @@ def _takes_list(cls: type[ExperimentConfig], key: str) -> bool:
     return "list" in str(cls.model_fields[key].annotation)
 
 
-def expand_values(value: Any, key: str) -> list:
+def expand_values(value: object, key: str) -> list[Any]:
     """A grid axis as given: a list, ``a,b,c``, ``{range: [start, stop, step]}`` (stop included when reached) or
     ``{log: [start, stop, count]}`` (geometric)."""
     if isinstance(value, dict) and len(value) == 1:
@@ -81,10 +81,12 @@ def expand_values(value: Any, key: str) -> list:
     return split_list(value)
 
 
-def split_grid(exp: Experiment, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list]]:
-    """Pull list values of fields that are not grid axes (``width=128,256`` for a contamination run) into a grid."""
+def split_grid(exp: Experiment[ExperimentConfig], values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pull list values of fields that are not grid axes (``width=128,256`` for a contamination run) into a grid
+    (the values as given: lists, ``a,b`` strings, ranges; :func:`expand_values` reads them)."""
     cls = exp.Config
-    base, grid = {}, {}
+    base: dict[str, Any] = {}
+    grid: dict[str, Any] = {}
     for key, value in values.items():
         info = cls.model_fields.get(key)
         if info is None or key in cls.AXES or _takes_list(cls, key):
@@ -114,9 +116,9 @@ def split_grid(exp: Experiment, values: dict[str, Any]) -> tuple[dict[str, Any],
 class Plan:
     """An experiment's full grid: one validated config per combination of the swept (non-axis) fields."""
 
-    exp: Experiment
+    exp: Experiment[ExperimentConfig]
     values: dict[str, Any]  # the base values as given
-    grid: dict[str, list]  # swept non-axis field -> its values
+    grid: dict[str, list[Any]]  # swept non-axis field -> its values
     combos: list[dict[str, Any]] = field(default_factory=list)
     configs: list[ExperimentConfig] = field(default_factory=list)
 
@@ -151,11 +153,14 @@ class Plan:
         return [f for f in self.base.fixed_fields() if f not in self.grid]
 
 
-def make_plan(exp: Experiment, values: dict[str, Any], grid: dict[str, Any] | None = None) -> Plan:
+def make_plan(
+    exp: Experiment[ExperimentConfig], values: Mapping[str, Any], grid: Mapping[str, Any] | None = None
+) -> Plan:
     """Validate the base values and every combination of the grid (one line naming the key on a bad value)."""
     values, auto = split_grid(exp, dict(values))
     grid = {**auto, **(grid or {})}
-    axes, swept = {}, {}
+    axes: dict[str, list[Any]] = {}
+    swept: dict[str, list[Any]] = {}
     for key, value in grid.items():
         if key not in exp.Config.model_fields:
             raise ConfigError(
@@ -196,7 +201,7 @@ def make_plan(exp: Experiment, values: dict[str, Any], grid: dict[str, Any] | No
     return plan
 
 
-def load_spec(path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def load_spec(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A sweep spec: ``experiment:``, base values, and ``grid: {field: values}``."""
     from spuriouslab import yamlio
 
@@ -250,8 +255,13 @@ def worker_threads(jobs: int) -> int:
 
 
 def _run_group_in_worker(
-    name: str, cfg_dict: dict, points: list[dict], device: str, threads: int, checkpoint_dir: str | None = None
-) -> list[dict]:
+    name: str,
+    cfg_dict: dict[str, Any],
+    points: list[Point],
+    device: str,
+    threads: int,
+    checkpoint_dir: str | None = None,
+) -> list[Record]:
     import torch
 
     from spuriouslab.runtime import tune_allocator
@@ -268,10 +278,11 @@ def _checkpoint_dir(ctx: RunContext) -> str | None:
     return None if ctx.checkpoints is None else str(ctx.checkpoints.directory)
 
 
-Task = tuple[int, list[dict]]  # (combination index, the group's points as the experiment sees them)
+Task = tuple[int, list[Point]]  # (combination index, the group's points as the experiment sees them)
+Outcome = tuple[Task, list[Record], str | None]  # a task, its records, and the traceback of its failure (or None)
 
 
-def _records_local(plan: Plan, tasks: list[Task], ctx) -> Iterable[tuple[Task, list[dict], str | None]]:
+def _records_local(plan: Plan, tasks: list[Task], ctx: RunContext) -> Iterator[Outcome]:
     for task in tasks:
         i, group = task
         try:  # a group's records land together: its points share one computation (stacked seeds, one Gram)
@@ -282,7 +293,7 @@ def _records_local(plan: Plan, tasks: list[Task], ctx) -> Iterable[tuple[Task, l
             yield task, records, None
 
 
-def _records_pool(plan: Plan, tasks: list[Task], ctx, jobs):
+def _records_pool(plan: Plan, tasks: list[Task], ctx: RunContext, jobs: int) -> Iterator[Outcome]:
     threads = worker_threads(jobs)
     dumps = [c.model_dump(mode="json") for c in plan.configs]
     with ProcessPoolExecutor(
@@ -308,7 +319,7 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def _records_ray(plan: Plan, tasks: list[Task], ctx, address: str | None = None):
+def _records_ray(plan: Plan, tasks: list[Task], ctx: RunContext, address: str | None = None) -> Iterator[Outcome]:
     try:
         import ray
     except ImportError:
@@ -387,7 +398,7 @@ def run_sweep(
     done = store.done_keys(fields)
     failed_before = set() if retry_failed else failed_keys(store, fields)
     result = SweepResult(len(all_points), sum(1 for _, p in all_points if point_key(p) in done))
-    pending: dict[int, list[dict]] = {}
+    pending: dict[int, list[Point]] = {}
     for i, p in all_points:
         key = point_key(p)
         if key in done:

@@ -39,20 +39,21 @@ def aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def fmt(v) -> str:
+def fmt(v: object) -> str:
     """A number as a table shows it (4 significant digits, scientific outside [1e-3, 1e5))."""
     if isinstance(v, float | np.floating):
         if math.isnan(v):
             return "nan"
         if math.isinf(v):
             return "inf"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        size = abs(float(v))  # (numpy's stubs give abs of a numpy float as object)
+        if v != 0 and (size >= 1e5 or size < 1e-3):
             return f"{v:.3g}"
         return f"{v:.4g}"
     return str(v)
 
 
-def cell(v) -> str:
+def cell(v: object) -> str:
     """A value as a Markdown table cell: :func:`fmt`, with ``|`` escaped (a name like ``x|y`` stays one cell)
     and line breaks as spaces."""
     return fmt(v).replace("|", "\\|").replace("\n", " ")

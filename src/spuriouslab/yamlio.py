@@ -8,7 +8,10 @@ but resolves scalars strictly: integers are ``[-+]?[0-9]+``; floats are decimal 
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Hashable
+from typing import Any
 
 import yaml
 
@@ -20,9 +23,9 @@ _DROP = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:
 class StrictLoader(yaml.SafeLoader):
     """SafeLoader with strict scalar resolution and duplicate keys refused."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         if isinstance(node, yaml.MappingNode):
-            seen = set()
+            seen: set[object] = set()
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
                 try:
@@ -54,7 +57,7 @@ StrictLoader.add_implicit_resolver(
 )
 
 
-def load(text: str, source: str = "config"):
+def load(text: str, source: str = "config") -> Any:
     """Parse YAML text strictly; a syntax error or duplicate key is a one-line ConfigError naming ``source``."""
     try:
         return yaml.load(text, Loader=StrictLoader)
@@ -63,7 +66,7 @@ def load(text: str, source: str = "config"):
         raise ConfigError(f"{source}: not valid YAML ({first[:200]})") from None
 
 
-def load_file(path, source: str | None = None):
+def load_file(path: str | os.PathLike[str], source: str | None = None) -> Any:
     """Read and parse a YAML file; unreadable, binary or non-UTF-8 content is a one-line ConfigError."""
     source = source or str(path)
     try:

@@ -37,7 +37,8 @@ def _he_at_zero_over_sqrt_fact(m: int, l: int) -> float:
     half = m // 2
     # (m-1)!! = m! / (2^(m/2) (m/2)!)
     log_dfact = math.lgamma(m + 1) - half * math.log(2) - math.lgamma(half + 1)
-    return (-1) ** half * math.exp(log_dfact - 0.5 * math.lgamma(l + 1))
+    sign: int = (-1) ** half
+    return sign * math.exp(log_dfact - 0.5 * math.lgamma(l + 1))
 
 
 def relu_coefficients(order: int) -> np.ndarray:
@@ -111,7 +112,8 @@ def quadrature_coefficients(
     table = hermite_table(x, order) * w  # (order+1, Q)
     s = np.asarray(scale, dtype=np.float64)
     values = np.asarray(fn(s[..., None] * x), dtype=np.float64)  # (*s, Q)
-    return values @ table.T
+    coefficients: np.ndarray = values @ table.T
+    return coefficients
 
 
 def rescaled_series(coeffs: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -123,7 +125,8 @@ def rescaled_series(coeffs: np.ndarray, scale: np.ndarray) -> np.ndarray:
     poly = series_to_monomials(c)
 
     def f(x: np.ndarray) -> np.ndarray:
-        return np.polynomial.polynomial.polyval(x, poly)
+        y: np.ndarray = np.polynomial.polynomial.polyval(x, poly)
+        return y
 
     order = len(c) - 1
     # Quadrature with 800 nodes is exact (to rounding) for polynomials of degree < 1600.

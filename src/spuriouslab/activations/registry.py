@@ -115,7 +115,7 @@ class Activation:
             return self.dphi
         raise ValueError(f"model must be 'rf', 'ntk' or 'net', got {model!r}")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[str], Activation], tuple[str]]:
         return (get_activation, (self.name,))
 
 
@@ -169,13 +169,15 @@ def series_fn(name: str, series: tuple[float, ...]) -> Fn:
 
 
 def _angle(cos: np.ndarray) -> np.ndarray:
-    return np.arccos(np.clip(cos, -1.0, 1.0))
+    angle: np.ndarray = np.arccos(np.clip(cos, -1.0, 1.0))
+    return angle
 
 
 def _relu_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
     """Arc-cosine kernel of degree 1: s s' (sin t + (pi - t) cos t) / (2 pi)."""
     t = _angle(cos)
-    return np.outer(sl, sr) * (np.sin(t) + (math.pi - t) * np.cos(t)) / (2 * math.pi)
+    k: np.ndarray = np.outer(sl, sr) * (np.sin(t) + (math.pi - t) * np.cos(t)) / (2 * math.pi)
+    return k
 
 
 def _step_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
@@ -185,7 +187,8 @@ def _step_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
 
 
 def _linear_kernel(sl: np.ndarray, sr: np.ndarray, cos: np.ndarray) -> np.ndarray:
-    return np.outer(sl, sr) * cos
+    k: np.ndarray = np.outer(sl, sr) * cos
+    return k
 
 
 def _relu_torch(x: torch.Tensor) -> torch.Tensor:
@@ -208,7 +211,8 @@ def _gelu_torch(x: torch.Tensor) -> torch.Tensor:
 def _gelu_deriv_torch(x: torch.Tensor) -> torch.Tensor:
     cdf = torch.special.ndtr(x)
     pdf = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-    return cdf.add_(x * pdf)
+    out: torch.Tensor = cdf.add_(x * pdf)
+    return out
 
 
 def _sigmoid_deriv_torch(x: torch.Tensor) -> torch.Tensor:
@@ -217,16 +221,19 @@ def _sigmoid_deriv_torch(x: torch.Tensor) -> torch.Tensor:
 
 
 def _gelu_np(x: np.ndarray) -> np.ndarray:
-    return x * special.ndtr(x)
+    y: np.ndarray = x * special.ndtr(x)
+    return y
 
 
 def _gelu_deriv_np(x: np.ndarray) -> np.ndarray:
-    return special.ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    y: np.ndarray = special.ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return y
 
 
 def _sigmoid_deriv_np(x: np.ndarray) -> np.ndarray:
     s = special.expit(x)
-    return s * (1 - s)
+    y: np.ndarray = s * (1 - s)
+    return y
 
 
 LEAKY_SLOPE = 0.1

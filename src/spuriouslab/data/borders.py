@@ -40,6 +40,7 @@ def add_border(images: np.ndarray, width: int, content: str, rng: np.random.Gene
     elif kind == "gaussian":
         out = np.clip(np.round(rng.normal(127.5, 64.0, size=(n, H, W, c))), 0, 255).astype(np.uint8)
     else:
+        assert value is not None, "constant content carries its values"
         colour = np.broadcast_to(value if value.size == c or value.size == 1 else value[:c], (c,))
         out = np.empty((n, H, W, c), dtype=np.uint8)
         out[:] = np.round(colour).astype(np.uint8)
@@ -91,7 +92,8 @@ def scale_pixels(x: np.ndarray, mode: str, reference: np.ndarray) -> np.ndarray:
         return x / 255.0
     if mode == "standard":
         ref = reference.astype(np.float64)
-        return (x - ref.mean()) / max(ref.std(), 1e-12)
+        standard: np.ndarray = (x - ref.mean()) / max(ref.std(), 1e-12)
+        return standard
     raise ConfigError(f"scaling: got {mode!r}; allowed: raw, unit, standard")
 
 
@@ -118,7 +120,7 @@ def parse_colour(text: str, key: str = "colour") -> tuple[int, int, int]:
     except ValueError:
         parts = []
     if len(parts) == 3 and all(0 <= p <= 255 for p in parts):
-        return tuple(parts)  # type: ignore[return-value]
+        return parts[0], parts[1], parts[2]
     raise ConfigError(f"{key}: got {text!r}; allowed: {', '.join(COLOURS)} or R,G,B with integers 0..255")
 
 
@@ -141,15 +143,15 @@ def pad_crop_flip(
     else:
         out, width = images, 0
     if crop and width > 0:
-        rows = rng.integers(0, 2 * width + 1, size=n)
-        cols = rng.integers(0, 2 * width + 1, size=n)
+        rows = rng.integers(0, 2 * width + 1, size=(n,))  # (n,), not n: the stubs read an Any n as no size
+        cols = rng.integers(0, 2 * width + 1, size=(n,))
         idx_r = rows[:, None] + np.arange(h)[None, :]
         idx_c = cols[:, None] + np.arange(w)[None, :]
         out = out[np.arange(n)[:, None, None], idx_r[:, :, None], idx_c[:, None, :]]
     elif width > 0:
         out = out[:, width : width + h, width : width + w]
     if flip:
-        mirror = rng.uniform(size=n) < 0.5
+        mirror = rng.uniform(size=(n,)) < 0.5
         out = np.where(mirror[:, None, None, None], out[:, :, ::-1], out)
     return np.ascontiguousarray(out)
 

@@ -22,13 +22,15 @@ Two averages of accuracy are easily confused (a recurring mistake on Waterbirds-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from spuriouslab.errors import ConfigError
 
-DEFAULT_COLOURS = ((200, 40, 40), (40, 200, 40))  # colour 0 red, colour 1 green
+Colour = tuple[int, int, int]  # R, G, B in 0..255
+DEFAULT_COLOURS: tuple[Colour, Colour] = ((200, 40, 40), (40, 200, 40))  # colour 0 red, colour 1 green
 TEST_SETS = ("id", "indep", "reversed")
 GROUPS = ((0, 0), (0, 1), (1, 0), (1, 1))  # (label, colour)
 
@@ -48,7 +50,7 @@ class ColouredTask:
     tests: dict[str, ColouredSet] = field(default_factory=dict)
     rho: float = 0.5
     width: int = 2
-    colours: tuple[tuple[int, int, int], tuple[int, int, int]] = DEFAULT_COLOURS
+    colours: tuple[Colour, ...] = DEFAULT_COLOURS  # colour 0 and colour 1
 
 
 def check_rho(rho: float) -> float:
@@ -70,7 +72,7 @@ def assign_colours(y: np.ndarray, rho: float, rng: np.random.Generator) -> np.nd
     return c.astype(np.int64)
 
 
-def paint(images: np.ndarray, c: np.ndarray, width: int, colours=DEFAULT_COLOURS) -> np.ndarray:
+def paint(images: np.ndarray, c: np.ndarray, width: int, colours: Sequence[Colour] = DEFAULT_COLOURS) -> np.ndarray:
     """Pad RGB (or greyscale, repeated) uint8 images (N, H, W, C) with a border of ``width`` pixels of
     ``colours[c_i]``."""
     x = np.asarray(images)
@@ -85,7 +87,7 @@ def paint(images: np.ndarray, c: np.ndarray, width: int, colours=DEFAULT_COLOURS
     return out
 
 
-def binary_labels(y: np.ndarray, n_classes: int, classes: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def binary_labels(y: np.ndarray, n_classes: int, classes: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:
     """(indices kept, labels in {0, 1}): a pair ``(a, b)`` (a -> 0, b -> 1), or ``None``: every class, the first
     half of the class indices -> 0 and the second half -> 1."""
     y = np.asarray(y)
@@ -109,7 +111,7 @@ def coloured(
     rho: float,
     width: int,
     rng: np.random.Generator,
-    colours=DEFAULT_COLOURS,
+    colours: Sequence[Colour] = DEFAULT_COLOURS,
 ) -> ColouredTask:
     """The coloured task from images and binary labels (see the module docstring); ``rng`` draws the colours."""
     rho = check_rho(rho)
@@ -121,7 +123,7 @@ def coloured(
     for name, r in zip(TEST_SETS, (rho, 0.5, 0.0), strict=True):
         c = assign_colours(y_test, r, rng)
         tests[name] = ColouredSet(paint(x_test, c, width, colours), np.asarray(y_test), c)
-    return ColouredTask(train, tests, rho, width, tuple(colours))  # type: ignore[arg-type]
+    return ColouredTask(train, tests, rho, width, tuple(colours))
 
 
 def group_metrics(correct: np.ndarray, y: np.ndarray, c: np.ndarray) -> dict[str, float]:

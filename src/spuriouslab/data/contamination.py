@@ -44,7 +44,7 @@ class ContaminationTask:
         return torch.bmm(s.z, self.T)
 
 
-def balanced_labels(n: int, dtype=torch.float32) -> torch.Tensor:
+def balanced_labels(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     n_pos = n // 2
     return torch.cat([torch.ones(n_pos, dtype=dtype), -torch.ones(n - n_pos, dtype=dtype)])
 
@@ -55,11 +55,12 @@ def sample_core(y: torch.Tensor, d_core: int, mode: str, gen: torch.Generator) -
         return y[:, None] * torch.rand(n, d_core, generator=gen, dtype=y.dtype)
     g = torch.randn(n, d_core, generator=gen, dtype=y.dtype)
     radius = torch.where(y > 0, 1.0, 2.0).to(y.dtype)
-    return g / g.norm(dim=1, keepdim=True) * radius[:, None]
+    core: torch.Tensor = g / g.norm(dim=1, keepdim=True) * radius[:, None]
+    return core
 
 
 def sample_background(
-    n: int, d_bg: int, gen: torch.Generator, dtype=torch.float32, half_width: float | None = None
+    n: int, d_bg: int, gen: torch.Generator, dtype: torch.dtype = torch.float32, half_width: float | None = None
 ) -> torch.Tensor:
     """``U[0,1]^d_bg`` (the task's), or ``U[-b, b]^d_bg`` for ``half_width=b`` (zero-mean, wide: pre-training)."""
     u = torch.rand(n, d_bg, generator=gen, dtype=dtype)

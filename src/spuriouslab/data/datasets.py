@@ -49,6 +49,13 @@ class DatasetSpec:
 
 _MNIST_N = (100, 200, 500, 1000, 2000, 5000)
 
+
+def _found(where: Path | None) -> Path:
+    """The directory a data set read from files was found in: the loader gives None to built-in sets only."""
+    assert where is not None, "a data set read from files is given the directory it was found in"
+    return where
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(
         lambda where: formats.load_digits_data(),
@@ -62,7 +69,7 @@ DATASETS: dict[str, DatasetSpec] = {
         checksum="9398599d78319d47ce7064b26026966369c358277a2bf175d63653b3bba4d006",
     ),
     "mnist": DatasetSpec(
-        lambda where: formats.read_mnist_dir(where, "mnist"),
+        lambda where: formats.read_mnist_dir(_found(where), "mnist"),
         "MNIST (IDX files)",
         probe=formats.MNIST_FILES[0],
         subdir="mnist",
@@ -98,7 +105,7 @@ DATASETS: dict[str, DatasetSpec] = {
         checksum="137d0fb61302d3fadb445afb85b3db1c04dc501e3768b44239440136d2f2947c",
     ),
     "fashion-mnist": DatasetSpec(
-        lambda where: formats.read_mnist_dir(where, "fashion-mnist"),
+        lambda where: formats.read_mnist_dir(_found(where), "fashion-mnist"),
         "Fashion-MNIST (IDX files; Debian's dataset-fashion-mnist is found)",
         probe=formats.MNIST_FILES[0],
         subdir="fashion-mnist",
@@ -122,7 +129,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     ),
     "cifar10": DatasetSpec(
-        lambda where: formats.read_cifar_dir(where),
+        lambda where: formats.read_cifar_dir(_found(where)),
         "CIFAR-10 (python pickle batches)",
         probe="data_batch_1",
         subdir="cifar-10-batches-py",
@@ -135,7 +142,7 @@ DATASETS: dict[str, DatasetSpec] = {
         sources=("https://www.cs.toronto.edu/~kriz/", {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}),
     ),
     "folder": DatasetSpec(
-        lambda where: formats.read_image_folder(where),
+        lambda where: formats.read_image_folder(_found(where)),
         "an image folder given as data_root (root/{train,test}/<class>/*.png|jpg)",
         border=4,
         classes=(0, 1),

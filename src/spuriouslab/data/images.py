@@ -18,8 +18,10 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +44,9 @@ from spuriouslab.data.formats import (
     read_mnist_dir,
     write_idx,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "CIFAR_CLASSES",
@@ -81,7 +86,7 @@ def default_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spuriouslab"
 
 
-def search_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
+def search_roots(data_root: str | os.PathLike[str] | None = None) -> list[Path]:
     roots = []
     if data_root:
         roots.append(Path(data_root).expanduser())
@@ -91,7 +96,7 @@ def search_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
     return roots
 
 
-def locate(name: str, data_root: str | os.PathLike | None = None) -> Path | None:
+def locate(name: str, data_root: str | os.PathLike[str] | None = None) -> Path | None:
     """The directory holding data set ``name`` (None: not found, or built in)."""
     spec = get_dataset(name)
     if builtin(name) or spec.package is not None:
@@ -99,7 +104,7 @@ def locate(name: str, data_root: str | os.PathLike | None = None) -> Path | None
     if spec.probe is None:  # the data root itself (an image folder)
         return Path(data_root) if data_root and Path(data_root).is_dir() else None
     for root in search_roots(data_root):
-        for candidate in (root / spec.subdir, root / name, root):
+        for candidate in (root / (spec.subdir or name), root / name, root):
             if _probe_file(candidate, spec.probe).exists():
                 return candidate
     if spec.system is not None and _probe_file(spec.system, spec.probe).exists():
@@ -111,12 +116,12 @@ def _probe_file(directory: Path, probe: str) -> Path:
     return idx_file(directory, probe) if probe in MNIST_FILES else directory / probe
 
 
-def where_to_put(name: str, data_root=None) -> str:
+def where_to_put(name: str, data_root: str | os.PathLike[str] | None = None) -> str:
     spec = get_dataset(name)
     root = search_roots(data_root)[0]
     files = list(spec.sources[1]) if spec.sources else []
     if spec.probe == "data_batch_1":
-        return f"put data_batch_1..5 and test_batch (cifar-10-batches-py) into {root / spec.subdir}"
+        return f"put data_batch_1..5 and test_batch (cifar-10-batches-py) into {root / (spec.subdir or name)}"
     return f"put {', '.join(files)} into {root / (spec.subdir or name)}"
 
 
@@ -128,7 +133,7 @@ def array_checksum(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def identity(name: str, data_root: str | os.PathLike | None = None) -> dict[str, str]:
+def identity(name: str, data_root: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """What a run's data is: the data set's name and the checksum of its decoded arrays (a folder's too), so that
     a resumed run can check it reads the same images it started with."""
     return {"data": name, "data_checksum": load_images(name, data_root).checksum}
@@ -180,13 +185,13 @@ def _load_cached(name: str, data_root: str | None) -> ImageData:
     return data
 
 
-def load_images(name: str, data_root: str | os.PathLike | None = None) -> ImageData:
+def load_images(name: str, data_root: str | os.PathLike[str] | None = None) -> ImageData:
     """Load (once per process) and verify an image data set of the registry."""
     get_dataset(name)
     return _load_cached(name, str(data_root) if data_root else None)
 
 
-def to_float_chw(images: np.ndarray, device: str = "cpu"):
+def to_float_chw(images: np.ndarray, device: str = "cpu") -> torch.Tensor:
     """uint8 images (N, H, W, C) as a float tensor (N, C, H, W) in [0, 1]."""
     import torch
 
@@ -203,14 +208,19 @@ def load_bytes(name: str) -> float:
     return 3.0 * sum(spec.count) * h * w * c
 
 
-def image_shape(name: str, data_root: str | os.PathLike | None = None) -> tuple[int, int, int]:
+def image_shape(name: str, data_root: str | os.PathLike[str] | None = None) -> tuple[int, int, int]:
     """``(H, W, C)`` of a data set's images: known for the named sets, read from the files for a folder."""
     shape = get_dataset(name).shape
     return shape if shape is not None else load_images(name, data_root).shape
 
 
 # ------------------------------------------------------------------------------------------- fetch
-def fetch(name: str, data_root: str | os.PathLike | None = None, progress: bool = True, downloader=None) -> Path:
+def fetch(
+    name: str,
+    data_root: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    downloader: Callable[..., object] | None = None,
+) -> Path:
     """Download ``name`` from its canonical location into the first search root with ``pooch`` (MD5-checked,
     written atomically, cached: a file already there with the right checksum is not downloaded again).
     Offline, fails at once with a one-line DataError saying where to put which files.  ``downloader`` is passed
@@ -221,6 +231,9 @@ def fetch(name: str, data_root: str | os.PathLike | None = None, progress: bool 
     if name not in fetchable:
         raise DataError(f"data fetch: got {name!r}; allowed: {', '.join(fetchable)}")
     spec = DATASETS[name]
+    assert spec.sources is not None and spec.subdir is not None and spec.probe is not None, (
+        f"{name}: a data set with sources has its folder (subdir) and its probe file"
+    )
     base, files = spec.sources
     root = search_roots(data_root)[0]
     archive = any(f.endswith(".tar.gz") for f in files)  # unpacked into its subdir
@@ -260,7 +273,7 @@ def fetch(name: str, data_root: str | os.PathLike | None = None, progress: bool 
     return target
 
 
-def info(data_root: str | os.PathLike | None = None) -> list[dict]:
+def info(data_root: str | os.PathLike[str] | None = None) -> list[dict[str, object]]:
     """What is found where, and whether it verifies."""
     rows = []
     for name in [k for k, spec in DATASETS.items() if spec.probe is not None or builtin(k)]:

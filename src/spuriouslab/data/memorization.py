@@ -10,6 +10,7 @@ another training image's core (``query=swap``).  Streams: ``images.kernels`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from spuriouslab.data.borders import add_border, nominal_alpha, parse_colour, scale_pixels, spurious_queries
 from spuriouslab.data.coloured import binary_labels, coloured
 from spuriouslab.data.datasets import DATASETS
+from spuriouslab.data.formats import ImageData
 from spuriouslab.data.images import image_shape, load_images
 from spuriouslab.data.split import MemorizationSplit
 from spuriouslab.data.synthetic import synthetic_memorization
@@ -36,11 +38,12 @@ class SplitSpec:
     correlation: float = 0.0
     # images
     data_root: str | None = None
-    classes: tuple[int, int] | None = None  # a pair (-> -1, +1), or None for every class
+    # a pair (-> -1, +1), or None for every class; typed as the configs hold it (they check the pair for images)
+    classes: tuple[int, ...] | None = None
     border: int | None = None  # None: the data set's default
     border_content: str = "uniform"
     rho: float = 0.5  # border_content=coloured: P(colour agrees with the label) in training
-    colours: tuple[str, str] = ("red", "green")  # border_content=coloured: colour 0 and colour 1
+    colours: tuple[str, ...] = ("red", "green")  # border_content=coloured: colour 0 and colour 1 (a pair)
     query: str = "zero"
     scaling: str = "raw"
     streams: str = "images.kernels"
@@ -102,8 +105,10 @@ def _image_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
     def flat(x: np.ndarray) -> np.ndarray:
         return scale_pixels(x, spec.scaling, x_tr).reshape(len(x), -1)
 
+    labels: Callable[[np.ndarray], np.ndarray]
     if spec.classes is not None:
-        labels = lambda y: np.where(y == spec.classes[1], 1.0, -1.0)  # noqa: E731
+        positive = spec.classes[1]
+        labels = lambda y: np.where(y == positive, 1.0, -1.0)  # noqa: E731
         n_classes = 0
     else:
         labels = lambda y: y.copy()  # noqa: E731
@@ -123,7 +128,9 @@ def _image_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
     )
 
 
-def _coloured_split(spec: SplitSpec, data, rng, n_train: int) -> MemorizationSplit:
+def _coloured_split(
+    spec: SplitSpec, data: ImageData, rng: Callable[[str], np.random.Generator], n_train: int
+) -> MemorizationSplit:
     """The coloured task (:mod:`spuriouslab.data.coloured`) as a memorization split: labels -1 / +1 for a class
     pair (kernels), 0 / 1 for the classes split in halves (trained networks, two outputs); the queries keep the
     coloured border and zero (or swap) the core."""
@@ -154,7 +161,7 @@ def _coloured_split(spec: SplitSpec, data, rng, n_train: int) -> MemorizationSpl
         return scale_pixels(x, spec.scaling, x_tr).reshape(len(x), -1)
 
     pm = spec.classes is not None  # kernels: -1 / +1
-    labels = (lambda y: 2.0 * y - 1.0) if pm else (lambda y: y.copy())
+    labels: Callable[[np.ndarray], np.ndarray] = (lambda y: 2.0 * y - 1.0) if pm else (lambda y: y.copy())
     tests = {name: (flat(t.x), labels(t.y), t.c) for name, t in task.tests.items()}
     d_x = h * w * 3
     return MemorizationSplit(

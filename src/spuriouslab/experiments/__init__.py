@@ -20,10 +20,13 @@ EXPERIMENTS: dict[str, str] = {
 }
 
 
-def get_experiment(name: str) -> Experiment:
+def get_experiment(name: str) -> Experiment[ExperimentConfig]:
+    """The registered experiment ``name``.  Looked up by name, its config class is known at run time only: it is
+    typed with the base config, and the configs given to its methods are the ones its ``make_config`` built."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"experiment: got {name!r}; allowed: {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name]).EXPERIMENT
+    experiment: Experiment[ExperimentConfig] = importlib.import_module(EXPERIMENTS[name]).EXPERIMENT
+    return experiment
 
 
 __all__ = [

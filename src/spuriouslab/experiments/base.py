@@ -19,13 +19,20 @@ from __future__ import annotations
 import itertools
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from spuriouslab.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from spuriouslab.claims import Claim, Verdict
+    from spuriouslab.nets.train import CheckpointStore
 
 MAX_SEEDS = 10_000
 # What torch itself takes on the first training steps of any model (allocator pools, autograd and vmap
@@ -33,12 +40,17 @@ MAX_SEEDS = 10_000
 FRAMEWORK_BYTES = 100e6
 MAX_POINTS = 1_000_000  # grid points (axes x seeds) in one run
 
+Point = dict[str, Any]
+"""One grid point: axis values and the seed, field -> value (JSON values: numbers, strings, booleans, lists)."""
+Record = dict[str, Any]
+"""One record (a row of ``results.parquet``): column -> value (numbers, strings, lists of per-step values)."""
 
-def numeric_field(annotation: Any) -> bool:
+
+def numeric_field(annotation: object) -> bool:
     """Whether a field's type takes numbers (int or float, alone or in lists / unions), not booleans."""
-    leaves: set = set()
+    leaves: set[object] = set()
 
-    def walk(tp: Any) -> None:
+    def walk(tp: object) -> None:
         origin = typing.get_origin(tp)
         if origin is Annotated:
             walk(typing.get_args(tp)[0])
@@ -54,7 +66,7 @@ def numeric_field(annotation: Any) -> bool:
     return bool(leaves & {int, float}) and bool not in leaves
 
 
-def bool_field(annotation: Any) -> bool:
+def bool_field(annotation: object) -> bool:
     """Whether a field's type is a boolean (alone, optional, or in a list)."""
     origin = typing.get_origin(annotation)
     if origin is Annotated:
@@ -65,7 +77,7 @@ def bool_field(annotation: Any) -> bool:
     return annotation is bool
 
 
-def _check_literal(key: str, val: Any, annotation: Any) -> None:
+def _check_literal(key: str, val: object, annotation: object) -> None:
     """Booleans are true / false only (not yes, on, 1, t); numbers are numbers (no booleans, no 1_000 strings)."""
     items = val if isinstance(val, list | tuple) else [val]
     if bool_field(annotation):
@@ -93,7 +105,7 @@ class ExperimentConfig(BaseModel):
     # numbers are finite unless a field says otherwise (Width: ``inf`` is the infinite-width kernel)
     model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
     AXES: ClassVar[tuple[str, ...]] = ()
-    DEFAULTS: ClassVar[tuple[tuple[str, dict[str, dict[str, Any]]], ...]] = ()
+    DEFAULTS: ClassVar[tuple[tuple[str, Mapping[str, Mapping[str, Any]]], ...]] = ()
 
     seeds: int = Field(3, ge=1, le=MAX_SEEDS, description="number of seeds per grid point")
     seed: int = Field(0, ge=0, le=2**31, description="base seed; seed i of a run is seed + i")
@@ -143,11 +155,14 @@ class ExperimentConfig(BaseModel):
         return [self.seed + i for i in range(self.seeds)]
 
 
-class FromRegistry(Mapping):
+S = TypeVar("S")  # a registry's entry type (DatasetSpec, ModelSpec, ...)
+
+
+class FromRegistry(Mapping[str, dict[str, Any]], Generic[S]):
     """A ``DEFAULTS`` table read from a registry when it is looked up: ``defaults(spec)`` gives the layer of each
     entry, so an entry added to the registry (one line) has its defaults everywhere at once."""
 
-    def __init__(self, registry: Mapping[str, Any], defaults: Callable[[Any], dict[str, Any]]):
+    def __init__(self, registry: Mapping[str, S], defaults: Callable[[S], dict[str, Any]]):
         self.registry, self.defaults = registry, defaults
 
     def __getitem__(self, key: str) -> dict[str, Any]:
@@ -165,11 +180,11 @@ class RunContext:
     """How a group runs: device, progress bars, and where long groups checkpoint.
 
     ``checkpoints`` is the run directory's checkpoint area (:class:`spuriouslab.store.Checkpoints`: ``load``,
-    ``save``, ``discard`` by key), or None in memory."""
+    ``save``, ``discard`` by key; any :class:`~spuriouslab.nets.train.CheckpointStore`), or None in memory."""
 
     device: str = "cpu"
     progress: bool = True
-    checkpoints: Any = None
+    checkpoints: CheckpointStore | None = None
 
     def discard(self, *keys: str) -> None:
         """Drop checkpoints once their group's records are written (nothing in memory)."""
@@ -178,7 +193,7 @@ class RunContext:
                 self.checkpoints.discard(key)
 
 
-def checkpoint_key(experiment: str, cfg: ExperimentConfig, points: list[dict[str, Any]], role: str = "") -> str:
+def checkpoint_key(experiment: str, cfg: ExperimentConfig, points: list[Point], role: str = "") -> str:
     """The one name of a training checkpoint: the experiment, the role (teacher, student, ...; empty for an
     experiment that trains one model per group), and a hash of the config's fixed fields and the points it
     trains, so that a resumed run finds exactly its own and two groups never share one."""
@@ -219,32 +234,38 @@ class Report:
     """What a report makes from records: the summary (Markdown) and figures by name (the store saves them)."""
 
     summary: str
-    figures: dict[str, Any] = field(default_factory=dict)
-    verdicts: list[dict[str, Any]] = field(default_factory=list)  # judged claims, one row each
+    figures: dict[str, Figure] = field(default_factory=dict)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # judged claims, one row each (Verdict.row())
 
 
-class RunModule(Protocol):
+C = TypeVar("C", bound=ExperimentConfig)  # an experiment's config class
+C_contra = TypeVar("C_contra", bound=ExperimentConfig, contravariant=True)
+
+
+class RunModule(Protocol[C_contra]):
     """What an experiment's ``run.py`` provides.  ``run_group(cfg, points, ctx)`` is required: it computes a group
     of grid points (data -> model -> fit -> measure) and yields one record per point.  Optional, used when
     defined: ``points(cfg)`` (the grid; default: every combination of the axes and seeds), ``group_key(cfg,
     point)`` (points computed together; default: each alone), ``check(cfg)`` (raise ConfigError before a run
     touches its directory), ``estimate(cfg) -> Estimate`` (peak memory and work of the largest group) and
     ``resolve(cfg) -> dict`` (what the machine resolved: the data set found and its checksum, fixed at a run's
-    first point)."""
+    first point).  A module is checked against this protocol where its ``Experiment`` is declared, with the
+    experiment's config class as ``C_contra``."""
 
-    def run_group(self, cfg: Any, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]: ...
+    def run_group(self, cfg: C_contra, points: list[Point], ctx: RunContext) -> Iterator[Record]: ...
 
 
-class ReportModule(Protocol):
+class ReportModule(Protocol[C_contra]):
     """What an experiment's ``report.py`` provides: ``report(cfg, df) -> Report`` from the records alone."""
 
-    def report(self, cfg: Any, df: Any) -> Report: ...
+    def report(self, cfg: C_contra, df: pd.DataFrame) -> Report: ...
 
 
 @dataclass(frozen=True)
-class Experiment:
+class Experiment(Generic[C]):
     """One experiment, declared (see the module docstring): its name and one-line summary, its config class, its
     run and report modules, and the headline record columns a sweep or a cross-run report shows first.
+    ``Experiment[C]`` is generic in its config class ``C``: its run and report modules take that config.
 
     >>> from spuriouslab.experiments import get_experiment
     >>> exp = get_experiment("contamination")
@@ -254,25 +275,27 @@ class Experiment:
 
     name: str
     summary: str
-    Config: type[ExperimentConfig]
-    run: RunModule
-    reporting: ReportModule
+    Config: type[C]
+    run: RunModule[C]
+    reporting: ReportModule[C]
     headline: tuple[str, ...] = ()
-    claims: tuple[Any, ...] = ()  # spuriouslab.claims.Claim: what the paper says, judged on every report
+    claims: tuple[Claim, ...] = ()  # what the paper says, judged on every report
 
     def __post_init__(self) -> None:
         if not callable(getattr(self.run, "run_group", None)) or not callable(getattr(self.reporting, "report", None)):
             raise TypeError(f"experiment {self.name!r}: its run module needs run_group and its report module report")
 
     def _hook(self, name: str) -> Any:
+        """The run module's optional ``name`` (None when it has none); each caller annotates its contract."""
         return getattr(self.run, name, None)
 
     # ------------------------------------------------------------------ grid
     def point_fields(self) -> list[str]:
         return [*self.Config.AXES, "seed"]
 
-    def points(self, cfg: ExperimentConfig) -> list[dict[str, Any]]:
-        if (fn := self._hook("points")) is not None:
+    def points(self, cfg: C) -> list[Point]:
+        fn: Callable[[C], list[Point]] | None = self._hook("points")
+        if fn is not None:
             return fn(cfg)
         axes = [getattr(cfg, a) for a in cfg.AXES]
         return [
@@ -281,42 +304,44 @@ class Experiment:
             for s in cfg.seed_values()
         ]
 
-    def group_key(self, cfg: ExperimentConfig, point: dict[str, Any]) -> Any:
-        if (fn := self._hook("group_key")) is not None:
+    def group_key(self, cfg: C, point: Point) -> Hashable:
+        fn: Callable[[C, Point], Hashable] | None = self._hook("group_key")
+        if fn is not None:
             return fn(cfg, point)
         return tuple(sorted(point.items()))
 
-    def groups(self, cfg: ExperimentConfig, points: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    def groups(self, cfg: C, points: list[Point]) -> list[list[Point]]:
         """Points grouped by :meth:`group_key`, in order of first appearance."""
-        out: dict[Any, list[dict]] = {}
+        out: dict[Hashable, list[Point]] = {}
         for p in points:
             out.setdefault(self.group_key(cfg, p), []).append(p)
         return list(out.values())
 
-    def check(self, cfg: ExperimentConfig) -> None:
+    def check(self, cfg: C) -> None:
         """Checks that need more than the config (data on disk, sizes, the user's models): raise ConfigError
         before a run touches its directory.  Resolves the grid, then the run module's ``check``."""
         self.points(cfg)
-        if (fn := self._hook("check")) is not None:
+        fn: Callable[[C], None] | None = self._hook("check")
+        if fn is not None:
             fn(cfg)
 
-    def resolve(self, cfg: ExperimentConfig) -> dict[str, Any]:
+    def resolve(self, cfg: C) -> dict[str, Any]:
         """What the machine resolved for this config (the run module's ``resolve``: the data set ``auto`` found,
         the checksum of its decoded arrays); empty when nothing is resolved.  A run fixes it at its first point
         and checks it on resume."""
-        fn = self._hook("resolve")
+        fn: Callable[[C], Mapping[str, Any]] | None = self._hook("resolve")
         return dict(fn(cfg)) if fn is not None else {}
 
-    def estimate(self, cfg: ExperimentConfig) -> Estimate | None:
+    def estimate(self, cfg: C) -> Estimate | None:
         """Peak memory and work of the largest group (None: no estimate).  Checked before a run touches its
         directory."""
-        fn = self._hook("estimate")
+        fn: Callable[[C], Estimate] | None = self._hook("estimate")
         return fn(cfg) if fn is not None else None
 
-    def run_group(self, cfg: ExperimentConfig, points: list[dict[str, Any]], ctx: RunContext) -> Iterator[dict]:
+    def run_group(self, cfg: C, points: list[Point], ctx: RunContext) -> Iterator[Record]:
         return self.run.run_group(cfg, points, ctx)
 
-    def report(self, cfg: ExperimentConfig, df: Any) -> Report:
+    def report(self, cfg: C, df: pd.DataFrame) -> Report:
         """The report module's report, with the verdict on each declared claim (:mod:`spuriouslab.claims`) after
         its summary; ``Report.verdicts`` keeps them as rows."""
         report = self.reporting.report(cfg, df)
@@ -338,11 +363,11 @@ class Experiment:
             )
         return report
 
-    def verdicts(self, df: Any) -> list[Any]:
+    def verdicts(self, df: pd.DataFrame) -> list[Verdict]:
         """The verdicts (:class:`spuriouslab.claims.Verdict`) on the declared claims these records can test."""
         return self.verdicts_of(list(self.claims), df)
 
-    def verdicts_of(self, claims: list[Any], df: Any) -> list[Any]:
+    def verdicts_of(self, claims: list[Claim], df: pd.DataFrame) -> list[Verdict]:
         """The applicable verdicts on ``claims``.  Records written before an axis existed (``mitigation``, say) lack
         its column: they are read at the axis's default, which is what they ran."""
         from spuriouslab.claims import judge_all
@@ -355,7 +380,7 @@ class Experiment:
         return [v for v in judge_all(claims, df) if v.applicable]
 
     # ---------------------------------------------------------------- config
-    def make_config(self, values: dict[str, Any]) -> ExperimentConfig:
+    def make_config(self, values: Mapping[str, Any]) -> C:
         try:
             return self.Config(**values)
         except ValidationError as exc:
@@ -370,7 +395,7 @@ class Experiment:
             return {k: f.default for k, f in self.Config.model_fields.items()}
 
 
-def _data_lines(df: Any) -> list[str]:
+def _data_lines(df: pd.DataFrame | None) -> list[str]:
     """``Data: name - description`` for each image data set of the registry the records name."""
     from spuriouslab.data.datasets import DATASETS
 
@@ -380,7 +405,7 @@ def _data_lines(df: Any) -> list[str]:
     return [f"Data: {n} - {DATASETS[n].description}." for n in names]
 
 
-def with_preset(config: type[ExperimentConfig], preset: str, name: str) -> type[ExperimentConfig]:
+def with_preset(config: type[C], preset: str, name: str) -> type[C]:
     """``config`` whose ``preset`` field defaults to ``preset``: an experiment that is another's preset (alignment
     and ridge are memorization presets) declares no field of its own."""
     field = config.model_fields["preset"]
@@ -393,17 +418,17 @@ def with_preset(config: type[ExperimentConfig], preset: str, name: str) -> type[
 
 
 def run_points(
-    exp: Experiment, cfg: ExperimentConfig, ctx: RunContext | None = None, points: list[dict[str, Any]] | None = None
-) -> list[dict]:
+    exp: Experiment[C], cfg: C, ctx: RunContext | None = None, points: list[Point] | None = None
+) -> list[Record]:
     """Every record of ``cfg`` (or of the given ``points``), computed in this process, nothing written."""
     ctx = ctx or RunContext(progress=False)
-    records = []
+    records: list[Record] = []
     for group in exp.groups(cfg, exp.points(cfg) if points is None else points):
         records.extend(exp.run_group(cfg, group, ctx))
     return records
 
 
-def format_validation_error(exc: ValidationError, experiment: Experiment) -> str:
+def format_validation_error(exc: ValidationError, experiment: Experiment[C]) -> str:
     err = exc.errors()[0]
     loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
     key = loc[0] if loc else "config"

@@ -20,7 +20,7 @@ from spuriouslab.kernels.matrices import parse_width
 from spuriouslab.nets.models import ClassifierName
 
 
-def split_list(value: Any) -> Any:
+def split_list(value: Any) -> list[Any]:
     """Turn ``"10,100"`` into ``["10", "100"]`` and a scalar into ``[scalar]``; keep
     ``hermite:c0,c1,...`` items whole (their numbers follow them)."""
     if isinstance(value, list | tuple):

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import Self
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -26,11 +28,11 @@ from spuriouslab.kernels.matrices import MAX_FEATURES, KernelSpec, gram
 from spuriouslab.kernels.solve import fit_kernel
 
 
-class _KernelRegressor(RegressorMixin, BaseEstimator):
+class _KernelRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn's bases: no types
     """Shared implementation; use :class:`RandomFeaturesRegressor` or :class:`NTKRegressor`."""
 
     _model = ""
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[object]] = {
         "activation": [str],
         "width": [
             Interval(Integral, 1, MAX_FEATURES, closed="both"),
@@ -44,7 +46,15 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         "dtype": [StrOptions({"float32", "float64"})],
     }
 
-    def __init__(self, activation="relu", width=None, ridge=0.0, random_state=None, device="cpu", dtype="float64"):
+    def __init__(
+        self,
+        activation: str = "relu",
+        width: int | float | str | None = None,
+        ridge: float = 0.0,
+        random_state: int | np.random.RandomState | np.random.Generator | None = None,
+        device: str = "cpu",
+        dtype: str = "float64",
+    ) -> None:
         self.activation = activation
         self.width = width
         self.ridge = ridge
@@ -66,7 +76,7 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
             self._model, self.activation, self.width, key=(int(seed),), device=self.device, dtype=self.dtype
         )
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> Self:
         """Fit the min-norm interpolator (``ridge=0``) or ridge regression.
 
         Parameters
@@ -95,12 +105,12 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         self.solver_ = self.kernel_fit_.solver
         return self
 
-    def _cross(self, X) -> torch.Tensor:
+    def _cross(self, X: ArrayLike) -> torch.Tensor:
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return gram(self.spec_, torch.tensor(self.X_fit_), torch.tensor(X), include_train_rows=False)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predictions ``f(x) = k(x, X_fit) A^-1 y``.
 
         Parameters
@@ -114,11 +124,11 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         K = self._cross(X)  # checks fitted first
         return self.kernel_fit_.predict(K).cpu().numpy()
 
-    def sign_accuracy(self, X, y) -> float:
+    def sign_accuracy(self, X: ArrayLike, y: ArrayLike) -> float:
         """Accuracy of ``sign(f(X))`` against labels ``y`` in {-1, +1}."""
         return float(np.mean(np.sign(self.predict(X)) == np.sign(np.asarray(y))))
 
-    def feature_alignment(self, X_query) -> np.ndarray:
+    def feature_alignment(self, X_query: ArrayLike) -> np.ndarray:
         """``F_i = [k(q_i, X_fit) A^-1]_i`` for queries paired with the training samples by index.
 
         Parameters
@@ -133,7 +143,7 @@ class _KernelRegressor(RegressorMixin, BaseEstimator):
         K = self._cross(X_query)
         return self.kernel_fit_.alignment(K).cpu().numpy()
 
-    def alignment_matrix(self, X_query) -> np.ndarray:
+    def alignment_matrix(self, X_query: ArrayLike) -> np.ndarray:
         """``k(Q, X_fit) A^-1``: the weight of each training sample (columns) in each query's prediction."""
         K = self._cross(X_query)
         return self.kernel_fit_.alignment_matrix(K).cpu().numpy()

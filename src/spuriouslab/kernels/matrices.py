@@ -17,6 +17,7 @@ results do not depend on the chunk size or on the number of points.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ def block_seed(key: tuple[int, ...], block: int) -> int:
     return torch_seed(*key, block)
 
 
-def parse_width(value, model: str | None = None) -> float | int:
+def parse_width(value: int | float | str | None, model: str | None = None) -> float | int:
     """A width as given by a user: a positive integer (``1e5`` and ``100000.0`` included), ``inf``/``"inf"``,
     or ``None`` for the model's default.  Returns an ``int`` or :data:`INF`."""
     if value is None:
@@ -83,9 +84,9 @@ class KernelSpec:
         cls,
         model: str,
         activation: str | Activation,
-        width,
-        key=(0,),
-        device="cpu",
+        width: int | float | str | None,
+        key: Iterable[int] = (0,),
+        device: str = "cpu",
         dtype: str | torch.dtype = "float32",
         progress: bool = False,
     ) -> KernelSpec:
@@ -200,7 +201,7 @@ def grams(
     A = torch.cat([train, torch.as_tensor(extra).to(train.dtype)]) if extra is not None else train
     n = train.shape[0]
     out: list[torch.Tensor | None] = [None] * len(specs)
-    shared: dict[tuple, list[int]] = {}
+    shared: dict[tuple[object, ...], list[int]] = {}
     for i, spec in enumerate(specs):
         if spec.infinite:
             out[i] = _closed_form_gram(spec, A, n)
@@ -215,7 +216,9 @@ def grams(
                     linear = A64 @ A64[:n].T / A.shape[1]
                 K.mul_(linear)
             out[i] = K
-    return [K if include_train_rows else K[n:] for K in out]
+    grams = [K for K in out if K is not None]
+    assert len(grams) == len(specs), "every spec has its Gram matrix (closed form or features)"
+    return [K if include_train_rows else K[n:] for K in grams]
 
 
 def gram(

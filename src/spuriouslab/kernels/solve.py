@@ -53,6 +53,7 @@ class KernelFit:
         diag = self.inverse_diag
         out = self.dual_coef / (diag if self.dual_coef.ndim == 1 else diag[:, None])
         if self.null_weight is not None:
+            assert self.null_target is not None, "the null space's weight and target are set together"
             touched = self.null_weight > NULL_TOL
             w = self.null_weight if out.ndim == 1 else self.null_weight[:, None]
             t = touched if out.ndim == 1 else touched[:, None]

@@ -2,8 +2,19 @@
 the border, activation maximization of a layer's channels and the colours of what it finds.
 
 Every function takes a model (in eval mode inside), image batches float ``(N, C, H, W)`` in [0, 1], and a border
-``region`` mask ``(H, W)`` (the outer frame).  They serve ``background-features`` (our ResNets) and
+``region`` mask ``(H, W)`` (the outer frame).  They serve ``background-features`` (our ResNets and ViT) and
 ``probe`` (any torch classifier) alike.
+
+Grad-CAM for a Vision Transformer (:class:`spuriouslab.nets.vit.ViT`, also inside a wrapper): :func:`cam_layer`
+dispatches on the model.  A ViT's map is Captum's ``LayerGradCam`` on the patch embedding, the one layer whose
+output is exactly the patch grid (N, D, H / p, W / p): token (r, c) there is the embedding of patch (r, c) and of
+nothing else, whereas after the first attention every token mixes all patches, so a map read from later tokens
+has no spatial meaning by construction.  Each patch's value covers its p x p pixels (nearest upsampling: the map's
+resolution is the patch).  The number it feeds is the one the ResNet path records: the fraction of the positive,
+predicted-class Grad-CAM mass on the border region.  Attention rollout (Abnar & Zuidema, 2020) was not chosen: it
+is class-agnostic, ignores the MLPs and the values, and with mean pooling over tokens it measures where attention
+flows rather than what the predicted class depends on, so it would not be the same quantity as the ResNet's
+Grad-CAM fraction.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import torch
 from torch import nn
 
 from spuriouslab.nets.train import evaluating
+from spuriouslab.nets.vit import ViT
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -31,6 +43,31 @@ def last_conv(model: nn.Module) -> nn.Module:
     if not convs:
         raise ValueError("the model has no nn.Conv2d layer for Grad-CAM and feature visualization")
     return convs[-1]
+
+
+def find_vit(model: nn.Module) -> ViT | None:
+    """The :class:`~spuriouslab.nets.vit.ViT` that is ``model`` or that it wraps (a classifier on a ViT encoder), or
+    None."""
+    return next((m for m in model.modules() if isinstance(m, ViT)), None)
+
+
+def cam_layer(model: nn.Module) -> tuple[nn.Module, str]:
+    """The layer Grad-CAM reads for ``model`` and how its map is brought to the image size: a ViT's patch
+    embedding with nearest upsampling (each patch's value on its pixels); a CIFAR ResNet's last block, bilinear;
+    else the last ``nn.Conv2d``, bilinear."""
+    from spuriouslab.nets.models import ResNetCIFAR
+
+    vit = find_vit(model)
+    if vit is not None:
+        return vit.patch_embed, "nearest"
+    if isinstance(model, ResNetCIFAR):
+        return model.last_block, "bilinear"
+    return last_conv(model), "bilinear"
+
+
+def _upsampling(model: nn.Module, layer: nn.Module) -> str:
+    """``nearest`` when ``layer`` is a ViT's patch embedding (its grid is the patches), else ``bilinear``."""
+    return "nearest" if any(isinstance(m, ViT) and m.patch_embed is layer for m in model.modules()) else "bilinear"
 
 
 @torch.no_grad()
@@ -63,12 +100,36 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def gradcam_border_fraction(
-    model: nn.Module, x: torch.Tensor, region: torch.Tensor, layer: nn.Module, chunk: int = 128
+    model: nn.Module, x: torch.Tensor, region: torch.Tensor, layer: nn.Module | None = None, chunk: int = 128
 ) -> tuple[float, torch.Tensor]:
     """Fraction of the (positive) Grad-CAM mass for the predicted class that lies on ``region``, averaged over
-    images (Captum's ``LayerGradCam``, upsampled to the input); also returns the maps (N, H, W)."""
+    images (Captum's ``LayerGradCam``, upsampled to the input); also returns the maps (N, H, W).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier.
+    x : torch.Tensor
+        Images (N, C, H, W).
+    region : torch.Tensor
+        Boolean (H, W) mask of the border.
+    layer : nn.Module, optional
+        The layer to read; None: :func:`cam_layer`'s for the model (a ViT's patch embedding).  A ViT's patch
+        embedding is upsampled by nearest (each patch's value on its pixels), any other layer bilinearly.
+    chunk : int
+        Images per attribution batch.
+
+    Returns
+    -------
+    tuple of float and torch.Tensor
+        The mean fraction over images whose map has positive mass (NaN when none has), and the maps (N, H, W).
+    """
     from captum.attr import LayerAttribution, LayerGradCam
 
+    if layer is None:
+        layer, mode = cam_layer(model)
+    else:
+        mode = _upsampling(model, layer)
     cams = []
     with evaluating(model):
         cam = LayerGradCam(model, layer)
@@ -76,7 +137,7 @@ def gradcam_border_fraction(
             xb = x[i : i + chunk]
             target = model(xb).argmax(1)
             a = cam.attribute(xb, target=target, relu_attributions=True)
-            cams.append(LayerAttribution.interpolate(a, tuple(x.shape[-2:]), "bilinear")[:, 0].detach().clamp(min=0))
+            cams.append(LayerAttribution.interpolate(a, tuple(x.shape[-2:]), mode)[:, 0].detach().clamp(min=0))
     maps = torch.cat(cams)
     total = maps.flatten(1).sum(1)
     on_border = (maps * region.to(maps)).flatten(1).sum(1)
@@ -103,10 +164,13 @@ def visualize_channels(
     reg: float = 1e-2,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    tokens: bool = False,
 ) -> torch.Tensor:
     """Activation maximization: for each channel ``k`` of ``layer``'s output, an image in [0, 1] maximizing its
     mean activation, with Adam (lr 0.05) on ``-mean activation + reg * |image - 0.5|``, ``rounds`` rounds of
-    ``steps`` steps with a 5x5 blur between rounds (the paper's recipe).  Returns (len(channels), C, H, W)."""
+    ``steps`` steps with a 5x5 blur between rounds (the paper's recipe).  Returns (len(channels), C, H, W).
+    ``tokens``: the layer's output is (N, T, channels), a transformer's, and a channel's activation is its mean
+    over the tokens (the counterpart of a feature map's mean over positions)."""
     grabbed: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda m, inp, out: grabbed.append(out))
     device = next(model.parameters()).device
@@ -122,7 +186,7 @@ def visualize_channels(
                     grabbed.clear()
                     opt.zero_grad()
                     model(img)
-                    act = grabbed[-1][idx, chans].flatten(1).mean(1)
+                    act = _channel_means(grabbed[-1], idx, chans, tokens)
                     loss = (-act + reg * (img - 0.5).flatten(1).norm(dim=1)).sum()
                     loss.backward()
                     opt.step()
@@ -138,9 +202,20 @@ def visualize_channels(
     return img.detach().cpu()
 
 
+def _channel_means(out: torch.Tensor, idx: torch.Tensor, chans: torch.Tensor, tokens: bool) -> torch.Tensor:
+    """Mean activation of channel ``chans[k]`` of sample ``idx[k]``: over positions of (N, C, ...) maps, or over
+    the tokens of (N, T, C) ones (``tokens``)."""
+    if tokens:
+        return out[idx, :, chans].mean(1)
+    return out[idx, chans].flatten(1).mean(1)
+
+
 @torch.no_grad()
-def channel_activation(model: nn.Module, layer: nn.Module, images: torch.Tensor, channels: list[int]) -> torch.Tensor:
-    """Mean activation of channel ``channels[k]`` on image ``k``."""
+def channel_activation(
+    model: nn.Module, layer: nn.Module, images: torch.Tensor, channels: list[int], tokens: bool = False
+) -> torch.Tensor:
+    """Mean activation of channel ``channels[k]`` on image ``k`` (``tokens``: over the tokens of a (N, T, C)
+    output)."""
     grabbed: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda m, inp, out: grabbed.append(out))
     try:
@@ -149,7 +224,8 @@ def channel_activation(model: nn.Module, layer: nn.Module, images: torch.Tensor,
     finally:
         handle.remove()
     out = grabbed[-1]
-    return out[torch.arange(len(channels)), torch.as_tensor(channels)].flatten(1).mean(1).cpu()
+    idx = torch.arange(len(channels), device=out.device)
+    return _channel_means(out, idx, torch.as_tensor(channels, device=out.device), tokens).cpu()
 
 
 def colour_stats(images: torch.Tensor, colour: tuple[int, int, int], tol: float = 0.2) -> dict[str, float]:
@@ -188,12 +264,12 @@ def border_reliance(
     labels: torch.Tensor,
     framed: dict[str, torch.Tensor],
     region: torch.Tensor,
-    layer: nn.Module,
+    layer: nn.Module | None = None,
     cam_images: int = 200,
 ) -> dict[str, float]:
     """Every border number for one model: accuracy on plain and on each framed version; the relative change of
     representation and logits from plain to each framed version; the Grad-CAM border fraction on plain and on
-    each framed version (first ``cam_images`` images)."""
+    each framed version (first ``cam_images`` images; ``layer`` None: :func:`cam_layer`'s)."""
     out = {"acc_plain": accuracy(model, plain, labels)}
     out["gradcam_border_plain"], _ = gradcam_border_fraction(model, plain[:cam_images], region, layer)
     for name, x in framed.items():

@@ -39,10 +39,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import torch
 from pydantic import AfterValidator
+
+if TYPE_CHECKING:
+    from spuriouslab.nets.models import SeedEnsemble
 
 
 @dataclass(frozen=True)
@@ -160,19 +163,21 @@ def group_means(per_sample: torch.Tensor, groups: torch.Tensor, n_groups: int) -
 def last_linear(module: torch.nn.Module) -> str:
     """The name of the last ``nn.Linear`` of ``module`` in registration order (an encoder's embedding layer, a
     classifier's head)."""
-    names = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+    names: list[str] = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
     if not names:
         raise ValueError(f"{type(module).__name__} has no linear layer to probe")
     return names[-1]
 
 
 @contextmanager
-def head_only(params: Iterable[tuple[str, torch.nn.Parameter]], head: Callable[[str], bool]) -> Iterator[list]:
+def head_only(
+    params: Iterable[tuple[str, torch.nn.Parameter]], head: Callable[[str], bool]
+) -> Iterator[list[torch.nn.Parameter]]:
     """Inside, only the parameters whose name ``head(name)`` accepts require gradients (the others are frozen:
     no gradient, and an optimizer built from the yielded list never sees them); every flag is restored after."""
     params = list(params)
     before = [p.requires_grad for _, p in params]
-    trainable = []
+    trainable: list[torch.nn.Parameter] = []
     try:
         for name, p in params:
             p.requires_grad_(head(name))
@@ -188,8 +193,8 @@ def ensemble_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]
     """A model's parameters by their dotted names in the model itself: a stacked
     :class:`~spuriouslab.nets.models.SeedEnsemble` holds each as one (S, ...) tensor named like the template's
     (``first.weight``), an unstacked one as its single model's; any other module as ``named_parameters``."""
-    if getattr(model, "stacked", None) is True:
-        return {k.replace("__", "."): v for k, v in model.params.items()}
+    if getattr(model, "stacked", None) is True:  # a SeedEnsemble (its stacked flag), stacked
+        return {k.replace("__", "."): v for k, v in cast("SeedEnsemble", model).params.items()}
     if getattr(model, "stacked", None) is False:
-        return dict(model.model.named_parameters())
+        return dict(cast("SeedEnsemble", model).model.named_parameters())
     return dict(model.named_parameters())

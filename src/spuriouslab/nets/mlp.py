@@ -41,7 +41,7 @@ class StackedMLP(torch.nn.Module):
             bound = 1 / math.sqrt(fan_in)
             W = torch.stack([(torch.rand(fan_out, fan_in, generator=g) * 2 - 1) * bound for g in generators])
             self.weights.append(torch.nn.Parameter(W))
-            if bias:
+            if self.biases is not None:  # bias=True
                 b = torch.stack([(torch.rand(fan_out, generator=g) * 2 - 1) * bound for g in generators])
                 self.biases.append(torch.nn.Parameter(b))
         self.frozen_output = freeze_output
@@ -49,16 +49,18 @@ class StackedMLP(torch.nn.Module):
             half = width // 2
             a = torch.cat([torch.full((half,), 1.0 / width), torch.full((width - half,), -1.0 / width)])
             self.weights[-1] = torch.nn.Parameter(a.expand(S, 1, width).clone(), requires_grad=False)
-            if bias:
+            if self.biases is not None:
                 self.biases[-1].requires_grad_(False)  # kept at its initial value, as in the paper's script
 
     @property
     def n_seeds(self) -> int:
-        return self.weights[0].shape[0]
+        n: int = self.weights[0].shape[0]
+        return n
 
     def output_weights(self) -> torch.Tensor:
         """(S, width) weights of the output layer."""
-        return self.weights[-1][:, 0, :]
+        w: torch.Tensor = self.weights[-1][:, 0, :]
+        return w
 
     def _affine(self, i: int, h: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
         if self.biases is None:

@@ -9,9 +9,12 @@ model is one entry.  The built-in ones:
 * ``resnet18``: the CIFAR ResNet-18 (3x3 stem, no max-pool, 4 stages of 2 basic blocks, widths 64..512);
 * ``resnet``: He et al.'s CIFAR ResNet of depth 6n+2 (option ``depth``, default 32: 3 stages of 5 basic blocks,
   widths 16/32/64, ~0.46M parameters);
+* ``vit``: a small Vision Transformer (:class:`spuriouslab.nets.vit.ViT`, Beyer et al. 2022's Simple ViT; options
+  ``patch`` (4), ``dim`` (64), ``depth`` (4), ``heads`` (4); the patch must divide the image height and width);
 * encoders for distillation (role ``encoder``, output = the embedding): ``mlp-encoder`` (:class:`MLPEncoder`,
-  options ``width`` and ``activation``) and ``cnn-encoder`` (:class:`CNNEncoder`); :class:`Projected` and
-  :class:`Classifier` wrap any encoder.
+  options ``width`` and ``activation``), ``cnn-encoder`` (:class:`CNNEncoder`) and ``vit-encoder`` (the ViT with
+  its head as the projection to the embedding, the same options); :class:`Projected` and :class:`Classifier` wrap
+  any encoder.
 
 :class:`SeedEnsemble` stacks the parameters of S independently initialised copies
 (``torch.func.stack_module_state``) and evaluates them with ``vmap(functional_call)``: one batched
@@ -43,7 +46,7 @@ class FC(nn.Module):
         layers.append(nn.Linear(dims[-1], n_out))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
@@ -64,7 +67,7 @@ class SmallCNN(nn.Module):
             nn.Linear(256, n_out),
         )
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
@@ -79,13 +82,13 @@ class BasicBlock(nn.Module):
         if stride != 1 or c_in != c_out:
             self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
 
 
 class ResNet18(nn.Module):
-    def __init__(self, channels: int, n_out: int, widths=(64, 128, 256, 512)):
+    def __init__(self, channels: int, n_out: int, widths: tuple[int, ...] = (64, 128, 256, 512)):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
@@ -98,7 +101,7 @@ class ResNet18(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, n_out))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))
 
 
@@ -108,6 +111,8 @@ def has_batchnorm(module: nn.Module) -> bool:
 
 class SeedEnsemble(nn.Module):
     """S copies of a model, one per seed, evaluated on inputs of shape (S, B, ...)."""
+
+    base: nn.Module  # the template (stacked ensembles): set outside the module tree, see __init__
 
     def __init__(self, make: Callable[[int], nn.Module], seeds: list[int]):
         super().__init__()
@@ -128,14 +133,17 @@ class SeedEnsemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.stacked:
-            return self.model(x[0])[None]
+            out: torch.Tensor = self.model(x[0])[None]
+            return out
         params = {k.replace("__", "."): v for k, v in self.params.items()}
         buffers = self._stacked_buffers()
 
-        def one(p, b, xi):
-            return functional_call(self.base, (p, b), (xi,))
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+            y: torch.Tensor = functional_call(self.base, (p, b), (xi,))
+            return y
 
-        return vmap(one)(params, buffers, x)
+        stacked: torch.Tensor = vmap(one)(params, buffers, x)
+        return stacked
 
     def _stacked_buffers(self) -> dict[str, torch.Tensor]:
         return {k: getattr(self, "buf__" + k.replace(".", "__")) for k in self._buffer_names}
@@ -143,7 +151,8 @@ class SeedEnsemble(nn.Module):
     def forward_module(self, x: torch.Tensor, name: str) -> torch.Tensor:
         """Evaluate only the submodule ``name`` (e.g. ``"encoder"`` of a classifier) of every seed."""
         if not self.stacked:
-            return self.model.get_submodule(name)(x[0])[None]
+            out: torch.Tensor = self.model.get_submodule(name)(x[0])[None]
+            return out
         prefix = name + "."
         params = {
             k.replace("__", ".")[len(prefix) :]: v
@@ -153,18 +162,21 @@ class SeedEnsemble(nn.Module):
         buffers = {k[len(prefix) :]: v for k, v in self._stacked_buffers().items() if k.startswith(prefix)}
         sub = self.base.get_submodule(name)
 
-        def one(p, b, xi):
-            return functional_call(sub, (p, b), (xi,))
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+            y: torch.Tensor = functional_call(sub, (p, b), (xi,))
+            return y
 
-        return vmap(one)(params, buffers, x)
+        stacked: torch.Tensor = vmap(one)(params, buffers, x)
+        return stacked
 
     def seed_parameter(self, name: str) -> torch.Tensor:
         """A parameter of every seed, stacked (S, ...), by its dotted name in the model."""
         if not self.stacked:
             return self.model.get_parameter(name)[None]
-        return self.params[name.replace(".", "__")]
+        param: torch.Tensor = self.params[name.replace(".", "__")]
+        return param
 
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> SeedEnsemble:
         super().train(mode)
         if not self.stacked:
             self.model.train(mode)
@@ -185,7 +197,7 @@ class MLPEncoder(nn.Module):
         self.activation = activation
         self._fn = get_activation(activation).fn("net")
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self._fn.differentiable(self.first(x.flatten(1))))
 
 
@@ -206,7 +218,7 @@ class CNNEncoder(nn.Module):
             nn.Linear(32 * h * w, embed),
         )
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
@@ -214,12 +226,14 @@ class Projected(nn.Module):
     """``encoder(x P)``: an encoder that sees only a fixed linear projection of its input (``P`` a buffer), e.g.
     the core subspace; its output is then exactly invariant to anything ``P`` removes."""
 
+    projection: torch.Tensor
+
     def __init__(self, encoder: nn.Module, projection: torch.Tensor):
         super().__init__()
         self.encoder = encoder
         self.register_buffer("projection", projection)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1) @ self.projection)
 
 
@@ -231,7 +245,7 @@ class Classifier(nn.Module):
         self.encoder = encoder
         self.head = nn.Linear(embed, n_classes)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
 
 
@@ -243,7 +257,7 @@ class _ShortcutA(nn.Module):
         super().__init__()
         self.stride, self.pad = stride, c_out - c_in
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
         return torch.nn.functional.pad(x, (0, 0, 0, 0, 0, self.pad)) if self.pad else x
 
@@ -257,7 +271,7 @@ class BlockA(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.short = _ShortcutA(c_in, c_out, stride) if stride != 1 or c_in != c_out else nn.Identity()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))
         return torch.relu(self.bn2(self.conv2(out)) + self.short(x))
 
@@ -268,7 +282,7 @@ class ResNetCIFAR(nn.Module):
     ``depth=32``: 5 blocks a stage, about 0.46M parameters.  ``last_block`` is the module whose output channels
     are the last convolution's (feature visualization, Grad-CAM); ``features`` gives the penultimate representation."""
 
-    def __init__(self, channels: int = 3, n_out: int = 10, depth: int = 32, widths=(16, 32, 64)):
+    def __init__(self, channels: int = 3, n_out: int = 10, depth: int = 32, widths: tuple[int, ...] = (16, 32, 64)):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2, got {depth}")
@@ -289,15 +303,17 @@ class ResNetCIFAR(nn.Module):
 
     @property
     def last_block(self) -> nn.Module:
-        return self.stages[-1][-1]
+        stage = self.stages[-1]
+        assert isinstance(stage, nn.Sequential)
+        return stage[-1]
 
-    def feature_maps(self, x):
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
 
-    def features(self, x):
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.feature_maps(x))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
 
@@ -342,6 +358,22 @@ def _fc(shape: Shape, n_out: int) -> nn.Module:
     return FC(math.prod(shape), n_out)
 
 
+def _vit(name: str) -> Callable[..., nn.Module]:
+    """The registry's builder of :class:`~spuriouslab.nets.vit.ViT` as ``name``: a bad option (a patch that does not
+    divide the image, heads that do not divide dim) is a one-line ConfigError naming the model."""
+
+    def build(shape: Shape, n_out: int, patch: int = 4, dim: int = 64, depth: int = 4, heads: int = 4) -> nn.Module:
+        from spuriouslab.errors import ConfigError
+        from spuriouslab.nets.vit import ViT
+
+        try:
+            return ViT(shape[0], shape[1:], n_out, patch=patch, dim=dim, depth=depth, heads=heads)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+
+    return build
+
+
 MODELS: dict[str, ModelSpec] = {
     "fc": ModelSpec(_fc, "fully connected d -> 500 -> 200 -> C, ReLU"),
     "cnn": ModelSpec(lambda shape, n_out: SmallCNN(shape[0], shape[1:], n_out), "small CNN: 2 conv + 2 FC, ReLU"),
@@ -353,6 +385,11 @@ MODELS: dict[str, ModelSpec] = {
         "He et al.'s CIFAR ResNet, depth 6n+2 (option depth, default 32)",
         batchnorm=True,
     ),
+    "vit": ModelSpec(
+        _vit("vit"),
+        "small Vision Transformer: patch embedding, pre-norm blocks, 2-d sin-cos positions, mean pooling "
+        "(options patch 4, dim 64, depth 4, heads 4)",
+    ),
     "mlp-encoder": ModelSpec(
         lambda shape, n_out, width=256, activation="relu": MLPEncoder(math.prod(shape), width, n_out, activation),
         "two-layer MLP encoder, any activation",
@@ -360,6 +397,9 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "cnn-encoder": ModelSpec(
         lambda shape, n_out: CNNEncoder(shape[0], shape[1:], n_out), "small CNN encoder", role="encoder"
+    ),
+    "vit-encoder": ModelSpec(
+        _vit("vit-encoder"), "small Vision Transformer encoder (the vit's options)", role="encoder"
     ),
 }
 

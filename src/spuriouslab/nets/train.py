@@ -26,12 +26,31 @@ import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
 
 import torch
 from tqdm.auto import tqdm
 
 from spuriouslab.errors import describe
+
+
+class CheckpointStore(Protocol):
+    """Where :func:`fit` keeps a run's checkpoints, by key (:class:`spuriouslab.store.Checkpoints`: a run
+    directory's ``checkpoints/``).  ``load`` gives what ``save`` stored, or None (no checkpoint, or an unreadable
+    one, set aside); ``set_aside`` moves one that does not match its run out of the way; ``discard`` drops one
+    once its group's records are written; ``directory`` is where they are (worker processes open it again)."""
+
+    @property
+    def directory(self) -> Path: ...
+
+    def load(self, key: str) -> object: ...
+
+    def save(self, key: str, obj: object) -> None: ...
+
+    def set_aside(self, key: str, reason: str) -> None: ...
+
+    def discard(self, key: str) -> None: ...
 
 
 def hinge(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -76,7 +95,8 @@ def make_optimizer(
     name: str, params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0, momentum: float = 0.0
 ) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
-    kw: dict = {"lr": lr, "weight_decay": weight_decay}
+    kw: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
+    cls: Callable[..., torch.optim.Optimizer]
     if name == "sgd":
         cls, kw["momentum"] = torch.optim.SGD, momentum
     elif name == "adam":
@@ -108,7 +128,7 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: Any = None
     generators: list[torch.Generator] = field(default_factory=list)
-    history: dict[str, list] = field(default_factory=dict)
+    history: dict[str, list[Any]] = field(default_factory=dict)
     step: int = 0
     diverged_at: dict[int, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -128,7 +148,7 @@ class TrainState:
             "stopped": self.stopped,
         }
 
-    def load_state_dict(self, saved: dict[str, Any]) -> None:
+    def load_state_dict(self, saved: object) -> None:
         """Restore a :meth:`state_dict`; a checkpoint that does not match this state (other keys, shapes or
         generators) raises ValueError and leaves the state as it was."""
         if not isinstance(saved, dict) or set(saved) != set(self.state_dict()):
@@ -158,7 +178,7 @@ class TrainState:
         for g, st in zip(self.generators, saved["generators"], strict=True):
             g.set_state(st)
 
-    def curve(self, key: str, seed: int) -> list:
+    def curve(self, key: str, seed: int) -> list[Any]:
         """The logged values of ``key`` for the seed at position ``seed``."""
         return [values[seed] for values in self.history[key]]
 
@@ -175,7 +195,7 @@ class TrainState:
         }
 
 
-def resume(state: TrainState, checkpoints: Any, key: str | None) -> bool:
+def resume(state: TrainState, checkpoints: CheckpointStore | None, key: str | None) -> bool:
     """Load ``state`` from checkpoint ``key`` if there is one; a checkpoint that loads but does not match is set
     aside (``*.corrupt``) with a warning and the state starts fresh.  Returns whether it resumed."""
     if checkpoints is None or key is None:
@@ -199,13 +219,13 @@ def fit(
     *,
     log_every: int,
     measure: Callable[[int], dict[str, Any] | None] | None = None,
-    checkpoints: Any = None,
+    checkpoints: CheckpointStore | None = None,
     key: str | None = None,
     steps_per_epoch: int = 1,
     schedule: Literal["step", "epoch"] = "step",
-    before_step: Callable[[], None] | None = None,
+    before_step: Callable[[], object] | None = None,
     backward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    after_step: Callable[[], None] | None = None,
+    after_step: Callable[[], object] | None = None,
     desc: str | None = None,
     progress: bool = False,
 ) -> TrainState:
@@ -392,7 +412,7 @@ def clip_grad_norm_per_seed(params: Iterable[torch.nn.Parameter], max_norm: floa
     if not stacked:
         torch.nn.utils.clip_grad_norm_(grads, max_norm)
         return
-    sq = sum(g.pow(2).flatten(1).sum(dim=1) for g in grads)  # (S,)
+    sq = cast(torch.Tensor, sum(g.pow(2).flatten(1).sum(dim=1) for g in grads))  # (S,); grads is not empty
     scale = (max_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))

@@ -8,16 +8,17 @@ import pandas as pd
 
 from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
+from spuriouslab.experiments.memorization.config import MemorizationConfig
 from spuriouslab.experiments.memorization.report import report_memorization
 from spuriouslab.theory.alignment import predict_alignment
 
 
-def report(cfg, df: pd.DataFrame) -> Report:
+def report(cfg: MemorizationConfig, df: pd.DataFrame) -> Report:
     base = report_memorization(df)
     keys = ["model", "activation", "alpha", "width", "n_train"]
     agg = tables.aggregate(df, keys, ["alignment_mean", "gamma_pred", "gamma_few", "gamma_many"])
     agg["gap"] = agg["alignment_mean"] - agg["gamma_pred"]
-    worst = agg.loc[agg.gap.abs().idxmax()]
+    worst = agg.iloc[agg.gap.abs().argmax()]  # idxmax's position (agg has a range index)
     lines = [
         "# Feature alignment: measured vs predicted",
         "",

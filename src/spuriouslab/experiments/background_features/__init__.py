@@ -1,9 +1,10 @@
 """Background features in deep networks (Zhang et al., ICML 2024, Section 5), with numbers.
 
 Pad training images with a coloured border (brick red, 150/50/50), random-crop back and flip; train a CIFAR
-ResNet-32 (and a control without padding); then measure what the network reads: accuracy and representation
-change under borders of the training colour and of other colours, Grad-CAM mass on the border, and activation
-maximization of the last convolution's channels with the colours of what it finds.  ``config`` / ``run`` /
+ResNet-32 (and a control without padding), or with ``model=vit`` a small Vision Transformer; then measure what the
+network reads: accuracy and representation change under borders of the training colour and of other colours,
+Grad-CAM mass on the border (a ViT's on its patch embedding), and activation maximization of the last
+convolution's channels (a ViT's last-block MLP units) with the colours of what it finds.  ``config`` / ``run`` /
 ``report`` hold the three jobs; the measurements live in :mod:`spuriouslab.nets.analysis`.
 """
 
@@ -18,8 +19,8 @@ ZH = "Zhang et al., ICML 2024"
 
 EXPERIMENT = Experiment(
     name="background-features",
-    summary="Padded-border training of a CIFAR ResNet (cpu: ResNet-8, paper: ResNet-32): does it learn the border "
-    "colour? (Zhang et al.)",
+    summary="Padded-border training of a CIFAR ResNet (cpu: ResNet-8, paper: ResNet-32) or a ViT (model=vit): does "
+    "it learn the border colour? (Zhang et al.)",
     Config=BackgroundFeaturesConfig,
     run=run,
     reporting=report,

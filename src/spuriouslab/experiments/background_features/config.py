@@ -45,11 +45,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"border": spec.padding[0], "eval_border": spec.padding[1]})
 # data=auto: the padding follows the data set the run finds (resolved at run time, see BorderData), so an unset
 # border or eval_border stays None here
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    # the CIFAR ResNet keeps the paper's SGD recipe (the fields' own defaults)
+    "resnet": {},
+    # a ViT is not trained by SGD at lr 0.1: AdamW (lr 1e-3, weight decay 0.05), the recipe of Beyer et al. (2022)
+    # and of the distillation paper's preset, with the same step schedule
+    "vit": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05},
+}
 
 
 class BackgroundFeaturesConfig(ExperimentConfig):
     AXES: ClassVar[tuple[str, ...]] = ("pipeline",)
-    DEFAULTS: ClassVar = (("preset", PRESETS), ("data", DATA_DEFAULTS))
+    DEFAULTS: ClassVar = (("preset", PRESETS), ("data", DATA_DEFAULTS), ("model", MODEL_DEFAULTS))
 
     preset: Literal["cpu", "paper"] = Field("cpu", description="cpu (minutes) or paper (CIFAR-10, 250 epochs, GPU)")
     data: AutoDataset = Field(
@@ -79,14 +86,22 @@ class BackgroundFeaturesConfig(ExperimentConfig):
     flip: bool = Field(True, description="random horizontal flips")
     n_train: int = Field(5000, ge=10, le=MAX_SAMPLES, description="training images (preset; capped by the data)")
     n_test: int = Field(1000, ge=10, le=MAX_SAMPLES, description="test images (preset; capped by the data)")
+    model: Literal["resnet", "vit"] = Field(
+        "resnet", description="resnet (He et al.'s CIFAR ResNet, depth) or vit (a small ViT, vit_*; AdamW)"
+    )
     depth: int = Field(
         32, ge=8, le=1202, description="ResNet depth 6n+2 (preset: cpu 8, paper 32 = 3 stages of 5 blocks)"
     )
+    vit_patch: int = Field(4, ge=1, le=4096, description="model=vit: patch side (must divide the image size)")
+    vit_dim: int = Field(64, ge=4, le=4096, description="model=vit: token width (a multiple of 4 and of vit_heads)")
+    vit_depth: int = Field(4, ge=1, le=64, description="model=vit: transformer blocks")
+    vit_heads: int = Field(4, ge=1, le=64, description="model=vit: attention heads")
     epochs: int = Field(8, ge=1, le=10**5, description="training epochs (preset; paper 250)")
     batch_size: int = Field(128, ge=1, le=MAX_SAMPLES, description="minibatch size")
-    lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="SGD learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False, description="SGD weight decay")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="sgd (the ResNet's) or adamw (model=vit's default)")
+    lr: float = Field(0.1, gt=0, allow_inf_nan=False, description="learning rate (model=vit: 1e-3)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (not used by adamw)")
+    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False, description="weight decay (model=vit: 0.05)")
     lr_step: int = Field(6, ge=1, description="epochs between lr x gamma (preset; paper 50)")
     gamma: float = Field(0.1, gt=0, le=1, description="learning-rate factor")
     adversarial: bool = Field(False, description="adversarial training: Gaussian noise + PGD-L2 (official code)")
@@ -95,7 +110,12 @@ class BackgroundFeaturesConfig(ExperimentConfig):
     eps: float = Field(1.0, ge=0, allow_inf_nan=False, description="adversarial: L2 radius")
     eps_ramp: int = Field(10, ge=0, description="adversarial: epochs over which eps ramps up")
     log_every: int = Field(1, ge=1, description="epochs between evaluations and checkpoints (preset)")
-    vis_channels: int = Field(64, ge=1, le=4096, description="channels of the last convolution to visualize")
+    vis_channels: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="channels to visualize: of the last convolution (vit: the last block's MLP units)",
+    )
     vis_rounds: int = Field(4, ge=1, le=1000, description="visualization rounds (blur between) (preset; paper 10)")
     vis_steps: int = Field(100, ge=1, le=10**5, description="Adam steps a round (preset; paper ~200)")
     vis_lr: float = Field(0.05, gt=0, description="visualization Adam learning rate")
@@ -112,6 +132,13 @@ class BackgroundFeaturesConfig(ExperimentConfig):
             parse_colour(c, "other_colours")
         if (self.depth - 2) % 6:
             raise ValueError(f"depth: got {self.depth}; a CIFAR ResNet has depth 6n + 2 (20, 32, 44, 56, ...)")
+        if self.model == "vit":
+            if self.vit_dim % self.vit_heads:
+                raise ValueError(f"vit_heads: got {self.vit_heads}; it must divide vit_dim ({self.vit_dim})")
+            if self.vit_dim % 4:
+                raise ValueError(
+                    f"vit_dim: got {self.vit_dim}; the ViT's 2-d sin-cos position embedding needs a multiple of 4"
+                )
         if self.data == "folder" and not self.data_root:
             raise ValueError("data_root: data=folder needs data_root=DIR (DIR/train/<class>, DIR/test/<class>)")
         return self

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from spuriouslab import plotting, tables
+from spuriouslab.experiments.background_features.run import model_name
 from spuriouslab.experiments.base import Report
 from spuriouslab.records import decode_array
 
@@ -113,6 +114,8 @@ def report(cfg, df: pd.DataFrame) -> Report:
     agg, shown = summary_table(df, ["pipeline"], colours)
     pipes = list(agg.pipeline)
     figures = {}
+    vit = cfg.model == "vit"
+    name = model_name(cfg)
 
     # 1. feature visualizations, padded and control side by side (the first seed of each)
     fig, axes = plotting.panel_grid(1, len(pipes), size=(5.0, 5.4))
@@ -124,9 +127,9 @@ def report(cfg, df: pd.DataFrame) -> Report:
         unsigned = getattr(row, "vis_border_axis_abs", math.nan)  # records written before the measure existed
         axes[0][j].set_title(f"{pipe}: |border-colour axis| {unsigned:.3f}, redness {row.vis_redness:+.3f}", fontsize=8)
         axes[0][j].axis("off")
+    what = "the last block's MLP units (token mean)" if vit else "the last convolution's channels"
     fig.suptitle(
-        f"Activation maximization of the last convolution's channels (ResNet-{cfg.depth}, seed "
-        f"{int(df.seed.min())}); training border {cfg.colour}",
+        f"Activation maximization of {what} ({name}, seed {int(df.seed.min())}); training border {cfg.colour}",
         fontsize=9,
     )
     figures["feature_grids"] = fig
@@ -165,12 +168,14 @@ def report(cfg, df: pd.DataFrame) -> Report:
     plotting.style_axes(axes[0][1], "epoch", "test accuracy (plain images)")
     figures["training"] = fig
 
+    optimizer = {"sgd": "SGD", "adamw": "AdamW"}[cfg.optimizer]
     lines = [
         "# Background features in deep networks",
         "",
-        f"data={df.data.iloc[0]}, ResNet-{cfg.depth} ({int(df.parameters.iloc[0])} parameters), "
-        f"{int(df.n_train.iloc[0])} training images, {cfg.epochs} epochs, SGD lr {cfg.lr:g}; padded = border of "
-        f"{int(df.border.iloc[0])} px in {cfg.colour}, random crop, flip; test frames of {int(df.eval_border.iloc[0])} px"
+        f"data={df.data.iloc[0]}, {name} ({int(df.parameters.iloc[0])} parameters), "
+        f"{int(df.n_train.iloc[0])} training images, {cfg.epochs} epochs, {optimizer} lr {cfg.lr:g}; "
+        f"padded = border of {int(df.border.iloc[0])} px in {cfg.colour}, random crop, flip; "
+        f"test frames of {int(df.eval_border.iloc[0])} px"
         + (", adversarial training" if cfg.adversarial else "")
         + ".  Mean ± 95% interval over seeds:",
         "",
@@ -193,6 +198,17 @@ def report(cfg, df: pd.DataFrame) -> Report:
         "Scale: the paper's evidence is an adversarially trained ResNet-32 on all 50000 CIFAR-10 images for "
         "250 epochs (preset=paper, a GPU); a verdict here speaks for this scale only.",
         "",
+        *(
+            [
+                "ViT: Grad-CAM is read on the patch embedding (the one layer whose tokens are exactly the patches; "
+                "each patch's value covers its pixels), the same positive predicted-class mass fraction as the "
+                "ResNet's; the visualizations maximize the token mean of the last block's MLP units (after the "
+                "GELU), the transformer's counterpart of the last convolution's channels.",
+                "",
+            ]
+            if vit
+            else []
+        ),
         "Figures: " + ", ".join(f"figures/{k}" for k in figures) + " (PNG, PDF).",
     ]
     if len(bad):

@@ -1,8 +1,13 @@
 """Background-features run: images (the data layer) -> padded or control training pipeline
-(:func:`spuriouslab.data.borders.pad_crop_flip`) -> a CIFAR ResNet of the model registry trained by the one trainer
-(:func:`spuriouslab.nets.train.fit`: SGD, step schedule; optional Gaussian-noise + PGD-L2 adversarial training) ->
-the border numbers, Grad-CAM and feature visualizations of :mod:`spuriouslab.nets.analysis` -> one record per
-(pipeline, seed)."""
+(:func:`spuriouslab.data.borders.pad_crop_flip`) -> a CIFAR ResNet or a ViT of the model registry trained by the one
+trainer (:func:`spuriouslab.nets.train.fit`: SGD or AdamW, step schedule; optional Gaussian-noise + PGD-L2
+adversarial training) -> the border numbers, Grad-CAM and feature visualizations of :mod:`spuriouslab.nets.analysis`
+-> one record per (pipeline, seed).
+
+The ViT's counterparts: Grad-CAM on its patch embedding (:func:`spuriouslab.nets.analysis.cam_layer` says why), the
+same ``gradcam_border_*`` fractions; the feature visualization maximizes the token mean of the last block's MLP
+units (after the GELU): the transformer's neurons, a privileged basis as the ResNet's post-ReLU channels are, where
+the residual stream's coordinates are not (nothing elementwise acts on them but LayerNorm's gain)."""
 
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.nets import analysis
-from spuriouslab.nets.models import build_model
+from spuriouslab.nets.models import MODELS, ResNetCIFAR, build_model
 from spuriouslab.nets.train import Minibatches, TrainState, evaluating, fit, make_optimizer, seeded
+from spuriouslab.nets.vit import ViT
 from spuriouslab.records import encode_array
 from spuriouslab.seeding import numpy_rng, stream_id, torch_generator, torch_seed
 
@@ -98,7 +104,34 @@ def resolve(cfg: BackgroundFeaturesConfig) -> dict[str, str]:
 
 
 def check(cfg: BackgroundFeaturesConfig) -> None:
-    load_rgb(cfg, cfg.seed)
+    data = load_rgb(cfg, cfg.seed)
+    if cfg.model == "vit":
+        h, w = data.x_train.shape[1:3]
+        check_patch(cfg, h, w, data.name)
+
+
+def check_patch(cfg: BackgroundFeaturesConfig, h: int, w: int, name: str) -> None:
+    """A ViT's patch must divide the images (padding is cropped back: the model sees the data set's size)."""
+    if h % cfg.vit_patch or w % cfg.vit_patch:
+        ok = [p for p in range(1, min(h, w) + 1) if h % p == 0 and w % p == 0]
+        raise ConfigError(
+            f"vit_patch: got {cfg.vit_patch}; {name} images are {h}x{w}, so the patch must divide both "
+            f"({', '.join(map(str, ok))})"
+        )
+
+
+def model_options(cfg: BackgroundFeaturesConfig) -> dict[str, Any]:
+    """The registry options of the config's model."""
+    if cfg.model == "vit":
+        return {"patch": cfg.vit_patch, "dim": cfg.vit_dim, "depth": cfg.vit_depth, "heads": cfg.vit_heads}
+    return {"depth": cfg.depth}
+
+
+def model_name(cfg: BackgroundFeaturesConfig) -> str:
+    """The model in words: ``ResNet-8``, ``ViT (patch 4, dim 64, depth 4, 4 heads)``."""
+    if cfg.model == "vit":
+        return f"ViT (patch {cfg.vit_patch}, dim {cfg.vit_dim}, depth {cfg.vit_depth}, {cfg.vit_heads} heads)"
+    return f"ResNet-{cfg.depth}"
 
 
 def group_key(cfg: BackgroundFeaturesConfig, p: dict[str, Any]) -> Any:
@@ -108,6 +141,8 @@ def group_key(cfg: BackgroundFeaturesConfig, p: dict[str, Any]) -> Any:
 def estimate(cfg: BackgroundFeaturesConfig) -> Estimate:
     name = resolve_data(cfg)
     h, w, _ = image_shape(name, cfg.data_root)
+    if cfg.model == "vit":
+        return _estimate_vit(cfg, name, h, w)
     hw = h * w
     act = hw * 16 * 6 * ((cfg.depth - 2) // 6) * 4  # activations kept for backward, per image (float32)
     peak = (
@@ -120,6 +155,27 @@ def estimate(cfg: BackgroundFeaturesConfig) -> Estimate:
     steps_imgs = cfg.epochs * cfg.n_train * (1 + (cfg.pgd_steps if cfg.adversarial else 0))
     flops = 3 * flops_img * steps_imgs + 3 * flops_img * cfg.vis_channels * cfg.vis_rounds * cfg.vis_steps
     return Estimate(peak, flops, f"ResNet-{cfg.depth}, {cfg.n_train} images x {cfg.epochs} epochs")
+
+
+def _estimate_vit(cfg: BackgroundFeaturesConfig, name: str, h: int, w: int) -> Estimate:
+    """The ViT's estimate: the data as above; parameters (with AdamW's two moments and the gradient) and the
+    activations of one batch counted by the model registry on the meta device (forward and backward, the
+    attention maps included); work ~ 2 x parameters x tokens a forward plus the attention products."""
+    check_patch(cfg, h, w, name)
+    n_classes = 10  # every data set of the registry but a folder; a folder's class count is not read here
+    params, per_sample = MODELS["vit"].size((3, h, w), n_classes, **model_options(cfg))
+    peak = (
+        (cfg.n_train + cfg.n_test * (2 + len(cfg.other_colours))) * h * w * 3 * 5
+        + cfg.batch_size * per_sample * 4 * 2
+        + params * 4 * 4
+        + FRAMEWORK_BYTES
+        + load_bytes(name)
+    )
+    tokens = (h // cfg.vit_patch) * (w // cfg.vit_patch)
+    flops_img = 2.0 * params * tokens + 4.0 * cfg.vit_depth * tokens**2 * cfg.vit_dim
+    steps_imgs = cfg.epochs * cfg.n_train * (1 + (cfg.pgd_steps if cfg.adversarial else 0))
+    flops = 3 * flops_img * steps_imgs + 3 * flops_img * cfg.vis_channels * cfg.vis_rounds * cfg.vis_steps
+    return Estimate(peak, flops, f"{model_name(cfg)}, {cfg.n_train} images x {cfg.epochs} epochs")
 
 
 def _pgd_l2(model, x, y, eps: float, steps: int) -> torch.Tensor:
@@ -162,7 +218,7 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
         key=key,
         steps_per_epoch=spe,
         schedule="epoch",
-        desc=f"ResNet-{cfg.depth} {pipeline} seed {seed}",
+        desc=f"{'ViT' if cfg.model == 'vit' else model_name(cfg)} {pipeline} seed {seed}",
         progress=ctx.progress,
     )
     train_seconds = time.perf_counter() - t0
@@ -198,14 +254,14 @@ def run_group(cfg: BackgroundFeaturesConfig, points: list[dict], ctx: RunContext
 
 
 def new_state(cfg: BackgroundFeaturesConfig, data: BorderData, seed: int, device: str) -> TrainState:
-    """A CIFAR ResNet of the model registry initialised from the seed's stream, SGD with momentum, the step
-    schedule; generators: the minibatch order and the adversarial noise."""
+    """The config's model of the registry (CIFAR ResNet or ViT) initialised from the seed's stream, SGD with
+    momentum or AdamW, the step schedule; generators: the minibatch order and the adversarial noise."""
     h, w = data.x_train.shape[1:3]
     model = seeded(
-        lambda: build_model("resnet", (3, h, w), data.n_classes, depth=cfg.depth),
+        lambda: build_model(cfg.model, (3, h, w), data.n_classes, **model_options(cfg)),
         torch_generator(seed, stream_id("background.init")),
     ).to(device)
-    opt = make_optimizer("sgd", model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.gamma)
     return TrainState(
         model,
@@ -255,17 +311,21 @@ def border_numbers(
     cfg: BackgroundFeaturesConfig, model: torch.nn.Module, data: BorderData, x_test: torch.Tensor, device: str
 ) -> dict[str, Any]:
     """Accuracy and representation change under frames of each colour, Grad-CAM mass on the frame, and eight
-    Grad-CAM examples (the maps and the framed images they were computed on)."""
+    Grad-CAM examples (the maps and the framed images they were computed on).  Grad-CAM reads a ResNet's last
+    block and a ViT's patch embedding (:func:`spuriouslab.nets.analysis.cam_layer`)."""
     h, w = data.x_test.shape[1:3]
     colour = parse_colour(cfg.colour)
     region = torch.from_numpy(frame_mask(h, w, data.eval_border)).to(device)
     colours = {"train_colour": colour, **{c: parse_colour(c) for c in cfg.other_colours}}
     framed = {k: to_float_chw(frame(data.x_test, c, data.eval_border), device) for k, c in colours.items()}
+    layer = analysis.cam_layer(model)[0]
     with evaluating(model):
-        out = analysis.border_reliance(
-            model, x_test, torch.from_numpy(data.y_test), framed, region, model.last_block, cfg.cam_images
+        out: dict[str, Any] = dict(
+            analysis.border_reliance(
+                model, x_test, torch.from_numpy(data.y_test), framed, region, layer, cfg.cam_images
+            )
         )
-        _, cams = analysis.gradcam_border_fraction(model, framed["train_colour"][:8], region, model.last_block)
+        _, cams = analysis.gradcam_border_fraction(model, framed["train_colour"][:8], region, layer)
     out["cam_examples"] = encode_array((cams.numpy() / max(float(cams.max()), 1e-12) * 255).astype(np.uint8))
     out["cam_images"] = encode_array(frame(data.x_test[:8], colour, data.eval_border))
     return out
@@ -274,15 +334,26 @@ def border_numbers(
 def visualization(
     cfg: BackgroundFeaturesConfig, model: torch.nn.Module, size: tuple[int, int], seed: int
 ) -> dict[str, Any]:
-    """Activation maximization of the last block's channels, the activation it gains over a grey image, and the
-    colours of what it finds (per channel and averaged)."""
+    """Activation maximization of the last block's channels (a ResNet's last convolution; a ViT's last-block MLP
+    units, their mean over tokens), the activation it gains over a grey image, and the colours of what it finds
+    (per channel and averaged)."""
     h, w = size
     colour = parse_colour(cfg.colour)
+    vit = isinstance(model, ViT)
+    layer: torch.nn.Module
+    if isinstance(model, ViT):
+        layer, width = model.feature_layer, model.feature_width
+    else:
+        assert isinstance(model, ResNetCIFAR)
+        layer = model.last_block
+        conv = model.last_block.get_submodule("conv2")
+        assert isinstance(conv, torch.nn.Conv2d)
+        width = conv.out_channels
     with evaluating(model):
-        channels = list(range(min(cfg.vis_channels, model.last_block.conv2.out_channels)))
+        channels = list(range(min(cfg.vis_channels, width)))
         vis = analysis.visualize_channels(
             model,
-            model.last_block,
+            layer,
             (3, h, w),
             channels,
             cfg.vis_rounds,
@@ -290,11 +361,12 @@ def visualization(
             cfg.vis_lr,
             cfg.vis_reg,
             torch_seed(seed, stream_id("background.visualize")) % 2**63,
+            tokens=vit,
         )
         before = analysis.channel_activation(
-            model, model.last_block, torch.full((len(channels), 3, h, w), 0.5), channels
+            model, layer, torch.full((len(channels), 3, h, w), 0.5), channels, tokens=vit
         )
-        after = analysis.channel_activation(model, model.last_block, vis, channels)
+        after = analysis.channel_activation(model, layer, vis, channels, tokens=vit)
     out: dict[str, Any] = {"vis_gain": float((after - before).mean())}
     stats = [analysis.colour_stats(vis[i : i + 1], colour) for i in range(len(channels))]
     for k in ("hue", "redness", "near_border_colour", "border_axis"):

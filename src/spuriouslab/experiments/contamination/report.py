@@ -8,6 +8,7 @@ import pandas as pd
 
 from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
+from spuriouslab.experiments.contamination.config import ContaminationConfig
 
 COMBO = ["activation", "loss", "optimizer", "mitigation"]
 METRICS = [
@@ -26,7 +27,7 @@ METRICS = [
 ]
 
 
-def report(cfg, df: pd.DataFrame) -> Report:
+def report(cfg: ContaminationConfig, df: pd.DataFrame) -> Report:
     bad = df[df.status != "ok"] if "status" in df else df.iloc[:0]
     df = df[df.status == "ok"] if "status" in df else df
     if "mitigation" not in df:  # records written before the mitigation axis: no remedy

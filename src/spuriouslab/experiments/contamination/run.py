@@ -77,7 +77,12 @@ def _device_task(task: ContaminationTask, device: str, dtype: torch.dtype) -> Co
 
 
 @torch.no_grad()
-def measure(model: StackedMLP, task: ContaminationTask, loss_fn, subspace: bool) -> dict[str, torch.Tensor]:
+def measure(
+    model: StackedMLP,
+    task: ContaminationTask,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    subspace: bool,
+) -> dict[str, torch.Tensor]:
     """Every logged metric, per seed (tensors of shape (S,) unless noted)."""
     out: dict[str, torch.Tensor] = {}
     for name, s in [("train", task.train), ("id", task.id_test), ("ood", task.ood_test)]:
@@ -211,8 +216,8 @@ def train_contamination(
     phases["task"] = phase("task", task, list(model.parameters()), **adjust)
     final = measure(model, task, loss_fn, cfg.subspace)
     records = [_record(phases, final, i) for i in range(len(seeds))]
-    for rec in records:
-        rec["phase_steps"] = steps
+    for rec in records:  # the steps of the phases before the task (0: no such phase)
+        rec.update(pretrain_steps=steps.get("pretrain", 0), probe_steps=steps.get("probe", 0))
     return Trained(records, model, task)
 
 
@@ -226,7 +231,7 @@ def _step(
     cfg: ContaminationConfig,
     task: ContaminationTask,
     model: StackedMLP,
-    loss_fn,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: str,
     dtype: torch.dtype,
     groups: bool = False,

@@ -13,7 +13,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class FolderImages(torch.utils.data.Dataset):
             self.files += [(f, ci) for f in sorted((directory / cname).iterdir()) if f.suffix.lower() in SUFFIXES]
         if not self.files:
             raise DataError(f"{directory}: no images found")
-        grey = {}
+        grey: dict[bool, Path] = {}
         for f, _ in self.files:  # headers only: greyscale and colour images are not mixed (as in memory)
             try:
                 with Image.open(f) as im:
@@ -64,7 +64,7 @@ class FolderImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.files[i]
         try:
             with Image.open(path) as im:
@@ -74,7 +74,9 @@ class FolderImages(torch.utils.data.Dataset):
         return torch.from_numpy(a).permute(2, 0, 1), label
 
 
-def datasets(cfg: DistillationConfig) -> dict[str, FolderImages]:
+def datasets(cfg: DistillationConfig) -> tuple[dict[str, FolderImages], list[str]]:
+    """The folder's sets (``train``, ``test``, ``ood:<name>``) and its class names."""
+    assert cfg.data_root is not None, "streaming reads task=folder data, which has its data_root"
     root = Path(cfg.data_root)
     classes = folder_classes(root)
     out = {"train": FolderImages(root / "train", classes), "test": FolderImages(root / "test", classes)}
@@ -85,8 +87,7 @@ def datasets(cfg: DistillationConfig) -> dict[str, FolderImages]:
     shapes = {k: tuple(ds[0][0].shape) for k, ds in out.items()}
     if len(set(shapes.values())) != 1:
         raise DataError(f"{root}: images differ in size across sets ({shapes}); resize them first")
-    out["classes"] = classes  # type: ignore[assignment]
-    return out
+    return out, classes
 
 
 def loader(ds, cfg: DistillationConfig, shuffle_seed: int | None = None, limit: int | None = None):
@@ -120,8 +121,7 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     t0 = time.perf_counter()
     (p,) = points
     seed, act, dev = p["seed"], p["activation"], ctx.device
-    sets = datasets(cfg)
-    classes = sets.pop("classes")
+    sets, classes = datasets(cfg)
     shape = tuple(sets["train"][0][0].shape)
     teacher = make_encoder(cfg, shape, len(classes), "teacher", act, seed, "distillation.teacher")
     if cfg.teacher_checkpoint:
@@ -171,7 +171,11 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     rec: dict[str, Any] = dict(p)
     alive = 0 not in states["student"].diverged_at and 0 not in states["baseline"].diverged_at
     ood = [k for k in fit_sets if k != "id"]
-    for model_name, model in [("teacher", teacher), ("student", student), ("baseline", baseline.encoder)]:
+    for model_name, model in [
+        ("teacher", teacher),
+        ("student", student),
+        ("baseline", baseline.get_submodule("encoder")),
+    ]:
         if alive:
             tests = {name: features(model, ds, cfg, dev) for name, ds in fit_sets.items()}
             accs = probe_accuracies(
@@ -211,10 +215,10 @@ def train(
     role: str,
     seed: int,
     data: FolderImages,
-    loss_of,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     ctx: RunContext,
     key: str,
-    measure=None,
+    measure: Callable[[int], dict[str, list[float]]] | None = None,
     loss_name: str | None = None,
 ) -> TrainState:
     """One model trained by the one trainer on batches read by DataLoader workers (each epoch its own seeded

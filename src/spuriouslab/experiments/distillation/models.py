@@ -5,7 +5,7 @@ three fits.  Used by the in-memory run and the streamed folder path alike."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -13,7 +13,7 @@ import torch
 from spuriouslab.errors import ConfigError, describe
 from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.nets.loading import import_object, load_state
-from spuriouslab.nets.models import Classifier, Projected, build_model
+from spuriouslab.nets.models import Classifier, Projected, Shape, build_model
 from spuriouslab.nets.train import TrainState, seeded
 from spuriouslab.seeding import stream_id, torch_generator
 
@@ -23,11 +23,15 @@ def import_factory(spec: str, key: str) -> Callable[..., torch.nn.Module]:
     obj = import_object(spec, key)
     if not callable(obj):
         raise ConfigError(f"{key}: {spec!r} is not callable")
-    return obj
+    factory: Callable[..., torch.nn.Module] = obj  # what it returns is checked by call_factory
+    return factory
 
 
-def call_factory(factory: Callable, spec: str, key: str, input_shape: tuple[int, ...], n_classes: int):
+def call_factory(
+    factory: Callable[..., object], spec: str, key: str, input_shape: tuple[int, ...], n_classes: int
+) -> torch.nn.Module:
     """Call a user factory (with ``input_shape`` / ``n_classes`` when it takes them); it must return a Module."""
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -63,15 +67,20 @@ def encoder_builder(
         key = "teacher" if role == "teacher" or cfg.student is None else "student"
         factory = import_factory(spec, key)
         return lambda: call_factory(factory, spec, role, input_shape, n_classes)
+    # the registry's (C, H, W), where a synthetic vector (d,) is (1, 1, d) (mlp-encoder reads only its size)
+    shape: Shape = (1, 1, input_shape[0]) if len(input_shape) == 1 else (input_shape[0], input_shape[1], input_shape[2])
     if cfg.mlp():
         act = cfg.teacher_activation if role == "teacher" else activation
 
         def mlp() -> torch.nn.Module:
-            enc = build_model("mlp-encoder", input_shape, cfg.embed, width=cfg.width, activation=act)
-            return Projected(enc, core_projection()) if role == "teacher" else enc
+            enc = build_model("mlp-encoder", shape, cfg.embed, width=cfg.width, activation=act)
+            if role != "teacher":
+                return enc
+            assert core_projection is not None, "the built-in synthetic teacher is given the core projection"
+            return Projected(enc, core_projection())
 
         return mlp
-    return lambda: build_model(cfg.encoder, input_shape, cfg.embed)
+    return lambda: build_model(cfg.encoder, shape, cfg.embed)
 
 
 def make_encoder(

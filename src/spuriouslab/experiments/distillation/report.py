@@ -10,7 +10,7 @@ import pandas as pd
 
 from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
-from spuriouslab.experiments.distillation.config import ROLES
+from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
 
 LABELS = {"teacher": "teacher", "student": "distilled student", "baseline": "baseline (labels)"}
 
@@ -26,7 +26,7 @@ def variants(df: pd.DataFrame) -> pd.Series:
     return df.activation.astype(str) + "/" + mitigation.astype(str)
 
 
-def report(cfg, df: pd.DataFrame) -> Report:
+def report(cfg: DistillationConfig, df: pd.DataFrame) -> Report:
     bad = df[df.status != "ok"]
     df = df[df.status == "ok"]
     if df.empty:
@@ -113,7 +113,7 @@ def _accuracy_bars(table: pd.DataFrame, splits: list[str], ood: list[str]):
     fig, ax = plotting.figure(size=(max(5.0, 1.1 * len(splits) + 2), 3.8))
     width = 0.8 / len(table)
     xs = np.arange(len(splits))
-    for j, row in table.iterrows():
+    for j, (_, row) in enumerate(table.iterrows()):  # the table's index is its range
         vals = [row[s] for s in splits]
         ax.bar(
             xs + (j - (len(table) - 1) / 2) * width,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -78,6 +78,7 @@ def _folder_task(cfg: DistillationConfig, seed: int) -> DistillTask:
     from spuriouslab.data.images import DataError, folder_classes, read_image_split
     from spuriouslab.seeding import numpy_rng
 
+    assert cfg.data_root is not None, "task=folder has its data_root (the config requires it)"
     root = Path(cfg.data_root)
     classes = folder_classes(root)
     x_tr, y_tr = read_image_split(root / "train", classes)
@@ -110,7 +111,8 @@ def _folder_task(cfg: DistillationConfig, seed: int) -> DistillTask:
 
 
 def ood_labels(task: DistillTask, name: str) -> torch.Tensor:
-    return task.notes.get("ood_labels", {}).get(name, task.y_test)
+    labels: torch.Tensor = task.notes.get("ood_labels", {}).get(name, task.y_test)
+    return labels
 
 
 def resolve(cfg: DistillationConfig) -> dict[str, str]:
@@ -126,9 +128,9 @@ def check(cfg: DistillationConfig) -> None:
     if cfg.streaming:
         from spuriouslab.experiments.distillation import folders
 
-        sets = folders.datasets(cfg)
+        sets, classes = folders.datasets(cfg)
         x = torch.stack([sets["train"][i][0] for i in range(min(2, len(sets["train"])))])
-        shape, n_classes, projection = tuple(x.shape[1:]), len(sets["classes"]), None
+        shape, n_classes, projection = tuple(x.shape[1:]), len(classes), None
     else:
         task = load_task(cfg, cfg.seed)
         x = task.x_train[:2]
@@ -153,7 +155,7 @@ def check(cfg: DistillationConfig) -> None:
 # ---------------------------------------------------------------------------------------------- training
 def train(
     cfg: DistillationConfig,
-    model: torch.nn.Module,
+    model: SeedEnsemble,
     loss: Callable[[torch.Tensor], torch.Tensor],
     n: int,
     epochs: int,
@@ -176,7 +178,9 @@ def train(
     batches = Minibatches(n, 0 if cfg.batch_size >= n else cfg.batch_size, gens, ctx.device)
     steps = epochs * batches.steps_per_epoch
     sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
-    clip = (lambda: clip_grad_norm_per_seed(list(model.parameters()), cfg.clip, model.stacked)) if cfg.clip else None
+    clip: Callable[[], object] | None = (
+        (lambda: clip_grad_norm_per_seed(list(model.parameters()), cfg.clip, model.stacked)) if cfg.clip else None
+    )
     if project is not None:  # the projection first, then the clipping of what is left
         hooks = [project.before_step, *([clip] if clip else [])]
         clip = lambda: [hook() for hook in hooks]  # noqa: E731
@@ -283,7 +287,10 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     seconds["baseline"], clock = time.perf_counter() - clock, time.perf_counter()
     states = {"teacher": teacher.state, "student": student, "baseline": baseline}
     alive = [i for i in range(len(seeds)) if all(st is None or i not in st.diverged_at for st in states.values())]
-    accs = probe_all(cfg, data, teacher, student.model, baseline.model, seeds, alive)
+    # each state trained a SeedEnsemble (TrainState holds it as a Module)
+    accs = probe_all(
+        cfg, data, teacher, cast(SeedEnsemble, student.model), cast(SeedEnsemble, baseline.model), seeds, alive
+    )
     seconds["probes"] = time.perf_counter() - clock
     total = (time.perf_counter() - t0) / len(seeds)
     for i, p in enumerate(points):
@@ -304,7 +311,7 @@ class Teacher:
     ood: dict[str, torch.Tensor]
     state: TrainState | None
     first_norms: tuple[torch.Tensor, torch.Tensor] | None
-    embed: Callable[[torch.Tensor], torch.Tensor] | None = None  # the teacher's embedding of any inputs
+    embed: Callable[[torch.Tensor], torch.Tensor]  # the teacher's embedding of any inputs
 
 
 def fit_teacher(cfg: DistillationConfig, data: Stacked, seeds: list[int], act: str, ctx: RunContext) -> Teacher:
@@ -421,6 +428,7 @@ def fit_student(
         )  # fmt: skip
     if spec.probe:
         named = ensemble_parameters(student)
+        # SeedEnsemble.base is set by object.__setattr__ (kept out of the module tree): undeclared in nets/models.py
         head = last_linear(student.base if student.stacked else student.model)
         with head_only(named.items(), lambda name: name.startswith(head + ".")) as params:
             states["probe"] = train(
@@ -429,6 +437,7 @@ def fit_student(
             )  # fmt: skip
     adjust: dict[str, Any] = {}
     if spec.gradient == "project":
+        assert data.basis is not None, "project-oracle is refused for tasks without a known basis (synthetic only)"
         core = data.basis[:, : task0.d_core]
         adjust["project"] = CoreProjection(student.seed_parameter("first.weight"), core)
     elif spec.gradient == "and-mask":
@@ -459,6 +468,7 @@ def pretrain_inputs(cfg: DistillationConfig, data: Stacked, seeds: list[int], de
         return data.stack(lambda t: t.x_teacher, device)
     out = []
     for seed, t in zip(seeds, data.tasks, strict=True):
+        assert t.basis is not None, "a synthetic task has its basis"
         bg = t.basis[t.d_core :]  # (d_bg, d), orthonormal rows
         g = torch_generator(seed, stream_id("distillation.pretrain"))
         u = 2 * torch.rand(t.x_train.shape[0], bg.shape[0], generator=g, dtype=t.x_train.dtype) - 1
@@ -599,6 +609,7 @@ def estimate(cfg: DistillationConfig) -> Estimate:
         batch = cfg.batch_size or 256
         return Estimate(3 * 4 * 4 * 50e6 + batch * 3 * 224 * 224 * 4 * 20, 0.0, "streamed folder, one seed")
     if cfg.task == "folder":  # sizes from the files there (images are read only by the run)
+        assert cfg.data_root is not None, "task=folder has its data_root (the config requires it)"
         root = Path(cfg.data_root)
         count = lambda d: sum(1 for f in d.glob("*/*") if f.is_file()) if d.is_dir() else 0  # noqa: E731
         n, n_test = min(n, count(root / "train")), min(n_test, count(root / "test"))
@@ -607,7 +618,7 @@ def estimate(cfg: DistillationConfig) -> Estimate:
         size = 3 * max(cfg.canvas, 64) ** 2
     rows = 2 * n + n_test * (1 + n_ood)
     batch = n if cfg.batch_size == 0 else min(n, cfg.batch_size)
-    peak = S * (rows * size * 4 + rows * cfg.embed * 4 * 3 + 3 * params * 4 * 4 + batch * per_sample * 4 * 3)
+    peak: float = S * (rows * size * 4 + rows * cfg.embed * 4 * 3 + 3 * params * 4 * 4 + batch * per_sample * 4 * 3)
     peak += FRAMEWORK_BYTES + (
         0.0
         if cfg.task in ("synthetic", "folder")

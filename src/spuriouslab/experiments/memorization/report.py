@@ -8,6 +8,7 @@ import pandas as pd
 
 from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
+from spuriouslab.experiments.memorization.config import MemorizationConfig
 
 METRICS = [
     "train_acc",
@@ -25,7 +26,7 @@ METRICS = [
 KEYS = ["model", "alpha", "activation", "width", "ridge", "correlation", "n_train"]
 
 
-def report(cfg, df: pd.DataFrame) -> Report:
+def report(cfg: MemorizationConfig, df: pd.DataFrame) -> Report:
     return report_memorization(df)
 
 

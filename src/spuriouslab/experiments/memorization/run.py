@@ -72,7 +72,7 @@ def estimate(cfg: MemorizationConfig) -> Estimate:
         d, nt = (h + 2 * b) * (w + 2 * b) * c, cfg.n_test
     rows = 2 * n + nt + (nt if cfg.spurious_corr else 0)
     acts = len(cfg.activation)
-    best = None
+    best: Estimate | None = None
     for model in cfg.model:
         for width in cfg.width if cfg.width is not None else [DEFAULT_WIDTH[model]]:
             grams_ = (acts + (model == "ntk")) * rows * n * 8
@@ -94,6 +94,7 @@ def estimate(cfg: MemorizationConfig) -> Estimate:
                 best = Estimate(est.peak_bytes, max(est.flops, best.flops if best else 0.0), est.group)
             else:
                 best.flops = max(best.flops, est.flops)
+    assert best is not None, "the model axis is never empty (the config refuses an empty list)"
     return best
 
 
@@ -118,11 +119,15 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
         for a in acts
     ]
     spurious_corr = cfg.spurious_corr or data.tests is not None  # the coloured task always measures C
-    blocks = [data.Z_test, data.Z_query] + ([data.Z_test_query] if spurious_corr else [])
-    others = [name for name in (data.tests or {}) if name != "id"]  # the coloured task's other test sets
-    blocks += [data.tests[name][0] for name in others]
-    Ks = grams(specs, torch.from_numpy(data.Z), torch.from_numpy(np.vstack(blocks)))
-    Ks = {a: K.cpu() for a, K in zip(acts, Ks, strict=True)}
+    blocks = [data.Z_test, data.Z_query]
+    if spurious_corr:
+        assert data.Z_test_query is not None, "split_spec builds the test queries (test_queries=True)"
+        blocks.append(data.Z_test_query)
+    tests = data.tests or {}
+    others = [name for name in tests if name != "id"]  # the coloured task's other test sets
+    blocks += [tests[name][0] for name in others]
+    computed = grams(specs, torch.from_numpy(data.Z), torch.from_numpy(np.vstack(blocks)))
+    Ks = {a: K.cpu() for a, K in zip(acts, computed, strict=True)}
     gram_seconds = time.perf_counter() - t0
     nt = len(data.g_test)
     test_rows = slice(n_max, n_max + nt)

@@ -51,9 +51,15 @@ class MemorizationNNConfig(ExperimentConfig):
     d: int = Field(1000, ge=2, le=MAX_DIM, description="synthetic: input dimension")
     alpha: float = Field(0.5, gt=0, lt=1, description="synthetic: spurious fraction")
     model: Annotated[list[ClassifierName], Listed] = Field(
-        ["fc", "cnn"], description="networks of the model registry (fc, cnn, resnet18, resnet)"
+        ["fc", "cnn"], description="networks of the model registry (fc, cnn, resnet18, resnet, vit)"
     )
     resnet_depth: int = Field(32, ge=8, le=1202, description="model=resnet: CIFAR ResNet depth 6n+2 (8, 20, 32, ...)")
+    vit_patch: int = Field(
+        4, ge=1, le=4096, description="model=vit: patch side; must divide the image size including the border"
+    )
+    vit_dim: int = Field(64, ge=4, le=4096, description="model=vit: token width (a multiple of 4 and of vit_heads)")
+    vit_depth: int = Field(4, ge=1, le=64, description="model=vit: transformer blocks")
+    vit_heads: int = Field(4, ge=1, le=64, description="model=vit: attention heads")
     n_train: Annotated[list[Size], Listed] = Field([100, 500, 1000], description="training-set sizes N")
     n_test: int = Field(10000, ge=1, le=MAX_SAMPLES, description="test samples (capped at what the data has)")
     epochs: int = Field(1000, ge=1, le=10**6, description="training epochs (preset)")
@@ -71,6 +77,13 @@ class MemorizationNNConfig(ExperimentConfig):
             raise ValueError(f"model: got {self.model}; synthetic data takes the fc model only")
         if (self.resnet_depth - 2) % 6:
             raise ValueError(f"resnet_depth: got {self.resnet_depth}; a CIFAR ResNet has depth 6n + 2 (8, 20, 32, ...)")
+        if "vit" in self.model:
+            if self.vit_dim % self.vit_heads:
+                raise ValueError(f"vit_heads: got {self.vit_heads}; it must divide vit_dim ({self.vit_dim})")
+            if self.vit_dim % 4:
+                raise ValueError(
+                    f"vit_dim: got {self.vit_dim}; the ViT's 2-d sin-cos position embedding needs a multiple of 4"
+                )
         check_coloured(self.border_content, self.rho, self.colours)
         return self
 

@@ -14,6 +14,7 @@ import torch
 
 from spuriouslab.data.images import image_shape, load_bytes
 from spuriouslab.data.memorization import build_split
+from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 from spuriouslab.nets.models import MODELS, SeedEnsemble, build_model
@@ -85,13 +86,22 @@ def seed_data(cfg: MemorizationNNConfig, seed: int, n: int) -> SeedData:
 def stacked(cfg: MemorizationNNConfig, seeds: list[int], n: int, device: str) -> SeedData:
     parts = [seed_data(cfg, s, n) for s in seeds]
     fields = ("train_x", "train_y", "test_x", "test_y", "query_x")
-    tensors = {f: torch.stack([getattr(d, f) for d in parts]).to(device) for f in fields}
-    out = SeedData(**tensors, shape=parts[0].shape, n_out=parts[0].n_out, classes=parts[0].classes)
+    train_x, train_y, test_x, test_y, query_x = (torch.stack([getattr(d, f) for d in parts]).to(device) for f in fields)
+    out = SeedData(
+        train_x, train_y, test_x, test_y, query_x, shape=parts[0].shape, n_out=parts[0].n_out, classes=parts[0].classes
+    )
     if parts[0].tests is not None:
-        out.tests = {k: torch.stack([d.tests[k] for d in parts]).to(device) for k in parts[0].tests}
-        out.colours = {k: torch.stack([d.colours[k] for d in parts]) for k in parts[0].colours}
-        out.test_query_x = torch.stack([d.test_query_x for d in parts]).to(device)
+        coloured = [_coloured_parts(d) for d in parts]
+        out.tests = {k: torch.stack([c[0][k] for c in coloured]).to(device) for k in coloured[0][0]}
+        out.colours = {k: torch.stack([c[1][k] for c in coloured]) for k in coloured[0][1]}
+        out.test_query_x = torch.stack([c[2] for c in coloured]).to(device)
     return out
+
+
+def _coloured_parts(d: SeedData) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """A coloured task's test sets, colours and test queries (every one is set when ``tests`` is)."""
+    assert d.tests is not None and d.colours is not None and d.test_query_x is not None
+    return d.tests, d.colours, d.test_query_x
 
 
 def resolve(cfg: MemorizationNNConfig) -> dict[str, str]:
@@ -101,12 +111,33 @@ def resolve(cfg: MemorizationNNConfig) -> dict[str, str]:
 
 
 def check(cfg: MemorizationNNConfig) -> None:
-    seed_data(cfg, cfg.seed, max(cfg.n_train))  # data present, sizes possible
+    data = seed_data(cfg, cfg.seed, max(cfg.n_train))  # data present, sizes possible
+    check_patch(cfg, data.shape)
+
+
+def check_patch(cfg: MemorizationNNConfig, shape: tuple[int, int, int]) -> None:
+    """model=vit: the patch must divide the image height and width, border included (a one-line ConfigError
+    naming the sizes and the patches that would do)."""
+    if "vit" not in cfg.model or cfg.data == "synthetic":
+        return
+    _, h, w = shape
+    if h % cfg.vit_patch or w % cfg.vit_patch:
+        b = cfg.split_spec().border_width
+        ok = [p for p in range(1, min(h, w) + 1) if h % p == 0 and w % p == 0]
+        raise ConfigError(
+            f"vit_patch: got {cfg.vit_patch}; the images are {h}x{w} including the border ({h - 2 * b}x{w - 2 * b} "
+            f"+ 2 x {b}), so the patch must divide both ({', '.join(map(str, ok))})"
+        )
 
 
 def model_options(cfg: MemorizationNNConfig, model: str) -> dict[str, Any]:
-    """The registry options the config sets for ``model`` (the CIFAR ResNet's depth)."""
-    return {"depth": cfg.resnet_depth} if model == "resnet" else {}
+    """The registry options the config sets for ``model`` (the CIFAR ResNet's depth, the ViT's patch, width,
+    depth and heads)."""
+    if model == "resnet":
+        return {"depth": cfg.resnet_depth}
+    if model == "vit":
+        return {"patch": cfg.vit_patch, "dim": cfg.vit_dim, "depth": cfg.vit_depth, "heads": cfg.vit_heads}
+    return {}
 
 
 def estimate(cfg: MemorizationNNConfig) -> Estimate:
@@ -120,6 +151,7 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
         h0, w0, c = image_shape(cfg.data, cfg.data_root)
         b = cfg.split_spec().border_width
         shape, n_out = (c, h0 + 2 * b, w0 + 2 * b), 10
+        check_patch(cfg, shape)
     size = math.prod(shape)
     best = Estimate(0.0, 0.0)
     rows = 2 * n + cfg.n_test
@@ -172,14 +204,16 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
     model_name, n = points[0]["model"], points[0]["n_train"]
     data = stacked(cfg, seeds, n, ctx.device)
     state = new_state(cfg, model_name, data, seeds, ctx.device)
+    net = state.model
+    assert isinstance(net, SeedEnsemble)
     batches = Minibatches(n, cfg.batch_size, state.generators, ctx.device)
     key = checkpoint_key(NAME, cfg, points)
     fit(
         state,
-        _step(state.model, data, batches),
+        _step(net, data, batches),
         cfg.epochs * batches.steps_per_epoch,
         log_every=cfg.log_every * batches.steps_per_epoch,
-        measure=_measure(state.model, data),
+        measure=_measure(net, data),
         checkpoints=ctx.checkpoints,
         key=key,
         steps_per_epoch=batches.steps_per_epoch,
@@ -188,7 +222,7 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
         progress=ctx.progress,
     )
     seconds = (time.perf_counter() - t0) / len(seeds)
-    colour = coloured_numbers(state.model, data, cfg.rho) if data.tests is not None else None
+    colour = coloured_numbers(net, data, cfg.rho) if data.tests is not None else None
     for i, p in enumerate(points):
         rec = _record(cfg, p, state, i, batches.steps_per_epoch, data.classes, seconds)
         if colour is not None:
@@ -210,7 +244,8 @@ def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str,
     over the mean |margin|); and the follow-up's ``spurious_corr`` C = Cov(margin on the border alone, +-1 label)."""
     from spuriouslab.data.coloured import group_metrics, spurious_correlation
 
-    outs = {name: evaluate(net, x) for name, x in data.tests.items()}
+    tests, colours, test_query_x = _coloured_parts(data)
+    outs = {name: evaluate(net, x) for name, x in tests.items()}
     margin = {name: (o[..., 1] - o[..., 0]).cpu() for name, o in outs.items()}
     y = data.test_y.cpu()
     out: dict[str, Any] = {"rho": rho}
@@ -219,9 +254,7 @@ def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str,
         out[f"loss_{name}"] = seed_cross_entropy(o, data.test_y).cpu().tolist()
     seeds = len(y)
     groups = [
-        group_metrics(
-            (outs["indep"][i].argmax(-1).cpu() == y[i]).numpy(), y[i].numpy(), data.colours["indep"][i].numpy()
-        )
+        group_metrics((outs["indep"][i].argmax(-1).cpu() == y[i]).numpy(), y[i].numpy(), colours["indep"][i].numpy())
         for i in range(seeds)
     ]
     for k in groups[0]:
@@ -231,7 +264,7 @@ def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str,
     out["logit_change"] = (
         (margin["reversed"] - margin["id"]).abs().mean(dim=1) / margin["id"].abs().mean(dim=1).clamp(min=1e-12)
     ).tolist()
-    q = evaluate(net, data.test_query_x)
+    q = evaluate(net, test_query_x)
     qm = (q[..., 1] - q[..., 0]).cpu().numpy()
     out["spurious_corr"] = [spurious_correlation(qm[i], 2.0 * y[i].numpy() - 1.0) for i in range(seeds)]
     return out

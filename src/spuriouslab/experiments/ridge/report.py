@@ -6,12 +6,13 @@ import pandas as pd
 
 from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
+from spuriouslab.experiments.memorization.config import MemorizationConfig
 
 METRICS = ["test_acc", "test_mse", "memorization_cov", "spurious_corr", "spurious_acc"]
 KEYS = ["model", "activation", "alpha", "width", "n_train", "correlation", "ridge"]
 
 
-def report(cfg, df: pd.DataFrame) -> Report:
+def report(cfg: MemorizationConfig, df: pd.DataFrame) -> Report:
     agg = tables.aggregate(df, KEYS, METRICS)
     curves = [k for k in ["model", "activation", "alpha", "width", "n_train"] if agg[k].nunique() > 1]
     best = agg.loc[agg.groupby([*curves, "correlation"] if curves else ["correlation"]).test_mse.idxmin()].reset_index(
