@@ -409,11 +409,13 @@ def with_preset(config: type[C], preset: str, name: str) -> type[C]:
     """``config`` whose ``preset`` field defaults to ``preset``: an experiment that is another's preset (alignment
     and ridge are memorization presets) declares no field of its own."""
     field = config.model_fields["preset"]
+    annotation = field.annotation
+    assert annotation is not None  # every config's preset field is a Literal
     return create_model(
         name,
         __base__=config,
         __doc__=f"{config.__name__} with preset={preset}",
-        preset=(field.annotation, Field(preset, description=field.description)),
+        preset=(annotation, Field(preset, description=field.description)),
     )
 
 
