@@ -39,6 +39,15 @@ def aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def mitigation_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """:func:`aggregate` of ``metrics`` per remedy (the ``mitigation`` column), ``none`` first and the others in
+    the records' order, over the ReLU records where there are any (the remedies' claims are about ReLU nets)."""
+    sub = df[df.activation == "relu"] if (df.activation == "relu").any() else df
+    table = aggregate(sub, ["mitigation"], metrics)
+    order = [m for m in dict.fromkeys(["none", *sub.mitigation]) if m in set(table.mitigation)]
+    return table.set_index("mitigation").loc[order].reset_index()
+
+
 def fmt(v: object) -> str:
     """A number as a table shows it (4 significant digits, scientific outside [1e-3, 1e5))."""
     if isinstance(v, float | np.floating):

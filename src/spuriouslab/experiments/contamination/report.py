@@ -76,10 +76,7 @@ def report(cfg: ContaminationConfig, df: pd.DataFrame) -> Report:
 def mitigation_figure(df: pd.DataFrame):
     """Every remedy side by side (ReLU nets where there are any): background growth, OOD - ID gap, ID accuracy and
     time, mean and 95% interval over seeds, the no-remedy value dotted."""
-    sub = df[df.activation == "relu"] if (df.activation == "relu").any() else df
-    order = list(dict.fromkeys(["none", *sub.mitigation]))
-    table = tables.aggregate(sub, ["mitigation"], ["bg_norm_growth", "ood_id_gap", "id_acc", "seconds"])
-    table = table.set_index("mitigation").loc[[m for m in order if m in set(table.mitigation)]].reset_index()
+    table = tables.mitigation_table(df, ["bg_norm_growth", "ood_id_gap", "id_acc", "seconds"])
     return plotting.comparison_figure(
         table,
         "mitigation",

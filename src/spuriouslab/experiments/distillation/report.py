@@ -215,11 +215,8 @@ def mitigation_figure(df: pd.DataFrame):
     """Every remedy of the student side by side (ReLU students where there are any): its OOD accuracy, its ID - OOD
     drop, ID accuracy, background-weight growth (synthetic) and training time, mean and 95% interval over seeds,
     the no-remedy value dotted."""
-    sub = df[df.activation == "relu"] if (df.activation == "relu").any() else df
     metrics = ["acc_student_ood_mean", "student_ood_drop", "acc_student_id", "student_bg_growth", "seconds_student"]
-    table = tables.aggregate(sub, ["mitigation"], metrics)
-    order = [m for m in dict.fromkeys(["none", *sub.mitigation]) if m in set(table.mitigation)]
-    table = table.set_index("mitigation").loc[order].reset_index()
+    table = tables.mitigation_table(df, metrics)
     return plotting.comparison_figure(
         table,
         "mitigation",

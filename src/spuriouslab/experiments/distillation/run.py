@@ -17,6 +17,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from spuriouslab.data.contamination import sample_background
 from spuriouslab.data.distillation import DistillTask, image_task, synthetic_task
 from spuriouslab.data.images import load_bytes, to_float_chw
 from spuriouslab.errors import ConfigError
@@ -471,8 +472,8 @@ def pretrain_inputs(cfg: DistillationConfig, data: Stacked, seeds: list[int], de
         assert t.basis is not None, "a synthetic task has its basis"
         bg = t.basis[t.d_core :]  # (d_bg, d), orthonormal rows
         g = torch_generator(seed, stream_id("distillation.pretrain"))
-        u = 2 * torch.rand(t.x_train.shape[0], bg.shape[0], generator=g, dtype=t.x_train.dtype) - 1
-        out.append(t.x_train - (t.x_train @ bg.T) @ bg + (u * cfg.pretrain_background) @ bg)
+        u = sample_background(t.x_train.shape[0], bg.shape[0], g, t.x_train.dtype, cfg.pretrain_background)
+        out.append(t.x_train - (t.x_train @ bg.T) @ bg + u @ bg)
     return torch.stack(out).to(device)
 
 
