@@ -15,6 +15,7 @@ from spuriouslab.claims import judge
 from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.contamination import run as contamination_run
+from spuriouslab.experiments.memorization_nn import run as mnn_run
 from spuriouslab.nets.mitigations import CoreProjection, and_mask_backward, group_means
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records_before_mitigations.json"
@@ -49,6 +50,20 @@ CONFIGS = {
         "seeds": 2,
         "activation": ["relu"],
     },
+    "memorization-nn": {  # the coloured task: the only place the memorization-nn axis applies
+        "data": "digits",
+        "border": 1,
+        "border_content": "coloured",
+        "rho": 0.9,
+        "model": ["fc", "cnn"],
+        "n_train": [60],
+        "n_test": 50,
+        "epochs": 6,
+        "step_size": 3,
+        "log_every": 3,
+        "batch_size": 32,
+        "seeds": 2,
+    },
 }
 
 
@@ -66,7 +81,7 @@ def _same(old, new) -> bool:
     return old == new
 
 
-@pytest.mark.parametrize("name", ["contamination", "distillation"])
+@pytest.mark.parametrize("name", ["contamination", "distillation", "memorization-nn"])
 def test_none_reproduces_the_records_written_before_the_mitigation_axis(name):
     exp = get_experiment(name)
     records = run_points(exp, exp.make_config({**CONFIGS[name], "mitigation": ["none"]}))
@@ -173,6 +188,68 @@ def test_pretraining_is_reused_on_resume(monkeypatch):
         assert a["bg_norm"] == b["bg_norm"] and a["curve_bg_norm"] == b["curve_bg_norm"]
 
 
+def _coloured(mitigation: str, model: str, checkpoints, seeds=(0, 1), **values):
+    exp = get_experiment("memorization-nn")
+    cfg = exp.make_config({**CONFIGS["memorization-nn"], **values, "model": [model], "mitigation": [mitigation]})
+    data = mnn_run.stacked(cfg, list(seeds), 60, "cpu", pretrain=mitigation in ("pretrain", "lp-ft"))
+    ctx = RunContext(progress=False, checkpoints=checkpoints)
+    return data, mnn_run.train_phases(cfg, model, data, list(seeds), mitigation, "k", ctx)
+
+
+@pytest.mark.parametrize("model, head, seeds", [("cnn", "params.net__9__", (0, 1)), ("resnet", "model.head.", (0,))])
+def test_coloured_lp_ft_probing_leaves_the_encoder_and_its_batchnorm_statistics_unchanged(model, head, seeds):
+    """The CNN (seeds stacked) and the ResNet (BatchNorm, one seed): between the end of pre-training and the end
+    of probing only the head moves - parameters and running statistics of the encoder stay bit-identical."""
+    memory = _Memory()
+    _coloured("lp-ft", model, memory, seeds, resnet_depth=8)
+    pre, probe, task = (memory.saved[k]["model"] for k in ("k-pretrain", "k-probe", "k"))
+    encoder = [k for k in pre if not k.startswith(head) and not k.endswith("num_batches_tracked")]
+    assert any("running_mean" in k for k in encoder) == (model == "resnet")
+    assert all(torch.equal(pre[k], probe[k]) for k in encoder)
+    assert not all(torch.equal(pre[k], probe[k]) for k in pre if k.startswith(head))
+    assert not all(torch.equal(probe[k], task[k]) for k in encoder)  # fine-tuning moves the encoder
+
+
+def test_coloured_pretraining_images_keep_the_cores_and_paint_each_border_a_random_colour():
+    exp = get_experiment("memorization-nn")
+    cfg = exp.make_config({**CONFIGS["memorization-nn"], "mitigation": ["pretrain"]})
+    data = mnn_run.seed_data(cfg, 0, 60, pretrain=True)
+    plain = mnn_run.seed_data(cfg, 0, 60)
+    assert plain.pretrain_x is None and torch.equal(plain.train_x, data.train_x)  # the task's images unchanged
+    x, pre = data.train_x, data.pretrain_x
+    assert torch.equal(x[:, :, 1:-1, 1:-1], pre[:, :, 1:-1, 1:-1])  # same cores
+    border = torch.cat([pre[:, :, 0, :], pre[:, :, -1, :], pre[:, :, :, 0], pre[:, :, :, -1]], dim=2)  # (N, 3, .)
+    assert torch.equal(border, border[:, :, :1].expand_as(border))  # one colour per image
+    colours = border[:, :, 0]
+    assert len(torch.unique(colours, dim=0)) == 60  # every image its own colour
+    for y in (0, 1):  # independent of the label: both classes span the colour cube
+        c = colours[data.train_y == y]
+        assert c.min() < 0.25 and c.max() > 0.75
+
+
+def test_coloured_pretraining_is_reused_on_resume(monkeypatch):
+    memory = _Memory()
+    _coloured("pretrain", "cnn", memory)
+    first = copy.deepcopy(memory.saved["k"]["model"])
+    del memory.saved["k"]  # killed after pre-training: the task phase starts again, pre-training does not
+    calls: dict[str, int] = {}
+    real = mnn_run.fit
+
+    def counting(state, step, steps, **kw):
+        name = kw.get("key")
+
+        def counted(t):
+            calls[name] = calls.get(name, 0) + 1
+            return step(t)
+
+        return real(state, counted, steps, **kw)
+
+    monkeypatch.setattr(mnn_run, "fit", counting)
+    _coloured("pretrain", "cnn", memory)
+    assert calls.get("k-pretrain", 0) == 0 and calls["k"] == 6 * 2  # 6 epochs of 2 batches
+    assert all(torch.equal(first[k], v) for k, v in memory.saved["k"]["model"].items())
+
+
 def test_and_mask_keeps_agreeing_components_and_is_the_gradient_when_environments_agree():
     w = torch.nn.Parameter(torch.tensor([[1.0, 2.0, 3.0]]))
     x = torch.tensor([[1.0, 2.0, 0.5], [3.0, -1.0, 0.5]])  # class 0 and class 1
@@ -222,6 +299,31 @@ def test_every_mitigation_runs_from_the_cli_with_its_comparison_figure_and_verdi
     assert "lp-ft raises the ReLU student's OOD accuracy (vs no remedy)" in (tmp_path / "d" / "summary.md").read_text()
     assert not list((tmp_path / "d").rglob("*student*.pt")), "the student's phase checkpoints are discarded"
 
+    small = CONFIGS["memorization-nn"]
+    sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in small.items() if k != "model"]
+    args = [a for s in sets for a in ("--set", s)]
+    code, out, err = cli(
+        "run", "memorization-nn", *args, "--set", "model=cnn", "--set", "mitigation=none,pretrain,lp-ft,and-mask",
+        "--out", tmp_path / "m", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "m" / "figures" / "mitigations.png").is_file()
+    assert (
+        "and-mask raises worst-group accuracy on the coloured task (vs no remedy)"
+        in (tmp_path / "m" / "summary.md").read_text()
+    )
+    df = pd.read_parquet(tmp_path / "m" / "results.parquet")
+    remedies = [c for c in get_experiment("memorization-nn").claims if c.when.get("mitigation", "none") != "none"]
+    assert len(remedies) == 15
+    for claim in remedies:
+        v = judge(claim, df)
+        assert v.applicable and v.n == 2 and v.paired and math.isfinite(v.effect), (claim.text, v)
+    lp = df[df.mitigation == "lp-ft"].iloc[0]
+    assert lp.pretrain_epochs == 6 and lp.probe_epochs == 1 and df[df.mitigation == "none"].pretrain_epochs.max() == 0
+    masked, plain = df[df.mitigation == "and-mask"], df[df.mitigation == "none"]
+    assert not (masked.train_loss.to_numpy() == plain.train_loss.to_numpy()).all()  # the mask changed training
+    assert not list((tmp_path / "m").rglob("*.pt")), "every phase's checkpoint is discarded"
+
 
 @pytest.mark.parametrize(
     "experiment, sets, message",
@@ -229,6 +331,8 @@ def test_every_mitigation_runs_from_the_cli_with_its_comparison_figure_and_verdi
         ("contamination", ["mitigation=retrain"], "mitigation"),
         ("distillation", ["task=digits-background", "mitigation=project-oracle"], "core subspace"),
         ("contamination", ["and_mask_tau=0"], "and_mask_tau"),
+        ("memorization-nn", ["mitigation=pretrain"], "coloured task"),
+        ("memorization-nn", ["border_content=coloured", "mitigation=project-oracle"], "core subspace"),
     ],
 )
 def test_bad_mitigations_are_one_line_errors(cli, tmp_path, experiment, sets, message):

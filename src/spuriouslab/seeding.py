@@ -26,7 +26,7 @@ STREAMS: dict[str, int] = {
     "synthetic.test_query": 12,  # fresh cores of the test samples' queries (spurious-correlation metric)
     "synthetic.correlation": 13,  # the map P of correlated spurious parts
     # image memorization splits (numpy): base + 0 train pick, +1 test pick, +2 train borders, +3 test borders,
-    # +4 train swap queries, +5 test swap queries
+    # +4 train swap queries, +5 test swap queries, +6 the coloured task's pre-training borders (IMAGE_OFFSETS)
     "images.kernels": 100,
     "images.nets": 200,
     # random-feature / NTK weights (torch): key (seed, model code, N or 0, block)
@@ -35,6 +35,7 @@ STREAMS: dict[str, int] = {
     # trained networks on memorization data (torch)
     "nets.init": 300,
     "nets.order": 301,  # minibatch order
+    "nets.pretrain_order": 302,  # minibatch order of a remedy's pre-training and probing phases
     # feature contamination (torch)
     "contamination.map": 0,  # the embedding T
     "contamination.data": 1,  # train and test sets
@@ -68,6 +69,7 @@ IMAGE_OFFSETS = {
     "test_border": 3,
     "train_query": 4,
     "test_query": 5,
+    "pretrain_border": 6,  # the coloured task's pre-training borders (mitigation pretrain / lp-ft)
 }
 
 

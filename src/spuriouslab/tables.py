@@ -41,8 +41,10 @@ def aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFra
 
 def mitigation_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """:func:`aggregate` of ``metrics`` per remedy (the ``mitigation`` column), ``none`` first and the others in
-    the records' order, over the ReLU records where there are any (the remedies' claims are about ReLU nets)."""
-    sub = df[df.activation == "relu"] if (df.activation == "relu").any() else df
+    the records' order, over the ReLU records where there are any (the remedies' claims are about ReLU nets;
+    records without an ``activation`` column are all kept)."""
+    relu = df.activation == "relu" if "activation" in df else pd.Series(False, index=df.index)
+    sub = df[relu] if relu.any() else df
     table = aggregate(sub, ["mitigation"], metrics)
     order = [m for m in dict.fromkeys(["none", *sub.mitigation]) if m in set(table.mitigation)]
     return table.set_index("mitigation").loc[order].reset_index()

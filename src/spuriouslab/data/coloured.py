@@ -72,7 +72,9 @@ def assign_colours(y: np.ndarray, rho: float, rng: np.random.Generator) -> np.nd
     return c.astype(np.int64)
 
 
-def paint(images: np.ndarray, c: np.ndarray, width: int, colours: Sequence[Colour] = DEFAULT_COLOURS) -> np.ndarray:
+def paint(
+    images: np.ndarray, c: np.ndarray, width: int, colours: Sequence[Colour] | np.ndarray = DEFAULT_COLOURS
+) -> np.ndarray:
     """Pad RGB (or greyscale, repeated) uint8 images (N, H, W, C) with a border of ``width`` pixels of
     ``colours[c_i]``."""
     x = np.asarray(images)
@@ -85,6 +87,13 @@ def paint(images: np.ndarray, c: np.ndarray, width: int, colours: Sequence[Colou
     out[:] = np.asarray(colours, dtype=np.uint8)[np.asarray(c)][:, None, None, :]
     out[:, width : width + h, width : width + w] = x
     return out
+
+
+def random_colours(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` border colours (n, 3) uint8, each drawn uniformly from the RGB cube: label-independent and as varied
+    as colours get (the pre-training borders of the remedies ``pretrain`` / ``lp-ft``).  ``paint(x,
+    np.arange(n), width, random_colours(n, rng))`` gives image ``i`` colour ``i``."""
+    return rng.integers(0, 256, size=(n, 3)).astype(np.uint8)
 
 
 def binary_labels(y: np.ndarray, n_classes: int, classes: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spuriouslab.data.borders import add_border, nominal_alpha, parse_colour, scale_pixels, spurious_queries
-from spuriouslab.data.coloured import binary_labels, coloured
+from spuriouslab.data.coloured import binary_labels, coloured, paint, random_colours
 from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.formats import ImageData
 from spuriouslab.data.images import image_shape, load_images
@@ -48,6 +48,8 @@ class SplitSpec:
     scaling: str = "raw"
     streams: str = "images.kernels"
     test_queries: bool = True  # also build the queries of the test images
+    # border_content=coloured: also the training images with each border a uniformly random colour (Z_pretrain)
+    pretrain_borders: bool = False
 
     @property
     def border_width(self) -> int:
@@ -154,6 +156,11 @@ def _coloured_split(
         tuple(parse_colour(c, "colours") for c in spec.colours),
     )
     x_tr, ident = task.train.x, task.tests["id"]
+    x_pre = None
+    if spec.pretrain_borders:  # the same cores, every border its own random colour (a stream of its own)
+        x_pre = paint(
+            data.x_train[keep_tr[pick_tr]], np.arange(n_train), width, random_colours(n_train, rng("pretrain_border"))
+        )
     q_tr = spurious_queries(x_tr, h, w, width, spec.query, rng("train_query"))
     q_te = spurious_queries(ident.x, h, w, width, "zero") if spec.test_queries else None
 
@@ -176,4 +183,5 @@ def _coloured_split(
         tuple(x_tr.shape[1:]),
         0 if pm else 2,
         tests=tests,
+        Z_pretrain=None if x_pre is None else flat(x_pre),
     )

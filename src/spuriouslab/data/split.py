@@ -30,6 +30,8 @@ class MemorizationSplit:
     # the coloured task (border_content=coloured): each test set ("id", "indep", "reversed") as (Z, g, colours);
     # "id" is Z_test / g_test itself
     tests: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+    # the coloured task with SplitSpec.pretrain_borders: the training images, each border a random colour
+    Z_pretrain: np.ndarray | None = None
 
     @property
     def alpha(self) -> float:

@@ -94,6 +94,10 @@ Rho = Annotated[
 Colours = Annotated[
     list[str], Listed, Field(description="border_content=coloured: colour 0 and colour 1 (names or R,G,B)")
 ]
+# remedies (mitigation=and-mask, spuriouslab.nets.mitigations)
+AndMaskTau = Annotated[
+    float, Field(gt=0, le=1, description="and-mask: fraction of the classes whose gradient signs must agree")
+]
 Size = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 RidgeValue = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -109,6 +113,7 @@ Scaling = Literal["raw", "unit", "standard"]
 
 __all__ = [
     "ActivationName",
+    "AndMaskTau",
     "ClassifierName",
     "Colours",
     "Correlation",

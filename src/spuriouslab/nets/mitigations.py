@@ -61,6 +61,20 @@ class MitigationSpec:
     oracle: bool = False
     reference: str = ""
 
+    def phases(self, task: int, pretrain: int | None = None, probe: int | None = None) -> dict[str, int]:
+        """The training phases in order, with their lengths (steps or epochs, in the unit given): pre-training
+        (``pretrain``; default the task's length), linear probing (``probe``; default a quarter of it, at least
+        1), then the task.
+
+        >>> MITIGATIONS["lp-ft"].phases(100)
+        {'pretrain': 100, 'probe': 25, 'task': 100}
+        """
+        out = {"pretrain": pretrain or task} if self.pretrain else {}
+        if self.probe:
+            out["probe"] = probe or max(1, task // 4)
+        out["task"] = task
+        return out
+
 
 MITIGATIONS: dict[str, MitigationSpec] = {
     "none": MitigationSpec("no remedy: training as in the papers"),
@@ -187,6 +201,22 @@ def head_only(
     finally:
         for (_, p), flag in zip(params, before, strict=True):
             p.requires_grad_(flag)
+
+
+@contextmanager
+def frozen_statistics(module: torch.nn.Module) -> Iterator[None]:
+    """Inside, every BatchNorm layer of ``module`` keeps its running statistics (momentum 0: training-mode
+    batches still normalise by their own statistics, but the buffers the encoder is evaluated with do not move),
+    so linear probing leaves the encoder as it was; the momenta are restored after."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    before = [m.momentum for m in norms]
+    try:
+        for m in norms:
+            m.momentum = 0.0
+        yield
+    finally:
+        for m, momentum in zip(norms, before, strict=True):
+            m.momentum = momentum
 
 
 def ensemble_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:

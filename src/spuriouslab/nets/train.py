@@ -65,11 +65,16 @@ def mse(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((f - y) ** 2).mean(dim=-1)
 
 
-def seed_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-seed cross-entropy (S,) of logits (S, B, C) against class targets (S, B), computed in float32 (so
+def sample_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy (S, B) of logits (S, B, C) against class targets (S, B), computed in float32 (so
     bfloat16 autocast outputs are scored at full precision)."""
     ce = torch.nn.functional.cross_entropy(out.flatten(0, 1).float(), y.flatten(), reduction="none")
-    return ce.view(y.shape).mean(dim=1)
+    return ce.view(y.shape)
+
+
+def seed_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-seed cross-entropy (S,): the mean over the batch of :func:`sample_cross_entropy`."""
+    return sample_cross_entropy(out, y).mean(dim=1)
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

@@ -7,7 +7,15 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, Listed
+from spuriouslab.experiments.fields import (
+    MAX_DIM,
+    MAX_SAMPLES,
+    MAX_SEEDS,
+    MAX_WIDTH,
+    ActivationName,
+    AndMaskTau,
+    Listed,
+)
 from spuriouslab.nets.mitigations import MITIGATIONS, MitigationName
 
 NET_ACTIVATIONS = ["relu", "gelu", "leaky_relu", "sigmoid", "tanh", "identity"]
@@ -71,9 +79,7 @@ class ContaminationConfig(ExperimentConfig):
     lp_iterations: int | None = Field(
         None, ge=1, le=10**9, description="lp-ft: linear-probing steps before fine-tuning (default: iterations // 4)"
     )
-    and_mask_tau: float = Field(
-        1.0, gt=0, le=1, description="and-mask: fraction of the classes whose gradient signs must agree"
-    )
+    and_mask_tau: AndMaskTau = 1.0
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="learning rate")
     weight_decay: float = Field(1e-3, ge=0, description="weight decay")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
@@ -97,8 +103,4 @@ class ContaminationConfig(ExperimentConfig):
 
     def phase_steps(self, mitigation: str) -> dict[str, int]:
         """The optimizer steps of each training phase of ``mitigation``: pre-training, linear probing, the task."""
-        spec = MITIGATIONS[mitigation]
-        steps = {"pretrain": self.pretrain_iterations or self.iterations} if spec.pretrain else {}
-        if spec.probe:
-            steps["probe"] = self.lp_iterations or max(1, self.iterations // 4)
-        return {**steps, "task": self.iterations}
+        return MITIGATIONS[mitigation].phases(self.iterations, self.pretrain_iterations, self.lp_iterations)

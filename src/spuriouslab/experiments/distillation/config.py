@@ -8,7 +8,16 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from spuriouslab.experiments.base import ExperimentConfig
-from spuriouslab.experiments.fields import MAX_DIM, MAX_SAMPLES, MAX_SEEDS, MAX_WIDTH, ActivationName, FilePath, Listed
+from spuriouslab.experiments.fields import (
+    MAX_DIM,
+    MAX_SAMPLES,
+    MAX_SEEDS,
+    MAX_WIDTH,
+    ActivationName,
+    AndMaskTau,
+    FilePath,
+    Listed,
+)
 from spuriouslab.nets.mitigations import MITIGATIONS, MitigationName
 from spuriouslab.nets.models import EncoderName
 
@@ -145,9 +154,7 @@ class DistillationConfig(ExperimentConfig):
     lp_epochs: int | None = Field(
         None, ge=1, le=10**7, description="lp-ft: epochs of the student's last layer alone (default: epochs // 4)"
     )
-    and_mask_tau: float = Field(
-        1.0, gt=0, le=1, description="and-mask: fraction of the classes whose gradient signs must agree"
-    )
+    and_mask_tau: AndMaskTau = 1.0
     probe: Literal["sklearn", "torch"] = Field(
         "sklearn", description="linear probe: scikit-learn logistic regression or a torch AdamW probe"
     )
@@ -221,11 +228,7 @@ class DistillationConfig(ExperimentConfig):
 
     def phase_epochs(self, mitigation: str) -> dict[str, int]:
         """The student's training phases under ``mitigation`` and their epochs: pre-training, probing, the task."""
-        spec = MITIGATIONS[mitigation]
-        epochs = {"pretrain": self.pretrain_epochs or self.epochs} if spec.pretrain else {}
-        if spec.probe:
-            epochs["probe"] = self.lp_epochs or max(1, self.epochs // 4)
-        return {**epochs, "task": self.epochs}
+        return MITIGATIONS[mitigation].phases(self.epochs, self.pretrain_epochs, self.lp_epochs)
 
     def mlp(self) -> bool:
         """Whether the built-in encoders are MLPs (synthetic) or CNNs (images)."""

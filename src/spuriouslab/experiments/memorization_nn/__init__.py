@@ -6,15 +6,18 @@ MSE, sign accuracy).  Models FC / small CNN / CIFAR ResNet-18; the paper's recip
 batch 1024, StepLR every 100 epochs x 0.8).  Seeds of one (model, N) train as one stacked computation
 (:class:`~spuriouslab.nets.models.SeedEnsemble`; ResNet one seed at a time), with train / test / spurious accuracy
 logged every ``log_every`` epochs and a checkpoint there, so a killed run resumes mid-training.  A seed whose
-loss becomes NaN stops with a recorded error (status ``diverged``) and the others go on.
+loss becomes NaN stops with a recorded error (status ``diverged``) and the others go on.  On the coloured task
+(``border_content=coloured``) the ``mitigation`` axis trains with a remedy (:mod:`spuriouslab.nets.mitigations`)
+and judges each against no remedy.
 """
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim, coloured_claims
+from spuriouslab.claims import Claim, Effect, coloured_claims, mitigation_claims
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization_nn import report, run
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
+from spuriouslab.nets.mitigations import MITIGATIONS
 
 EXPERIMENT = Experiment(
     name="memorization-nn",
@@ -35,5 +38,16 @@ EXPERIMENT = Experiment(
             paper="Bombari & Mondelli, ICML 2024",
         ),
         *coloured_claims("memorization-nn"),
+        *mitigation_claims(
+            "memorization-nn",
+            [m for m, spec in MITIGATIONS.items() if not spec.oracle],
+            [
+                Effect("acc_reversed", "greater", "raises accuracy on the coloured task with the colours reversed"),
+                Effect("worst_group_acc", "greater", "raises worst-group accuracy on the coloured task"),
+                Effect("colour_flip", "less", "lowers the colour reliance (predictions the colour alone flips)"),
+                Effect("acc_id", "greater", "keeps ID accuracy on the coloured task (at most 0.02 lower)", -0.02),
+                Effect("seconds", "greater", "costs more training time on the coloured task (seconds per seed)"),
+            ],
+        ),
     ),
 )

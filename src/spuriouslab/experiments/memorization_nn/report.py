@@ -3,6 +3,8 @@ listed apart)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -10,30 +12,55 @@ from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
 
 METRICS = ["train_acc", "test_acc", "spurious_acc", "seconds"]
+# the coloured task's remedies (mitigation axis): what each changes, in the table and the comparison figure
+REMEDY_PANELS = [
+    ("acc_reversed", "accuracy, colours reversed"),
+    ("worst_group_acc", "worst-group accuracy (indep)"),
+    ("colour_flip", "predictions flipped by the colour"),
+    ("acc_id", "ID accuracy"),
+    ("seconds", "training seconds per seed"),
+]
+
+
+def _lines(agg: pd.DataFrame, extra: list[str]) -> Iterator[tuple[str, pd.DataFrame]]:
+    """The rows of each combination of the ``extra`` settings, with its label (`` rho=0.9 mitigation=none``)."""
+    if not extra:
+        yield "", agg
+        return
+    for combo, part in agg.groupby(extra, sort=False):
+        values = combo if isinstance(combo, tuple) else (combo,)
+        yield "".join(f" {k}={v}" for k, v in zip(extra, values, strict=True)), part
 
 
 def report(cfg, df: pd.DataFrame) -> Report:
     import matplotlib.pyplot as plt
 
+    if "mitigation" not in df:  # records written before the mitigation axis: no remedy
+        df = df.assign(mitigation="none")
     ok = df[df.status == "ok"]
-    agg = tables.aggregate(ok, ["model", "n_train"], METRICS)
+    # settings besides (model, N) that take several values: each its own row and line
+    extra = [c for c in ("rho", "mitigation") if c in ok and ok[c].nunique() > 1]
+    agg = tables.aggregate(ok, ["model", "n_train", *extra], METRICS)
     models = list(dict.fromkeys(ok.model))
     fig, axes = plotting.panel_grid(1, len(models))
     for j, m in enumerate(models):
         ax = axes[0][j]
-        sub = agg[agg.model == m].sort_values("n_train")
-        plotting.band(ax, sub.n_train, sub.test_acc, sub.test_acc_ci, label="test", quantity="acc", marker="o", ms=3)
-        plotting.band(
-            ax,
-            sub.n_train,
-            sub.spurious_acc,
-            sub.spurious_acc_ci,
-            label="spurious",
-            quantity="acc",
-            marker="s",
-            ms=3,
-            linestyle="--",
-        )
+        for tag, sub in _lines(agg[agg.model == m], extra):
+            sub = sub.sort_values("n_train")
+            plotting.band(
+                ax, sub.n_train, sub.test_acc, sub.test_acc_ci, label=f"test{tag}", quantity="acc", marker="o", ms=3
+            )
+            plotting.band(
+                ax,
+                sub.n_train,
+                sub.spurious_acc,
+                sub.spurious_acc_ci,
+                label=f"spurious{tag}",
+                quantity="acc",
+                marker="s",
+                ms=3,
+                linestyle="--",
+            )
         ax.axhline(float(ok.chance.iloc[0]), color="k", linewidth=0.6, linestyle=":", label="chance")
         plotting.style_axes(ax, "N (training samples)", "accuracy", f"{m} on {cfg.data}", logx=True)
     figures = {"nn_accuracy_vs_n": fig}
@@ -50,6 +77,15 @@ def report(cfg, df: pd.DataFrame) -> Report:
     for m in models:
         plotting.style_axes(axes[0][models.index(m)], "epoch", "accuracy", m)
     figures["nn_curves"] = fig
+    remedies = ok.mitigation.nunique() > 1 and "acc_reversed" in ok
+    if remedies:
+        figures["mitigations"] = plotting.comparison_figure(
+            tables.mitigation_table(ok, [m for m, _ in REMEDY_PANELS]),
+            "mitigation",
+            REMEDY_PANELS,
+            "remedies on the coloured task vs none (dotted): mean and 95% interval over seeds",
+            baseline="none",
+        )
 
     lines = [
         "# Trained networks: spurious-feature memorization",
@@ -59,14 +95,25 @@ def report(cfg, df: pd.DataFrame) -> Report:
         "training image's border alone (core zeroed) recalls its label.  Figures: figures/nn_accuracy_vs_n,"
         " figures/nn_curves.",
         "",
-        tables.markdown_table(agg, ["model", "n_train", "n", *METRICS]),
+        tables.markdown_table(agg, ["model", "n_train", *extra, "n", *METRICS]),
     ]
+    if remedies:
+        lines += [
+            "",
+            "Remedies on the coloured task (spuriouslab.nets.mitigations; every model, rho and N pooled per remedy;"
+            " figure: figures/mitigations):",
+            "",
+            tables.markdown_table(
+                tables.mitigation_table(ok, [m for m, _ in REMEDY_PANELS]),
+                ["mitigation", "n", *[m for m, _ in REMEDY_PANELS]],
+            ),
+        ]
     bad = df[df.status != "ok"]
     if len(bad):
         lines += [
             "",
             f"{len(bad)} point(s) diverged:",
             "",
-            tables.markdown_table(bad, ["model", "n_train", "seed", "status", "error"]),
+            tables.markdown_table(bad, ["model", "n_train", *extra, "seed", "status", "error"]),
         ]
     return Report("\n".join(lines) + "\n", figures)

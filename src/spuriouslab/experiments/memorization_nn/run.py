@@ -17,6 +17,15 @@ from spuriouslab.data.memorization import build_split
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
+from spuriouslab.nets.mitigations import (
+    MITIGATIONS,
+    and_mask_backward,
+    ensemble_parameters,
+    frozen_statistics,
+    group_means,
+    head_only,
+    last_linear,
+)
 from spuriouslab.nets.models import MODELS, SeedEnsemble, build_model
 from spuriouslab.nets.train import (
     Minibatches,
@@ -25,6 +34,7 @@ from spuriouslab.nets.train import (
     fit,
     gather,
     make_optimizer,
+    sample_cross_entropy,
     seed_cross_entropy,
     seeded,
 )
@@ -53,11 +63,14 @@ class SeedData:
     tests: dict[str, torch.Tensor] | None = None
     colours: dict[str, torch.Tensor] | None = None
     test_query_x: torch.Tensor | None = None
+    # the coloured task under pretrain / lp-ft: the training images with random-colour borders
+    pretrain_x: torch.Tensor | None = None
 
 
-def seed_data(cfg: MemorizationNNConfig, seed: int, n: int) -> SeedData:
-    """One seed's split as tensors: images (N, C, H, W) or synthetic vectors (N, d)."""
-    s = build_split(cfg.split_spec(), seed, n)
+def seed_data(cfg: MemorizationNNConfig, seed: int, n: int, pretrain: bool = False) -> SeedData:
+    """One seed's split as tensors: images (N, C, H, W) or synthetic vectors (N, d); ``pretrain`` adds the
+    coloured task's pre-training images."""
+    s = build_split(cfg.split_spec(pretrain_borders=pretrain), seed, n)
     if cfg.data == "synthetic":
         vec = lambda a: torch.from_numpy(a).float()  # noqa: E731
         return SeedData(vec(s.Z), vec(s.g), vec(s.Z_test), vec(s.g_test), vec(s.Z_query), (1, 1, cfg.d), 1, 0)
@@ -80,11 +93,13 @@ def seed_data(cfg: MemorizationNNConfig, seed: int, n: int) -> SeedData:
         out.tests = {name: images(z) for name, (z, _, _) in s.tests.items()}
         out.colours = {name: torch.from_numpy(col) for name, (_, _, col) in s.tests.items()}
         out.test_query_x = images(s.Z_test_query)
+    if s.Z_pretrain is not None:
+        out.pretrain_x = images(s.Z_pretrain)
     return out
 
 
-def stacked(cfg: MemorizationNNConfig, seeds: list[int], n: int, device: str) -> SeedData:
-    parts = [seed_data(cfg, s, n) for s in seeds]
+def stacked(cfg: MemorizationNNConfig, seeds: list[int], n: int, device: str, pretrain: bool = False) -> SeedData:
+    parts = [seed_data(cfg, s, n, pretrain) for s in seeds]
     fields = ("train_x", "train_y", "test_x", "test_y", "query_x")
     train_x, train_y, test_x, test_y, query_x = (torch.stack([getattr(d, f) for d in parts]).to(device) for f in fields)
     out = SeedData(
@@ -95,6 +110,8 @@ def stacked(cfg: MemorizationNNConfig, seeds: list[int], n: int, device: str) ->
         out.tests = {k: torch.stack([c[0][k] for c in coloured]).to(device) for k in coloured[0][0]}
         out.colours = {k: torch.stack([c[1][k] for c in coloured]) for k in coloured[0][1]}
         out.test_query_x = torch.stack([c[2] for c in coloured]).to(device)
+    if pretrain:
+        out.pretrain_x = torch.stack([d.pretrain_x for d in parts if d.pretrain_x is not None]).to(device)
     return out
 
 
@@ -154,7 +171,9 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
         check_patch(cfg, shape)
     size = math.prod(shape)
     best = Estimate(0.0, 0.0)
-    rows = 2 * n + cfg.n_test
+    pretrain = any(MITIGATIONS[m].pretrain for m in cfg.mitigation)
+    rows = (3 if pretrain else 2) * n + cfg.n_test
+    epochs = max(sum(cfg.phase_epochs(m).values()) for m in cfg.mitigation)
     for model in cfg.model:
         spec = MODELS[model]
         S = 1 if spec.batchnorm else cfg.seeds
@@ -168,10 +187,10 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
             + (0.0 if cfg.data == "synthetic" else load_bytes(cfg.data))
             + FRAMEWORK_BYTES
         )
-        steps = cfg.epochs * math.ceil(n / cfg.batch_size)
+        steps = epochs * math.ceil(n / cfg.batch_size)
         flops = S * (
             6.0 * steps * batch * max(params, per_sample)
-            + 2.0 * (cfg.epochs / cfg.log_every + 1) * rows * max(params, per_sample)
+            + 2.0 * (epochs / cfg.log_every + 1) * rows * max(params, per_sample)
         )
         if peak > best.peak_bytes:
             best = Estimate(peak, max(flops, best.flops), f"{model}, N={n}, {S} seed(s)")
@@ -181,7 +200,7 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
 
 
 def group_key(cfg: MemorizationNNConfig, p: dict[str, Any]) -> Any:
-    key = (p["model"], p["n_train"])
+    key = (p["model"], p["n_train"], p.get("mitigation", "none"))
     return (*key, p["seed"]) if MODELS[p["model"]].batchnorm else key  # BatchNorm: one seed at a time
 
 
@@ -201,30 +220,17 @@ def _correct(out: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
 def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
     t0 = time.perf_counter()
     seeds = [p["seed"] for p in points]
-    model_name, n = points[0]["model"], points[0]["n_train"]
-    data = stacked(cfg, seeds, n, ctx.device)
-    state = new_state(cfg, model_name, data, seeds, ctx.device)
+    model_name, n, mitigation = points[0]["model"], points[0]["n_train"], points[0].get("mitigation", "none")
+    data = stacked(cfg, seeds, n, ctx.device, pretrain=MITIGATIONS[mitigation].pretrain)
+    state, keys = train_phases(cfg, model_name, data, seeds, mitigation, checkpoint_key(NAME, cfg, points), ctx)
     net = state.model
     assert isinstance(net, SeedEnsemble)
-    batches = Minibatches(n, cfg.batch_size, state.generators, ctx.device)
-    key = checkpoint_key(NAME, cfg, points)
-    fit(
-        state,
-        _step(net, data, batches),
-        cfg.epochs * batches.steps_per_epoch,
-        log_every=cfg.log_every * batches.steps_per_epoch,
-        measure=_measure(net, data),
-        checkpoints=ctx.checkpoints,
-        key=key,
-        steps_per_epoch=batches.steps_per_epoch,
-        schedule="epoch",
-        desc=f"{model_name} N={n} x{len(seeds)}",
-        progress=ctx.progress,
-    )
     seconds = (time.perf_counter() - t0) / len(seeds)
     colour = coloured_numbers(net, data, cfg.rho) if data.tests is not None else None
+    epochs = cfg.phase_epochs(mitigation)
     for i, p in enumerate(points):
-        rec = _record(cfg, p, state, i, batches.steps_per_epoch, data.classes, seconds)
+        rec = _record(cfg, p, state, i, state.extra["steps_per_epoch"], data.classes, seconds)
+        rec.update(pretrain_epochs=epochs.get("pretrain", 0), probe_epochs=epochs.get("probe", 0))
         if colour is not None:
             rec.update(
                 {
@@ -233,7 +239,82 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
                 }
             )
         yield rec
-    ctx.discard(key)
+    ctx.discard(*keys)
+
+
+def train_phases(
+    cfg: MemorizationNNConfig,
+    model_name: str,
+    data: SeedData,
+    seeds: list[int],
+    mitigation: str,
+    key: str,
+    ctx: RunContext,
+) -> tuple[TrainState, list[str]]:
+    """A fresh seed ensemble trained by the one trainer through the phases of ``mitigation``
+    (:data:`~spuriouslab.nets.mitigations.MITIGATIONS`): pre-training on the training images with random-colour
+    borders (``pretrain``, ``lp-ft``), then the last linear layer alone with the encoder's parameters and
+    BatchNorm statistics frozen (``lp-ft``), then the task - with the AND-mask over the classes (``and-mask``).
+    Each phase has its own Adam and StepLR, and its own checkpoint (``key-pretrain``, ``key-probe``, ``key``), so
+    a resumed run does not repeat a finished phase.  Returns the task phase's state and every checkpoint key."""
+    spec = MITIGATIONS[mitigation]
+    epochs = cfg.phase_epochs(mitigation)
+    state = new_state(cfg, model_name, data, seeds, ctx.device)
+    net = state.model
+    assert isinstance(net, SeedEnsemble)
+    desc = f"{model_name}{'' if mitigation == 'none' else '/' + mitigation} N={len(data.train_y[0])} x{len(seeds)}"
+    keys = []
+    if spec.pretrain:
+        assert data.pretrain_x is not None, "the pre-training images are built for pretrain / lp-ft"
+        pre = phase_state(cfg, net, list(net.parameters()), seeds, "nets.pretrain_order", ctx.device)
+        keys.append(f"{key}-pretrain")
+        _train(cfg, pre, data, data.pretrain_x, epochs["pretrain"], ctx, keys[-1], f"{desc} (pretrain)")
+    if spec.probe:
+        head = last_linear(net.base if net.stacked else net.model)
+        with (
+            head_only(ensemble_parameters(net).items(), lambda name: name.startswith(head + ".")) as params,
+            frozen_statistics(net),
+        ):
+            probe = phase_state(cfg, net, params, seeds, "nets.pretrain_order", ctx.device)
+            keys.append(f"{key}-probe")
+            _train(cfg, probe, data, data.train_x, epochs["probe"], ctx, keys[-1], f"{desc} (probe)")
+    backward = and_mask_backward(list(net.parameters()), cfg.and_mask_tau) if spec.gradient == "and-mask" else None
+    _train(cfg, state, data, data.train_x, epochs["task"], ctx, key, desc, backward)
+    return state, [key, *keys]
+
+
+def _train(
+    cfg: MemorizationNNConfig,
+    state: TrainState,
+    data: SeedData,
+    train_x: torch.Tensor,
+    epochs: int,
+    ctx: RunContext,
+    key: str,
+    desc: str,
+    backward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """One phase: ``epochs`` of minibatches of ``train_x`` (the training labels), logged and checkpointed every
+    ``log_every`` epochs; with ``backward`` (the AND-mask) the step gives per-class losses."""
+    net = state.model
+    assert isinstance(net, SeedEnsemble)
+    batches = Minibatches(len(data.train_y[0]), cfg.batch_size, state.generators, ctx.device)
+    state.extra["steps_per_epoch"] = batches.steps_per_epoch
+    step = _step(net, train_x, data, batches, per_class=backward is not None)
+    fit(
+        state,
+        step,
+        epochs * batches.steps_per_epoch,
+        log_every=cfg.log_every * batches.steps_per_epoch,
+        measure=_measure(net, data),
+        checkpoints=ctx.checkpoints,
+        key=key,
+        steps_per_epoch=batches.steps_per_epoch,
+        schedule="epoch",
+        backward=backward,
+        desc=desc,
+        progress=ctx.progress,
+    )
 
 
 def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str, Any]:
@@ -281,15 +362,36 @@ def new_state(cfg: MemorizationNNConfig, model_name: str, data: SeedData, seeds:
         ),
         seeds,
     ).to(device)
-    opt = make_optimizer("adam", net.parameters(), cfg.lr, cfg.weight_decay)
+    return phase_state(cfg, net, list(net.parameters()), seeds, "nets.order", device)
+
+
+def phase_state(
+    cfg: MemorizationNNConfig,
+    net: SeedEnsemble,
+    params: list[torch.nn.Parameter],
+    seeds: list[int],
+    order: str,
+    device: str,
+) -> TrainState:
+    """A training phase of ``net``: Adam over ``params`` and StepLR as the recipe says, and each seed's minibatch
+    order from its stream ``order``."""
+    opt = make_optimizer("adam", params, cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
-    return TrainState(net, opt, sched, [torch_generator(s, stream_id("nets.order")) for s in seeds])
+    return TrainState(net, opt, sched, [torch_generator(s, stream_id(order)) for s in seeds])
 
 
-def _step(net: SeedEnsemble, data: SeedData, batches: Minibatches) -> Callable[[int], torch.Tensor]:
+def _step(
+    net: SeedEnsemble, train_x: torch.Tensor, data: SeedData, batches: Minibatches, per_class: bool = False
+) -> Callable[[int], torch.Tensor]:
+    """The step's per-seed losses (S,) on a batch of ``train_x`` with the training labels; ``per_class``: the
+    per-class mean losses (classes, S), the AND-mask's environments."""
+
     def step(t: int) -> torch.Tensor:
         idx = batches(t)
-        return _loss(net(gather(data.train_x, idx)), torch.gather(data.train_y, 1, idx), data.classes)
+        out, y = net(gather(train_x, idx)), torch.gather(data.train_y, 1, idx)
+        if per_class:
+            return group_means(sample_cross_entropy(out, y), y, data.classes)
+        return _loss(out, y, data.classes)
 
     return step
 
