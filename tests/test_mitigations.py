@@ -340,3 +340,34 @@ def test_bad_mitigations_are_one_line_errors(cli, tmp_path, experiment, sets, me
     code, out, err = cli("run", experiment, *args, "--out", tmp_path / "x", "--no-progress")
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_explicit_phase_lengths_and_pretraining_width_are_what_the_records_and_data_say(cli, tmp_path):
+    """The phase settings the defaults hide: explicit pre-training / probing lengths reach the records, and
+    ``pretrain_background=b`` draws the pre-training backgrounds from U[-b, b] (zero mean, reaching both ends)."""
+    exp = get_experiment("contamination")
+    cfg = exp.make_config({**CONFIGS["contamination"], "pretrain_iterations": 7, "lp_iterations": 3})
+    assert cfg.phase_steps("lp-ft") == {"pretrain": 7, "probe": 3, "task": 60}
+    assert cfg.phase_steps("and-mask") == {"task": 60}
+    assert get_experiment("distillation").make_config({**CONFIGS["distillation"], "lp_epochs": 2}).phase_epochs(
+        "lp-ft"
+    ) == {"pretrain": 20, "probe": 2, "task": 20}
+    task = contamination_run.make_task([0, 1], cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood)
+    from spuriouslab.data.contamination import pretrain_task
+
+    bg = pretrain_task(task, [0, 1], 4000, cfg.core, 3.0).train.z[..., cfg.d_core :]
+    assert bg.min() >= -3.0 and bg.max() <= 3.0 and bg.min() < -2.9 and bg.max() > 2.9
+    assert abs(float(bg.mean())) < 0.05
+    assert torch.equal(task.train.z, contamination_run.make_task([0, 1], cfg.d, cfg.d_core, cfg.d_bg, cfg.n,
+                                                                  cfg.n_test, cfg.core, cfg.ood).train.z)  # fmt: skip
+
+    small = CONFIGS["memorization-nn"]
+    sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in small.items() if k != "model"]
+    args = [a for s in sets for a in ("--set", s)]
+    code, out, err = cli(
+        "run", "memorization-nn", *args, "--set", "model=fc", "--set", "mitigation=lp-ft", "--set", "pretrain_epochs=2",
+        "--set", "lp_epochs=4", "--out", tmp_path / "m", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    df = pd.read_parquet(tmp_path / "m" / "results.parquet")
+    assert df.pretrain_epochs.tolist() == [2, 2] and df.probe_epochs.tolist() == [4, 4] and df.epochs.tolist() == [6, 6]
