@@ -314,7 +314,7 @@ def test_every_mitigation_runs_from_the_cli_with_its_comparison_figure_and_verdi
     )
     df = pd.read_parquet(tmp_path / "m" / "results.parquet")
     remedies = [c for c in get_experiment("memorization-nn").claims if c.when.get("mitigation", "none") != "none"]
-    assert len(remedies) == 15
+    assert len(remedies) == 18
     for claim in remedies:
         v = judge(claim, df)
         assert v.applicable and v.n == 2 and v.paired and math.isfinite(v.effect), (claim.text, v)

@@ -43,6 +43,7 @@ EXPERIMENT = Experiment(
             [m for m, spec in MITIGATIONS.items() if not spec.oracle],
             [
                 Effect("acc_reversed", "greater", "raises accuracy on the coloured task with the colours reversed"),
+                Effect("reversed_drop", "less", "narrows the ID - reversed-colour accuracy drop"),
                 Effect("worst_group_acc", "greater", "raises worst-group accuracy on the coloured task"),
                 Effect("colour_flip", "less", "lowers the colour reliance (predictions the colour alone flips)"),
                 Effect("acc_id", "greater", "keeps ID accuracy on the coloured task (at most 0.02 lower)", -0.02),

@@ -15,6 +15,7 @@ METRICS = ["train_acc", "test_acc", "spurious_acc", "seconds"]
 # the coloured task's remedies (mitigation axis): what each changes, in the table and the comparison figure
 REMEDY_PANELS = [
     ("acc_reversed", "accuracy, colours reversed"),
+    ("reversed_drop", "ID - reversed-colour accuracy"),
     ("worst_group_acc", "worst-group accuracy (indep)"),
     ("colour_flip", "predictions flipped by the colour"),
     ("acc_id", "ID accuracy"),

@@ -319,8 +319,9 @@ def _train(
 
 def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str, Any]:
     """The coloured task's numbers per seed (lists over seeds): accuracy and cross-entropy on ``id``, ``indep``
-    and ``reversed``; group accuracies on ``indep`` (``acc_indep`` is the mean over samples, ``group_balanced_acc``
-    over the four groups, ``worst_group_acc`` the lowest); the colour reliance ``colour_flip`` (predictions that
+    and ``reversed``, and the OOD drop ``reversed_drop`` = ID minus reversed-colour accuracy; group accuracies
+    on ``indep`` (``acc_indep`` is the mean over samples, ``group_balanced_acc`` over the four groups,
+    ``worst_group_acc`` the lowest); the colour reliance ``colour_flip`` (predictions that
     change when only the colour is reversed, same cores) and ``logit_change`` (mean |change of the logit margin|
     over the mean |margin|); and the follow-up's ``spurious_corr`` C = Cov(margin on the border alone, +-1 label)."""
     from spuriouslab.data.coloured import group_metrics, spurious_correlation
@@ -333,6 +334,7 @@ def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str,
     for name, o in outs.items():
         out[f"acc_{name}"] = (o.argmax(-1).cpu() == y).float().mean(dim=1).tolist()
         out[f"loss_{name}"] = seed_cross_entropy(o, data.test_y).cpu().tolist()
+    out["reversed_drop"] = [a - b for a, b in zip(out["acc_id"], out["acc_reversed"], strict=True)]
     seeds = len(y)
     groups = [
         group_metrics((outs["indep"][i].argmax(-1).cpu() == y[i]).numpy(), y[i].numpy(), colours["indep"][i].numpy())
