@@ -165,12 +165,10 @@ def test_lp_ft_probing_leaves_the_encoder_unchanged_and_trains_the_head():
     assert not torch.equal(task["weights.0"], probe["weights.0"])  # fine-tuning moves the encoder
 
 
-def test_pretraining_is_reused_on_resume(monkeypatch):
-    memory = _Memory()
-    _, first = _contamination("pretrain", memory)
-    del memory.saved["k"]  # killed after pre-training: the task phase starts again, pre-training does not
+def _count_steps(monkeypatch, module) -> dict[str, int]:
+    """The steps each checkpoint key's phase takes from now on, counted through ``module.fit`` (the trainer)."""
     calls: dict[str, int] = {}
-    real = contamination_run.fit
+    real = module.fit
 
     def counting(state, step, steps, **kw):
         name = kw.get("key")
@@ -181,7 +179,15 @@ def test_pretraining_is_reused_on_resume(monkeypatch):
 
         return real(state, counted, steps, **kw)
 
-    monkeypatch.setattr(contamination_run, "fit", counting)
+    monkeypatch.setattr(module, "fit", counting)
+    return calls
+
+
+def test_pretraining_is_reused_on_resume(monkeypatch):
+    memory = _Memory()
+    _, first = _contamination("pretrain", memory)
+    del memory.saved["k"]  # killed after pre-training: the task phase starts again, pre-training does not
+    calls = _count_steps(monkeypatch, contamination_run)
     _, again = _contamination("pretrain", memory)
     assert calls.get("k-pretrain", 0) == 0 and calls["k"] == CONFIGS["contamination"]["iterations"]
     for a, b in zip(first.records, again.records, strict=True):
@@ -232,19 +238,7 @@ def test_coloured_pretraining_is_reused_on_resume(monkeypatch):
     _coloured("pretrain", "cnn", memory)
     first = copy.deepcopy(memory.saved["k"]["model"])
     del memory.saved["k"]  # killed after pre-training: the task phase starts again, pre-training does not
-    calls: dict[str, int] = {}
-    real = mnn_run.fit
-
-    def counting(state, step, steps, **kw):
-        name = kw.get("key")
-
-        def counted(t):
-            calls[name] = calls.get(name, 0) + 1
-            return step(t)
-
-        return real(state, counted, steps, **kw)
-
-    monkeypatch.setattr(mnn_run, "fit", counting)
+    calls = _count_steps(monkeypatch, mnn_run)
     _coloured("pretrain", "cnn", memory)
     assert calls.get("k-pretrain", 0) == 0 and calls["k"] == 6 * 2  # 6 epochs of 2 batches
     assert all(torch.equal(first[k], v) for k, v in memory.saved["k"]["model"].items())
