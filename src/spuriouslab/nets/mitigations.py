@@ -219,6 +219,20 @@ def frozen_statistics(module: torch.nn.Module) -> Iterator[None]:
             m.momentum = momentum
 
 
+@contextmanager
+def linear_probing(model: SeedEnsemble) -> Iterator[list[torch.nn.Parameter]]:
+    """LP-FT's probing phase on a seed ensemble: inside, only its last linear layer (:func:`last_linear` of the
+    template, ``model.base`` when stacked) requires gradients - its parameters are yielded for the phase's optimizer
+    (:func:`head_only`) - and BatchNorm statistics stay where they are (:func:`frozen_statistics`), so the encoder
+    leaves the phase as it entered."""
+    head = last_linear(model.base if model.stacked else model.model)
+    with (
+        head_only(ensemble_parameters(model).items(), lambda name: name.startswith(head + ".")) as params,
+        frozen_statistics(model),
+    ):
+        yield params
+
+
 def ensemble_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     """A model's parameters by their dotted names in the model itself: a stacked
     :class:`~spuriouslab.nets.models.SeedEnsemble` holds each as one (S, ...) tensor named like the template's

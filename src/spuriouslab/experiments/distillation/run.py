@@ -29,10 +29,8 @@ from spuriouslab.nets.mitigations import (
     MITIGATIONS,
     CoreProjection,
     and_mask_backward,
-    ensemble_parameters,
     group_means,
-    head_only,
-    last_linear,
+    linear_probing,
 )
 from spuriouslab.nets.models import SeedEnsemble
 from spuriouslab.nets.probes import probe_accuracies
@@ -428,10 +426,7 @@ def fit_student(
             f"{key}-pretrain", measure, desc=f"student {act} x{len(seeds)} (pretrain)",
         )  # fmt: skip
     if spec.probe:
-        named = ensemble_parameters(student)
-        # SeedEnsemble.base is set by object.__setattr__ (kept out of the module tree): undeclared in nets/models.py
-        head = last_linear(student.base if student.stacked else student.model)
-        with head_only(named.items(), lambda name: name.startswith(head + ".")) as params:
+        with linear_probing(student) as params:
             states["probe"] = train(
                 cfg, student, distill(data.train_x, teacher.train), data.train_x.shape[1], epochs["probe"], seeds,
                 ctx, f"{key}-probe", measure, desc=f"student {act} x{len(seeds)} (probe)", params=params,

@@ -78,10 +78,11 @@ def report(cfg, df: pd.DataFrame) -> Report:
     for m in models:
         plotting.style_axes(axes[0][models.index(m)], "epoch", "accuracy", m)
     figures["nn_curves"] = fig
-    remedies = ok.mitigation.nunique() > 1 and "acc_reversed" in ok
-    if remedies:
+    remedies = None  # the remedy table, once, for the figure and the summary
+    if ok.mitigation.nunique() > 1 and "acc_reversed" in ok:
+        remedies = tables.mitigation_table(ok, [m for m, _ in REMEDY_PANELS])
         figures["mitigations"] = plotting.comparison_figure(
-            tables.mitigation_table(ok, [m for m, _ in REMEDY_PANELS]),
+            remedies,
             "mitigation",
             REMEDY_PANELS,
             "remedies on the coloured task vs none (dotted): mean and 95% interval over seeds",
@@ -98,16 +99,13 @@ def report(cfg, df: pd.DataFrame) -> Report:
         "",
         tables.markdown_table(agg, ["model", "n_train", *extra, "n", *METRICS]),
     ]
-    if remedies:
+    if remedies is not None:
         lines += [
             "",
             "Remedies on the coloured task (spuriouslab.nets.mitigations; every model, rho and N pooled per remedy;"
             " figure: figures/mitigations):",
             "",
-            tables.markdown_table(
-                tables.mitigation_table(ok, [m for m, _ in REMEDY_PANELS]),
-                ["mitigation", "n", *[m for m, _ in REMEDY_PANELS]],
-            ),
+            tables.markdown_table(remedies, ["mitigation", "n", *[m for m, _ in REMEDY_PANELS]]),
         ]
     bad = df[df.status != "ok"]
     if len(bad):

@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -17,15 +17,7 @@ from spuriouslab.data.memorization import build_split
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
-from spuriouslab.nets.mitigations import (
-    MITIGATIONS,
-    and_mask_backward,
-    ensemble_parameters,
-    frozen_statistics,
-    group_means,
-    head_only,
-    last_linear,
-)
+from spuriouslab.nets.mitigations import MITIGATIONS, and_mask_backward, group_means, linear_probing
 from spuriouslab.nets.models import MODELS, SeedEnsemble, build_model
 from spuriouslab.nets.train import (
     Minibatches,
@@ -111,7 +103,9 @@ def stacked(cfg: MemorizationNNConfig, seeds: list[int], n: int, device: str, pr
         out.colours = {k: torch.stack([c[1][k] for c in coloured]) for k in coloured[0][1]}
         out.test_query_x = torch.stack([c[2] for c in coloured]).to(device)
     if pretrain:
-        out.pretrain_x = torch.stack([d.pretrain_x for d in parts if d.pretrain_x is not None]).to(device)
+        pre = [d.pretrain_x for d in parts]
+        assert all(x is not None for x in pre), "every seed's split was built with its pre-training images"
+        out.pretrain_x = torch.stack(cast("list[torch.Tensor]", pre)).to(device)
     return out
 
 
@@ -270,11 +264,7 @@ def train_phases(
         keys.append(f"{key}-pretrain")
         _train(cfg, pre, data, data.pretrain_x, epochs["pretrain"], ctx, keys[-1], f"{desc} (pretrain)")
     if spec.probe:
-        head = last_linear(net.base if net.stacked else net.model)
-        with (
-            head_only(ensemble_parameters(net).items(), lambda name: name.startswith(head + ".")) as params,
-            frozen_statistics(net),
-        ):
+        with linear_probing(net) as params:
             probe = phase_state(cfg, net, params, seeds, "nets.pretrain_order", ctx.device)
             keys.append(f"{key}-probe")
             _train(cfg, probe, data, data.train_x, epochs["probe"], ctx, keys[-1], f"{desc} (probe)")
