@@ -56,6 +56,10 @@ def test_bands_stay_inside_the_quantity_range():
         -math.inf,
         math.inf,
     )
+    assert plotting.bounds_for("acc_reversed") == (0, 1) and plotting.bounds_for("colour_flip") == (0, 1)
+    assert plotting.bounds_for("reversed_drop") == (-1, 1) and plotting.bounds_for("acc_colour_gap")[0] == -math.inf
+    errors = plotting.bar_errors([0.05, 0.9], [0.2, 0.2], "acc_reversed")  # the whiskers stop at 0 and 1
+    assert errors[0].tolist() == pytest.approx([0.05, 0.2]) and errors[1].tolist() == pytest.approx([0.2, 0.1])
     matplotlib.pyplot.close(fig)
 
 

@@ -31,11 +31,18 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "seconds": (0.0, math.inf),
     "change": (0.0, math.inf),
     "border": (0.0, 1.0),
+    # the coloured task's records, named by their test set rather than their kind
+    "acc_id": (0.0, 1.0),
+    "acc_indep": (0.0, 1.0),
+    "acc_reversed": (0.0, 1.0),
+    "colour_flip": (0.0, 1.0),
+    "reversed_drop": (-1.0, 1.0),
 }
 
 
 def bounds_for(quantity: str | None) -> tuple[float, float]:
-    """The range of a quantity named like ``test_acc``, ``id_loss`` or ``bg_norm``; unbounded otherwise."""
+    """The range of a quantity named like ``test_acc``, ``id_loss`` or ``bg_norm`` (by its last part), or named
+    exactly in :data:`BOUNDS` (``acc_reversed``); unbounded otherwise."""
     if not quantity:
         return (-math.inf, math.inf)
     return BOUNDS.get(quantity.rsplit("_", 1)[-1], BOUNDS.get(quantity, (-math.inf, math.inf)))
