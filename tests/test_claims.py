@@ -219,8 +219,8 @@ def test_every_declared_claim_is_measured_on_a_tiny_real_run(name):
     df = pd.DataFrame(run_points(exp, cfg))
     # claims about a swept field (the coloured task's rho) are judged across a sweep: tests/test_coloured.py
     claims = [c for c in exp.claims if set(c.varies) <= {*exp.Config.AXES, "seed"}]
-    # claims about a remedy against none are judged on runs with the mitigation axis: tests/test_mitigations.py
-    claims = [c for c in claims if c.when.get("mitigation", "none") == "none"]
+    # claims about a remedy against none are judged on runs with the remedy axis: tests/test_remedies.py
+    claims = [c for c in claims if c.when.get("remedy", "none") == "none"]
     for claim in claims:  # each run covers every condition its experiment's claims name
         v = judge(claim, df)
         assert v.applicable and v.n == 2 and v.excluded == 0 and math.isfinite(v.effect), (claim.text, v)

@@ -539,7 +539,7 @@ def test_19_a_record_of_only_its_point_is_recomputed(cli, tmp_path):
     run = tmp_path / "c"
     assert cli("run", "contamination", *CONT, "--out", run)[0] == 0
     recs = records(run)
-    keys = ["activation", "loss", "optimizer", "mitigation", "seed"]
+    keys = ["activation", "loss", "optimizer", "remedy", "seed"]
     stub = {k: recs[0][k] for k in keys}
     (run / "records.jsonl").write_text(json.dumps(stub) + "\n" + json.dumps(recs[1]) + "\n")
     code, _, err = cli("run", "contamination", *CONT, "--out", run)

@@ -1,4 +1,4 @@
-"""Remedies of contamination (spuriouslab.nets.mitigations): each changes what it says and nothing else."""
+"""Remedies of contamination (spuriouslab.nets.remedies): each changes what it says and nothing else."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.contamination import run as contamination_run
 from spuriouslab.experiments.memorization_nn import run as mnn_run
-from spuriouslab.nets.mitigations import CoreProjection, and_mask_backward, group_means
+from spuriouslab.nets.remedies import CoreProjection, and_mask_backward, group_means
 
-FIXTURE = Path(__file__).parent / "fixtures" / "records_before_mitigations.json"
-# the configs whose records tests/fixtures/records_before_mitigations.json holds, written by the code before the
-# mitigation axis existed (timings left out)
+FIXTURE = Path(__file__).parent / "fixtures" / "records_before_remedies.json"
+# the configs whose records tests/fixtures/records_before_remedies.json holds, written by the code before the
+# remedy axis existed (timings left out)
 CONFIGS = {
     "contamination": {
         "d": 32,
@@ -82,22 +82,22 @@ def _same(old, new) -> bool:
 
 
 @pytest.mark.parametrize("name", ["contamination", "distillation", "memorization-nn"])
-def test_none_reproduces_the_records_written_before_the_mitigation_axis(name):
+def test_none_reproduces_the_records_written_before_the_remedy_axis(name):
     exp = get_experiment(name)
-    records = run_points(exp, exp.make_config({**CONFIGS[name], "mitigation": ["none"]}))
+    records = run_points(exp, exp.make_config({**CONFIGS[name], "remedy": ["none"]}))
     before = json.loads(FIXTURE.read_text())[name]
     assert len(records) == len(before)
     for old, new in zip(before, records, strict=True):
         changed = [k for k in old if not _same(old[k], new.get(k, "missing"))]
         assert not changed, f"{name}: {changed[:5]} changed"
-        assert new["mitigation"] == "none"
+        assert new["remedy"] == "none"
 
 
-def _contamination(mitigation: str, checkpoints=None, **values):
+def _contamination(remedy: str, checkpoints=None, **values):
     exp = get_experiment("contamination")
-    cfg = exp.make_config({**CONFIGS["contamination"], **values, "mitigation": [mitigation]})
+    cfg = exp.make_config({**CONFIGS["contamination"], **values, "remedy": [remedy]})
     ctx = RunContext(progress=False, checkpoints=checkpoints)
-    return cfg, contamination_run.train_contamination(cfg, [0, 1], "relu", "hinge", "sgd", ctx, "k", mitigation)
+    return cfg, contamination_run.train_contamination(cfg, [0, 1], "relu", "hinge", "sgd", ctx, "k", remedy)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
@@ -132,7 +132,7 @@ def test_the_oracle_in_the_experiments_keeps_the_background_norm():
         assert max(rec["curve_bg_norm"]) == pytest.approx(min(rec["curve_bg_norm"]), rel=1e-5)
         assert rec["core_norm"] != pytest.approx(rec["core_norm_init"], rel=1e-3)
     exp = get_experiment("distillation")
-    rec = run_points(exp, exp.make_config({**CONFIGS["distillation"], "mitigation": ["project-oracle"]}))[0]
+    rec = run_points(exp, exp.make_config({**CONFIGS["distillation"], "remedy": ["project-oracle"]}))[0]
     assert rec["student_bg_growth"] == pytest.approx(1.0, rel=1e-5)
 
 
@@ -158,7 +158,7 @@ class _Memory:
 def test_lp_ft_probing_leaves_the_encoder_unchanged_and_trains_the_head():
     memory = _Memory()
     _contamination("lp-ft", memory)
-    pre, probe = memory.saved["k-pretrain"]["model"], memory.saved["k-probe"]["model"]
+    pre, probe = memory.saved["k-pretrain"]["model"], memory.saved["k-lp"]["model"]
     assert torch.equal(pre["weights.0"], probe["weights.0"]) and torch.equal(pre["biases.0"], probe["biases.0"])
     assert not torch.equal(pre["weights.1"], probe["weights.1"])  # the head moved, though freeze_output=true
     task = memory.saved["k"]["model"]
@@ -194,12 +194,12 @@ def test_pretraining_is_reused_on_resume(monkeypatch):
         assert a["bg_norm"] == b["bg_norm"] and a["curve_bg_norm"] == b["curve_bg_norm"]
 
 
-def _coloured(mitigation: str, model: str, checkpoints, seeds=(0, 1), **values):
+def _coloured(remedy: str, model: str, checkpoints, seeds=(0, 1), **values):
     exp = get_experiment("memorization-nn")
-    cfg = exp.make_config({**CONFIGS["memorization-nn"], **values, "model": [model], "mitigation": [mitigation]})
-    data = mnn_run.stacked(cfg, list(seeds), 60, "cpu", pretrain=mitigation in ("pretrain", "lp-ft"))
+    cfg = exp.make_config({**CONFIGS["memorization-nn"], **values, "model": [model], "remedy": [remedy]})
+    data = mnn_run.stacked(cfg, list(seeds), 60, "cpu", pretrain=remedy in ("pretrain", "lp-ft"))
     ctx = RunContext(progress=False, checkpoints=checkpoints)
-    return data, mnn_run.train_phases(cfg, model, data, list(seeds), mitigation, "k", ctx)
+    return data, mnn_run.train_phases(cfg, model, data, list(seeds), remedy, "k", ctx)
 
 
 @pytest.mark.parametrize("model, head, seeds", [("cnn", "params.net__9__", (0, 1)), ("resnet", "model.head.", (0,))])
@@ -208,7 +208,7 @@ def test_coloured_lp_ft_probing_leaves_the_encoder_and_its_batchnorm_statistics_
     of probing only the head moves - parameters and running statistics of the encoder stay bit-identical."""
     memory = _Memory()
     _coloured("lp-ft", model, memory, seeds, resnet_depth=8)
-    pre, probe, task = (memory.saved[k]["model"] for k in ("k-pretrain", "k-probe", "k"))
+    pre, probe, task = (memory.saved[k]["model"] for k in ("k-pretrain", "k-lp", "k"))
     encoder = [k for k in pre if not k.startswith(head) and not k.endswith("num_batches_tracked")]
     assert any("running_mean" in k for k in encoder) == (model == "resnet")
     assert all(torch.equal(pre[k], probe[k]) for k in encoder)
@@ -218,7 +218,7 @@ def test_coloured_lp_ft_probing_leaves_the_encoder_and_its_batchnorm_statistics_
 
 def test_coloured_pretraining_images_keep_the_cores_and_paint_each_border_a_random_colour():
     exp = get_experiment("memorization-nn")
-    cfg = exp.make_config({**CONFIGS["memorization-nn"], "mitigation": ["pretrain"]})
+    cfg = exp.make_config({**CONFIGS["memorization-nn"], "remedy": ["pretrain"]})
     data = mnn_run.seed_data(cfg, 0, 60, pretrain=True)
     plain = mnn_run.seed_data(cfg, 0, 60)
     assert plain.pretrain_x is None and torch.equal(plain.train_x, data.train_x)  # the task's images unchanged
@@ -258,38 +258,38 @@ def test_and_mask_keeps_agreeing_components_and_is_the_gradient_when_environment
     assert groups[:, 0].tolist() == [1.0, 4.0, 0.0]  # an empty class gives 0
 
 
-def test_every_mitigation_runs_from_the_cli_with_its_comparison_figure_and_verdicts(cli, tmp_path):
+def test_every_remedy_runs_from_the_cli_with_its_comparison_figure_and_verdicts(cli, tmp_path):
     small = CONFIGS["contamination"]
     sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in small.items()]
     args = [a for s in sets for a in ("--set", s)]
     code, out, err = cli(
-        "run", "contamination", *args, "--set", "mitigation=none,pretrain,lp-ft,project-oracle,and-mask",
+        "run", "contamination", *args, "--set", "remedy=none,pretrain,lp-ft,project-oracle,and-mask",
         "--out", tmp_path / "c", "--no-progress",
     )  # fmt: skip
     assert code == 0, err
-    assert (tmp_path / "c" / "figures" / "mitigations.png").is_file()
+    assert (tmp_path / "c" / "figures" / "remedies.png").is_file()
     summary = (tmp_path / "c" / "summary.md").read_text()
     for name in ["pretrain", "lp-ft", "project-oracle", "and-mask"]:
         assert f"{name} lowers a ReLU net's background-weight growth (vs no remedy)" in summary
     df = pd.read_parquet(tmp_path / "c" / "results.parquet")
-    assert sorted(df.mitigation.unique()) == ["and-mask", "lp-ft", "none", "pretrain", "project-oracle"]
-    remedies = [c for c in get_experiment("contamination").claims if c.when.get("mitigation", "none") != "none"]
+    assert sorted(df.remedy.unique()) == ["and-mask", "lp-ft", "none", "pretrain", "project-oracle"]
+    remedies = [c for c in get_experiment("contamination").claims if c.when.get("remedy", "none") != "none"]
     assert len(remedies) == 16
     for claim in remedies:  # every remedy's claims are measured on both seeds, paired with none's
         v = judge(claim, df)
         assert v.applicable and v.n == 2 and v.paired and math.isfinite(v.effect), (claim.text, v)
-    lp = df[df.mitigation == "lp-ft"].iloc[0]
-    assert lp.pretrain_steps == 60 and lp.probe_steps == 15 and df[df.mitigation == "none"].pretrain_steps.max() == 0
+    lp = df[df.remedy == "lp-ft"].iloc[0]
+    assert lp.pretrain_steps == 60 and lp.lp_steps == 15 and df[df.remedy == "none"].pretrain_steps.max() == 0
 
     small = CONFIGS["distillation"]
     sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in small.items()]
     args = [a for s in sets for a in ("--set", s)]
     code, out, err = cli(
-        "run", "distillation", *args, "--set", "mitigation=none,lp-ft,and-mask", "--out", tmp_path / "d",
+        "run", "distillation", *args, "--set", "remedy=none,lp-ft,and-mask", "--out", tmp_path / "d",
         "--no-progress",
     )  # fmt: skip
     assert code == 0, err
-    assert (tmp_path / "d" / "figures" / "mitigations.png").is_file()
+    assert (tmp_path / "d" / "figures" / "remedies.png").is_file()
     assert "lp-ft raises the ReLU student's OOD accuracy (vs no remedy)" in (tmp_path / "d" / "summary.md").read_text()
     assert not list((tmp_path / "d").rglob("*student*.pt")), "the student's phase checkpoints are discarded"
 
@@ -297,24 +297,24 @@ def test_every_mitigation_runs_from_the_cli_with_its_comparison_figure_and_verdi
     sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in small.items() if k != "model"]
     args = [a for s in sets for a in ("--set", s)]
     code, out, err = cli(
-        "run", "memorization-nn", *args, "--set", "model=cnn", "--set", "mitigation=none,pretrain,lp-ft,and-mask",
+        "run", "memorization-nn", *args, "--set", "model=cnn", "--set", "remedy=none,pretrain,lp-ft,and-mask",
         "--out", tmp_path / "m", "--no-progress",
     )  # fmt: skip
     assert code == 0, err
-    assert (tmp_path / "m" / "figures" / "mitigations.png").is_file()
+    assert (tmp_path / "m" / "figures" / "remedies.png").is_file()
     assert (
         "and-mask raises worst-group accuracy on the coloured task (vs no remedy)"
         in (tmp_path / "m" / "summary.md").read_text()
     )
     df = pd.read_parquet(tmp_path / "m" / "results.parquet")
-    remedies = [c for c in get_experiment("memorization-nn").claims if c.when.get("mitigation", "none") != "none"]
+    remedies = [c for c in get_experiment("memorization-nn").claims if c.when.get("remedy", "none") != "none"]
     assert len(remedies) == 18
     for claim in remedies:
         v = judge(claim, df)
         assert v.applicable and v.n == 2 and v.paired and math.isfinite(v.effect), (claim.text, v)
-    lp = df[df.mitigation == "lp-ft"].iloc[0]
-    assert lp.pretrain_epochs == 6 and lp.probe_epochs == 1 and df[df.mitigation == "none"].pretrain_epochs.max() == 0
-    masked, plain = df[df.mitigation == "and-mask"], df[df.mitigation == "none"]
+    lp = df[df.remedy == "lp-ft"].iloc[0]
+    assert lp.pretrain_epochs == 6 and lp.lp_epochs == 1 and df[df.remedy == "none"].pretrain_epochs.max() == 0
+    masked, plain = df[df.remedy == "and-mask"], df[df.remedy == "none"]
     assert not (masked.train_loss.to_numpy() == plain.train_loss.to_numpy()).all()  # the mask changed training
     assert not list((tmp_path / "m").rglob("*.pt")), "every phase's checkpoint is discarded"
 
@@ -322,14 +322,14 @@ def test_every_mitigation_runs_from_the_cli_with_its_comparison_figure_and_verdi
 @pytest.mark.parametrize(
     "experiment, sets, message",
     [
-        ("contamination", ["mitigation=retrain"], "mitigation"),
-        ("distillation", ["task=digits-background", "mitigation=project-oracle"], "core subspace"),
+        ("contamination", ["remedy=retrain"], "remedy"),
+        ("distillation", ["task=digits-background", "remedy=project-oracle"], "core subspace"),
         ("contamination", ["and_mask_tau=0"], "and_mask_tau"),
-        ("memorization-nn", ["mitigation=pretrain"], "coloured task"),
-        ("memorization-nn", ["border_content=coloured", "mitigation=project-oracle"], "core subspace"),
+        ("memorization-nn", ["remedy=pretrain"], "coloured task"),
+        ("memorization-nn", ["border_content=coloured", "remedy=project-oracle"], "core subspace"),
     ],
 )
-def test_bad_mitigations_are_one_line_errors(cli, tmp_path, experiment, sets, message):
+def test_bad_remedies_are_one_line_errors(cli, tmp_path, experiment, sets, message):
     args = [a for s in sets for a in ("--set", s)]
     code, out, err = cli("run", experiment, *args, "--out", tmp_path / "x", "--no-progress")
     assert code == 2
@@ -341,11 +341,11 @@ def test_explicit_phase_lengths_and_pretraining_width_are_what_the_records_and_d
     ``pretrain_background=b`` draws the pre-training backgrounds from U[-b, b] (zero mean, reaching both ends)."""
     exp = get_experiment("contamination")
     cfg = exp.make_config({**CONFIGS["contamination"], "pretrain_iterations": 7, "lp_iterations": 3})
-    assert cfg.phase_steps("lp-ft") == {"pretrain": 7, "probe": 3, "task": 60}
+    assert cfg.phase_steps("lp-ft") == {"pretrain": 7, "lp": 3, "task": 60}
     assert cfg.phase_steps("and-mask") == {"task": 60}
     assert get_experiment("distillation").make_config({**CONFIGS["distillation"], "lp_epochs": 2}).phase_epochs(
         "lp-ft"
-    ) == {"pretrain": 20, "probe": 2, "task": 20}
+    ) == {"pretrain": 20, "lp": 2, "task": 20}
     task = contamination_run.make_task([0, 1], cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood)
     from spuriouslab.data.contamination import pretrain_task
 
@@ -359,9 +359,9 @@ def test_explicit_phase_lengths_and_pretraining_width_are_what_the_records_and_d
     sets = [f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in small.items() if k != "model"]
     args = [a for s in sets for a in ("--set", s)]
     code, out, err = cli(
-        "run", "memorization-nn", *args, "--set", "model=fc", "--set", "mitigation=lp-ft", "--set", "pretrain_epochs=2",
+        "run", "memorization-nn", *args, "--set", "model=fc", "--set", "remedy=lp-ft", "--set", "pretrain_epochs=2",
         "--set", "lp_epochs=4", "--out", tmp_path / "m", "--no-progress",
     )  # fmt: skip
     assert code == 0, err
     df = pd.read_parquet(tmp_path / "m" / "results.parquet")
-    assert df.pretrain_epochs.tolist() == [2, 2] and df.probe_epochs.tolist() == [4, 4] and df.epochs.tolist() == [6, 6]
+    assert df.pretrain_epochs.tolist() == [2, 2] and df.lp_epochs.tolist() == [4, 4] and df.epochs.tolist() == [6, 6]

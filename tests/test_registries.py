@@ -91,7 +91,7 @@ def test_every_classifier_is_offered_and_its_batchnorm_flag_is_true():
             cfg = nn.make_config({"model": [name]})
             assert cfg.model == [name]
             assert built(torch.zeros(2, 3, 12, 12)).shape == (2, 10)
-            point = {"model": name, "n_train": 100, "mitigation": "none", "seed": 0}
+            point = {"model": name, "n_train": 100, "remedy": "none", "seed": 0}
             assert (point["seed"] in nn.group_key(cfg, point)[3:]) == spec.batchnorm  # BatchNorm: one seed a group
         else:
             with pytest.raises(ConfigError, match="model: got"):

@@ -469,7 +469,7 @@ def coloured_claims(figure: str) -> tuple[Claim, ...]:
     )
 
 
-MITIGATION_SOURCE = "beyond the papers: remedies of contamination (spuriouslab.nets.mitigations)"
+REMEDY_SOURCE = "beyond the papers: remedies of contamination (spuriouslab.nets.remedies)"
 
 
 @dataclass(frozen=True)
@@ -484,13 +484,13 @@ class Effect:
     margin: float = 0.0
 
 
-def mitigation_claims(
+def remedy_claims(
     figure: str, remedies: list[str], effects: list[Effect], when: dict[str, Any] | None = None
 ) -> tuple[Claim, ...]:
-    """One claim per remedy and effect, each remedy's records against ``mitigation=none`` (paired over seeds),
+    """One claim per remedy and effect, each remedy's records against ``remedy=none`` (paired over seeds),
     both restricted to ``when`` (e.g. the ReLU net).  A remedy a run did not train is not applicable to it.
 
-    >>> [c.text for c in mitigation_claims("toy", ["pretrain"], [Effect("gap", "less", "narrows the gap")])]
+    >>> [c.text for c in remedy_claims("toy", ["pretrain"], [Effect("gap", "less", "narrows the gap")])]
     ['pretrain narrows the gap (vs no remedy)']
     """
     base = dict(when or {})
@@ -500,11 +500,11 @@ def mitigation_claims(
             f"{name} {e.text} (vs no remedy)",
             e.metric,
             "difference",
-            when={**base, "mitigation": name},
-            versus={**base, "mitigation": "none"},
+            when={**base, "remedy": name},
+            versus={**base, "remedy": "none"},
             side=e.side,
             reference=e.margin,
-            paper=MITIGATION_SOURCE,
+            paper=REMEDY_SOURCE,
         )
         for name in remedies
         if name != "none"

@@ -41,7 +41,7 @@ STREAMS: dict[str, int] = {
     "contamination.data": 1,  # train and test sets
     "contamination.sampling": 2,  # minibatches and online samples
     "contamination.init": 3,  # network initialisation
-    "contamination.pretrain": 4,  # mitigation pretrain / lp-ft: the wide-background pre-training set
+    "contamination.pretrain": 4,  # remedy pretrain / lp-ft: the wide-background pre-training set
     "contamination.pretrain.sampling": 5,  # its minibatches and online samples
     # representation distillation
     "distillation.map": 400,  # the embedding T of the synthetic task
@@ -52,7 +52,7 @@ STREAMS: dict[str, int] = {
     "distillation.baseline": 405,  # baseline initialisation
     "distillation.order": 406,  # minibatch order
     "distillation.probe": 407,  # torch probes
-    "distillation.pretrain": 408,  # mitigation pretrain / lp-ft: wide backgrounds of the synthetic pre-training set
+    "distillation.pretrain": 408,  # remedy pretrain / lp-ft: wide backgrounds of the synthetic pre-training set
     # background features in deep networks
     "background.init": 500,  # network initialisation
     "background.augment": 501,  # crops and flips (key: seed, stream, epoch)
@@ -69,7 +69,7 @@ IMAGE_OFFSETS = {
     "test_border": 3,
     "train_query": 4,
     "test_query": 5,
-    "pretrain_border": 6,  # the coloured task's pre-training borders (mitigation pretrain / lp-ft)
+    "pretrain_border": 6,  # the coloured task's pre-training borders (remedy pretrain / lp-ft)
 }
 
 

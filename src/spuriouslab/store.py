@@ -42,6 +42,7 @@ import pandas as pd
 import yaml
 
 from spuriouslab.errors import ConfigError
+from spuriouslab.experiments.base import renamed
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
@@ -368,6 +369,7 @@ class RunStore:
                 continue
             try:
                 rec = json.loads(line)
+                rec = renamed(rec) if isinstance(rec, dict) else rec
             except (ValueError, UnicodeDecodeError):
                 rec = None
             problem, key = _record_problem(rec, fields)

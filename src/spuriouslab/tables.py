@@ -39,15 +39,15 @@ def aggregate(df: pd.DataFrame, by: list[str], metrics: list[str]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def mitigation_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """:func:`aggregate` of ``metrics`` per remedy (the ``mitigation`` column), ``none`` first and the others in
+def remedy_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """:func:`aggregate` of ``metrics`` per remedy (the ``remedy`` column), ``none`` first and the others in
     the records' order, over the ReLU records where there are any (the remedies' claims are about ReLU nets;
     records without an ``activation`` column are all kept)."""
     relu = df.activation == "relu" if "activation" in df else pd.Series(False, index=df.index)
     sub = df[relu] if relu.any() else df
-    table = aggregate(sub, ["mitigation"], metrics)
-    order = [m for m in dict.fromkeys(["none", *sub.mitigation]) if m in set(table.mitigation)]
-    return table.set_index("mitigation").loc[order].reset_index()
+    table = aggregate(sub, ["remedy"], metrics)
+    order = [m for m in dict.fromkeys(["none", *sub.remedy]) if m in set(table.remedy)]
+    return table.set_index("remedy").loc[order].reset_index()
 
 
 def fmt(v: object) -> str:

@@ -39,6 +39,22 @@ MAX_SEEDS = 10_000
 # workspaces, kernels' scratch), measured at 20-100 MB on tiny runs: part of every trained experiment's estimate.
 FRAMEWORK_BYTES = 100e6
 MAX_POINTS = 1_000_000  # grid points (axes x seeds) in one run
+# Fields renamed since runs were first written: old name -> new name.  A config (a file, ``--set``, a stored
+# ``config.yaml``) and a stored record that use the old name are read under the new one.
+RENAMED_FIELDS: dict[str, str] = {"mitigation": "remedy"}
+
+
+def renamed(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every old field name of :data:`RENAMED_FIELDS` replaced by its new name (ValueError when
+    both are given)."""
+    out = dict(values)
+    for old, new in RENAMED_FIELDS.items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"{old} and {new} name one field ({old} is its old name); give {new} only")
+            out[new] = out.pop(old)
+    return out
+
 
 Point = dict[str, Any]
 """One grid point: axis values and the seed, field -> value (JSON values: numbers, strings, booleans, lists)."""
@@ -115,7 +131,7 @@ class ExperimentConfig(BaseModel):
     def _layered_defaults(cls, values: Any) -> Any:
         if not isinstance(values, dict):
             return values
-        values = dict(values)
+        values = renamed(values)
         for key, val in values.items():
             info = cls.model_fields.get(key)
             if info is not None:
@@ -368,7 +384,7 @@ class Experiment(Generic[C]):
         return self.verdicts_of(list(self.claims), df)
 
     def verdicts_of(self, claims: list[Claim], df: pd.DataFrame) -> list[Verdict]:
-        """The applicable verdicts on ``claims``.  Records written before an axis existed (``mitigation``, say) lack
+        """The applicable verdicts on ``claims``.  Records written before an axis existed (``remedy``, say) lack
         its column: they are read at the axis's default, which is what they ran."""
         from spuriouslab.claims import judge_all
 

@@ -94,7 +94,7 @@ Rho = Annotated[
 Colours = Annotated[
     list[str], Listed, Field(description="border_content=coloured: colour 0 and colour 1 (names or R,G,B)")
 ]
-# remedies (mitigation=and-mask, spuriouslab.nets.mitigations)
+# remedies (remedy=and-mask, spuriouslab.nets.remedies)
 AndMaskTau = Annotated[
     float, Field(gt=0, le=1, description="and-mask: fraction of the classes whose gradient signs must agree")
 ]

@@ -239,7 +239,7 @@ def fit(
     ``step(t)`` (t = 1, 2, ...) returns the per-seed losses (a tensor of shape (S,), one entry per seed trained
     together) of step t's batch; their sum is minimised, so seeds stacked in one model keep their own
     trajectories.  ``backward(losses)`` replaces ``losses.sum().backward()`` (a gradient adjustment that needs
-    more than the summed loss, e.g. :func:`spuriouslab.nets.mitigations.and_mask_backward`): it fills the
+    more than the summed loss, e.g. :func:`spuriouslab.nets.remedies.and_mask_backward`): it fills the
     gradients and returns the per-seed losses (S,) the divergence check reads.  ``before_step`` runs between
     backward and the optimizer (gradient clipping, gradient projection), ``after_step`` right after the optimizer
     (a constraint on the update).  The scheduler steps after every optimizer step (``schedule="step"``) or after

@@ -5,19 +5,19 @@ logs, at every logging step: train / ID / OOD loss and accuracy; per-neuron norm
 weights projected on the core and background subspaces (the paper's metric, ~sqrt(d_sub/(3d)) at init);
 the signed projection on the background-mean direction, split by the sign of the neuron's output weight;
 and the activation asymmetry P(active | y=+1) - P(active | y=-1) of each neuron, with its correlation with
-the sign of the output weight (the theory's mechanism).  The ``mitigation`` axis trains the same task with a
-remedy (:mod:`spuriouslab.nets.mitigations`) and judges each against no remedy.  ``config`` / ``run`` / ``report``
+the sign of the output weight (the theory's mechanism).  The ``remedy`` axis trains the same task with a
+remedy (:mod:`spuriouslab.nets.remedies`) and judges each against no remedy.  ``config`` / ``run`` / ``report``
 hold the three jobs.
 """
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim, Effect, curve_change, minimum, mitigation_claims
+from spuriouslab.claims import Claim, Effect, curve_change, minimum, remedy_claims
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.contamination import report, run
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.experiments.contamination.run import measure, train_contamination
-from spuriouslab.nets.mitigations import MITIGATIONS
+from spuriouslab.nets.remedies import REMEDIES
 
 EXPERIMENT = Experiment(
     name="contamination",
@@ -32,7 +32,7 @@ EXPERIMENT = Experiment(
             "a ReLU net's first-layer weight in the background subspace grows in training",
             "bg_norm_growth",
             "sign",
-            when={"activation": "relu", "mitigation": "none"},
+            when={"activation": "relu", "remedy": "none"},
             reference=1.0,
             paper="Zhang et al., ICML 2024",
         ),
@@ -41,8 +41,8 @@ EXPERIMENT = Experiment(
             "the background weight grows more for ReLU than for the linear net",
             "bg_norm_growth",
             "difference",
-            when={"activation": "relu", "mitigation": "none"},
-            versus={"activation": "identity", "mitigation": "none"},
+            when={"activation": "relu", "remedy": "none"},
+            versus={"activation": "identity", "remedy": "none"},
             paper="Zhang et al., ICML 2024",
         ),
         Claim(
@@ -50,8 +50,8 @@ EXPERIMENT = Experiment(
             "the OOD - ID loss gap is larger for ReLU than for the linear net",
             "ood_id_gap",
             "difference",
-            when={"activation": "relu", "mitigation": "none"},
-            versus={"activation": "identity", "mitigation": "none"},
+            when={"activation": "relu", "remedy": "none"},
+            versus={"activation": "identity", "remedy": "none"},
             paper="Zhang et al., ICML 2024",
         ),
         Claim(
@@ -59,7 +59,7 @@ EXPERIMENT = Experiment(
             "ReLU neurons activate class-asymmetrically, in line with their output sign",
             "asym_corr",
             "sign",
-            when={"activation": "relu", "mitigation": "none"},
+            when={"activation": "relu", "remedy": "none"},
             paper="Zhang et al., ICML 2024",
         ),
         Claim(
@@ -68,7 +68,7 @@ EXPERIMENT = Experiment(
             "correlation, last minus first logged step)",
             "curve_asym_corr",
             "sign",
-            when={"activation": "relu", "mitigation": "none"},
+            when={"activation": "relu", "remedy": "none"},
             statistic=curve_change("curve_asym_corr"),
             paper="Zhang et al., ICML 2024",
         ),
@@ -78,8 +78,8 @@ EXPERIMENT = Experiment(
                 f"{act} also contaminates: its background weight grows more than the linear net's",
                 "bg_norm_growth",
                 "difference",
-                when={"activation": act, "mitigation": "none"},
-                versus={"activation": "identity", "mitigation": "none"},
+                when={"activation": act, "remedy": "none"},
+                versus={"activation": "identity", "remedy": "none"},
                 paper="Zhang et al., ICML 2024",
             )
             for act in ("gelu", "leaky_relu", "sigmoid", "tanh")
@@ -93,12 +93,12 @@ EXPERIMENT = Experiment(
             reference=1.0,
             statistic=minimum("bg_norm_growth"),
             varies=("loss", "optimizer"),
-            when={"activation": "relu", "mitigation": "none"},
+            when={"activation": "relu", "remedy": "none"},
             paper="Zhang et al., ICML 2024",
         ),
-        *mitigation_claims(
+        *remedy_claims(
             "contamination",
-            list(MITIGATIONS),
+            list(REMEDIES),
             [
                 Effect("bg_norm_growth", "less", "lowers a ReLU net's background-weight growth"),
                 Effect("ood_id_gap", "less", "narrows a ReLU net's OOD - ID loss gap"),

@@ -16,7 +16,7 @@ from spuriouslab.experiments.fields import (
     AndMaskTau,
     Listed,
 )
-from spuriouslab.nets.mitigations import MITIGATIONS, MitigationName
+from spuriouslab.nets.remedies import REMEDIES, RemedyName
 
 NET_ACTIVATIONS = ["relu", "gelu", "leaky_relu", "sigmoid", "tanh", "identity"]
 PRESETS: dict[str, dict[str, Any]] = {
@@ -29,18 +29,18 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "none": {},
     "activations": {"activation": NET_ACTIVATIONS},
     "losses": {"loss": ["hinge", "logistic", "mse"], "optimizer": ["sgd", "adam", "adamw"]},
-    "mitigations": {"mitigation": list(MITIGATIONS)},
+    "remedies": {"remedy": list(REMEDIES)},
 }
 
 
 class ContaminationConfig(ExperimentConfig):
-    AXES: ClassVar[tuple[str, ...]] = ("activation", "loss", "optimizer", "mitigation")
+    AXES: ClassVar[tuple[str, ...]] = ("activation", "loss", "optimizer", "remedy")
     # explicit values win over the sweep shortcut, which wins over the preset
     DEFAULTS: ClassVar = (("sweep", SWEEPS), ("preset", PRESETS))
 
     preset: Literal["theory", "toy"] = Field("theory", description="theory (hinge/SGD/linear/frozen) or toy (script)")
-    sweep: Literal["none", "activations", "losses", "mitigations"] = Field(
-        "none", description="shortcut grids over activations, losses x optimizers, or every mitigation"
+    sweep: Literal["none", "activations", "losses", "remedies"] = Field(
+        "none", description="shortcut grids over activations, losses x optimizers, or every remedy"
     )
     d: int = Field(256, ge=2, le=MAX_DIM, description="ambient input dimension")
     d_core: int = Field(32, ge=1, le=MAX_DIM, description="core latent dimension")
@@ -64,8 +64,8 @@ class ContaminationConfig(ExperimentConfig):
     freeze_output: bool = Field(True, description="output fixed at +1/m (first half), -1/m (second half) (preset)")
     loss: Annotated[list[Literal["hinge", "logistic", "mse"]], Listed] = Field(["hinge"], description="(preset)")
     optimizer: Annotated[list[Literal["sgd", "adam", "adamw"]], Listed] = Field(["sgd"], description="(preset)")
-    mitigation: Annotated[list[MitigationName], Listed] = Field(
-        ["none"], description="remedies: " + ", ".join(MITIGATIONS) + " (spuriouslab.nets.mitigations)"
+    remedy: Annotated[list[RemedyName], Listed] = Field(
+        ["none"], description="remedies: " + ", ".join(REMEDIES) + " (spuriouslab.nets.remedies)"
     )
     pretrain_iterations: int | None = Field(
         None,
@@ -101,6 +101,6 @@ class ContaminationConfig(ExperimentConfig):
             raise ValueError(f"width: got {self.width} with freeze_output=true; the +-1/m output needs an even width")
         return self
 
-    def phase_steps(self, mitigation: str) -> dict[str, int]:
-        """The optimizer steps of each training phase of ``mitigation``: pre-training, linear probing, the task."""
-        return MITIGATIONS[mitigation].phases(self.iterations, self.pretrain_iterations, self.lp_iterations)
+    def phase_steps(self, remedy: str) -> dict[str, int]:
+        """The optimizer steps of each training phase of ``remedy``: pre-training, linear probing, the task."""
+        return REMEDIES[remedy].phases(self.iterations, self.pretrain_iterations, self.lp_iterations)

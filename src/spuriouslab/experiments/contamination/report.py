@@ -10,7 +10,7 @@ from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 
-COMBO = ["activation", "loss", "optimizer", "mitigation"]
+COMBO = ["activation", "loss", "optimizer", "remedy"]
 METRICS = [
     "id_loss",
     "ood_loss",
@@ -30,8 +30,8 @@ METRICS = [
 def report(cfg: ContaminationConfig, df: pd.DataFrame) -> Report:
     bad = df[df.status != "ok"] if "status" in df else df.iloc[:0]
     df = df[df.status == "ok"] if "status" in df else df
-    if "mitigation" not in df:  # records written before the mitigation axis: no remedy
-        df, bad = df.assign(mitigation="none"), bad.assign(mitigation="none")
+    if "remedy" not in df:  # records written before the remedy axis: no remedy
+        df, bad = df.assign(remedy="none"), bad.assign(remedy="none")
     if df.empty:
         return Report(
             "# Feature contamination\n\nEvery seed diverged:\n\n"
@@ -48,8 +48,8 @@ def report(cfg: ContaminationConfig, df: pd.DataFrame) -> Report:
     }
     if len(groups) > 1:  # the background projection per combination (the activation / loss comparison)
         figures["background_by_" + ("_".join(keys) or "model")] = _background_figure(groups, labels)
-    if df.mitigation.nunique() > 1:
-        figures["mitigations"] = mitigation_figure(df)
+    if df.remedy.nunique() > 1:
+        figures["remedies"] = remedy_figure(df)
     agg = tables.aggregate(df, COMBO, METRICS)
     cols_ = [*COMBO, "n", *[m for m in METRICS if m in agg]]
     lines = [
@@ -73,13 +73,13 @@ def report(cfg: ContaminationConfig, df: pd.DataFrame) -> Report:
     return Report("\n".join(lines) + "\n", figures)
 
 
-def mitigation_figure(df: pd.DataFrame):
+def remedy_figure(df: pd.DataFrame):
     """Every remedy side by side (ReLU nets where there are any): background growth, OOD - ID gap, ID accuracy and
     time, mean and 95% interval over seeds, the no-remedy value dotted."""
-    table = tables.mitigation_table(df, ["bg_norm_growth", "ood_id_gap", "id_acc", "seconds"])
+    table = tables.remedy_table(df, ["bg_norm_growth", "ood_id_gap", "id_acc", "seconds"])
     return plotting.comparison_figure(
         table,
-        "mitigation",
+        "remedy",
         [
             ("bg_norm_growth", "background weight: final / initial"),
             ("ood_id_gap", "OOD - ID loss"),

@@ -15,8 +15,8 @@ from spuriouslab.data.contamination import ContaminationTask, LatentSet, make_ta
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.nets.metrics import subspace_norms
-from spuriouslab.nets.mitigations import MITIGATIONS, CoreProjection, and_mask_backward, group_means, head_only
 from spuriouslab.nets.mlp import StackedMLP
+from spuriouslab.nets.remedies import REMEDIES, CoreProjection, and_mask_backward, group_means, head_only
 from spuriouslab.nets.train import LOSSES, Minibatches, TrainState, fit, gather, make_optimizer
 from spuriouslab.seeding import stream_id, torch_generator
 
@@ -34,18 +34,17 @@ def estimate(cfg: ContaminationConfig) -> Estimate:
     peak = S * b * (inputs + k * cfg.d + 5 * params + 2 * max(cfg.n, cfg.n_test, batch) * cfg.width * cfg.depth)
     first = k if cfg.subspace else cfg.d
     per_step = 6.0 * batch * (first * cfg.width + (cfg.depth - 2) * cfg.width**2 + cfg.width)
-    # the longest mitigation: its phases' steps (the AND-mask: a backward per class, about twice the work)
+    # the longest remedy: its phases' steps (the AND-mask: a backward per class, about twice the work)
     work = max(
-        sum(cfg.phase_steps(m).values()) * (2.0 if MITIGATIONS[m].gradient == "and-mask" else 1.0)
-        for m in cfg.mitigation
+        sum(cfg.phase_steps(m).values()) * (2.0 if REMEDIES[m].gradient == "and-mask" else 1.0) for m in cfg.remedy
     )
-    logs = sum(cfg.phase_steps(max(cfg.mitigation, key=lambda m: len(cfg.phase_steps(m)))).values()) / cfg.log_every
+    logs = sum(cfg.phase_steps(max(cfg.remedy, key=lambda m: len(cfg.phase_steps(m)))).values()) / cfg.log_every
     flops = S * (work * per_step + (logs + 1) * 2.0 * rows * params)
     return Estimate(peak + FRAMEWORK_BYTES, flops, f"{S} seed(s) x {cfg.iterations} steps, width {cfg.width}")
 
 
 def group_key(cfg: ContaminationConfig, p: dict[str, Any]) -> Any:
-    key = (p["activation"], p["loss"], p["optimizer"], p["mitigation"])
+    key = (p["activation"], p["loss"], p["optimizer"], p["remedy"])
     return key if cfg.batch_seeds else (*key, p["seed"])
 
 
@@ -54,12 +53,12 @@ def run_group(cfg: ContaminationConfig, points: list[dict], ctx: RunContext) -> 
     seeds = [p["seed"] for p in points]
     p0 = points[0]
     key = checkpoint_key("contamination", cfg, points)
-    act, loss, opt, mitigation = p0["activation"], p0["loss"], p0["optimizer"], p0["mitigation"]
-    records = train_contamination(cfg, seeds, act, loss, opt, ctx, key, mitigation).records
+    act, loss, opt, remedy = p0["activation"], p0["loss"], p0["optimizer"], p0["remedy"]
+    records = train_contamination(cfg, seeds, act, loss, opt, ctx, key, remedy).records
     seconds = (time.perf_counter() - t0) / len(points)
     for p, rec in zip(points, records, strict=True):
         yield {**p, **rec, "seconds": seconds}
-    ctx.discard(key, *(f"{key}-{phase}" for phase in cfg.phase_steps(mitigation) if phase != "task"))
+    ctx.discard(key, *(f"{key}-{phase}" for phase in cfg.phase_steps(remedy) if phase != "task"))
 
 
 def _device_task(task: ContaminationTask, device: str, dtype: torch.dtype) -> ContaminationTask:
@@ -149,18 +148,18 @@ def train_contamination(
     optimizer: str,
     ctx: RunContext,
     key: str | None = None,
-    mitigation: str = "none",
+    remedy: str = "none",
 ) -> Trained:
     """Train one model per seed (stacked) and return one record per seed with the model; ``key`` names the
     checkpoints in ``ctx.checkpoints`` (None: none).
 
-    ``mitigation`` (:data:`~spuriouslab.nets.mitigations.MITIGATIONS`) adds phases before the task - pre-training
+    ``remedy`` (:data:`~spuriouslab.nets.remedies.REMEDIES`) adds phases before the task - pre-training
     on wide zero-mean backgrounds (:func:`~spuriouslab.data.contamination.pretrain_task`), linear probing of the
-    output layer - each a fresh optimizer and its own checkpoint (``key-pretrain``, ``key-probe``), or adjusts
+    output layer - each a fresh optimizer and its own checkpoint (``key-pretrain``, ``key-lp``), or adjusts
     the task's gradients (the first layer projected onto the core subspace; the AND-mask over the two classes).
     ``lp-ft`` trains the output layer also when ``freeze_output`` is set: probing is training the head."""
     dtype = getattr(torch, cfg.dtype)
-    spec = MITIGATIONS[mitigation]
+    spec = REMEDIES[remedy]
     cpu_task = make_task(
         seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood, cfg.ood_shift, cfg.ood_scale
     )
@@ -175,8 +174,8 @@ def train_contamination(
         cfg.freeze_output,
     ).to(ctx.device, dtype)
     loss_fn = LOSSES[loss]
-    steps = cfg.phase_steps(mitigation)
-    desc = f"{activation}/{loss}/{optimizer}{'' if mitigation == 'none' else '/' + mitigation} x{len(seeds)}"
+    steps = cfg.phase_steps(remedy)
+    desc = f"{activation}/{loss}/{optimizer}{'' if remedy == 'none' else '/' + remedy} x{len(seeds)}"
 
     def phase(name: str, on: ContaminationTask, params: list, **adjust: Any) -> TrainState:
         state = TrainState(
@@ -196,16 +195,16 @@ def train_contamination(
         )
 
     phases: dict[str, TrainState] = {}
-    if spec.probe:  # probing trains the head: it is trainable from here on, whatever freeze_output says
+    if spec.lp:  # probing trains the head: it is trainable from here on, whatever freeze_output says
         for p in _head(model).values():
             p.requires_grad_(True)
     if spec.pretrain:
         wide = _device_task(pretrain_task(cpu_task, seeds, cfg.n, cfg.core, cfg.pretrain_background), ctx.device, dtype)
         phases["pretrain"] = phase("pretrain", wide, list(model.parameters()))
-    if spec.probe:
+    if spec.lp:
         head = _head(model)
         with head_only(model.named_parameters(), lambda name: name in head) as params:
-            phases["probe"] = phase("probe", task, params)
+            phases["lp"] = phase("lp", task, params)
     adjust: dict[str, Any] = {}
     if spec.gradient == "project":
         oracle = CoreProjection(model.weights[0], task.T[:, : cfg.d_core])
@@ -217,7 +216,7 @@ def train_contamination(
     final = measure(model, task, loss_fn, cfg.subspace)
     records = [_record(phases, final, i) for i in range(len(seeds))]
     for rec in records:  # the steps of the phases before the task (0: no such phase)
-        rec.update(pretrain_steps=steps.get("pretrain", 0), probe_steps=steps.get("probe", 0))
+        rec.update(pretrain_steps=steps.get("pretrain", 0), lp_steps=steps.get("lp", 0))
     return Trained(records, model, task)
 
 

@@ -11,14 +11,14 @@ mechanism is measured for MLP students on the synthetic task: their first-layer 
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim, Effect, mitigation_claims
+from spuriouslab.claims import Claim, Effect, remedy_claims
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.distillation import report, run
 from spuriouslab.experiments.distillation.config import DistillationConfig
-from spuriouslab.nets.mitigations import MITIGATIONS
+from spuriouslab.nets.remedies import REMEDIES
 
 # the paper's students are ReLU networks (identity is the linear control), trained without a remedy
-RELU = {"activation": "relu", "mitigation": "none"}
+RELU = {"activation": "relu", "remedy": "none"}
 
 EXPERIMENT = Experiment(
     name="distillation",
@@ -56,9 +56,9 @@ EXPERIMENT = Experiment(
             when=RELU,
             paper="Zhang et al., ICML 2024",
         ),
-        *mitigation_claims(
+        *remedy_claims(
             "distillation",
-            list(MITIGATIONS),
+            list(REMEDIES),
             [
                 Effect("acc_student_ood_mean", "greater", "raises the ReLU student's OOD accuracy"),
                 Effect("student_ood_drop", "less", "narrows the ReLU student's ID - OOD accuracy drop"),
@@ -67,9 +67,9 @@ EXPERIMENT = Experiment(
             ],
             when={"activation": "relu"},
         ),
-        *mitigation_claims(
+        *remedy_claims(
             "distillation",
-            list(MITIGATIONS),
+            list(REMEDIES),
             [Effect("student_bg_growth", "less", "lowers the ReLU student's background-weight growth")],
             when={"activation": "relu", "task": "synthetic"},
         ),

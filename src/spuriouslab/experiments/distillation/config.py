@@ -18,8 +18,8 @@ from spuriouslab.experiments.fields import (
     FilePath,
     Listed,
 )
-from spuriouslab.nets.mitigations import MITIGATIONS, MitigationName
 from spuriouslab.nets.models import EncoderName
+from spuriouslab.nets.remedies import REMEDIES, RemedyName
 
 ROLES = ["teacher", "student", "baseline"]  # the three models of every seed
 TASKS = ["synthetic", "digits-background", "fashion-background", "folder"]
@@ -89,7 +89,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 class DistillationConfig(ExperimentConfig):
-    AXES: ClassVar[tuple[str, ...]] = ("activation", "mitigation")
+    AXES: ClassVar[tuple[str, ...]] = ("activation", "remedy")
     DEFAULTS: ClassVar = (("preset", PRESETS), ("task", TASK_DEFAULTS))
 
     task: Literal["synthetic", "digits-background", "fashion-background", "folder"] = Field(
@@ -135,9 +135,9 @@ class DistillationConfig(ExperimentConfig):
     warmup: int = Field(0, ge=0, description="warm-up steps before the cosine decay; 0 with clip=0: constant lr")
     clip: float = Field(0.0, ge=0, allow_inf_nan=False, description="gradient-norm clip per seed (0 = off)")
     log_every: int = Field(150, ge=1, description="epochs between measurements (and checkpoints)")
-    mitigation: Annotated[list[MitigationName], Listed] = Field(
+    remedy: Annotated[list[RemedyName], Listed] = Field(
         ["none"],
-        description="remedies for the student: " + ", ".join(MITIGATIONS) + " (project-oracle: synthetic only)",
+        description="remedies for the student: " + ", ".join(REMEDIES) + " (project-oracle: synthetic only)",
     )
     pretrain_epochs: int | None = Field(
         None,
@@ -202,12 +202,12 @@ class DistillationConfig(ExperimentConfig):
             raise ValueError("data_root: task=folder needs data_root=DIR (DIR/train, DIR/test, DIR/ood/<name>)")
         if self.streaming and (self.task != "folder" or not self.teacher):
             raise ValueError("streaming: reads task=folder data for a given teacher (teacher=package.module:factory)")
-        if self.streaming and self.mitigation != ["none"]:
-            raise ValueError(f"mitigation: got {self.mitigation}; a streamed folder trains without remedies (none)")
-        oracle = [m for m in self.mitigation if MITIGATIONS[m].oracle]
+        if self.streaming and self.remedy != ["none"]:
+            raise ValueError(f"remedy: got {self.remedy}; a streamed folder trains without remedies (none)")
+        oracle = [m for m in self.remedy if REMEDIES[m].oracle]
         if oracle and (self.task != "synthetic" or self.student or self.teacher):
             raise ValueError(
-                f"mitigation: {oracle[0]} needs the known core subspace: task=synthetic with the built-in student"
+                f"remedy: {oracle[0]} needs the known core subspace: task=synthetic with the built-in student"
             )
         if self.teacher_checkpoint and not self.teacher:
             raise ValueError("teacher_checkpoint: give it with teacher=package.module:factory")
@@ -226,9 +226,9 @@ class DistillationConfig(ExperimentConfig):
             "weight_decay": wd,
         }
 
-    def phase_epochs(self, mitigation: str) -> dict[str, int]:
-        """The student's training phases under ``mitigation`` and their epochs: pre-training, probing, the task."""
-        return MITIGATIONS[mitigation].phases(self.epochs, self.pretrain_epochs, self.lp_epochs)
+    def phase_epochs(self, remedy: str) -> dict[str, int]:
+        """The student's training phases under ``remedy`` and their epochs: pre-training, probing, the task."""
+        return REMEDIES[remedy].phases(self.epochs, self.pretrain_epochs, self.lp_epochs)
 
     def mlp(self) -> bool:
         """Whether the built-in encoders are MLPs (synthetic) or CNNs (images)."""

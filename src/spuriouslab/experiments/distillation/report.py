@@ -17,13 +17,13 @@ LABELS = {"teacher": "teacher", "student": "distilled student", "baseline": "bas
 
 def variants(df: pd.DataFrame) -> pd.Series:
     """The student each record trained: its activation, and its remedy when the records hold several (records
-    written before the mitigation axis count as no remedy)."""
-    mitigation = df["mitigation"] if "mitigation" in df else pd.Series("none", index=df.index)
-    if mitigation.nunique() <= 1:
+    written before the remedy axis count as no remedy)."""
+    remedy = df["remedy"] if "remedy" in df else pd.Series("none", index=df.index)
+    if remedy.nunique() <= 1:
         return df.activation.astype(str)
     if df.activation.nunique() <= 1:
-        return mitigation.astype(str)
-    return df.activation.astype(str) + "/" + mitigation.astype(str)
+        return remedy.astype(str)
+    return df.activation.astype(str) + "/" + remedy.astype(str)
 
 
 def report(cfg: DistillationConfig, df: pd.DataFrame) -> Report:
@@ -51,8 +51,8 @@ def report(cfg: DistillationConfig, df: pd.DataFrame) -> Report:
     mech = "curve_student_bg_norm" in df and df["curve_student_bg_norm"].notna().all()
     if mech:
         figures["mechanism"] = _mechanism_figure(df, acts)
-    if "mitigation" in df and df.mitigation.nunique() > 1:
-        figures["mitigations"] = mitigation_figure(df)
+    if "remedy" in df and df.remedy.nunique() > 1:
+        figures["remedies"] = remedy_figure(df)
     by = "variant" if len(acts) > 1 else "activation"
     fit_cols = [by, "n", "distill_loss", "fit_mse_id", "fit_mse_ood_mean", "fit_cos_id", "fit_cos_ood_mean"]
     mech_cols = ["student_bg_norm", "baseline_bg_norm", "teacher_bg_norm", "student_core_norm"]
@@ -211,15 +211,15 @@ def _mechanism_figure(df: pd.DataFrame, acts: list[str]):
     return fig
 
 
-def mitigation_figure(df: pd.DataFrame):
+def remedy_figure(df: pd.DataFrame):
     """Every remedy of the student side by side (ReLU students where there are any): its OOD accuracy, its ID - OOD
     drop, ID accuracy, background-weight growth (synthetic) and training time, mean and 95% interval over seeds,
     the no-remedy value dotted."""
     metrics = ["acc_student_ood_mean", "student_ood_drop", "acc_student_id", "student_bg_growth", "seconds_student"]
-    table = tables.mitigation_table(df, metrics)
+    table = tables.remedy_table(df, metrics)
     return plotting.comparison_figure(
         table,
-        "mitigation",
+        "remedy",
         [
             ("acc_student_ood_mean", "student OOD accuracy"),
             ("student_ood_drop", "student ID - OOD accuracy"),

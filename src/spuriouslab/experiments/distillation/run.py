@@ -25,15 +25,15 @@ from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, 
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
 from spuriouslab.experiments.distillation.models import divergence, forward_check, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.metrics import subspace_norms
-from spuriouslab.nets.mitigations import (
-    MITIGATIONS,
+from spuriouslab.nets.models import SeedEnsemble
+from spuriouslab.nets.probes import probe_accuracies
+from spuriouslab.nets.remedies import (
+    REMEDIES,
     CoreProjection,
     and_mask_backward,
     group_means,
     linear_probing,
 )
-from spuriouslab.nets.models import SeedEnsemble
-from spuriouslab.nets.probes import probe_accuracies
 from spuriouslab.nets.train import (
     Minibatches,
     TrainState,
@@ -261,7 +261,7 @@ def group_key(cfg: DistillationConfig, p: dict[str, Any]) -> Any:
     """Built-in models: every seed of an activation stacked in one group.  User models (which may hold BatchNorm,
     which cannot be stacked) train one seed at a time."""
     user = cfg.teacher is not None or cfg.student is not None
-    return (p["activation"], p["mitigation"], p["seed"]) if user else (p["activation"], p["mitigation"])
+    return (p["activation"], p["remedy"], p["seed"]) if user else (p["activation"], p["remedy"])
 
 
 def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
@@ -273,14 +273,14 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         yield from folders.run_group(cfg, points, ctx)
         return
     t0 = time.perf_counter()
-    act, mitigation = points[0]["activation"], points[0]["mitigation"]
+    act, remedy = points[0]["activation"], points[0]["remedy"]
     seeds = [p["seed"] for p in points]
     data = stacked_tasks(cfg, seeds, ctx.device)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     teacher = fit_teacher(cfg, data, seeds, act, ctx)
     seconds["teacher"], clock = time.perf_counter() - clock, time.perf_counter()
-    student = fit_student(cfg, data, teacher, seeds, act, ctx, mitigation)
+    student = fit_student(cfg, data, teacher, seeds, act, ctx, remedy)
     seconds["student"], clock = time.perf_counter() - clock, time.perf_counter()
     baseline = fit_baseline(cfg, data, int(teacher.train.shape[-1]), seeds, act, ctx)
     seconds["baseline"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -297,7 +297,7 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         rec.update(seconds=total, **{f"seconds_{k}": v / len(seeds) for k, v in seconds.items()})
         yield rec
     # the baseline does not depend on the remedy: with several, its checkpoint is kept for the other groups
-    ctx.discard(*student.extra["keys"], *([baseline.extra["key"]] if len(cfg.mitigation) == 1 else []))
+    ctx.discard(*student.extra["keys"], *([baseline.extra["key"]] if len(cfg.remedy) == 1 else []))
 
 
 @dataclass
@@ -374,19 +374,19 @@ def fit_student(
     seeds: list[int],
     act: str,
     ctx: RunContext,
-    mitigation: str = "none",
+    remedy: str = "none",
 ) -> TrainState:
     """A fresh encoder fitted to the teacher's embeddings of the training inputs (MSE, no labels); logged: the
     distillation loss, the fit to the teacher on ID and every OOD set, the first layer's core / background
     weight (synthetic).
 
-    ``mitigation`` (:data:`~spuriouslab.nets.mitigations.MITIGATIONS`) adds phases before it - distilling the
+    ``remedy`` (:data:`~spuriouslab.nets.remedies.REMEDIES`) adds phases before it - distilling the
     teacher on wide backgrounds (:func:`pretrain_inputs`), then the last linear layer alone (LP-FT) - each its own
     optimizer and checkpoint, or adjusts its gradients (the first layer projected onto the core subspace; the
     AND-mask over the classes).  Returns the task phase's state; ``extra["first"]`` the first phase's history
     (the random initialisation's values), ``extra["keys"]`` every phase's checkpoint."""
     task0 = data.tasks[0]
-    spec = MITIGATIONS[mitigation]
+    spec = REMEDIES[remedy]
     student = SeedEnsemble(
         lambda s: make_encoder(cfg, task0.input_shape, task0.n_classes, "student", act, s, "distillation.student"),
         seeds,
@@ -415,9 +415,9 @@ def fit_student(
             )
         return lambda i: ((student(gather(x, i)).float() - gather(target, i)) ** 2).mean(dim=(1, 2))
 
-    point = {"activation": act} if mitigation == "none" else {"activation": act, "mitigation": mitigation}
+    point = {"activation": act} if remedy == "none" else {"activation": act, "remedy": remedy}
     key = checkpoint_key("distillation", cfg, [{"seed": s, **point} for s in seeds], "student")
-    epochs = cfg.phase_epochs(mitigation)
+    epochs = cfg.phase_epochs(remedy)
     states: dict[str, TrainState] = {}
     if spec.pretrain:
         x_pre = pretrain_inputs(cfg, data, seeds, ctx.device)
@@ -425,11 +425,11 @@ def fit_student(
             cfg, student, distill(x_pre, teacher.embed(x_pre)), x_pre.shape[1], epochs["pretrain"], seeds, ctx,
             f"{key}-pretrain", measure, desc=f"student {act} x{len(seeds)} (pretrain)",
         )  # fmt: skip
-    if spec.probe:
+    if spec.lp:
         with linear_probing(student) as params:
-            states["probe"] = train(
-                cfg, student, distill(data.train_x, teacher.train), data.train_x.shape[1], epochs["probe"], seeds,
-                ctx, f"{key}-probe", measure, desc=f"student {act} x{len(seeds)} (probe)", params=params,
+            states["lp"] = train(
+                cfg, student, distill(data.train_x, teacher.train), data.train_x.shape[1], epochs["lp"], seeds,
+                ctx, f"{key}-lp", measure, desc=f"student {act} x{len(seeds)} (lp)", params=params,
             )  # fmt: skip
     adjust: dict[str, Any] = {}
     if spec.gradient == "project":
@@ -448,7 +448,7 @@ def fit_student(
         ctx,
         key,
         measure,
-        desc=f"student {act}{'' if mitigation == 'none' else '/' + mitigation} x{len(seeds)}",
+        desc=f"student {act}{'' if remedy == 'none' else '/' + remedy} x{len(seeds)}",
         **adjust,
     )
     first = next(iter(states.values()), state)

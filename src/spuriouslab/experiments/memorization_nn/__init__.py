@@ -7,17 +7,17 @@ batch 1024, StepLR every 100 epochs x 0.8).  Seeds of one (model, N) train as on
 (:class:`~spuriouslab.nets.models.SeedEnsemble`; ResNet one seed at a time), with train / test / spurious accuracy
 logged every ``log_every`` epochs and a checkpoint there, so a killed run resumes mid-training.  A seed whose
 loss becomes NaN stops with a recorded error (status ``diverged``) and the others go on.  On the coloured task
-(``border_content=coloured``) the ``mitigation`` axis trains with a remedy (:mod:`spuriouslab.nets.mitigations`)
+(``border_content=coloured``) the ``remedy`` axis trains with a remedy (:mod:`spuriouslab.nets.remedies`)
 and judges each against no remedy.
 """
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim, Effect, coloured_claims, mitigation_claims
+from spuriouslab.claims import Claim, Effect, coloured_claims, remedy_claims
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization_nn import report, run
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
-from spuriouslab.nets.mitigations import MITIGATIONS
+from spuriouslab.nets.remedies import REMEDIES
 
 EXPERIMENT = Experiment(
     name="memorization-nn",
@@ -38,9 +38,9 @@ EXPERIMENT = Experiment(
             paper="Bombari & Mondelli, ICML 2024",
         ),
         *coloured_claims("memorization-nn"),
-        *mitigation_claims(
+        *remedy_claims(
             "memorization-nn",
-            [m for m, spec in MITIGATIONS.items() if not spec.oracle],
+            [m for m, spec in REMEDIES.items() if not spec.oracle],
             [
                 Effect("acc_reversed", "greater", "raises accuracy on the coloured task with the colours reversed"),
                 Effect("reversed_drop", "less", "narrows the ID - reversed-colour accuracy drop"),

@@ -24,7 +24,7 @@ from spuriouslab.experiments.fields import (
     Size,
     check_coloured,
 )
-from spuriouslab.nets.mitigations import MITIGATIONS, MitigationName
+from spuriouslab.nets.remedies import REMEDIES, RemedyName
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 1000, "step_size": 100, "log_every": 50},
@@ -35,7 +35,7 @@ DATA_DEFAULTS = FromRegistry(DATASETS, lambda spec: {"border": spec.border})
 
 
 class MemorizationNNConfig(ExperimentConfig):
-    AXES: ClassVar[tuple[str, ...]] = ("n_train", "model", "mitigation")
+    AXES: ClassVar[tuple[str, ...]] = ("n_train", "model", "remedy")
     DEFAULTS: ClassVar = (("preset", PRESETS), ("data", DATA_DEFAULTS))
 
     preset: Literal["paper", "quick"] = Field("paper", description="paper recipe, or quick (CPU minutes)")
@@ -72,11 +72,11 @@ class MemorizationNNConfig(ExperimentConfig):
     gamma: float = Field(0.8, gt=0, le=1, description="StepLR factor")
     log_every: int = Field(50, ge=1, description="epochs between evaluations and checkpoints (preset)")
     seeds: int = Field(3, ge=1, le=MAX_SEEDS, description="number of seeds")
-    mitigation: Annotated[list[MitigationName], Listed] = Field(
+    remedy: Annotated[list[RemedyName], Listed] = Field(
         ["none"],
         description="remedies (border_content=coloured): "
-        + ", ".join(m for m, spec in MITIGATIONS.items() if not spec.oracle)
-        + " (spuriouslab.nets.mitigations)",
+        + ", ".join(m for m, spec in REMEDIES.items() if not spec.oracle)
+        + " (spuriouslab.nets.remedies)",
     )
     pretrain_epochs: int | None = Field(
         None,
@@ -103,22 +103,22 @@ class MemorizationNNConfig(ExperimentConfig):
                     f"vit_dim: got {self.vit_dim}; the ViT's 2-d sin-cos position embedding needs a multiple of 4"
                 )
         check_coloured(self.border_content, self.rho, self.colours)
-        if self.mitigation != ["none"]:
+        if self.remedy != ["none"]:
             if self.border_content != "coloured":
                 raise ValueError(
-                    f"mitigation: got {self.mitigation}; remedies apply to the coloured task (border_content=coloured)"
+                    f"remedy: got {self.remedy}; remedies apply to the coloured task (border_content=coloured)"
                 )
-            oracle = [m for m in self.mitigation if MITIGATIONS[m].oracle]
+            oracle = [m for m in self.remedy if REMEDIES[m].oracle]
             if oracle:
                 raise ValueError(
-                    f"mitigation: {oracle[0]} needs the known core subspace of a synthetic task "
+                    f"remedy: {oracle[0]} needs the known core subspace of a synthetic task "
                     "(contamination, distillation task=synthetic); images have none"
                 )
         return self
 
-    def phase_epochs(self, mitigation: str) -> dict[str, int]:
-        """The training phases of ``mitigation`` and their epochs: pre-training, linear probing, the task."""
-        return MITIGATIONS[mitigation].phases(self.epochs, self.pretrain_epochs, self.lp_epochs)
+    def phase_epochs(self, remedy: str) -> dict[str, int]:
+        """The training phases of ``remedy`` and their epochs: pre-training, linear probing, the task."""
+        return REMEDIES[remedy].phases(self.epochs, self.pretrain_epochs, self.lp_epochs)
 
     def split_spec(self, pretrain_borders: bool = False) -> SplitSpec:
         """Every class of the image data set (cross-entropy), queries with the core zeroed; ``pretrain_borders``

@@ -12,7 +12,7 @@ from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
 
 METRICS = ["train_acc", "test_acc", "spurious_acc", "seconds"]
-# the coloured task's remedies (mitigation axis): what each changes, in the table and the comparison figure
+# the coloured task's remedies (remedy axis): what each changes, in the table and the comparison figure
 REMEDY_PANELS = [
     ("acc_reversed", "accuracy, colours reversed"),
     ("reversed_drop", "ID - reversed-colour accuracy"),
@@ -24,7 +24,7 @@ REMEDY_PANELS = [
 
 
 def _lines(agg: pd.DataFrame, extra: list[str]) -> Iterator[tuple[str, pd.DataFrame]]:
-    """The rows of each combination of the ``extra`` settings, with its label (`` rho=0.9 mitigation=none``)."""
+    """The rows of each combination of the ``extra`` settings, with its label (`` rho=0.9 remedy=none``)."""
     if not extra:
         yield "", agg
         return
@@ -36,11 +36,11 @@ def _lines(agg: pd.DataFrame, extra: list[str]) -> Iterator[tuple[str, pd.DataFr
 def report(cfg, df: pd.DataFrame) -> Report:
     import matplotlib.pyplot as plt
 
-    if "mitigation" not in df:  # records written before the mitigation axis: no remedy
-        df = df.assign(mitigation="none")
+    if "remedy" not in df:  # records written before the remedy axis: no remedy
+        df = df.assign(remedy="none")
     ok = df[df.status == "ok"]
     # settings besides (model, N) that take several values: each its own row and line
-    extra = [c for c in ("rho", "mitigation") if c in ok and ok[c].nunique() > 1]
+    extra = [c for c in ("rho", "remedy") if c in ok and ok[c].nunique() > 1]
     agg = tables.aggregate(ok, ["model", "n_train", *extra], METRICS)
     models = list(dict.fromkeys(ok.model))
     fig, axes = plotting.panel_grid(1, len(models))
@@ -79,11 +79,11 @@ def report(cfg, df: pd.DataFrame) -> Report:
         plotting.style_axes(axes[0][models.index(m)], "epoch", "accuracy", m)
     figures["nn_curves"] = fig
     remedies = None  # the remedy table, once, for the figure and the summary
-    if ok.mitigation.nunique() > 1 and "acc_reversed" in ok:
-        remedies = tables.mitigation_table(ok, [m for m, _ in REMEDY_PANELS])
-        figures["mitigations"] = plotting.comparison_figure(
+    if ok.remedy.nunique() > 1 and "acc_reversed" in ok:
+        remedies = tables.remedy_table(ok, [m for m, _ in REMEDY_PANELS])
+        figures["remedies"] = plotting.comparison_figure(
             remedies,
-            "mitigation",
+            "remedy",
             REMEDY_PANELS,
             "remedies on the coloured task vs none (dotted): mean and 95% interval over seeds",
             baseline="none",
@@ -102,10 +102,10 @@ def report(cfg, df: pd.DataFrame) -> Report:
     if remedies is not None:
         lines += [
             "",
-            "Remedies on the coloured task (spuriouslab.nets.mitigations; every model, rho and N pooled per remedy;"
-            " figure: figures/mitigations):",
+            "Remedies on the coloured task (spuriouslab.nets.remedies; every model, rho and N pooled per remedy;"
+            " figure: figures/remedies):",
             "",
-            tables.markdown_table(remedies, ["mitigation", "n", *[m for m, _ in REMEDY_PANELS]]),
+            tables.markdown_table(remedies, ["remedy", "n", *[m for m, _ in REMEDY_PANELS]]),
         ]
     bad = df[df.status != "ok"]
     if len(bad):

@@ -17,8 +17,8 @@ from spuriouslab.data.memorization import build_split
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
-from spuriouslab.nets.mitigations import MITIGATIONS, and_mask_backward, group_means, linear_probing
 from spuriouslab.nets.models import MODELS, SeedEnsemble, build_model
+from spuriouslab.nets.remedies import REMEDIES, and_mask_backward, group_means, linear_probing
 from spuriouslab.nets.train import (
     Minibatches,
     TrainState,
@@ -165,9 +165,9 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
         check_patch(cfg, shape)
     size = math.prod(shape)
     best = Estimate(0.0, 0.0)
-    pretrain = any(MITIGATIONS[m].pretrain for m in cfg.mitigation)
+    pretrain = any(REMEDIES[m].pretrain for m in cfg.remedy)
     rows = (3 if pretrain else 2) * n + cfg.n_test
-    epochs = max(sum(cfg.phase_epochs(m).values()) for m in cfg.mitigation)
+    epochs = max(sum(cfg.phase_epochs(m).values()) for m in cfg.remedy)
     for model in cfg.model:
         spec = MODELS[model]
         S = 1 if spec.batchnorm else cfg.seeds
@@ -194,7 +194,7 @@ def estimate(cfg: MemorizationNNConfig) -> Estimate:
 
 
 def group_key(cfg: MemorizationNNConfig, p: dict[str, Any]) -> Any:
-    key = (p["model"], p["n_train"], p.get("mitigation", "none"))
+    key = (p["model"], p["n_train"], p.get("remedy", "none"))
     return (*key, p["seed"]) if MODELS[p["model"]].batchnorm else key  # BatchNorm: one seed at a time
 
 
@@ -214,17 +214,17 @@ def _correct(out: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
 def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
     t0 = time.perf_counter()
     seeds = [p["seed"] for p in points]
-    model_name, n, mitigation = points[0]["model"], points[0]["n_train"], points[0].get("mitigation", "none")
-    data = stacked(cfg, seeds, n, ctx.device, pretrain=MITIGATIONS[mitigation].pretrain)
-    state, keys = train_phases(cfg, model_name, data, seeds, mitigation, checkpoint_key(NAME, cfg, points), ctx)
+    model_name, n, remedy = points[0]["model"], points[0]["n_train"], points[0].get("remedy", "none")
+    data = stacked(cfg, seeds, n, ctx.device, pretrain=REMEDIES[remedy].pretrain)
+    state, keys = train_phases(cfg, model_name, data, seeds, remedy, checkpoint_key(NAME, cfg, points), ctx)
     net = state.model
     assert isinstance(net, SeedEnsemble)
     seconds = (time.perf_counter() - t0) / len(seeds)
     colour = coloured_numbers(net, data, cfg.rho) if data.tests is not None else None
-    epochs = cfg.phase_epochs(mitigation)
+    epochs = cfg.phase_epochs(remedy)
     for i, p in enumerate(points):
         rec = _record(cfg, p, state, i, state.extra["steps_per_epoch"], data.classes, seconds)
-        rec.update(pretrain_epochs=epochs.get("pretrain", 0), probe_epochs=epochs.get("probe", 0))
+        rec.update(pretrain_epochs=epochs.get("pretrain", 0), lp_epochs=epochs.get("lp", 0))
         if colour is not None:
             rec.update(
                 {
@@ -241,33 +241,33 @@ def train_phases(
     model_name: str,
     data: SeedData,
     seeds: list[int],
-    mitigation: str,
+    remedy: str,
     key: str,
     ctx: RunContext,
 ) -> tuple[TrainState, list[str]]:
-    """A fresh seed ensemble trained by the one trainer through the phases of ``mitigation``
-    (:data:`~spuriouslab.nets.mitigations.MITIGATIONS`): pre-training on the training images with random-colour
+    """A fresh seed ensemble trained by the one trainer through the phases of ``remedy``
+    (:data:`~spuriouslab.nets.remedies.REMEDIES`): pre-training on the training images with random-colour
     borders (``pretrain``, ``lp-ft``), then the last linear layer alone with the encoder's parameters and
     BatchNorm statistics frozen (``lp-ft``), then the task - with the AND-mask over the classes (``and-mask``).
-    Each phase has its own Adam and StepLR, and its own checkpoint (``key-pretrain``, ``key-probe``, ``key``), so
+    Each phase has its own Adam and StepLR, and its own checkpoint (``key-pretrain``, ``key-lp``, ``key``), so
     a resumed run does not repeat a finished phase.  Returns the task phase's state and every checkpoint key."""
-    spec = MITIGATIONS[mitigation]
-    epochs = cfg.phase_epochs(mitigation)
+    spec = REMEDIES[remedy]
+    epochs = cfg.phase_epochs(remedy)
     state = new_state(cfg, model_name, data, seeds, ctx.device)
     net = state.model
     assert isinstance(net, SeedEnsemble)
-    desc = f"{model_name}{'' if mitigation == 'none' else '/' + mitigation} N={len(data.train_y[0])} x{len(seeds)}"
+    desc = f"{model_name}{'' if remedy == 'none' else '/' + remedy} N={len(data.train_y[0])} x{len(seeds)}"
     keys = []
     if spec.pretrain:
         assert data.pretrain_x is not None, "the pre-training images are built for pretrain / lp-ft"
         pre = phase_state(cfg, net, list(net.parameters()), seeds, "nets.pretrain_order", ctx.device)
         keys.append(f"{key}-pretrain")
         _train(cfg, pre, data, data.pretrain_x, epochs["pretrain"], ctx, keys[-1], f"{desc} (pretrain)")
-    if spec.probe:
+    if spec.lp:
         with linear_probing(net) as params:
             probe = phase_state(cfg, net, params, seeds, "nets.pretrain_order", ctx.device)
-            keys.append(f"{key}-probe")
-            _train(cfg, probe, data, data.train_x, epochs["probe"], ctx, keys[-1], f"{desc} (probe)")
+            keys.append(f"{key}-lp")
+            _train(cfg, probe, data, data.train_x, epochs["lp"], ctx, keys[-1], f"{desc} (lp)")
     backward = and_mask_backward(list(net.parameters()), cfg.and_mask_tau) if spec.gradient == "and-mask" else None
     _train(cfg, state, data, data.train_x, epochs["task"], ctx, key, desc, backward)
     return state, [key, *keys]

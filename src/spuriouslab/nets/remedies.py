@@ -1,7 +1,7 @@
 """Remedies for feature contamination, as pieces the one trainer (:func:`spuriouslab.nets.train.fit`) composes.
 
-:data:`MITIGATIONS` is the registry (a config's ``mitigation`` axis takes its names); an experiment reads a
-:class:`MitigationSpec` to know which phases to run and which gradient adjustment to apply:
+:data:`REMEDIES` is the registry (a config's ``remedy`` axis takes its names); an experiment reads a
+:class:`RemedySpec` to know which phases to run and which gradient adjustment to apply:
 
 * ``none`` - training as the papers do it;
 * ``pretrain`` - a pre-training phase on data whose backgrounds vary widely (zero-mean, diverse backgrounds for
@@ -25,7 +25,7 @@
   sees parameters in the input's coordinates, where core and background directions mix.
 
 >>> import torch
->>> from spuriouslab.nets.mitigations import and_mask_backward
+>>> from spuriouslab.nets.remedies import and_mask_backward
 >>> w = torch.nn.Parameter(torch.zeros(1, 2))
 >>> x = torch.tensor([[1.0, 1.0], [1.0, -1.0]])          # class 0 and class 1: agree on coordinate 0 only
 >>> losses = (x * w).sum(dim=1, keepdim=True) * -1.0      # (environments, seeds)
@@ -49,52 +49,53 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class MitigationSpec:
-    """One remedy: ``pretrain`` (a phase on wide backgrounds first), ``probe`` (a head-only phase before the
-    fine-tuning: LP-FT), ``gradient`` (``project`` the first layer onto the core subspace, ``and-mask``, or
-    none), ``oracle`` (it needs the core subspace: synthetic tasks only), ``reference`` (where it comes from)."""
+class RemedySpec:
+    """One remedy: ``pretrain`` (a phase on wide backgrounds first), ``lp`` (a linear-probing phase: only the
+    head trains, before the fine-tuning: LP-FT), ``gradient`` (``project`` the first layer onto the core subspace,
+    ``and-mask``, or none), ``oracle`` (it needs the core subspace: synthetic tasks only), ``reference`` (where
+    it comes from)."""
 
     description: str
     pretrain: bool = False
-    probe: bool = False
+    lp: bool = False
     gradient: str | None = None
     oracle: bool = False
     reference: str = ""
 
-    def phases(self, task: int, pretrain: int | None = None, probe: int | None = None) -> dict[str, int]:
+    def phases(self, task: int, pretrain: int | None = None, lp: int | None = None) -> dict[str, int]:
         """The training phases in order, with their lengths (steps or epochs, in the unit given): pre-training
-        (``pretrain``; default the task's length), linear probing (``probe``; default a quarter of it, at least
+        (``pretrain``; default the task's length), linear probing (``lp``; default a quarter of it, at least
         1), then the task.
 
-        >>> MITIGATIONS["lp-ft"].phases(100)
-        {'pretrain': 100, 'probe': 25, 'task': 100}
+        >>> REMEDIES["lp-ft"].phases(100)
+        {'pretrain': 100, 'lp': 25, 'task': 100}
         """
         out = {"pretrain": pretrain or task} if self.pretrain else {}
-        if self.probe:
-            out["probe"] = probe or max(1, task // 4)
+        if self.lp:
+            out["lp"] = lp or max(1, task // 4)
         out["task"] = task
         return out
 
 
-MITIGATIONS: dict[str, MitigationSpec] = {
-    "none": MitigationSpec("no remedy: training as in the papers"),
-    "pretrain": MitigationSpec(
+REMEDIES: dict[str, RemedySpec] = {
+    "none": RemedySpec("no remedy: training as in the papers"),
+    "pretrain": RemedySpec(
         "pre-training on wide, zero-mean backgrounds, then the narrow task",
         pretrain=True,
         reference="Zhang et al., ICML 2024 (Section 6, open question)",
     ),
-    "lp-ft": MitigationSpec(
+    "lp-ft": RemedySpec(
         "pre-training, then linear probing, then fine-tuning from the probed head",
         pretrain=True,
-        probe=True,
+        lp=True,
         reference="Kumar et al., ICLR 2022",
     ),
-    "project-oracle": MitigationSpec(
+    "project-oracle": RemedySpec(
         "first-layer gradient projected onto the known core subspace (synthetic only; an upper bound)",
         gradient="project",
         oracle=True,
     ),
-    "and-mask": MitigationSpec(
+    "and-mask": RemedySpec(
         "AND-mask over the classes as environments: updates only where the class-wise gradients agree in sign",
         gradient="and-mask",
         reference="Parascandolo et al., ICLR 2021",
@@ -102,14 +103,14 @@ MITIGATIONS: dict[str, MitigationSpec] = {
 }
 
 
-def _mitigation(name: str) -> str:
-    if name not in MITIGATIONS:
-        raise ValueError(f"allowed: {', '.join(MITIGATIONS)}")
+def _remedy(name: str) -> str:
+    if name not in REMEDIES:
+        raise ValueError(f"allowed: {', '.join(REMEDIES)}")
     return name
 
 
-MitigationName = Annotated[str, AfterValidator(_mitigation)]
-"""A config field type: a remedy of :data:`MITIGATIONS`."""
+RemedyName = Annotated[str, AfterValidator(_remedy)]
+"""A config field type: a remedy of :data:`REMEDIES`."""
 
 
 # --------------------------------------------------------------------------------------- gradient surgery
