@@ -146,7 +146,7 @@ BAD = [
     (["--set", "d=10", "--set", "alpha=0.01"], "alpha: got 0.01 with d=10"),
     (["--set", "nsamples"], "--set: got 'nsamples'; expected key=value"),
     (["--device", "tpu"], "--device: got 'tpu'"),
-    (["--executor", "slurm"], "--executor: got 'slurm'"),
+    (["--executor", "pbs"], "--executor: got 'pbs'; allowed: local, ray, slurm, submitit-local"),
 ]
 
 

@@ -12,15 +12,20 @@ except metadata.PackageNotFoundError:  # a source tree that is not installed
 
 if TYPE_CHECKING:
     from spuriouslab.kernels.estimators import NTKRegressor, RandomFeaturesRegressor
+    from spuriouslab.runner import RunFailed, RunResult, run
 
-__all__ = ["NTKRegressor", "RandomFeaturesRegressor", "__version__"]
+__all__ = ["NTKRegressor", "RandomFeaturesRegressor", "RunFailed", "RunResult", "__version__", "run"]
 
 
 def __getattr__(name: str) -> Any:
-    """The estimators, imported on first use: ``import spuriouslab`` (and so every CLI call) does not pay for
-    scikit-learn and torch until something needs them."""
+    """The estimators and the runner (:func:`spuriouslab.runner.run`), imported on first use: ``import
+    spuriouslab`` (and so every CLI call) does not pay for scikit-learn and torch until something needs them."""
     if name in ("NTKRegressor", "RandomFeaturesRegressor"):
         from spuriouslab.kernels import estimators
 
         return getattr(estimators, name)
+    if name in ("run", "RunResult", "RunFailed"):
+        from spuriouslab import runner
+
+        return getattr(runner, name)
     raise AttributeError(f"module 'spuriouslab' has no attribute {name!r}")

@@ -1,8 +1,10 @@
 """Command line: ``spuriouslab run | sweep | reproduce | probe | report | list | data | theory gamma``.
 
-Each command parses and validates, then hands over: grids and executors to :mod:`spuriouslab.sweep`, the run
-directory to :mod:`spuriouslab.store`, reports to :mod:`spuriouslab.report` (one run) and :mod:`spuriouslab.collect`
-(many runs).
+Each command parses its options, calls the library and prints: runs, sweeps and reports through
+:mod:`spuriouslab.runner` (plan, device, memory check, run directory, executor, report), the papers' figures through
+:mod:`spuriouslab.reproduction`.  It maps the typed errors to exit codes: bad input
+(:class:`~spuriouslab.errors.ConfigError`) one line and 2, failed groups (:class:`~spuriouslab.runner.RunFailed`) 1,
+Ctrl-C (:class:`~spuriouslab.errors.RunInterrupted`) 130.
 
 Every user error (bad --set key or value, bad config file, impossible combination) is one line on stderr
 and exit status 2, never a traceback.
@@ -11,16 +13,22 @@ and exit status 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
-from spuriouslab import yamlio
-from spuriouslab.errors import ConfigError
+from spuriouslab.errors import ConfigError, RunInterrupted
+from spuriouslab.runner import load_config_file, parse_sets
+
+if TYPE_CHECKING:
+    from spuriouslab.executors.slurm import SlurmOptions
+    from spuriouslab.runner import RunResult
+
+__all__ = ["app", "load_config_file", "main", "parse_sets"]
 
 app = typer.Typer(
     add_completion=False,
@@ -40,7 +48,7 @@ def _os_error(exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def warnings_to_stderr():
+def warnings_to_stderr() -> Iterator[None]:
     """Show every warning raised inside as one line on stderr, as it happens."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -50,7 +58,7 @@ def warnings_to_stderr():
 
 
 @contextlib.contextmanager
-def user_errors():
+def user_errors() -> Iterator[None]:
     """A command's body: warnings as one line each; a bad input (ConfigError) or a refusal of the file system
     (OSError) as one line on stderr and exit status 2, never a traceback."""
     try:
@@ -67,79 +75,75 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set: got {pair!r}; expected key=value")
-        key, raw = pair.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise ConfigError(f"--set: got {pair!r}; the key before '=' is empty")
-        try:
-            value = yamlio.load(raw, f"--set {key}") if raw.strip() else ""
-        except ConfigError:
-            value = raw
-        out[key] = value  # a later --set of the same key overrides an earlier one, as on any command line
-    return out
+# --------------------------------------------------------------------------------------- running
+EXECUTOR_HELP = "local | ray | slurm | submitit-local (see the docs' executors page)"
+SLURM_PARTITION = typer.Option(None, "--slurm-partition", help="slurm: the partition (default: the cluster's)")
+SLURM_TIME = typer.Option(None, "--slurm-time", help="slurm: minutes per task before it is requeued (default 60)")
+SLURM_MEM = typer.Option(None, "--slurm-mem", help="slurm: GB of memory per task (default: the partition's)")
+SLURM_CPUS = typer.Option(None, "--slurm-cpus", help="slurm: CPU cores (and torch threads) per task (default 1)")
+SLURM_GPUS = typer.Option(None, "--slurm-gpus", help="slurm: GPUs per task (default 1 with --device cuda, else 0)")
+SLURM_ARRAY = typer.Option(
+    None, "--slurm-array-parallelism", help="slurm: tasks of the job array that run at once (local: processes)"
+)
+SLURM_FOLDER = typer.Option(None, "--slurm-folder", help="slurm: submitit's scripts and logs (default DIR/submitit)")
 
 
-def load_config_file(path: Path, experiment: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"--config: {path} does not exist or is not a file")
-    data = yamlio.load_file(path, f"--config: {path}")
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config: {path} must hold a mapping of key: value, got {type(data).__name__}")
-    named = data.pop("experiment", experiment)
-    if named != experiment:
-        raise ConfigError(f"--config: {path} is for experiment {named!r}, not {experiment!r}")
-    return data
+def slurm_options(
+    executor: str,
+    partition: str | None,
+    time_min: int | None,
+    mem_gb: float | None,
+    cpus: int | None,
+    gpus: int | None,
+    parallelism: int | None,
+    folder: Path | None,
+) -> SlurmOptions | None:
+    """The ``--slurm-*`` options as :class:`~spuriouslab.executors.slurm.SlurmOptions` (None when the executor
+    is not a SLURM one and none is given)."""
+    from spuriouslab.executors.slurm import SlurmOptions
 
-
-def available_memory(device: str) -> float:
-    """Bytes the run can use: free GPU memory for cuda, the machine's available memory otherwise."""
-    if device.startswith("cuda"):
-        import torch
-
-        return float(torch.cuda.mem_get_info()[0])
-    import psutil
-
-    return float(psutil.virtual_memory().available)
-
-
-def check_memory(exp, cfg, device: str, jobs: int = 1) -> str | None:
-    """Refuse a run whose largest group cannot fit in memory; returns the estimate, in words, to print."""
-    est = exp.estimate(cfg)
-    if est is None:
+    given = {
+        "partition": partition,
+        "time_min": time_min,
+        "mem_gb": mem_gb,
+        "cpus_per_task": cpus,
+        "gpus_per_node": gpus,
+        "array_parallelism": parallelism,
+        "folder": folder,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given and executor not in ("slurm", "submitit-local"):
         return None
-    avail = available_memory(device)
-    need = est.peak_bytes * max(1, jobs)  # jobs groups run at once
-    if need > avail:
-        raise ConfigError(
-            f"memory: the largest group needs about {need / 1e9:.3g} GB ({est.group}"
-            + (f", x{jobs} jobs" if jobs > 1 else "")
-            + f") but {avail / 1e9:.3g} GB is available; "
-            "use smaller sizes" + (" or fewer --jobs" if jobs > 1 else "")
-        )
-    return (
-        f"spuriouslab: {est.describe()}"
-        + (f" (x{jobs} jobs)" if jobs > 1 else "")
-        + f"; {avail / 1e9:.3g} GB available"
-    )
+    return SlurmOptions().replace(**given)
 
 
-def resolve_device(device: str) -> str:
-    import torch
+def print_result(result: RunResult) -> None:
+    """A finished run as the CLI shows it: the summary on stdout, where its files are and its counts on stderr."""
+    typer.echo(result.summary)
+    typer.echo(f"results: {result.results_path}; figures: {result.figures}; summary: {result.summary_path}", err=True)
+    typer.echo(f"spuriouslab: {result.sweep.line()}", err=True)
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device: got 'cuda' but no CUDA device is available; use auto or cpu")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"--device: got {device!r}; allowed: auto, cpu, cuda")
-    return device
+
+def execute(call: Callable[[], RunResult]) -> None:
+    """Run ``call`` (a runner call) and print its result; failed groups: exit 1 (after the report of what was
+    done); Ctrl-C: what is saved and how to resume, exit 130."""
+    from spuriouslab.runner import RunFailed
+
+    try:
+        result = call()
+    except RunInterrupted as exc:
+        typer.echo(f"\nspuriouslab: {exc}", err=True)
+        raise typer.Exit(130) from None
+    except RunFailed as exc:
+        if exc.result is not None:
+            print_result(exc.result)
+        typer.echo(f"spuriouslab: {exc}", err=True)
+        raise typer.Exit(1) from None
+    print_result(result)
+
+
+def note(line: str) -> None:
+    typer.echo(line, err=True)
 
 
 @app.command()
@@ -157,17 +161,50 @@ def run(
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<experiment>-<config hash>)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes for the local executor"),
-    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
     address: str = typer.Option(None, "--address", help="Ray cluster address (else $RAY_ADDRESS, else local)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run again the points of groups that failed"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
     data_root: Path = typer.Option(None, "--data-root", help="where image data lives (same as --set data_root=DIR)"),
+    slurm_partition: str = SLURM_PARTITION,
+    slurm_time: int = SLURM_TIME,
+    slurm_mem: float = SLURM_MEM,
+    slurm_cpus: int = SLURM_CPUS,
+    slurm_gpus: int = SLURM_GPUS,
+    slurm_array_parallelism: int = SLURM_ARRAY,
+    slurm_folder: Path = SLURM_FOLDER,
 ) -> None:
     """Run an experiment's grid into a run directory (resumes: completed points are skipped)."""
+    from spuriouslab import runner
+
     with user_errors():
-        sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
-        _run(
-            experiment, config, sets, out, device, jobs, executor, progress, address=address, retry_failed=retry_failed
+        values = runner.parse_sets(list(set_ or []))
+        slurm = slurm_options(
+            executor,
+            slurm_partition,
+            slurm_time,
+            slurm_mem,
+            slurm_cpus,
+            slurm_gpus,
+            slurm_array_parallelism,
+            slurm_folder,
+        )
+        execute(
+            lambda: runner.run(
+                experiment,
+                values,
+                config=config,
+                out=out,
+                device=device,
+                executor=executor,
+                jobs=jobs,
+                address=address,
+                slurm=slurm,
+                retry_failed=retry_failed,
+                progress=progress,
+                data_root=data_root,
+                log=note,
+            )
         )
 
 
@@ -178,157 +215,48 @@ def sweep(
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default runs/<experiment>-<spec hash>)"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes for the local executor"),
-    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
     address: str = typer.Option(None, "--address", help="Ray cluster address (else $RAY_ADDRESS, else local)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run again the points of groups that failed"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+    slurm_partition: str = SLURM_PARTITION,
+    slurm_time: int = SLURM_TIME,
+    slurm_mem: float = SLURM_MEM,
+    slurm_cpus: int = SLURM_CPUS,
+    slurm_gpus: int = SLURM_GPUS,
+    slurm_array_parallelism: int = SLURM_ARRAY,
+    slurm_folder: Path = SLURM_FOLDER,
 ) -> None:
     """Run a grid over any config fields (lists or ranges, seeds included) into one run directory."""
-    from spuriouslab.sweep import load_spec
+    from spuriouslab import runner
 
     with user_errors():
-        if not spec.is_file():
-            raise ConfigError(f"sweep: {spec} does not exist or is not a file")
-        name, values, grid = load_spec(spec)
-        overrides = parse_sets(list(set_ or []))
-        for key in overrides:
-            if key in grid:  # --set wins over the spec, its grid included
-                typer.echo(
-                    f"spuriouslab: note: --set {key} replaces the spec's grid over {key} ({grid.pop(key)!r})", err=True
-                )
-        values.update(overrides)
-        _run(
-            name,
-            None,
-            [],
-            out,
-            device,
-            jobs,
+        overrides = runner.parse_sets(list(set_ or []))
+        slurm = slurm_options(
             executor,
-            progress,
-            address=address,
-            retry_failed=retry_failed,
-            values=values,
-            grid=grid,
+            slurm_partition,
+            slurm_time,
+            slurm_mem,
+            slurm_cpus,
+            slurm_gpus,
+            slurm_array_parallelism,
+            slurm_folder,
         )
-
-
-def _run(
-    experiment,
-    config,
-    sets,
-    out,
-    device,
-    jobs,
-    executor,
-    progress,
-    address=None,
-    retry_failed=False,
-    values=None,
-    grid=None,
-    quiet=False,
-) -> None:
-    from spuriouslab.experiments import get_experiment
-    from spuriouslab.store import RunStore, environment
-    from spuriouslab.sweep import make_plan, pin_resolution, ray_available, worker_threads
-
-    exp = get_experiment(experiment)
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"--executor: got {executor!r}; allowed: local, ray")
-    if executor == "ray" and not ray_available():
-        raise ConfigError("--executor: got 'ray' but Ray is not installed; pip install -c constraints.txt -e '.[ray]'")
-    if values is None:
-        values = load_config_file(config, experiment) if config else {}
-        values.update(parse_sets(sets))
-    plan = make_plan(exp, values, grid)
-    dev = resolve_device(device)
-    estimate = None
-    for cfg in plan.configs[:200]:  # the largest group of every combination (the first 200)
-        estimate = check_memory(exp, cfg, dev, jobs if executor == "local" else 1) or estimate
-    for cfg in plan.configs[:1] if len(plan.configs) > 50 else plan.configs:
-        exp.check(cfg)  # data on disk, sizes: fails before DIR is touched
-    resolved = plan.config_dump()
-    if out is None:
-        digest = hashlib.sha1(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:8]
-        out = Path("runs") / f"{experiment}-{digest}"
-    try:
-        str(out).encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(
-            f"--out: {str(out).encode('utf-8', 'surrogateescape')!r} is not valid UTF-8; use a UTF-8 path"
-        ) from None
-    import torch
-
-    threads = 1 if executor == "ray" else (worker_threads(jobs) if jobs > 1 else torch.get_num_threads())
-    with RunStore(out) as store:  # the lock is released when the run ends
-        store.open(
-            experiment,
-            resolved,
-            plan.fixed_fields(),
-            environment(dev, plan.base.seed, jobs, threads, executor),
-            defaults={k: f.default for k, f in exp.Config.model_fields.items()},
-        )
-        try:
-            for note in pin_resolution(plan, store):
-                typer.echo(f"spuriouslab: note: {note}", err=True)
-            if estimate and not quiet:
-                typer.echo(estimate, err=True)
-            _sweep_and_report(plan, store, dev, progress, executor, jobs, address, retry_failed, quiet)
-        except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on
-            kept = len(store.records(plan.point_fields()))
-            typer.echo(
-                f"\nspuriouslab: interrupted; {kept} of {len(plan.points())} points are saved in "
-                f"{store.records_path} (with checkpoints of groups in flight); run the same command again to "
-                "resume",
-                err=True,
+        execute(
+            lambda: runner.sweep(
+                spec,
+                overrides,
+                out=out,
+                device=device,
+                executor=executor,
+                jobs=jobs,
+                address=address,
+                slurm=slurm,
+                retry_failed=retry_failed,
+                progress=progress,
+                log=note,
             )
-            raise typer.Exit(130) from None
-
-
-def _sweep_and_report(
-    plan, store, dev, progress, executor, jobs, address=None, retry_failed=False, quiet=False
-) -> None:
-    """Run the plan's missing points and write the report; ``quiet``: no summary or run lines (a reproduction
-    prints its own), and a failure raises :class:`RunFailed` instead of leaving the program."""
-    from spuriouslab.experiments import RunContext
-    from spuriouslab.report import build_report
-    from spuriouslab.sweep import run_sweep
-
-    exp = plan.exp
-    if not quiet:
-        typer.echo(f"spuriouslab: {exp.name} -> {store.root} (device {dev})", err=True)
-    result = run_sweep(
-        plan,
-        store,
-        RunContext(device=dev, progress=progress),
-        executor=executor,
-        jobs=jobs,
-        retry_failed=retry_failed,
-        address=address,
-    )
-    if quiet:
-        if not store.records(plan.point_fields()) or result.failed:
-            raise RunFailed(f"{result.line()}; last error: {store.last_error()}")
-        build_report(store, plan)
-        return
-    if not store.records(plan.point_fields()):
-        typer.echo(f"spuriouslab: {result.line()}; last error: {store.last_error()}; see {store.errors_path}", err=True)
-        raise typer.Exit(1)
-    summary = build_report(store, plan)
-    typer.echo(summary)
-    typer.echo(f"results: {store.results_path}; figures: {store.figures}; summary: {store.summary_path}", err=True)
-    typer.echo(f"spuriouslab: {result.line()}", err=True)
-    if result.failed:
-        typer.echo(
-            f"spuriouslab: {result.failed_groups} group(s) failed; see {store.errors_path}; "
-            "rerun with --retry-failed to run them again",
-            err=True,
         )
-        raise typer.Exit(1)
-
-
-class RunFailed(RuntimeError):
-    """A run in a reproduction ended with failed groups (or none done)."""
 
 
 @app.command()
@@ -353,90 +281,45 @@ def reproduce(
 ) -> None:
     """Run one named figure of either paper with that paper's recipe and write its report; or, with --all, every
     figure the budget, the machine and the data allow."""
-    from spuriouslab.figures import FIGURES, config_path, listing
-    from spuriouslab.reproduction import subset_sets
+    from spuriouslab import reproduction
+    from spuriouslab.figures import listing
 
     with user_errors():
         if all_:
             if name is not None:
                 raise ConfigError(f"reproduce: give a figure name or --all, not both (got {name!r} and --all)")
-            _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root)
+            if budget not in ("cpu", "gpu"):
+                raise ConfigError(f"--budget: got {budget!r}; allowed: cpu, gpu")
+            if set_:
+                raise ConfigError(
+                    "--set: not with --all (each figure runs its own recipe); run one figure to change it"
+                )
+            done = reproduction.run_all(
+                budget,
+                out=out,
+                only=[n.strip() for n in only.split(",") if n.strip()] if only else None,
+                device=device,
+                jobs=jobs,
+                progress=progress,
+                data_root=data_root,
+                echo=note,
+            )
+            typer.echo(done.table)
+            typer.echo(f"verdicts: {done.directory / 'verdicts.md'}; report: {done.page}", err=True)
+            if done.failed:
+                raise typer.Exit(1)
             return
         if only is not None:
             raise ConfigError("--only: goes with --all")
         if list_figures or name is None:
             typer.echo(listing())
             return
-        path = config_path(name)
-        experiment = yamlio.load_file(path).get("experiment")
-        sets = list(set_ or []) + ([f"data_root={data_root}"] if data_root else [])
-        subset = [] if any(s.startswith("data=") for s in sets) else subset_sets(FIGURES[name], found(data_root))
-        if subset:
-            typer.echo(
-                f"spuriouslab: note: {', '.join(FIGURES[name].data)} not found: {name} runs on "
-                f"{FIGURES[name].subset_data}, a subset ({' '.join(subset)})",
-                err=True,
+        sets = list(set_ or [])
+        execute(
+            lambda: reproduction.run_figure(
+                name, sets, out=out, device=device, jobs=jobs, progress=progress, data_root=data_root, log=note
             )
-        _run(experiment, path, subset + sets, out or Path("runs") / name, device, jobs, "local", progress)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor()
-
-
-def found(data_root) -> Any:
-    """Whether a data set of the registry is here: built in, or found by the data layer."""
-    from spuriouslab.data.images import builtin, locate
-
-    return lambda d: builtin(d) or locate(d, str(data_root) if data_root else None) is not None
-
-
-def _reproduce_all(budget, only, set_, out, device, jobs, progress, data_root) -> None:
-    from spuriouslab.reproduction import reproduce_all, write_outputs
-    from spuriouslab.store import environment
-
-    if budget not in ("cpu", "gpu"):
-        raise ConfigError(f"--budget: got {budget!r}; allowed: cpu, gpu")
-    if set_:
-        raise ConfigError("--set: not with --all (each figure runs its own recipe); run one figure to change it")
-    dev = resolve_device(device)
-    out = out or Path("runs") / f"reproduce-{budget}"
-    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-
-    def run_one(name: str, path: Path, sets: list[str], run_dir: Path) -> None:
-        experiment = yamlio.load_file(path).get("experiment")
-        sets = sets + ([f"data_root={data_root}"] if data_root else [])
-        _run(experiment, path, sets, run_dir, dev, jobs, "local", False, retry_failed=True, quiet=True)
-
-    outcomes = reproduce_all(
-        out,
-        budget,
-        run_one,
-        has_gpu=dev.startswith("cuda"),
-        found=found(data_root),
-        only=names,
-        progress=progress,
-        echo=lambda line: typer.echo(line, err=True),
-    )
-    env = environment(dev)  # its "machine" stays the architecture; "host" says what ran it, in words
-    env["host"] = f"{_cpu_name() or env['machine']}, {env['cpu_count']} cores, device {dev}" + (
-        f" ({env['cuda_device']})" if env.get("cuda_device") else ""
-    )
-    page = write_outputs(out, budget, outcomes, env)
-    from spuriouslab.reproduction import verdicts_markdown
-
-    typer.echo(verdicts_markdown(outcomes))
-    typer.echo(f"verdicts: {out / 'verdicts.md'}; report: {page}", err=True)
-    if any(o.status == "failed" for o in outcomes.values()):
-        raise typer.Exit(1)
+        )
 
 
 @app.command()
@@ -450,14 +333,16 @@ def probe(
     data_root: Path = typer.Option(None, "--data-root", help="where image data lives"),
 ) -> None:
     """Measure a torch image classifier's reliance on the border: the background-features numbers for your model."""
+    from spuriouslab import runner
+
     with user_errors():
-        sets = [
-            f"model={model}",
-            *([f"checkpoint={checkpoint}"] if checkpoint else []),
-            *(set_ or []),
-            *([f"data_root={data_root}"] if data_root else []),
-        ]
-        _run("probe", None, sets, out, device, 1, "local", progress)
+        sets = [f"model={model}", *([f"checkpoint={checkpoint}"] if checkpoint else []), *(set_ or [])]
+        values = runner.parse_sets(sets)
+        execute(
+            lambda: runner.run(
+                "probe", values, out=out, device=device, progress=progress, data_root=data_root, log=note
+            )
+        )
 
 
 @app.command()
@@ -470,35 +355,15 @@ def report(
     """One run: rebuild its results, figures and summary from its records alone.  Several runs (or --html or --x):
     tables across runs (Markdown, CSV, LaTeX), figures over a swept field and one HTML page under --out, the runs
     themselves left untouched."""
-    from spuriouslab.collect import report_many
-    from spuriouslab.report import build_report
-    from spuriouslab.store import RunStore
+    from spuriouslab import runner
 
     with user_errors():
-        for d in directories:
-            if not d.is_dir():
-                raise ConfigError(f"report: {d} is not a directory")
-        if len(directories) == 1 and html_out is None and x is None and out is None:
-            with RunStore(directories[0]) as store:
-                store.lock()
-                typer.echo(build_report(store))
-            return
-        runs = [d.resolve() for d in directories]
-        for flag, path in (("--out", out or Path("report")), ("--html", html_out)):
-            if path is None:
-                continue
-            real = path.resolve()
-            inside = next((d for d, r in zip(directories, runs, strict=True) if real == r or r in real.parents), None)
-            if inside is not None:  # a cross-run report never writes into the runs it reads
-                raise ConfigError(
-                    f"{flag}: {path} lies in the run directory {inside}, whose files it could "
-                    "overwrite; write the report elsewhere"
-                )
-        summary = report_many(directories, out or Path("report"), html_out, x)
+        summary = runner.report(directories, html=html_out, x=x, out=out)
         typer.echo(summary)
-        typer.echo(
-            f"tables and figures: {out or Path('report')}" + (f"; HTML: {html_out}" if html_out else ""), err=True
-        )
+        if len(directories) > 1 or html_out is not None or x is not None or out is not None:
+            typer.echo(
+                f"tables and figures: {out or Path('report')}" + (f"; HTML: {html_out}" if html_out else ""), err=True
+            )
 
 
 @app.command("list")

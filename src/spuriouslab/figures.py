@@ -154,12 +154,30 @@ FIGURES: dict[str, Figure] = {
     "zh-distillation-digits": Figure(
         ZH, "distillation_digits.yaml", "distillation on digits laid on backgrounds", "44s"
     ),
+    # The deep-network presets in the other family, the small Vision Transformer (spuriouslab.nets.vit), each right
+    # after its ResNet / CNN counterpart so that the evidence reads in both families side by side.  Runtimes
+    # measured on 2026-12-02 with ``OMP_NUM_THREADS=1 spuriouslab reproduce NAME`` on the project's 2-core machine
+    # while another job shared its CPU (two threads contending with it ran several times slower).
+    "zh-distill-digits-vit": Figure(
+        ZH,
+        "distillation_digits_vit.yaml",
+        "distillation on digits laid on backgrounds with ViT teacher, student and baseline (30 epochs each)",
+        "3m42s (OMP_NUM_THREADS=1, CPU shared)",
+    ),
     "zh-padded-cpu": Figure(
         ZH,
         "background_features_cpu.yaml",
         "padded vs control ResNet-8 on 5000 Fashion-MNIST "
         "images, 8 epochs, 5 seeds: feature grids and their colour, border reliance, Grad-CAM",
         "8m11s",
+    ),
+    "zh-padded-vit-cpu": Figure(
+        ZH,
+        "background_features_vit_cpu.yaml",
+        "padded vs control ViT (patch 4, dim 64, depth 4) on 5000 Fashion-MNIST images, 5 epochs, 3 seeds: "
+        "feature grids of its last block's MLP units and their colour, border reliance, Grad-CAM on the patch "
+        "embedding",
+        "8m48s (OMP_NUM_THREADS=1, CPU shared)",
     ),
     "zh-padded-cifar": Figure(
         ZH,
@@ -170,6 +188,15 @@ FIGURES: dict[str, Figure] = {
         gpu=True,
     ),
 }
+
+VIT_FIGURES: dict[str, tuple[str, Figure]] = {
+    name: (counterpart, FIGURES[name])
+    for name, counterpart in [
+        ("zh-padded-vit-cpu", "zh-padded-cpu"),
+        ("zh-distill-digits-vit", "zh-distillation-digits"),
+    ]
+}
+"""The ViT figures, each with its ResNet / CNN counterpart (the entry before it in :data:`FIGURES`)."""
 
 
 def config_path(name: str) -> Path:

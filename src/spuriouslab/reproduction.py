@@ -1,4 +1,7 @@
-"""``spuriouslab reproduce --all``: every named figure this machine and the data found allow, one run directory
+"""``spuriouslab reproduce NAME`` (:func:`run_figure`) and ``spuriouslab reproduce --all`` (:func:`reproduce_all`,
+:func:`run_all`), each a call of the runner (:func:`spuriouslab.runner.run`).
+
+``reproduce --all``: every named figure this machine and the data found allow, one run directory
 each under one reproduction directory, the others skipped with their reason; one verdict table over all of them
 (``verdicts.md`` / ``.csv``) and one HTML page (``reproduction.html``: the verdicts first, then each figure's own
 report).
@@ -19,60 +22,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from spuriouslab.claims import count_verdicts, effect_text, seeds_text
 from spuriouslab.errors import ConfigError
-from spuriouslab.figures import FIGURES, ZH, Figure, config_path
+from spuriouslab.figures import FIGURES, Figure, config_path
+from spuriouslab.figures import VIT_FIGURES as VIT_FIGURES  # where it was defined before figures.py took it
+
+if TYPE_CHECKING:
+    from spuriouslab.runner import Log, RunResult
 
 Budget = Literal["cpu", "gpu"]
 INDEX = "reproduction.json"
-
-# The deep-network presets in the other family, the small Vision Transformer (spuriouslab.nets.vit), each placed
-# right after its ResNet / CNN counterpart so that the evidence reads in both families side by side.  Runtimes
-# measured on 2026-12-02 with ``OMP_NUM_THREADS=1 spuriouslab reproduce NAME`` on the project's 2-core machine
-# while another job shared its CPU (two threads contending with it ran several times slower).  They belong in
-# figures.FIGURES; they are registered from here until that file takes them.
-VIT_FIGURES: dict[str, tuple[str, Figure]] = {
-    "zh-padded-vit-cpu": (
-        "zh-padded-cpu",
-        Figure(
-            ZH,
-            "background_features_vit_cpu.yaml",
-            "padded vs control ViT (patch 4, dim 64, depth 4) on 5000 Fashion-MNIST images, 5 epochs, 3 seeds: "
-            "feature grids of its last block's MLP units and their colour, border reliance, Grad-CAM on the patch "
-            "embedding",
-            "8m48s (OMP_NUM_THREADS=1, CPU shared)",
-        ),
-    ),
-    "zh-distill-digits-vit": (
-        "zh-distillation-digits",
-        Figure(
-            ZH,
-            "distillation_digits_vit.yaml",
-            "distillation on digits laid on backgrounds with ViT teacher, student and baseline (30 epochs each)",
-            "3m42s (OMP_NUM_THREADS=1, CPU shared)",
-        ),
-    ),
-}
-
-
-def register_vit_figures(figures: dict[str, Figure]) -> None:
-    """Put :data:`VIT_FIGURES` into ``figures`` (in place, each after its counterpart; idempotent)."""
-    if all(name in figures for name in VIT_FIGURES):
-        return
-    items = [(k, v) for k, v in figures.items() if k not in VIT_FIGURES]
-    after = {counterpart: (name, fig) for name, (counterpart, fig) in VIT_FIGURES.items()}
-    figures.clear()
-    for name, fig in items:
-        figures[name] = fig
-        if name in after:
-            figures[after[name][0]] = after[name][1]
-    for name, (_, fig) in VIT_FIGURES.items():  # a counterpart that is not registered: at the end
-        figures.setdefault(name, fig)
-
-
-register_vit_figures(FIGURES)
 
 
 @dataclass
@@ -148,16 +109,56 @@ def figure_verdicts(run_dir: Path) -> list[dict[str, Any]]:
 def reproduce_all(
     out: Path,
     budget: Budget,
-    run_one: Callable[[str, Path, list[str], Path], None],
+    run_one: Callable[[str, Path, list[str], Path], None] | None = None,
     *,
     has_gpu: bool,
     found: Callable[[str], bool],
     only: list[str] | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    device: str = "cpu",
+    jobs: int = 1,
+    data_root: str | Path | None = None,
 ) -> dict[str, Outcome]:
-    """Run every figure of ``budget`` (or of ``only``) into ``out/<figure>``; ``run_one(name, config, sets,
-    run_dir)`` runs one (raising on failure).  Figures done in an earlier call are not run again."""
+    """Run every figure of ``budget`` (or of ``only``) into ``out/<figure>``; figures done in an earlier call are
+    not run again.
+
+    Parameters
+    ----------
+    out : Path
+        The reproduction directory.
+    budget : {"cpu", "gpu"}
+        ``cpu`` runs each figure with its ``cpu_sets`` and skips the paper-scale ones.
+    run_one : callable, optional
+        ``run_one(name, config, sets, run_dir)`` runs one figure (raising on failure); default: the runner
+        (:func:`spuriouslab.runner.run` on ``device`` with ``jobs``, failed groups retried).
+    has_gpu : bool
+        Whether figures that need a GPU can run.
+    found : callable
+        Whether a data set of the registry is here.
+    only : list of str, optional
+        The figures to consider (default: all).
+    progress : bool
+        One progress bar over the figures.
+    echo : callable
+        Where each figure's line goes.
+    device : str
+        The resolved device of the default ``run_one``.
+    jobs : int
+        Worker processes of the default ``run_one``.
+    data_root : path, optional
+        Where image data lives, for the default ``run_one``.
+
+    Returns
+    -------
+    dict
+        Each figure's :class:`Outcome`, by name.
+    """
+    if run_one is None:
+
+        def run_one(name: str, path: Path, sets: list[str], run_dir: Path) -> None:
+            _run_quietly(path, sets, run_dir, device, jobs, data_root)
+
     from filelock import FileLock, Timeout
     from tqdm.auto import tqdm
 
@@ -218,6 +219,185 @@ def reproduce_all(
             )
         bar.close()
     return outcomes
+
+
+def _run_quietly(
+    path: Path, sets: list[str], run_dir: Path, device: str, jobs: int, data_root: str | Path | None
+) -> None:
+    """One figure of a reproduction: its config with ``sets``, failed groups retried, nothing logged but notes; a
+    run that ends with failed groups raises (with its counts and last error)."""
+    from spuriouslab import yamlio
+    from spuriouslab.runner import RunFailed, parse_sets, run
+
+    experiment = yamlio.load_file(path).get("experiment")
+    try:
+        run(
+            experiment,
+            parse_sets(sets),
+            config=path,
+            out=run_dir,
+            device=device,
+            jobs=jobs,
+            progress=False,
+            data_root=data_root,
+            retry_failed=True,
+            verbose=False,
+        )
+    except RunFailed as exc:
+        raise RunFailed(f"{exc.sweep.line()}; last error: {exc.last_error}", exc.sweep, exc.result) from None
+
+
+def data_found(data_root: str | Path | None = None) -> Callable[[str], bool]:
+    """Whether a data set of the registry is here: built in, or found by the data layer (under ``data_root``
+    first)."""
+    from spuriouslab.data.images import builtin, locate
+
+    return lambda d: builtin(d) or locate(d, str(data_root) if data_root else None) is not None
+
+
+def run_figure(
+    name: str,
+    sets: list[str] | None = None,
+    *,
+    out: str | Path | None = None,
+    device: str = "auto",
+    jobs: int = 1,
+    progress: bool = True,
+    data_root: str | Path | None = None,
+    log: Log | None = None,
+) -> RunResult:
+    """Run one named figure with its paper's recipe (its config, then ``sets``) into ``out`` (default
+    ``runs/<name>``) and write its report.  When its data is not found and it declares a subset that is, it runs
+    on the subset (a note says so).
+
+    Parameters
+    ----------
+    name : str
+        A figure of :data:`~spuriouslab.figures.FIGURES`.
+    sets : list of str, optional
+        ``key=value`` overrides of its config.
+    out, device, jobs, progress, data_root, log
+        As :func:`spuriouslab.runner.run` takes them.
+
+    Returns
+    -------
+    RunResult
+        The run, its records, verdicts and summary.
+    """
+    from spuriouslab import yamlio
+    from spuriouslab.runner import _stderr, parse_sets, run
+
+    emit = log if log is not None else _stderr
+    path = config_path(name)
+    experiment = yamlio.load_file(path).get("experiment")
+    sets = list(sets or [])
+    figure = FIGURES[name]
+    subset = [] if any(s.startswith("data=") for s in sets) else subset_sets(figure, data_found(data_root))
+    if subset:
+        emit(
+            f"spuriouslab: note: {', '.join(figure.data)} not found: {name} runs on {figure.subset_data}, a subset "
+            f"({' '.join(subset)})"
+        )
+    return run(
+        experiment,
+        parse_sets(subset + sets),
+        config=path,
+        out=out if out is not None else Path("runs") / name,
+        device=device,
+        jobs=jobs,
+        progress=progress,
+        data_root=data_root,
+        log=emit,
+    )
+
+
+def cpu_name() -> str:
+    """This machine's CPU, in words."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor()
+
+
+@dataclass
+class Reproduction:
+    """What :func:`run_all` made: the directory, each figure's outcome, the verdict table (Markdown) and the HTML
+    page."""
+
+    directory: Path
+    outcomes: dict[str, Outcome]
+    table: str
+    page: Path
+
+    @property
+    def failed(self) -> bool:
+        """Whether a figure failed."""
+        return any(o.status == "failed" for o in self.outcomes.values())
+
+
+def run_all(
+    budget: str = "cpu",
+    *,
+    out: str | Path | None = None,
+    only: list[str] | None = None,
+    device: str = "auto",
+    jobs: int = 1,
+    progress: bool = True,
+    data_root: str | Path | None = None,
+    echo: Callable[[str], None] = print,
+) -> Reproduction:
+    """Every figure ``budget``, this machine and the data found allow, into ``out/<figure>`` (default
+    ``runs/reproduce-<budget>``), then the verdict table and the HTML page (``verdicts.md``, ``verdicts.csv``,
+    ``reproduction.html``).  Resumable: a rerun skips the figures done and resumes the one it was in.
+
+    Parameters
+    ----------
+    budget : {"cpu", "gpu"}
+        ``cpu``: each figure with its ``cpu_sets``, the paper-scale ones skipped.
+    out : path, optional
+        The reproduction directory.
+    only : list of str, optional
+        The figures to consider.
+    device, jobs, progress, data_root
+        As :func:`spuriouslab.runner.run` takes them.
+    echo : callable
+        Where each figure's line goes.
+
+    Returns
+    -------
+    Reproduction
+        The outcomes, the table and the page.
+    """
+    from spuriouslab.runner import resolve_device
+    from spuriouslab.store import environment
+
+    if budget not in ("cpu", "gpu"):
+        raise ConfigError(f"--budget: got {budget!r}; allowed: cpu, gpu")
+    dev = resolve_device(device)
+    directory = Path(out) if out is not None else Path("runs") / f"reproduce-{budget}"
+    outcomes = reproduce_all(
+        directory,
+        "gpu" if budget == "gpu" else "cpu",
+        has_gpu=dev.startswith("cuda"),
+        found=data_found(data_root),
+        only=only,
+        progress=progress,
+        echo=echo,
+        device=dev,
+        jobs=jobs,
+        data_root=data_root,
+    )
+    env = environment(dev)  # its "machine" stays the architecture; "host" says what ran it, in words
+    env["host"] = f"{cpu_name() or env['machine']}, {env['cpu_count']} cores, device {dev}" + (
+        f" ({env['cuda_device']})" if env.get("cuda_device") else ""
+    )
+    page = write_outputs(directory, "gpu" if budget == "gpu" else "cpu", outcomes, env)
+    return Reproduction(directory, outcomes, verdicts_markdown(outcomes), page)
 
 
 def _first_line(e: BaseException) -> str:

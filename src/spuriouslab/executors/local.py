@@ -1,0 +1,79 @@
+"""The local executors: in this process (``--jobs 1``), or a pool of worker processes on this machine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spuriouslab.executors import Outcome, checkpoint_dir, failure, run_group_in_worker, worker_threads
+from spuriouslab.experiments import RunContext
+from spuriouslab.experiments.base import Record
+from spuriouslab.runtime import die_with_parent
+
+if TYPE_CHECKING:
+    from spuriouslab.plan import Plan, Task
+
+
+class InProcess:
+    """Each group in this process, one after the other; the torch threads are this process's."""
+
+    name = "local"
+    concurrency = 1
+
+    @property
+    def threads(self) -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+    def run(
+        self, plan: Plan, tasks: Sequence[Task], ctx: RunContext, directory: Path | None = None
+    ) -> Iterator[Outcome]:
+        """Compute each group here, in order (see :class:`~spuriouslab.executors.Executor`)."""
+        for task in tasks:
+            i, group = task
+            try:  # a group's records land together: its points share one computation (stacked seeds, one Gram)
+                records = list(plan.exp.run_group(plan.configs[i], group, ctx))
+            except Exception:  # noqa: BLE001 - recorded, the sweep goes on
+                yield Outcome(task, [], failure())
+            else:
+                yield Outcome(task, records)
+
+
+class ProcessPool:
+    """A pool of ``jobs`` spawned worker processes (torch threads split between them); the workers end with their
+    parent."""
+
+    name = "local"
+
+    def __init__(self, jobs: int):
+        self.concurrency = jobs
+        self.threads = worker_threads(jobs)
+
+    def run(
+        self, plan: Plan, tasks: Sequence[Task], ctx: RunContext, directory: Path | None = None
+    ) -> Iterator[Outcome]:
+        """Compute the groups in the pool, yielding each as it completes (see
+        :class:`~spuriouslab.executors.Executor`)."""
+        dumps = [c.model_dump(mode="json") for c in plan.configs]
+        with ProcessPoolExecutor(
+            max_workers=self.concurrency,
+            mp_context=get_context("spawn"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
+            futures: dict[Future[list[Record]], Task] = {
+                pool.submit(
+                    run_group_in_worker, plan.exp.name, dumps[i], g, ctx.device, self.threads, checkpoint_dir(ctx)
+                ): (i, g)
+                for i, g in tasks
+            }
+            for fut in as_completed(futures):
+                try:
+                    yield Outcome(futures[fut], fut.result())
+                except Exception:  # noqa: BLE001
+                    yield Outcome(futures[fut], [], failure())
