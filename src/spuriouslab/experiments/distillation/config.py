@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from spuriouslab.experiments.base import ExperimentConfig
+from spuriouslab.data.distillation import DISTILL_TASKS, DistillTaskName
+from spuriouslab.experiments.base import ExperimentConfig, FromRegistry
 from spuriouslab.experiments.fields import (
     MAX_DIM,
     MAX_SAMPLES,
@@ -22,7 +24,6 @@ from spuriouslab.nets.models import EncoderName
 from spuriouslab.nets.remedies import REMEDIES, RemedyName
 
 ROLES = ["teacher", "student", "baseline"]  # the three models of every seed
-TASKS = ["synthetic", "digits-background", "fashion-background", "folder"]
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU minutes: full-batch (synthetic) or small-batch AdamW, no warm-up, no clipping, scikit-learn probes
     "cpu": {"lr": 1e-3, "weight_decay": 1e-3, "warmup": 0, "clip": 0.0, "probe": "sklearn"},
@@ -40,60 +41,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "probe_lr": 1e-3,
     },
 }
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    # epochs 300 (searches/distillation_2.yaml, 5 seeds): every claim holds at 300 and 1000 epochs for n = 250 and
-    # 1000; at 3000 epochs with n = 1000 the student catches up with the teacher OOD (+0.003 [-0.00004, +0.006])
-    "synthetic": {
-        "activation": ["relu", "identity"],
-        "n": 1000,
-        "n_test": 1000,
-        "batch_size": 0,
-        "epochs": 300,
-        "teacher_epochs": 1500,
-        "log_every": 150,
-        "seeds": 5,
-    },
-    "digits-background": {
-        "activation": ["relu"],
-        "n": 1000,
-        "n_test": 500,
-        "canvas": 16,
-        "batch_size": 128,
-        "epochs": 60,
-        "teacher_epochs": 60,
-        "log_every": 6,
-        "seeds": 3,
-    },
-    "fashion-background": {
-        "activation": ["relu"],
-        "n": 5000,
-        "n_test": 2000,
-        "canvas": 36,
-        "batch_size": 256,
-        "epochs": 15,
-        "teacher_epochs": 15,
-        "log_every": 3,
-        "seeds": 3,
-    },
-    "folder": {
-        "activation": ["relu"],
-        "n": MAX_SAMPLES,
-        "n_test": MAX_SAMPLES,
-        "batch_size": 256,
-        "epochs": 10,
-        "teacher_epochs": 10,
-        "log_every": 1,
-        "seeds": 1,
-    },
-}
+TASK_DEFAULTS = FromRegistry(DISTILL_TASKS, lambda spec: copy.deepcopy(spec.defaults))  # each task's sizes
 
 
 class DistillationConfig(ExperimentConfig):
     AXES: ClassVar[tuple[str, ...]] = ("activation", "remedy")
     DEFAULTS: ClassVar = (("preset", PRESETS), ("task", TASK_DEFAULTS))
 
-    task: Literal["synthetic", "digits-background", "fashion-background", "folder"] = Field(
-        "synthetic", description="synthetic core/background, digits or Fashion-MNIST on backgrounds, or a folder"
+    task: DistillTaskName = Field(
+        "synthetic",
+        description="the task (data registry DISTILL_TASKS): "
+        + ", ".join(DISTILL_TASKS)
+        + " (synthetic core/background, an image data set on backgrounds, or a folder)",
     )
     preset: Literal["cpu", "paper"] = Field("cpu", description="cpu (minutes) or paper (the paper's recipe, GPU)")
     activation: Annotated[list[ActivationName], Listed] = Field(
@@ -198,7 +157,7 @@ class DistillationConfig(ExperimentConfig):
             )
         if self.task == "synthetic" and self.encoder != "cnn-encoder":
             raise ValueError(f"encoder: got {self.encoder!r}; task=synthetic trains MLP encoders (image tasks choose)")
-        if self.task == "folder" and not self.data_root:
+        if DISTILL_TASKS[self.task].needs_root and not self.data_root:
             raise ValueError("data_root: task=folder needs data_root=DIR (DIR/train, DIR/test, DIR/ood/<name>)")
         if self.streaming and (self.task != "folder" or not self.teacher):
             raise ValueError("streaming: reads task=folder data for a given teacher (teacher=package.module:factory)")
@@ -231,5 +190,5 @@ class DistillationConfig(ExperimentConfig):
         return REMEDIES[remedy].phases(self.epochs, self.pretrain_epochs, self.lp_epochs)
 
     def mlp(self) -> bool:
-        """Whether the built-in encoders are MLPs (synthetic) or CNNs (images)."""
-        return self.task == "synthetic"
+        """Whether the built-in encoders are MLPs (vector inputs: synthetic) or CNNs (images)."""
+        return DISTILL_TASKS[self.task].mlp

@@ -17,9 +17,9 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from spuriouslab.data import distillation as distill_data
 from spuriouslab.data.contamination import sample_background
-from spuriouslab.data.distillation import DistillTask, image_task, synthetic_task
-from spuriouslab.data.images import load_bytes, to_float_chw
+from spuriouslab.data.distillation import DistillTask, TaskValues, ood_labels
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
@@ -50,76 +50,12 @@ from spuriouslab.seeding import stream_id, torch_generator
 
 # ------------------------------------------------------------------------------------------------ data
 def load_task(cfg: DistillationConfig, seed: int) -> DistillTask:
-    if cfg.task == "synthetic":
-        return synthetic_task(seed, cfg.d, cfg.d_core, cfg.d_bg, cfg.n_classes, cfg.n, cfg.n_test, cfg.noise)
-    from spuriouslab.data.images import load_images
-
-    if cfg.task == "folder":
-        return _folder_task(cfg, seed)
-    data = load_images("digits" if cfg.task == "digits-background" else "fashion-mnist", cfg.data_root)
-    if data.shape[0] > cfg.canvas:
-        raise ConfigError(f"canvas: got {cfg.canvas}; the images are {data.shape[0]} pixels wide")
-    grey = lambda a: a[..., 0]  # noqa: E731
-    return image_task(
-        grey(data.x_train),
-        data.y_train,
-        grey(data.x_test),
-        data.y_test,
-        len(data.classes),
-        seed,
-        min(cfg.n, len(data.x_train)),
-        min(cfg.n_test, len(data.x_test)),
-        cfg.canvas,
-    )
-
-
-def _folder_task(cfg: DistillationConfig, seed: int) -> DistillTask:
-    from spuriouslab.data.images import DataError, folder_classes, read_image_split
-    from spuriouslab.seeding import numpy_rng
-
-    assert cfg.data_root is not None, "task=folder has its data_root (the config requires it)"
-    root = Path(cfg.data_root)
-    classes = folder_classes(root)
-    x_tr, y_tr = read_image_split(root / "train", classes)
-    x_te, y_te = read_image_split(root / "test", classes)
-    rng = numpy_rng(seed, stream_id("distillation.data"))
-    tr = rng.permutation(len(x_tr))[: cfg.n]
-    te = np.sort(rng.permutation(len(x_te))[: cfg.n_test])
-    oods = {}
-    ood_root = root / "ood"
-    for d in sorted(p for p in ood_root.iterdir() if p.is_dir()) if ood_root.is_dir() else []:
-        x_o, y_o = read_image_split(d, classes)
-        if x_o.shape[1:] != x_te.shape[1:]:
-            raise DataError(f"{d}: images are {x_o.shape[1:]}, the test images {x_te.shape[1:]}")
-        oods[d.name] = (to_float_chw(x_o), torch.from_numpy(y_o))
-    if not oods:
-        raise DataError(f"{ood_root}: no OOD sets; put each as {ood_root}/<name>/<class>/*.png")
-    train, labels = to_float_chw(x_tr[tr]), torch.from_numpy(y_tr[tr])
-    task = DistillTask(
-        train,
-        labels,
-        to_float_chw(x_te[te]),
-        torch.from_numpy(y_te[te]),
-        {k: v[0] for k, v in oods.items()},
-        train,
-        labels,
-        len(classes),
-    )  # the teacher sees the same
-    task.notes["ood_labels"] = {k: v[1] for k, v in oods.items()}
-    return task
-
-
-def ood_labels(task: DistillTask, name: str) -> torch.Tensor:
-    labels: torch.Tensor = task.notes.get("ood_labels", {}).get(name, task.y_test)
-    return labels
+    """One seed's data of the config's task (:data:`spuriouslab.data.distillation.DISTILL_TASKS`)."""
+    return distill_data.load_task(cfg.task, TaskValues.of(cfg), seed)
 
 
 def resolve(cfg: DistillationConfig) -> dict[str, str]:
-    from spuriouslab.data.images import identity
-
-    if cfg.task in ("synthetic", "folder"):
-        return {}
-    return identity("digits" if cfg.task == "digits-background" else "fashion-mnist", cfg.data_root)
+    return distill_data.task_identity(cfg.task, cfg.data_root)
 
 
 def check(cfg: DistillationConfig) -> None:
@@ -593,14 +529,14 @@ def _record(
 def estimate(cfg: DistillationConfig) -> Estimate:
     """Every seed stacked: the task's tensors, three models with AdamW state, one batch of activations."""
     S = cfg.seeds
-    if cfg.task == "synthetic":
+    if cfg.mlp():
         size, per_sample = cfg.d, cfg.width * 3
         params = cfg.d * cfg.width + cfg.width * cfg.embed
     else:
         size = 3 * cfg.canvas**2
         per_sample = 16 * cfg.canvas**2 * 3 + 32 * cfg.canvas**2
         params = 32 * (cfg.canvas // 4) ** 2 * cfg.embed + 5000
-    n, n_test, n_ood = cfg.n, cfg.n_test, 5 if cfg.task == "synthetic" else 4
+    n, n_test, n_ood = cfg.n, cfg.n_test, len(distill_data.get_task(cfg.task).ood)
     if cfg.streaming:  # only features are held: models, one batch, and (N, embed) features per set
         batch = cfg.batch_size or 256
         return Estimate(3 * 4 * 4 * 50e6 + batch * 3 * 224 * 224 * 4 * 20, 0.0, "streamed folder, one seed")
@@ -615,11 +551,7 @@ def estimate(cfg: DistillationConfig) -> Estimate:
     rows = 2 * n + n_test * (1 + n_ood)
     batch = n if cfg.batch_size == 0 else min(n, cfg.batch_size)
     peak: float = S * (rows * size * 4 + rows * cfg.embed * 4 * 3 + 3 * params * 4 * 4 + batch * per_sample * 4 * 3)
-    peak += FRAMEWORK_BYTES + (
-        0.0
-        if cfg.task in ("synthetic", "folder")
-        else load_bytes("digits" if cfg.task == "digits-background" else "fashion-mnist")
-    )
+    peak += FRAMEWORK_BYTES + distill_data.task_load_bytes(cfg.task)
     steps = cfg.epochs * (1 if cfg.batch_size == 0 else math.ceil(n / cfg.batch_size))
     flops = S * 6.0 * (steps * 2 + cfg.teacher_epochs) * batch * max(params, per_sample)
     return Estimate(peak, flops, f"{S} seed(s) stacked, {cfg.task}")
