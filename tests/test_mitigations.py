@@ -16,6 +16,7 @@ from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.experiments.base import RunContext
 from spuriouslab.experiments.contamination import run as contamination_run
 from spuriouslab.experiments.memorization_nn import run as mnn_run
+from spuriouslab.nets import phases
 from spuriouslab.nets.remedies import CoreProjection, and_mask_backward, group_means
 
 FIXTURE = Path(__file__).parent / "fixtures" / "records_before_remedies.json"
@@ -187,7 +188,7 @@ def test_pretraining_is_reused_on_resume(monkeypatch):
     memory = _Memory()
     _, first = _contamination("pretrain", memory)
     del memory.saved["k"]  # killed after pre-training: the task phase starts again, pre-training does not
-    calls = _count_steps(monkeypatch, contamination_run)
+    calls = _count_steps(monkeypatch, phases)
     _, again = _contamination("pretrain", memory)
     assert calls.get("k-pretrain", 0) == 0 and calls["k"] == CONFIGS["contamination"]["iterations"]
     for a, b in zip(first.records, again.records, strict=True):
@@ -238,7 +239,7 @@ def test_coloured_pretraining_is_reused_on_resume(monkeypatch):
     _coloured("pretrain", "cnn", memory)
     first = copy.deepcopy(memory.saved["k"]["model"])
     del memory.saved["k"]  # killed after pre-training: the task phase starts again, pre-training does not
-    calls = _count_steps(monkeypatch, mnn_run)
+    calls = _count_steps(monkeypatch, phases)
     _coloured("pretrain", "cnn", memory)
     assert calls.get("k-pretrain", 0) == 0 and calls["k"] == 6 * 2  # 6 epochs of 2 batches
     assert all(torch.equal(first[k], v) for k, v in memory.saved["k"]["model"].items())

@@ -57,6 +57,11 @@ class StackedMLP(torch.nn.Module):
         n: int = self.weights[0].shape[0]
         return n
 
+    def head_parameters(self) -> list[torch.nn.Parameter]:
+        """The output layer's weight and bias, every seed's (what linear probing trains)."""
+        last = len(self.weights) - 1
+        return [self.weights[last], *([] if self.biases is None else [self.biases[last]])]
+
     def output_weights(self) -> torch.Tensor:
         """(S, width) weights of the output layer."""
         w: torch.Tensor = self.weights[-1][:, 0, :]

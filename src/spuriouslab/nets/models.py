@@ -5,16 +5,19 @@ consumer (config validation, grouping, memory estimates, the experiments that bu
 model is one entry.  The built-in ones:
 
 * ``fc``:   d -> 500 -> 200 -> C, ReLU (Bombari & Mondelli's fully connected network);
-* ``cnn``:  conv3x3(16) ReLU maxpool2, conv3x3(32) ReLU maxpool2, FC 256 ReLU, FC C;
+* ``cnn``:  conv3x3(16) ReLU maxpool2, conv3x3(32) ReLU maxpool2, FC 256 ReLU, FC C (:class:`SmallCNN`);
 * ``resnet18``: the CIFAR ResNet-18 (3x3 stem, no max-pool, 4 stages of 2 basic blocks, widths 64..512);
 * ``resnet``: He et al.'s CIFAR ResNet of depth 6n+2 (option ``depth``, default 32: 3 stages of 5 basic blocks,
   widths 16/32/64, ~0.46M parameters);
 * ``vit``: a small Vision Transformer (:class:`spuriouslab.nets.vit.ViT`, Beyer et al. 2022's Simple ViT; options
   ``patch`` (4), ``dim`` (64), ``depth`` (4), ``heads`` (4); the patch must divide the image height and width);
 * encoders for distillation (role ``encoder``, output = the embedding): ``mlp-encoder`` (:class:`MLPEncoder`,
-  options ``width`` and ``activation``), ``cnn-encoder`` (:class:`CNNEncoder`) and ``vit-encoder`` (the ViT with
-  its head as the projection to the embedding, the same options); :class:`Projected` and :class:`Classifier` wrap
-  any encoder.
+  options ``width`` and ``activation``), ``cnn-encoder`` (the same :class:`SmallCNN` conv stack, its hidden FC
+  layer left out) and ``vit-encoder`` (the ViT with its head as the projection to the embedding, the same options);
+  :class:`Projected` and :class:`Classifier` wrap any encoder.
+
+Every model has a head, the last linear layer (:func:`head_parameters`: what linear probing trains); the built-in
+ones say which it is (a ``head_parameters()`` method), any other module's is its last ``nn.Linear``.
 
 :class:`SeedEnsemble` stacks the parameters of S independently initialised copies
 (``torch.func.stack_module_state``) and evaluates them with ``vmap(functional_call)``: one batched
@@ -49,12 +52,19 @@ class FC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.net[-1].parameters())
+
 
 class SmallCNN(nn.Module):
-    def __init__(self, channels: int, size: tuple[int, int], n_out: int):
+    """conv3x3(16) ReLU maxpool2, conv3x3(32) ReLU maxpool2, then fully connected layers of widths ``hidden``
+    (ReLU after each) and a linear layer to ``n_out``: the ``cnn`` classifier (``hidden=(256,)``) and the
+    ``cnn-encoder`` (``hidden=()``, the last layer the projection to the embedding)."""
+
+    def __init__(self, channels: int, size: tuple[int, int], n_out: int, hidden: tuple[int, ...] = (256,)):
         super().__init__()
         h, w = size[0] // 4, size[1] // 4
-        self.net = nn.Sequential(
+        layers: list[nn.Module] = [
             nn.Conv2d(channels, 16, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),
@@ -62,13 +72,18 @@ class SmallCNN(nn.Module):
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(32 * h * w, 256),
-            nn.ReLU(),
-            nn.Linear(256, n_out),
-        )
+        ]
+        dims = [32 * h * w, *hidden]
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(dims[-1], n_out))
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.net[-1].parameters())
 
 
 class BasicBlock(nn.Module):
@@ -103,6 +118,23 @@ class ResNet18(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.stem(x)))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.head[-1].parameters())
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """A model's head - what linear probing trains: its own ``head_parameters()`` where it has one (the built-in
+    models, :class:`SeedEnsemble`, :class:`~spuriouslab.nets.mlp.StackedMLP`), else the parameters of its last
+    ``nn.Linear`` in registration order (a user's module)."""
+    own = getattr(model, "head_parameters", None)
+    if callable(own):
+        params: list[nn.Parameter] = list(own())
+        return params
+    linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linear:
+        raise ValueError(f"{type(model).__name__} has no linear layer to probe (give it a head_parameters method)")
+    return list(linear[-1].parameters())
 
 
 def has_batchnorm(module: nn.Module) -> bool:
@@ -176,6 +208,14 @@ class SeedEnsemble(nn.Module):
         param: torch.Tensor = self.params[name.replace(".", "__")]
         return param
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Every seed's head (:func:`head_parameters` of the model), stacked (S, ...) when the seeds are."""
+        if not self.stacked:
+            return head_parameters(self.model)
+        head = {id(p) for p in head_parameters(self.base)}
+        names = [name for name, p in self.base.named_parameters() if id(p) in head]
+        return [self.params[name.replace(".", "__")] for name in names]
+
     def train(self, mode: bool = True) -> SeedEnsemble:
         super().train(mode)
         if not self.stacked:
@@ -200,26 +240,8 @@ class MLPEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self._fn.differentiable(self.first(x.flatten(1))))
 
-
-class CNNEncoder(nn.Module):
-    """conv3x3(16) ReLU maxpool2, conv3x3(32) ReLU maxpool2, FC to ``embed``: the small CNN as an encoder."""
-
-    def __init__(self, channels: int, size: tuple[int, int], embed: int):
-        super().__init__()
-        h, w = size[0] // 4, size[1] // 4
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(32 * h * w, embed),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.second.parameters())
 
 
 class Projected(nn.Module):
@@ -236,6 +258,9 @@ class Projected(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.flatten(1) @ self.projection)
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return head_parameters(self.encoder)
+
 
 class Classifier(nn.Module):
     """An encoder followed by a linear head (trained end to end with labels)."""
@@ -247,6 +272,9 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters())
 
 
 # ------------------------------------------------------------------------------------- CIFAR ResNet-32
@@ -315,6 +343,9 @@ class ResNetCIFAR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters())
 
 
 # ------------------------------------------------------------------------------------------- the registry
@@ -396,7 +427,9 @@ MODELS: dict[str, ModelSpec] = {
         role="encoder",
     ),
     "cnn-encoder": ModelSpec(
-        lambda shape, n_out: CNNEncoder(shape[0], shape[1:], n_out), "small CNN encoder", role="encoder"
+        lambda shape, n_out: SmallCNN(shape[0], shape[1:], n_out, hidden=()),
+        "small CNN encoder (the cnn's conv stack)",
+        role="encoder",
     ),
     "vit-encoder": ModelSpec(
         _vit("vit-encoder"), "small Vision Transformer encoder (the vit's options)", role="encoder"

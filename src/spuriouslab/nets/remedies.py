@@ -1,20 +1,22 @@
-"""Remedies for feature contamination, as pieces the one trainer (:func:`spuriouslab.nets.train.fit`) composes.
+"""Remedies for feature contamination: the registry :data:`REMEDIES`, each entry declaring its phases and its
+gradient hooks, which :func:`spuriouslab.nets.phases.run_phases` composes with an experiment's training recipe.
 
-:data:`REMEDIES` is the registry (a config's ``remedy`` axis takes its names); an experiment reads a
-:class:`RemedySpec` to know which phases to run and which gradient adjustment to apply:
+A config's ``remedy`` axis takes the registry's names; a :class:`RemedySpec` says which phases run before the task
+(:meth:`RemedySpec.phases`) and, through ``adjust``, how the task phase's gradients are changed (an
+:class:`Adjustment` built from a :class:`RemedyContext`), so a new remedy is one entry:
 
 * ``none`` - training as the papers do it;
 * ``pretrain`` - a pre-training phase on data whose backgrounds vary widely (zero-mean, diverse backgrounds for
   the synthetic tasks; the randomised backgrounds the distillation teacher sees for images), then the narrow task
   from the pre-trained weights (a fresh optimizer).  Zhang et al. (ICML 2024, Section 6) ask whether this is why
   pre-trained models generalise better OOD;
-* ``lp-ft`` - pre-training as above, then linear probing (only the last linear layer trains: :func:`head_only`),
-  then fine-tuning of everything from the probed head (Kumar et al., "Fine-Tuning can Distort Pretrained Features
-  and Underperform Out-of-Distribution", ICLR 2022);
+* ``lp-ft`` - pre-training as above, then linear probing (only the model's head trains:
+  :func:`spuriouslab.nets.phases.linear_probing`), then fine-tuning of everything from the probed head (Kumar et
+  al., "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution", ICLR 2022);
 * ``project-oracle`` - every step, the first layer's weight gradient is projected onto the known core subspace
   (:class:`CoreProjection`), and so is every update: the background weight stays at its initial value.
-  Synthetic tasks only, where the subspace is known: an upper bound on what any gradient adjustment of the first
-  layer can do;
+  Synthetic tasks only, where the subspace is known (the experiment's :class:`Oracle`): an upper bound on what
+  any gradient adjustment of the first layer can do;
 * ``and-mask`` - the AND-mask of Parascandolo et al., "Learning explanations that are hard to vary" (ICLR 2021),
   with the classes as the environments: each class's gradient is computed separately and a parameter's update is
   the mean gradient where at least a fraction ``tau`` of the classes agree on its sign, zero elsewhere
@@ -39,28 +41,77 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import Annotated, Any
 
 import torch
 from pydantic import AfterValidator
 
-if TYPE_CHECKING:
-    from spuriouslab.nets.models import SeedEnsemble
+
+@dataclass(frozen=True)
+class Oracle:
+    """What an experiment knows of its task's core subspace (synthetic tasks): the first layer's ``weight``
+    (S, m, d) and the orthonormal ``core`` basis (S, k, d) it should stay in."""
+
+    weight: torch.Tensor
+    core: torch.Tensor
+
+
+@dataclass(frozen=True)
+class RemedyContext:
+    """What a remedy's hooks are built from: the task phase's trainable ``params``, the experiment's ``oracle``
+    (None where the core subspace is not known) and the AND-mask's agreement threshold ``tau``."""
+
+    params: list[torch.nn.Parameter]
+    oracle: Oracle | None = None
+    tau: float = 1.0
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A remedy's hooks into :func:`~spuriouslab.nets.train.fit`: ``before_step`` (between backward and the
+    optimizer; it runs before the experiment's own, e.g. gradient clipping), ``after_step`` (right after the
+    optimizer), ``backward`` (replaces the summed loss's backward) and ``groups`` (the step must give per-class
+    losses (classes, S), the AND-mask's environments)."""
+
+    before_step: Callable[[], object] | None = None
+    after_step: Callable[[], object] | None = None
+    backward: Callable[[torch.Tensor], torch.Tensor] | None = None
+    groups: bool = False
+
+
+def project_oracle(ctx: RemedyContext) -> Adjustment:
+    """``project-oracle``'s hooks: the first layer's gradient and update confined to the core subspace
+    (:class:`CoreProjection`)."""
+    if ctx.oracle is None:
+        raise ValueError("project-oracle needs the known core subspace of a synthetic task (an Oracle)")
+    projection = CoreProjection(ctx.oracle.weight, ctx.oracle.core)
+    return Adjustment(before_step=projection.before_step, after_step=projection.after_step)
+
+
+def and_mask(ctx: RemedyContext) -> Adjustment:
+    """``and-mask``'s hooks: per-class losses, and the AND-mask's backward over them (:func:`and_mask_backward`)."""
+    return Adjustment(backward=and_mask_backward(ctx.params, ctx.tau), groups=True)
 
 
 @dataclass(frozen=True)
 class RemedySpec:
     """One remedy: ``pretrain`` (a phase on wide backgrounds first), ``lp`` (a linear-probing phase: only the
-    head trains, before the fine-tuning: LP-FT), ``gradient`` (``project`` the first layer onto the core subspace,
-    ``and-mask``, or none), ``oracle`` (it needs the core subspace: synthetic tasks only), ``reference`` (where
-    it comes from)."""
+    head trains, before the fine-tuning: LP-FT), ``adjust`` (its gradient hooks in the task phase, built from a
+    :class:`RemedyContext`; None: none), ``oracle`` (it needs the core subspace: synthetic tasks only), ``cost``
+    (a task step's work relative to a plain one, for memory and time estimates), ``reference`` (where it comes
+    from)."""
 
     description: str
     pretrain: bool = False
     lp: bool = False
-    gradient: str | None = None
+    adjust: Callable[[RemedyContext], Adjustment] | None = None
     oracle: bool = False
+    cost: float = 1.0
     reference: str = ""
+
+    @property
+    def gradient(self) -> str | None:  # TEMPORARY: until distillation goes through nets.phases
+        return "project" if self.adjust is project_oracle else "and-mask" if self.adjust is and_mask else None
 
     def phases(self, task: int, pretrain: int | None = None, lp: int | None = None) -> dict[str, int]:
         """The training phases in order, with their lengths (steps or epochs, in the unit given): pre-training
@@ -92,12 +143,13 @@ REMEDIES: dict[str, RemedySpec] = {
     ),
     "project-oracle": RemedySpec(
         "first-layer gradient projected onto the known core subspace (synthetic only; an upper bound)",
-        gradient="project",
+        adjust=project_oracle,
         oracle=True,
     ),
     "and-mask": RemedySpec(
         "AND-mask over the classes as environments: updates only where the class-wise gradients agree in sign",
-        gradient="and-mask",
+        adjust=and_mask,
+        cost=2.0,  # a backward per class
         reference="Parascandolo et al., ICLR 2021",
     ),
 }
@@ -174,6 +226,7 @@ def group_means(per_sample: torch.Tensor, groups: torch.Tensor, n_groups: int) -
     return totals / counts
 
 
+# TEMPORARY (removed when distillation goes through nets.phases): the old linear probing it imports
 # ----------------------------------------------------------------------------------------- linear probing
 def last_linear(module: torch.nn.Module) -> str:
     """The name of the last ``nn.Linear`` of ``module`` in registration order (an encoder's embedding layer, a
@@ -221,7 +274,7 @@ def frozen_statistics(module: torch.nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def linear_probing(model: SeedEnsemble) -> Iterator[list[torch.nn.Parameter]]:
+def linear_probing(model: Any) -> Iterator[list[torch.nn.Parameter]]:
     """LP-FT's probing phase on a seed ensemble: inside, only its last linear layer (:func:`last_linear` of the
     template, ``model.base`` when stacked) requires gradients - its parameters are yielded for the phase's optimizer
     (:func:`head_only`) - and BatchNorm statistics stay where they are (:func:`frozen_statistics`), so the encoder
@@ -234,12 +287,12 @@ def linear_probing(model: SeedEnsemble) -> Iterator[list[torch.nn.Parameter]]:
         yield params
 
 
-def ensemble_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+def ensemble_parameters(model: Any) -> dict[str, torch.nn.Parameter]:
     """A model's parameters by their dotted names in the model itself: a stacked
-    :class:`~spuriouslab.nets.models.SeedEnsemble` holds each as one (S, ...) tensor named like the template's
+    :class:`~spuriouslab.nets.models.Any` holds each as one (S, ...) tensor named like the template's
     (``first.weight``), an unstacked one as its single model's; any other module as ``named_parameters``."""
-    if getattr(model, "stacked", None) is True:  # a SeedEnsemble (its stacked flag), stacked
-        return {k.replace("__", "."): v for k, v in cast("SeedEnsemble", model).params.items()}
+    if getattr(model, "stacked", None) is True:  # a Any (its stacked flag), stacked
+        return {k.replace("__", "."): v for k, v in model.params.items()}
     if getattr(model, "stacked", None) is False:
-        return dict(cast("SeedEnsemble", model).model.named_parameters())
+        return dict(model.model.named_parameters())
     return dict(model.named_parameters())

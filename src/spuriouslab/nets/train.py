@@ -125,9 +125,9 @@ class TrainState:
     generator the steps draw from (minibatch order, online samples, augmentation noise), in a fixed order;
     ``history`` the measurements at each logged step (``history["step"]`` the steps, every other key one list of
     per-seed values per logged step); ``step`` the number of optimizer steps taken; ``diverged_at`` the seeds
-    (by position) whose step loss diverged, with the logged step at which that was seen; ``extra`` anything else
-    an experiment keeps with the state (plain values and tensors).  :meth:`state_dict` / :meth:`load_state_dict`
-    save and restore all of it in one object (a checkpoint)."""
+    (by position) whose step loss diverged, with the logged step at which that was seen.  :meth:`state_dict` /
+    :meth:`load_state_dict` save and restore all of it in one object (a checkpoint).  What a run returns besides
+    (phases, their keys) is :class:`spuriouslab.nets.phases.Phases`'s, not the state's."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -136,7 +136,7 @@ class TrainState:
     history: dict[str, list[Any]] = field(default_factory=dict)
     step: int = 0
     diverged_at: dict[int, int] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # TEMPORARY: until distillation uses nets.phases
     stopped: bool = False  # every seed diverged: training stopped early
     last_loss: torch.Tensor | None = None  # per-seed loss of the latest step (not saved)
 
@@ -149,14 +149,14 @@ class TrainState:
             "history": self.history,
             "step": self.step,
             "diverged_at": dict(self.diverged_at),
-            "extra": self.extra,
             "stopped": self.stopped,
         }
 
     def load_state_dict(self, saved: object) -> None:
         """Restore a :meth:`state_dict`; a checkpoint that does not match this state (other keys, shapes or
-        generators) raises ValueError and leaves the state as it was."""
-        if not isinstance(saved, dict) or set(saved) != set(self.state_dict()):
+        generators) raises ValueError and leaves the state as it was.  A checkpoint written when the state had an
+        ``extra`` field loads (that field is ignored)."""
+        if not isinstance(saved, dict) or set(saved) - {"extra"} != set(self.state_dict()):
             got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
             raise ValueError(f"not a training checkpoint of this kind (keys {got})")
         if len(saved["generators"]) != len(self.generators) or (saved["scheduler"] is None) != (self.scheduler is None):
@@ -171,7 +171,7 @@ class TrainState:
         except Exception as exc:  # noqa: BLE001 - any mismatch: restore what we had, say what was wrong
             self._load_torch_state(before)
             raise ValueError(describe(exc, 200)) from None
-        self.step, self.history, self.diverged_at, self.extra = step, history, diverged_at, dict(saved["extra"])
+        self.step, self.history, self.diverged_at = step, history, diverged_at
         self.stopped = bool(saved["stopped"])
 
     def _load_torch_state(self, saved: dict[str, Any]) -> None:

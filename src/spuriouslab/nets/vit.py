@@ -187,3 +187,7 @@ class ViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (N, C, H, W) -> outputs (N, n_out)."""
         return self.head(self.features(x))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The linear head (what linear probing trains)."""
+        return list(self.head.parameters())

@@ -16,8 +16,9 @@ from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, 
 from spuriouslab.experiments.contamination.config import ContaminationConfig
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.mlp import StackedMLP
-from spuriouslab.nets.remedies import REMEDIES, CoreProjection, and_mask_backward, group_means, head_only
-from spuriouslab.nets.train import LOSSES, Minibatches, TrainState, fit, gather, make_optimizer
+from spuriouslab.nets.phases import Phase, Phases, run_phases
+from spuriouslab.nets.remedies import REMEDIES, Oracle, group_means
+from spuriouslab.nets.train import LOSSES, Minibatches, TrainState, gather, make_optimizer
 from spuriouslab.seeding import stream_id, torch_generator
 
 
@@ -35,9 +36,7 @@ def estimate(cfg: ContaminationConfig) -> Estimate:
     first = k if cfg.subspace else cfg.d
     per_step = 6.0 * batch * (first * cfg.width + (cfg.depth - 2) * cfg.width**2 + cfg.width)
     # the longest remedy: its phases' steps (the AND-mask: a backward per class, about twice the work)
-    work = max(
-        sum(cfg.phase_steps(m).values()) * (2.0 if REMEDIES[m].gradient == "and-mask" else 1.0) for m in cfg.remedy
-    )
+    work = max(sum(cfg.phase_steps(m).values()) * REMEDIES[m].cost for m in cfg.remedy)
     logs = sum(cfg.phase_steps(max(cfg.remedy, key=lambda m: len(cfg.phase_steps(m)))).values()) / cfg.log_every
     flops = S * (work * per_step + (logs + 1) * 2.0 * rows * params)
     return Estimate(peak + FRAMEWORK_BYTES, flops, f"{S} seed(s) x {cfg.iterations} steps, width {cfg.width}")
@@ -54,11 +53,11 @@ def run_group(cfg: ContaminationConfig, points: list[dict], ctx: RunContext) -> 
     p0 = points[0]
     key = checkpoint_key("contamination", cfg, points)
     act, loss, opt, remedy = p0["activation"], p0["loss"], p0["optimizer"], p0["remedy"]
-    records = train_contamination(cfg, seeds, act, loss, opt, ctx, key, remedy).records
+    trained = train_contamination(cfg, seeds, act, loss, opt, ctx, key, remedy)
     seconds = (time.perf_counter() - t0) / len(points)
-    for p, rec in zip(points, records, strict=True):
+    for p, rec in zip(points, trained.records, strict=True):
         yield {**p, **rec, "seconds": seconds}
-    ctx.discard(key, *(f"{key}-{phase}" for phase in cfg.phase_steps(remedy) if phase != "task"))
+    ctx.discard(*trained.phases.keys)
 
 
 def _device_task(task: ContaminationTask, device: str, dtype: torch.dtype) -> ContaminationTask:
@@ -133,11 +132,13 @@ CURVES = [
 
 @dataclass
 class Trained:
-    """What :func:`train_contamination` returns: one record per seed, and the trained (stacked) model."""
+    """What :func:`train_contamination` returns: one record per seed, the trained (stacked) model, its task, and
+    the phases it was trained through (their states and checkpoint keys)."""
 
     records: list[dict]
     model: StackedMLP
     task: ContaminationTask
+    phases: Phases
 
 
 def train_contamination(
@@ -159,7 +160,6 @@ def train_contamination(
     the task's gradients (the first layer projected onto the core subspace; the AND-mask over the two classes).
     ``lp-ft`` trains the output layer also when ``freeze_output`` is set: probing is training the head."""
     dtype = getattr(torch, cfg.dtype)
-    spec = REMEDIES[remedy]
     cpu_task = make_task(
         seeds, cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood, cfg.ood_shift, cfg.ood_scale
     )
@@ -175,55 +175,42 @@ def train_contamination(
     ).to(ctx.device, dtype)
     loss_fn = LOSSES[loss]
     steps = cfg.phase_steps(remedy)
-    desc = f"{activation}/{loss}/{optimizer}{'' if remedy == 'none' else '/' + remedy} x{len(seeds)}"
+    wide = None
+    if "pretrain" in steps:
+        wide = _device_task(pretrain_task(cpu_task, seeds, cfg.n, cfg.core, cfg.pretrain_background), ctx.device, dtype)
 
-    def phase(name: str, on: ContaminationTask, params: list, **adjust: Any) -> TrainState:
+    def recipe(phase: str, params: list[torch.nn.Parameter], length: int, groups: bool) -> Phase:
+        """A phase: the optimizer of the config over ``params``, steps on the wide task (pre-training) or the task,
+        every metric of :func:`measure` on the task logged."""
+        on = wide if phase == "pretrain" and wide is not None else task
         state = TrainState(
             model, make_optimizer(optimizer, params, cfg.lr, cfg.weight_decay, cfg.momentum), generators=on.generators
         )
-        return fit(
+        return Phase(
             state,
-            _step(cfg, on, model, loss_fn, ctx.device, dtype, groups=adjust.pop("groups", False)),
-            steps[name],
-            log_every=cfg.log_every,
+            _step(cfg, on, model, loss_fn, ctx.device, dtype, groups=groups),
+            length,
+            cfg.log_every,
             measure=lambda t: {k: v for k, v in measure(model, task, loss_fn, cfg.subspace).items() if k in CURVES},
-            checkpoints=ctx.checkpoints,
-            key=None if key is None else (key if name == "task" else f"{key}-{name}"),
-            desc=desc if name == "task" else f"{desc} ({name})",
-            progress=ctx.progress,
-            **adjust,
         )
 
-    phases: dict[str, TrainState] = {}
-    if spec.lp:  # probing trains the head: it is trainable from here on, whatever freeze_output says
-        for p in _head(model).values():
-            p.requires_grad_(True)
-    if spec.pretrain:
-        wide = _device_task(pretrain_task(cpu_task, seeds, cfg.n, cfg.core, cfg.pretrain_background), ctx.device, dtype)
-        phases["pretrain"] = phase("pretrain", wide, list(model.parameters()))
-    if spec.lp:
-        head = _head(model)
-        with head_only(model.named_parameters(), lambda name: name in head) as params:
-            phases["lp"] = phase("lp", task, params)
-    adjust: dict[str, Any] = {}
-    if spec.gradient == "project":
-        oracle = CoreProjection(model.weights[0], task.T[:, : cfg.d_core])
-        adjust.update(before_step=oracle.before_step, after_step=oracle.after_step)
-    elif spec.gradient == "and-mask":
-        adjust["backward"] = and_mask_backward(list(model.parameters()), cfg.and_mask_tau)
-        adjust["groups"] = True
-    phases["task"] = phase("task", task, list(model.parameters()), **adjust)
+    phases = run_phases(
+        model,
+        remedy,
+        steps,
+        recipe,
+        checkpoints=ctx.checkpoints,
+        key=key,
+        desc=f"{activation}/{loss}/{optimizer}{'' if remedy == 'none' else '/' + remedy} x{len(seeds)}",
+        progress=ctx.progress,
+        oracle=Oracle(model.weights[0], task.T[:, : cfg.d_core]),
+        and_mask_tau=cfg.and_mask_tau,
+    )
     final = measure(model, task, loss_fn, cfg.subspace)
     records = [_record(phases, final, i) for i in range(len(seeds))]
     for rec in records:  # the steps of the phases before the task (0: no such phase)
         rec.update(pretrain_steps=steps.get("pretrain", 0), lp_steps=steps.get("lp", 0))
-    return Trained(records, model, task)
-
-
-def _head(model: StackedMLP) -> dict[str, torch.nn.Parameter]:
-    """The output layer's parameters by name (what linear probing trains)."""
-    last = len(model.weights) - 1
-    return {n: p for n, p in model.named_parameters() if n in (f"weights.{last}", f"biases.{last}")}
+    return Trained(records, model, task, phases)
 
 
 def _step(
@@ -262,12 +249,12 @@ def _step(
     return step
 
 
-def _record(phases: dict[str, TrainState], final: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
+def _record(phases: Phases, final: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
     """Seed ``i``'s record: the last value and the curve (of the task phase) of every logged metric, the changes
     from the random initialisation (before any pre-training), the background weight where the task began
     (``bg_norm_start``), the final per-neuron asymmetry, and the divergence fields (a diverged seed's metrics
     are NaN; a seed that diverged in any phase counts as diverged)."""
-    state, first = phases["task"], next(iter(phases.values()))
+    state, first = phases.task, phases.first
     rec: dict[str, Any] = {}
     for key in CURVES:
         if key in state.history:
@@ -283,9 +270,7 @@ def _record(phases: dict[str, TrainState], final: dict[str, torch.Tensor], i: in
     if "out_sign" in final:
         rec["out_sign"] = final["out_sign"][i].cpu().tolist()
     rec["bg_norm_start"] = state.history["bg_norm"][0][i]
-    rec.update(
-        next((d for d in (st.divergence(i) for st in phases.values()) if d["status"] != "ok"), state.divergence(i))
-    )
+    rec.update(phases.divergence(i))
     if rec["status"] != "ok":
         for key in [*CURVES, "ood_id_gap", "bg_norm_growth", "bg_signed_change"]:
             if key in rec:

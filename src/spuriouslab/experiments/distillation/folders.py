@@ -26,8 +26,9 @@ from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.experiments.distillation.models import divergence, load_teacher_checkpoint, make_encoder
+from spuriouslab.nets.phases import Phase, Phases, run_phases
 from spuriouslab.nets.probes import probe_accuracies
-from spuriouslab.nets.train import TrainState, fit, make_optimizer, warmup_cosine
+from spuriouslab.nets.train import TrainState, make_optimizer, warmup_cosine
 from spuriouslab.runtime import die_with_parent
 from spuriouslab.seeding import stream_id, torch_seed
 
@@ -169,7 +170,7 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     }
 
     rec: dict[str, Any] = dict(p)
-    alive = 0 not in states["student"].diverged_at and 0 not in states["baseline"].diverged_at
+    alive = not states["student"].diverged(0) and not states["baseline"].diverged(0)
     ood = [k for k in fit_sets if k != "id"]
     for model_name, model in [
         ("teacher", teacher),
@@ -186,10 +187,10 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         rec.update({f"acc_{model_name}_{name}": acc for name, acc in accs.items()})
     for model_name in ("teacher", "student", "baseline"):
         rec[f"acc_{model_name}_ood_mean"] = float(np.mean([rec[f"acc_{model_name}_{k}"] for k in ood]))
-    history = states["student"].history
+    history = states["student"].task.history
     for k in history:
         if k != "step":
-            rec[f"curve_{k}"] = states["student"].curve(k, 0)
+            rec[f"curve_{k}"] = states["student"].task.curve(k, 0)
             rec[k] = rec[f"curve_{k}"][-1]
     rec["curve_step"] = [t // steps_per_epoch(cfg, len(sets["train"])) for t in history["step"]]  # epochs
     rec["fit_mse_ood_mean"] = float(np.mean([rec[f"fit_mse_{k}"] for k in ood]))
@@ -220,20 +221,18 @@ def train(
     key: str,
     measure: Callable[[int], dict[str, list[float]]] | None = None,
     loss_name: str | None = None,
-) -> TrainState:
-    """One model trained by the one trainer on batches read by DataLoader workers (each epoch its own seeded
-    order, so a resumed run reads what it would have); ``loss_name``: also log the mean step loss since the
-    last log under that name."""
+) -> Phases:
+    """One model trained through the phased trainer (:func:`~spuriouslab.nets.phases.run_phases`, no remedy: the
+    task phase alone) on batches read by DataLoader workers (each epoch its own seeded order, so a resumed run reads
+    what it would have); ``loss_name``: also log the mean step loss since the last log under that name (the step
+    losses stay on the device until then: no synchronisation per step)."""
     dev = ctx.device
-    opt = make_optimizer("adamw", model.parameters(), cfg.lr, cfg.weight_decay)
     spe = steps_per_epoch(cfg, len(data))
-    steps = cfg.epochs * spe
-    sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.startswith("cuda") else contextlib.nullcontext()
     )
     batches: dict[str, Any] = {"it": None}
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []
 
     def step(t: int) -> torch.Tensor:
         if (t - 1) % spe == 0 or batches["it"] is None:  # a new epoch: its own seeded order
@@ -243,26 +242,33 @@ def train(
         with autocast:
             loss = loss_of(x.to(dev), y.to(dev))
         if loss_name:
-            losses.append(float(loss.detach()))
+            losses.append(loss.detach())
         return loss[None]
 
     def logged(t: int) -> dict[str, list[float]]:
-        out = {loss_name: [float(np.mean(losses)) if losses else math.nan]} if loss_name else {}
+        out = {}
+        if loss_name:  # the mean of the step losses as float64, as a mean of their Python floats would be
+            out[loss_name] = [float(np.mean(torch.stack(losses).double().cpu().numpy())) if losses else math.nan]
         losses.clear()
         if measure is not None:
             out.update(measure(t))
         return out
 
-    clip = (lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)) if cfg.clip else None
-    return fit(
-        TrainState(model, opt, sched),
-        step,
-        steps,
-        log_every=cfg.log_every * spe,
-        measure=logged,
+    def recipe(phase: str, params: list[torch.nn.Parameter], epochs: int, groups: bool) -> Phase:
+        """AdamW, warm-up + cosine when ``warmup`` or ``clip`` is set, gradient-norm clipping."""
+        opt = make_optimizer("adamw", params, cfg.lr, cfg.weight_decay)
+        steps = epochs * spe
+        sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
+        clip = (lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)) if cfg.clip else None
+        return Phase(TrainState(model, opt, sched), step, steps, cfg.log_every * spe, measure=logged, before_step=clip)
+
+    return run_phases(
+        model,
+        "none",
+        {"task": cfg.epochs},
+        recipe,
         checkpoints=ctx.checkpoints,
         key=key,
-        before_step=clip,
         desc=f"{role} seed {seed}",
         progress=ctx.progress,
     )

@@ -18,12 +18,12 @@ from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
 from spuriouslab.nets.models import MODELS, SeedEnsemble, build_model
-from spuriouslab.nets.remedies import REMEDIES, and_mask_backward, group_means, linear_probing
+from spuriouslab.nets.phases import Phase, Phases, run_phases
+from spuriouslab.nets.remedies import REMEDIES, group_means
 from spuriouslab.nets.train import (
     Minibatches,
     TrainState,
     evaluate,
-    fit,
     gather,
     make_optimizer,
     sample_cross_entropy,
@@ -216,14 +216,14 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
     seeds = [p["seed"] for p in points]
     model_name, n, remedy = points[0]["model"], points[0]["n_train"], points[0].get("remedy", "none")
     data = stacked(cfg, seeds, n, ctx.device, pretrain=REMEDIES[remedy].pretrain)
-    state, keys = train_phases(cfg, model_name, data, seeds, remedy, checkpoint_key(NAME, cfg, points), ctx)
-    net = state.model
+    phases = train_phases(cfg, model_name, data, seeds, remedy, checkpoint_key(NAME, cfg, points), ctx)
+    net = phases.model
     assert isinstance(net, SeedEnsemble)
     seconds = (time.perf_counter() - t0) / len(seeds)
     colour = coloured_numbers(net, data, cfg.rho) if data.tests is not None else None
     epochs = cfg.phase_epochs(remedy)
     for i, p in enumerate(points):
-        rec = _record(cfg, p, state, i, state.extra["steps_per_epoch"], data.classes, seconds)
+        rec = _record(cfg, p, phases, i, data.classes, seconds)
         rec.update(pretrain_epochs=epochs.get("pretrain", 0), lp_epochs=epochs.get("lp", 0))
         if colour is not None:
             rec.update(
@@ -233,7 +233,7 @@ def run_group(cfg: MemorizationNNConfig, points: list[dict], ctx: RunContext) ->
                 }
             )
         yield rec
-    ctx.discard(*keys)
+    ctx.discard(*phases.keys)
 
 
 def train_phases(
@@ -244,66 +244,48 @@ def train_phases(
     remedy: str,
     key: str,
     ctx: RunContext,
-) -> tuple[TrainState, list[str]]:
-    """A fresh seed ensemble trained by the one trainer through the phases of ``remedy``
-    (:data:`~spuriouslab.nets.remedies.REMEDIES`): pre-training on the training images with random-colour
-    borders (``pretrain``, ``lp-ft``), then the last linear layer alone with the encoder's parameters and
-    BatchNorm statistics frozen (``lp-ft``), then the task - with the AND-mask over the classes (``and-mask``).
-    Each phase has its own Adam and StepLR, and its own checkpoint (``key-pretrain``, ``key-lp``, ``key``), so
-    a resumed run does not repeat a finished phase.  Returns the task phase's state and every checkpoint key."""
-    spec = REMEDIES[remedy]
-    epochs = cfg.phase_epochs(remedy)
-    state = new_state(cfg, model_name, data, seeds, ctx.device)
-    net = state.model
-    assert isinstance(net, SeedEnsemble)
-    desc = f"{model_name}{'' if remedy == 'none' else '/' + remedy} N={len(data.train_y[0])} x{len(seeds)}"
-    keys = []
-    if spec.pretrain:
-        assert data.pretrain_x is not None, "the pre-training images are built for pretrain / lp-ft"
-        pre = phase_state(cfg, net, list(net.parameters()), seeds, "nets.pretrain_order", ctx.device)
-        keys.append(f"{key}-pretrain")
-        _train(cfg, pre, data, data.pretrain_x, epochs["pretrain"], ctx, keys[-1], f"{desc} (pretrain)")
-    if spec.lp:
-        with linear_probing(net) as params:
-            probe = phase_state(cfg, net, params, seeds, "nets.pretrain_order", ctx.device)
-            keys.append(f"{key}-lp")
-            _train(cfg, probe, data, data.train_x, epochs["lp"], ctx, keys[-1], f"{desc} (lp)")
-    backward = and_mask_backward(list(net.parameters()), cfg.and_mask_tau) if spec.gradient == "and-mask" else None
-    _train(cfg, state, data, data.train_x, epochs["task"], ctx, key, desc, backward)
-    return state, [key, *keys]
+) -> Phases:
+    """A fresh seed ensemble (:func:`new_model`) trained through the phases of ``remedy``
+    (:func:`~spuriouslab.nets.phases.run_phases`): pre-training on the training images with random-colour
+    borders (``pretrain``, ``lp-ft``), then the head alone with the rest and BatchNorm statistics frozen
+    (``lp-ft``), then the task - with the AND-mask over the classes (``and-mask``).  Each phase has its own Adam
+    and StepLR (:func:`phase_state`), and its own checkpoint (``key-pretrain``, ``key-lp``, ``key``), so a resumed
+    run does not repeat a finished phase."""
+    net = new_model(cfg, model_name, data, seeds, ctx.device)
+    n = len(data.train_y[0])
 
+    def recipe(phase: str, params: list[torch.nn.Parameter], epochs: int, groups: bool) -> Phase:
+        """``epochs`` of minibatches (the task's order stream, or the pre-training phases' own) of the pre-training
+        or the training images, with the training labels; logged every ``log_every`` epochs; ``groups``: per-class
+        losses."""
+        state = phase_state(
+            cfg, net, params, seeds, "nets.order" if phase == "task" else "nets.pretrain_order", ctx.device
+        )
+        batches = Minibatches(n, cfg.batch_size, state.generators, ctx.device)
+        if phase == "pretrain":
+            assert data.pretrain_x is not None, "the pre-training images are built for pretrain / lp-ft"
+        train_x = data.pretrain_x if phase == "pretrain" and data.pretrain_x is not None else data.train_x
+        spe = batches.steps_per_epoch
+        return Phase(
+            state,
+            _step(net, train_x, data, batches, per_class=groups),
+            epochs * spe,
+            cfg.log_every * spe,
+            steps_per_epoch=spe,
+            schedule="epoch",
+            measure=_measure(net, data),
+        )
 
-def _train(
-    cfg: MemorizationNNConfig,
-    state: TrainState,
-    data: SeedData,
-    train_x: torch.Tensor,
-    epochs: int,
-    ctx: RunContext,
-    key: str,
-    desc: str,
-    backward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> None:
-    """One phase: ``epochs`` of minibatches of ``train_x`` (the training labels), logged and checkpointed every
-    ``log_every`` epochs; with ``backward`` (the AND-mask) the step gives per-class losses."""
-    net = state.model
-    assert isinstance(net, SeedEnsemble)
-    batches = Minibatches(len(data.train_y[0]), cfg.batch_size, state.generators, ctx.device)
-    state.extra["steps_per_epoch"] = batches.steps_per_epoch
-    step = _step(net, train_x, data, batches, per_class=backward is not None)
-    fit(
-        state,
-        step,
-        epochs * batches.steps_per_epoch,
-        log_every=cfg.log_every * batches.steps_per_epoch,
-        measure=_measure(net, data),
+    return run_phases(
+        net,
+        remedy,
+        cfg.phase_epochs(remedy),
+        recipe,
         checkpoints=ctx.checkpoints,
         key=key,
-        steps_per_epoch=batches.steps_per_epoch,
-        schedule="epoch",
-        backward=backward,
-        desc=desc,
+        desc=f"{model_name}{'' if remedy == 'none' else '/' + remedy} N={n} x{len(seeds)}",
         progress=ctx.progress,
+        and_mask_tau=cfg.and_mask_tau,
     )
 
 
@@ -343,18 +325,18 @@ def coloured_numbers(net: SeedEnsemble, data: SeedData, rho: float) -> dict[str,
     return out
 
 
-def new_state(cfg: MemorizationNNConfig, model_name: str, data: SeedData, seeds: list[int], device: str) -> TrainState:
-    """The paper's recipe: each seed's model initialised from its own stream, Adam, StepLR every ``step_size``
-    epochs; the minibatch order from each seed's own generator."""
+def new_model(
+    cfg: MemorizationNNConfig, model_name: str, data: SeedData, seeds: list[int], device: str
+) -> SeedEnsemble:
+    """The paper's model: each seed's initialised from its own stream."""
     options = model_options(cfg, model_name)
-    net = SeedEnsemble(
+    return SeedEnsemble(
         lambda s: seeded(
             lambda: build_model(model_name, data.shape, data.n_out, **options),
             torch_generator(s, stream_id("nets.init")),
         ),
         seeds,
     ).to(device)
-    return phase_state(cfg, net, list(net.parameters()), seeds, "nets.order", device)
 
 
 def phase_state(
@@ -365,8 +347,8 @@ def phase_state(
     order: str,
     device: str,
 ) -> TrainState:
-    """A training phase of ``net``: Adam over ``params`` and StepLR as the recipe says, and each seed's minibatch
-    order from its stream ``order``."""
+    """A training phase of ``net`` (the paper's recipe): Adam over ``params``, StepLR every ``step_size`` epochs,
+    and each seed's minibatch order from its stream ``order``."""
     opt = make_optimizer("adam", params, cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     return TrainState(net, opt, sched, [torch_generator(s, stream_id(order)) for s in seeds])
@@ -405,9 +387,10 @@ def _measure(net: SeedEnsemble, data: SeedData) -> Callable[[int], dict[str, tor
     return measure
 
 
-def _record(
-    cfg: MemorizationNNConfig, p: dict, state: TrainState, i: int, steps_per_epoch: int, classes: int, seconds: float
-) -> dict[str, Any]:
+def _record(cfg: MemorizationNNConfig, p: dict, phases: Phases, i: int, classes: int, seconds: float) -> dict[str, Any]:
+    """Seed ``i``'s record: the task phase's curves and last values, and the divergence fields (a seed that
+    diverged in any phase counts as diverged)."""
+    state, steps_per_epoch = phases.task, phases.steps_per_epoch["task"]
     rec = dict(p)
     for k in METRICS:
         rec[k] = state.history[k][-1][i]
@@ -419,7 +402,7 @@ def _record(
         seconds=seconds,
         n_classes=classes or 2,
         chance=1 / (classes or 2),
-        **state.divergence(i),
+        **phases.divergence(i),
     )
     if rec["status"] != "ok":
         rec.update({k: math.nan for k in METRICS})
