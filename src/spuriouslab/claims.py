@@ -1,14 +1,23 @@
 """Claims of the papers as data, judged from records alone.
 
-A :class:`Claim` is one sentence in the paper's terms, the record column it is measured by, and the comparison
-that would support it: a ``difference`` between two conditions (paired over seeds where the seeds pair), the
+A :class:`Claim` is one sentence in the paper's terms, the record column it is measured by, the comparison
+that would support it - a ``difference`` between two conditions (paired over seeds where the seeds pair), the
 ``sign`` of one condition's value against a reference, a ``trend`` over a column (the per-seed slope against
-its logarithm), or ``agreement`` with a prediction column within a tolerance.  :func:`judge` computes the effect
-with a 95% interval over seeds (Student t) and the verdict:
+its logarithm), or ``agreement`` with a prediction column within a tolerance - and its smallest effect of
+interest.  :func:`judge` computes the effect, its 95% interval over seeds and the one-sided p-values of the test
+that fits the evidence (:mod:`spuriouslab.inference`: t tests, two one-sided tests for agreement, exact
+randomisation tests for bounded, rank and extreme-value statistics), and the verdict:
 
-* **holds** - the interval lies on the claimed side (agreement: inside the tolerance band);
-* **contradicted** - the interval lies on the other side (agreement: outside the band);
-* **inconclusive** - otherwise, with the reason (one seed, the interval spans zero, no records).
+* **holds** - the one-sided test in the claimed direction rejects at 0.025 (the 95% interval lies on the claimed
+  side; agreement: inside the tolerance band, by two one-sided tests);
+* **contradicted** - the one-sided test in the other direction rejects (agreement: the values lie outside the
+  band);
+* **inconclusive** - otherwise, with the reason (one seed, the interval spans zero, not testable with this many
+  seeds, no records) and the seeds that would decide it with 80% power.
+
+:func:`adjust` corrects a set of verdicts for multiplicity (Holm within a figure, Benjamini-Hochberg across a
+table of figures): the raw and the adjusted verdict are reported side by side.  :func:`claims_digest` is a hash
+of the claim definitions, printed beside every verdict table, so a reader can see which definitions judged a run.
 
 Records that did not finish (``status`` other than ok) or whose metric is NaN are excluded and counted, never
 dropped silently.  Experiments only declare their claims; this module owns the judgement.
@@ -25,13 +34,18 @@ dropped silently.  Experiments only declare their claims; this module owns the j
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from spuriouslab import inference
+from spuriouslab.inference import SIDE_ALPHA, Correction, TestResult
 
 Comparison = Literal["difference", "sign", "trend", "agreement"]
 VERDICTS = ("holds", "contradicted", "inconclusive")
@@ -76,6 +90,7 @@ class Claim:
     by: tuple[str, ...] = ()
     needs: tuple[str, ...] = ()
     varies: tuple[str, ...] = ()
+    smallest_effect: float | None = None
 
     def __post_init__(self) -> None:
         if self.comparison == "difference" and self.versus is None:
@@ -86,6 +101,29 @@ class Claim:
             raise ValueError(f"claim {self.text!r}: agreement needs `predicted` and a tolerance > 0")
         if self.statistic is not None and self.comparison != "sign":
             raise ValueError(f"claim {self.text!r}: a statistic is compared by `sign`")
+        if self.smallest_effect is not None and not (math.isfinite(self.smallest_effect) and self.smallest_effect >= 0):
+            raise ValueError(f"claim {self.text!r}: the smallest effect of interest is a finite number >= 0")
+
+    def definition(self) -> dict[str, Any]:
+        """What the claim says, as plain values (its hash is :func:`claims_digest`)."""
+        return {
+            "figure": self.figure,
+            "text": self.text,
+            "metric": self.metric,
+            "comparison": self.comparison,
+            "when": self.when,
+            "versus": self.versus,
+            "side": self.side,
+            "reference": self.reference,
+            "over": self.over,
+            "predicted": self.predicted,
+            "tolerance": self.tolerance,
+            "minus": self.minus,
+            "statistic": None if self.statistic is None else self.statistic.__name__,
+            "by": list(self.by),
+            "varies": list(self.varies),
+            "smallest_effect": self.smallest_effect,
+        }
 
     def columns(self) -> list[str]:
         """Every record column the claim reads."""
@@ -101,7 +139,11 @@ class Claim:
 @dataclass(frozen=True)
 class Verdict:
     """A judged claim: the effect and its 95% interval, the number of units (seeds, or pairs) it rests on,
-    whether they were paired, how many records were excluded (not ok, or NaN), the verdict and its reason."""
+    whether they were paired, how many records were excluded (not ok, or NaN), the verdict and its reason; the
+    ``test`` that judged it with its one-sided p-values (``p_value`` for the claim, ``p_against`` for the other
+    side), ``seeds_to_decide`` (an inconclusive verdict: the units that would give the test 80% power; None
+    otherwise), and - once :func:`adjust` has seen it with the rest of its family - the ``adjusted`` verdict, its
+    adjusted p-value and the ``correction`` (empty before)."""
 
     claim: Claim
     effect: float
@@ -113,6 +155,13 @@ class Verdict:
     verdict: str
     reason: str
     applicable: bool = True
+    test: str = "none"
+    p_value: float = math.nan
+    p_against: float = math.nan
+    seeds_to_decide: int | None = None
+    adjusted: str = ""
+    p_adjusted: float = math.nan
+    correction: str = ""
 
     def row(self) -> dict[str, Any]:
         c = self.claim
@@ -128,38 +177,16 @@ class Verdict:
             "excluded": self.excluded,
             "verdict": self.verdict,
             "reason": self.reason,
+            "test": self.test,
+            "p": self.p_against if self.verdict == "contradicted" else self.p_value,
+            "p_value": self.p_value,
+            "p_against": self.p_against,
+            "p_adjusted": self.p_adjusted,
+            "adjusted": self.adjusted or self.verdict,
+            "correction": self.correction,
+            "seeds_to_decide": self.seeds_to_decide,
+            "smallest_effect": c.smallest_effect,
         }
-
-
-def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and 95% Student-t interval of the mean (NaN bounds for fewer than two values)."""
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if n < 2:
-        return mean, math.nan, math.nan
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half
-
-
-def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Difference of means ``a - b`` and its 95% Welch interval."""
-    from scipy import stats
-
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return diff, math.nan, math.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.975, dof) * se)
-    return diff, diff - half, diff + half
 
 
 def _select(df: pd.DataFrame, where: dict[str, Any]) -> pd.DataFrame:
@@ -228,6 +255,7 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
     paired = False
     if claim.statistic is not None:
         return _judge_statistic(claim, chosen, columns)
+    smallest = claim.smallest_effect
     if claim.comparison == "difference":
         other = _select(df, claim.versus or {})
         a, ex_a = _usable(chosen, columns)
@@ -241,12 +269,11 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
         if paired:
             excluded += (len(ga) - len(common)) + (len(gb) - len(common))
             d = (ga.loc[common] - gb.loc[common]).to_numpy(dtype=float) - claim.reference
-            effect, low, high = mean_interval(d)
-            n = len(d)
+            result, n = inference.one_sample(d, claim.side, smallest=smallest), len(d)
         else:
             va, vb = a[claim.metric].to_numpy(dtype=float) - claim.reference, b[claim.metric].to_numpy(dtype=float)
             n = min(len(va), len(vb))
-            effect, low, high = _welch(va, vb) if n else (math.nan, math.nan, math.nan)
+            result = inference.welch(va, vb, claim.side, smallest=smallest)
     else:
         rows, excluded = _usable(chosen, columns)
         keys = [k for k in claim.pair_on if k in rows]
@@ -271,15 +298,18 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
                 if keys and len(rows)
                 else per
             )
-        effect, low, high = mean_interval(values)
+        if claim.comparison == "agreement":
+            result = inference.tost(values, claim.tolerance, smallest=smallest)
+        else:
+            result = inference.one_sample(values, claim.side, smallest=smallest)
         n = len(values)
-    verdict, reason = _decide(claim, effect, low, high, n)
-    return Verdict(claim, effect, low, high, n, paired, int(excluded), verdict, reason)
+    return _verdict(claim, result, n, paired, int(excluded))
 
 
 def _judge_statistic(claim: Claim, chosen: pd.DataFrame, columns: list[str]) -> Verdict:
     """A ``sign`` claim on a per-unit statistic: each unit's (seed's) statistic, averaged over its ``by``
-    combinations, against the reference."""
+    combinations, against the reference; an ``exact`` statistic (bounded, rank, extreme value) by the exact
+    sign-flip test."""
     statistic = claim.statistic
     assert statistic is not None, "judge gives this the claims with a statistic"
     rows, excluded = _usable(chosen, [c for c in columns if c not in claim.by])
@@ -290,36 +320,103 @@ def _judge_statistic(claim: Claim, chosen: pd.DataFrame, columns: list[str]) -> 
         parts = [v for v in parts if np.isfinite(v)]
         if parts:
             values.append(float(np.mean(parts)) - claim.reference)
-    effect, low, high = mean_interval(np.asarray(values))
-    verdict, reason = _decide(claim, effect, low, high, len(values))
-    return Verdict(claim, effect, low, high, len(values), False, int(excluded), verdict, reason)
+    exact = bool(getattr(statistic, "exact", False))
+    result = inference.one_sample(np.asarray(values), claim.side, exact=exact, smallest=claim.smallest_effect)
+    return _verdict(claim, result, len(values), False, int(excluded))
 
 
-def _decide(claim: Claim, effect: float, low: float, high: float, n: int) -> tuple[str, str]:
+def _finite(*numbers: float) -> bool:
+    return all(math.isfinite(x) for x in numbers)
+
+
+def _verdict(claim: Claim, result: TestResult, n: int, paired: bool, excluded: int) -> Verdict:
+    verdict, reason = _decide(claim, result, n)
+    return Verdict(
+        claim,
+        result.effect,
+        result.low,
+        result.high,
+        n,
+        paired,
+        excluded,
+        verdict,
+        reason,
+        test=result.test,
+        p_value=result.p_for,
+        p_against=result.p_against,
+        seeds_to_decide=result.plan if verdict == "inconclusive" else None,
+    )
+
+
+def _decide(claim: Claim, result: TestResult, n: int) -> tuple[str, str]:
+    """The raw verdict from the test's one-sided p-values at :data:`~spuriouslab.inference.SIDE_ALPHA` (the 95%
+    interval's rule).  A non-finite effect, bound or p-value is never a verdict."""
+    effect, low, high = result.effect, result.low, result.high
     if n == 0 or math.isnan(effect):
         return "inconclusive", "no usable records"
-    if n < 2 or math.isnan(low):
+    if not math.isfinite(effect):
+        return "inconclusive", "the effect is not finite"
+    if n < 2:
         return "inconclusive", "one seed: no interval"
+    if result.untestable:
+        return "inconclusive", result.untestable
+    if not _finite(result.p_for, result.p_against) or not _finite(low, high):
+        return "inconclusive", "the interval or p-value is not finite"
+    holds, against = result.p_for < SIDE_ALPHA, result.p_against < SIDE_ALPHA
     if claim.comparison == "agreement":
         t = claim.tolerance
-        if -t <= low and high <= t:
-            return "holds", f"interval inside +-{t:g}"
-        if high < -t or low > t:
-            return "contradicted", f"interval outside +-{t:g}"
+        if holds:
+            return "holds", f"inside +-{t:g} by two one-sided tests"
+        if against:
+            return "contradicted", f"outside +-{t:g}"
         return "inconclusive", f"interval crosses the +-{t:g} band"
-    sign = 1 if claim.side == "greater" else -1
-    lo, hi = sorted((sign * low, sign * high))
-    if lo > 0:
+    if holds:
         return "holds", "interval on the claimed side"
-    if hi < 0:
+    if against:
         return "contradicted", "interval on the other side"
-    if lo == hi == 0:
+    if low == high == 0:
         return "inconclusive", "no difference at all (every unit's effect is 0)"
     return "inconclusive", "interval spans zero"
 
 
 def judge_all(claims: list[Claim], df: pd.DataFrame) -> list[Verdict]:
     return [judge(c, df) for c in claims]
+
+
+def adjust(verdicts: Sequence[Verdict], method: Correction = "holm") -> list[Verdict]:
+    """The verdicts of one family with their adjusted verdicts: each one-sided p-value (for the claim, and against
+    it) adjusted by ``method`` (``holm``: within a figure; ``fdr_bh``: across a table of figures) over the
+    applicable, testable verdicts, and the adjusted verdict read at the same level as the raw one.  A verdict
+    the correction cannot touch (inconclusive before it, or untestable) keeps its raw verdict.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"seed": [0, 1, 2], "gap": [0.5, 0.6, 0.55], "other": [0.1, -0.3, 0.25], "status": "ok"})
+    >>> vs = adjust([judge(Claim("toy", "gap > 0", "gap", "sign"), df), judge(Claim("toy", "other > 0", "other",
+    ...     "sign"), df)])
+    >>> [(v.verdict, v.adjusted) for v in vs]
+    [('holds', 'holds'), ('inconclusive', 'inconclusive')]
+    """
+    verdicts = list(verdicts)
+    p_for = inference.adjust_p([v.p_value if v.applicable else math.nan for v in verdicts], method)
+    p_against = inference.adjust_p([v.p_against if v.applicable else math.nan for v in verdicts], method)
+    out = []
+    for v, pf, pa in zip(verdicts, p_for, p_against, strict=True):
+        if v.verdict == "holds":
+            adjusted = "holds" if pf < SIDE_ALPHA else "inconclusive"
+        elif v.verdict == "contradicted":
+            adjusted = "contradicted" if pa < SIDE_ALPHA else "inconclusive"
+        else:
+            adjusted = v.verdict
+        shown = pa if v.verdict == "contradicted" else pf
+        out.append(replace(v, adjusted=adjusted, p_adjusted=shown, correction=method))
+    return out
+
+
+def claims_digest(claims: Sequence[Claim]) -> str:
+    """A short hash of the claim definitions (sentence, metric, comparison, conditions, smallest effect): printed
+    beside a verdict table, it shows which definitions judged the run (an edit after the run changes it)."""
+    text = json.dumps([c.definition() for c in claims], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 VERDICT_COLUMNS = ("claim", "effect", "low", "high", "n_seeds", "verdict")  # a sweep's short verdict table
@@ -341,23 +438,47 @@ def seeds_text(row: dict[str, Any]) -> str:
     )
 
 
-def count_verdicts(rows: list[dict[str, Any]]) -> dict[str, int]:
-    """How many rows hold, are contradicted, are inconclusive."""
-    return {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+def count_verdicts(rows: list[dict[str, Any]], key: str = "verdict") -> dict[str, int]:
+    """How many rows hold, are contradicted, are inconclusive (``key="adjusted"``: after the correction)."""
+    return {v: sum((r.get(key) or r["verdict"]) == v for r in rows) for v in VERDICTS}
+
+
+def p_text(p: float | None) -> str:
+    """A p-value for a table: three significant digits, ``<0.001`` below that, ``-`` when there is none."""
+    if p is None or not math.isfinite(p):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def plan_text(row: dict[str, Any]) -> str:
+    """The seeds that would decide an inconclusive claim (80% power), or ``-``."""
+    n = row.get("seeds_to_decide")
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "-"
+    return f">{inference.MAX_SEEDS_PLANNED}" if int(n) > inference.MAX_SEEDS_PLANNED else str(int(n))
 
 
 def verdict_markdown(verdicts: list[Verdict]) -> str:
-    """The verdict table as Markdown: claim, effect +- interval, n, verdict and reason (claims the run could not
-    test - conditions it did not include - are left out)."""
+    """The verdict table as Markdown: claim, effect +- interval, n, the test and its one-sided p-value, the raw
+    verdict, the verdict after the family's correction (the p-value shown is the one-sided p of the verdict's own side:
+    for the claim, or against it when contradicted), the seeds that would decide an inconclusive claim, and the
+    reason (claims the run could not test - conditions it did not include - are left out)."""
     verdicts = [v for v in verdicts if v.applicable]
     if not verdicts:
         return ""
-    lines = ["| claim | metric | effect [95% interval] | n | verdict | reason |", "|---|---|---|---|---|---|"]
+    corrected = next((v.correction for v in verdicts if v.correction), "")
+    lines = [
+        "| claim | metric | effect [95% interval] | n | test | p | verdict | "
+        f"{'adjusted (' + corrected + ')' if corrected else 'adjusted'} | seeds to decide | reason |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for v in verdicts:
         row = v.row()
         text = v.claim.text.replace("|", "\\|")
         lines.append(
-            f"| {text} | {v.claim.metric} | {effect_text(row)} | {seeds_text(row)} | **{v.verdict}** | {v.reason} |"
+            f"| {text} | {v.claim.metric} | {effect_text(row)} | {seeds_text(row)} | {v.test} | "
+            f"{p_text(row['p'])} | **{v.verdict}** | "
+            f"{'**' + row['adjusted'] + '**' if v.correction else '-'} | {plan_text(row)} | {v.reason} |"
         )
     return "\n".join(lines)
 
@@ -405,6 +526,7 @@ def rank_agreement(metric: str, predicted: str, over: str) -> Callable[[pd.DataF
         return float(stats.kendalltau(curve[metric], curve[predicted]).statistic)
 
     tau.__name__ = f"Kendall tau of {metric} and {predicted} across {over}"
+    tau.exact = True  # type: ignore[attr-defined]  # bounded in [-1, 1]: judged by the exact sign-flip test
     return tau
 
 
@@ -415,6 +537,7 @@ def minimum(column: str) -> Callable[[pd.DataFrame], float]:
         return float(unit[column].astype(float).min())
 
     smallest.__name__ = f"min of {column}"
+    smallest.exact = True  # type: ignore[attr-defined]  # an extreme value: judged by the exact sign-flip test
     return smallest
 
 

@@ -384,16 +384,17 @@ class Experiment(Generic[C]):
         return self.verdicts_of(list(self.claims), df)
 
     def verdicts_of(self, claims: list[Claim], df: pd.DataFrame) -> list[Verdict]:
-        """The applicable verdicts on ``claims``.  Records written before an axis existed (``remedy``, say) lack
-        its column: they are read at the axis's default, which is what they ran."""
-        from spuriouslab.claims import judge_all
+        """The applicable verdicts on ``claims``, one family: each carries its raw verdict and the verdict after
+        Holm's correction over the family (:func:`spuriouslab.claims.adjust`).  Records written before an axis
+        existed (``remedy``, say) lack its column: they are read at the axis's default, which is what they ran."""
+        from spuriouslab.claims import adjust, judge_all
 
         if df is not None and hasattr(df, "columns"):
             for axis in self.Config.AXES:
                 default = self.Config.model_fields[axis].default if axis in self.Config.model_fields else None
                 if axis not in df.columns and isinstance(default, list) and len(default) == 1:
                     df = df.assign(**{axis: default[0]})
-        return [v for v in judge_all(claims, df) if v.applicable]
+        return adjust([v for v in judge_all(claims, df) if v.applicable], "holm")
 
     # ---------------------------------------------------------------- config
     def make_config(self, values: Mapping[str, Any]) -> C:
