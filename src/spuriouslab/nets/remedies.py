@@ -38,10 +38,9 @@ A config's ``remedy`` axis takes the registry's names; a :class:`RemedySpec` say
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 from pydantic import AfterValidator
@@ -108,10 +107,6 @@ class RemedySpec:
     oracle: bool = False
     cost: float = 1.0
     reference: str = ""
-
-    @property
-    def gradient(self) -> str | None:  # TEMPORARY: until distillation goes through nets.phases
-        return "project" if self.adjust is project_oracle else "and-mask" if self.adjust is and_mask else None
 
     def phases(self, task: int, pretrain: int | None = None, lp: int | None = None) -> dict[str, int]:
         """The training phases in order, with their lengths (steps or epochs, in the unit given): pre-training
@@ -224,75 +219,3 @@ def group_means(per_sample: torch.Tensor, groups: torch.Tensor, n_groups: int) -
     totals = torch.einsum("sb,sbg->gs", per_sample, onehot)
     counts = onehot.sum(dim=1).T.clamp(min=1)  # (G, S)
     return totals / counts
-
-
-# TEMPORARY (removed when distillation goes through nets.phases): the old linear probing it imports
-# ----------------------------------------------------------------------------------------- linear probing
-def last_linear(module: torch.nn.Module) -> str:
-    """The name of the last ``nn.Linear`` of ``module`` in registration order (an encoder's embedding layer, a
-    classifier's head)."""
-    names: list[str] = [name for name, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
-    if not names:
-        raise ValueError(f"{type(module).__name__} has no linear layer to probe")
-    return names[-1]
-
-
-@contextmanager
-def head_only(
-    params: Iterable[tuple[str, torch.nn.Parameter]], head: Callable[[str], bool]
-) -> Iterator[list[torch.nn.Parameter]]:
-    """Inside, only the parameters whose name ``head(name)`` accepts require gradients (the others are frozen:
-    no gradient, and an optimizer built from the yielded list never sees them); every flag is restored after."""
-    params = list(params)
-    before = [p.requires_grad for _, p in params]
-    trainable: list[torch.nn.Parameter] = []
-    try:
-        for name, p in params:
-            p.requires_grad_(head(name))
-            if head(name):
-                trainable.append(p)
-        yield trainable
-    finally:
-        for (_, p), flag in zip(params, before, strict=True):
-            p.requires_grad_(flag)
-
-
-@contextmanager
-def frozen_statistics(module: torch.nn.Module) -> Iterator[None]:
-    """Inside, every BatchNorm layer of ``module`` keeps its running statistics (momentum 0: training-mode
-    batches still normalise by their own statistics, but the buffers the encoder is evaluated with do not move),
-    so linear probing leaves the encoder as it was; the momenta are restored after."""
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    before = [m.momentum for m in norms]
-    try:
-        for m in norms:
-            m.momentum = 0.0
-        yield
-    finally:
-        for m, momentum in zip(norms, before, strict=True):
-            m.momentum = momentum
-
-
-@contextmanager
-def linear_probing(model: Any) -> Iterator[list[torch.nn.Parameter]]:
-    """LP-FT's probing phase on a seed ensemble: inside, only its last linear layer (:func:`last_linear` of the
-    template, ``model.base`` when stacked) requires gradients - its parameters are yielded for the phase's optimizer
-    (:func:`head_only`) - and BatchNorm statistics stay where they are (:func:`frozen_statistics`), so the encoder
-    leaves the phase as it entered."""
-    head = last_linear(model.base if model.stacked else model.model)
-    with (
-        head_only(ensemble_parameters(model).items(), lambda name: name.startswith(head + ".")) as params,
-        frozen_statistics(model),
-    ):
-        yield params
-
-
-def ensemble_parameters(model: Any) -> dict[str, torch.nn.Parameter]:
-    """A model's parameters by their dotted names in the model itself: a stacked
-    :class:`~spuriouslab.nets.models.Any` holds each as one (S, ...) tensor named like the template's
-    (``first.weight``), an unstacked one as its single model's; any other module as ``named_parameters``."""
-    if getattr(model, "stacked", None) is True:  # a Any (its stacked flag), stacked
-        return {k.replace("__", "."): v for k, v in model.params.items()}
-    if getattr(model, "stacked", None) is False:
-        return dict(model.model.named_parameters())
-    return dict(model.named_parameters())

@@ -136,7 +136,6 @@ class TrainState:
     history: dict[str, list[Any]] = field(default_factory=dict)
     step: int = 0
     diverged_at: dict[int, int] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # TEMPORARY: until distillation uses nets.phases
     stopped: bool = False  # every seed diverged: training stopped early
     last_loss: torch.Tensor | None = None  # per-seed loss of the latest step (not saved)
 

@@ -15,7 +15,7 @@ from spuriouslab.experiments.distillation.config import DistillationConfig
 from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.nets.models import Classifier, Projected, Shape, build_model
 from spuriouslab.nets.phases import Phases
-from spuriouslab.nets.train import TrainState, seeded
+from spuriouslab.nets.train import seeded
 from spuriouslab.seeding import stream_id, torch_generator
 
 
@@ -124,11 +124,10 @@ def load_teacher_checkpoint(model: torch.nn.Module, path: str) -> None:
 ROLE_LOSS = {"teacher": "teacher training loss", "student": "distillation loss", "baseline": "baseline training loss"}
 
 
-def divergence(cfg: DistillationConfig, fits: Mapping[str, Phases | TrainState | None], i: int) -> dict[str, Any]:
+def divergence(cfg: DistillationConfig, fits: Mapping[str, Phases | None], i: int) -> dict[str, Any]:
     """A seed's divergence fields: the first of its teacher, student and baseline fits in which it diverged, in
     any phase (a diverged seed's accuracies are NaN: its features are not probed)."""
     for role, fit in fits.items():
-        found = None if fit is None else fit.divergence(i, ROLE_LOSS[role])
-        if found is not None and found["status"] != "ok":
-            return found
+        if fit is not None and fit.diverged(i):
+            return fit.divergence(i, ROLE_LOSS[role])
     return {"status": "ok", "diverged_at": None, "error": ""}

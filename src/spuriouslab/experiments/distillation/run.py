@@ -26,20 +26,14 @@ from spuriouslab.experiments.distillation.config import ROLES, DistillationConfi
 from spuriouslab.experiments.distillation.models import divergence, forward_check, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import SeedEnsemble
+from spuriouslab.nets.phases import Phase, Phases, run_phases
 from spuriouslab.nets.probes import probe_accuracies
-from spuriouslab.nets.remedies import (
-    REMEDIES,
-    CoreProjection,
-    and_mask_backward,
-    group_means,
-    linear_probing,
-)
+from spuriouslab.nets.remedies import Oracle, group_means
 from spuriouslab.nets.train import (
     Minibatches,
     TrainState,
     clip_grad_norm_per_seed,
     evaluate,
-    fit,
     gather,
     make_optimizer,
     seed_cross_entropy,
@@ -88,61 +82,64 @@ def check(cfg: DistillationConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- training
+Losses = Callable[[str, bool], tuple[Callable[[torch.Tensor], torch.Tensor], int]]
+"""A model's losses by phase: ``losses(phase, groups)`` -> (``loss(idx)``, the per-seed losses (S,) - per class
+(C, S) with ``groups`` - of the batch ``idx`` (S, B); ``n``, the number of training samples it indexes)."""
+
+
 def train(
     cfg: DistillationConfig,
     model: SeedEnsemble,
-    loss: Callable[[torch.Tensor], torch.Tensor],
-    n: int,
-    epochs: int,
+    losses: Losses,
+    lengths: dict[str, int],
     seeds: list[int],
     ctx: RunContext,
     key: str,
     measure: Callable[[int], dict[str, torch.Tensor]] | None = None,
     desc: str = "",
-    params: list[torch.nn.Parameter] | None = None,
-    project: CoreProjection | None = None,
-    backward: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> TrainState:
-    """Train a seed ensemble with AdamW (warm-up + cosine when ``warmup`` or ``clip`` is set, per-seed gradient
-    clipping) by the one trainer; ``loss(idx)`` gives the per-seed losses (S,) of the batch ``idx`` (S, B) of
-    the ``n`` training samples.  Checkpointed under ``key`` at every log step (resumed from there).  A remedy
-    trains only ``params`` (linear probing), confines the first layer's updates (``project``) or computes
-    them its own way (``backward``: ``loss`` then gives per-class losses)."""
-    opt = make_optimizer("adamw", params if params is not None else model.parameters(), cfg.lr, cfg.weight_decay)
-    gens = [torch_generator(s, stream_id("distillation.order")) for s in seeds]
-    batches = Minibatches(n, 0 if cfg.batch_size >= n else cfg.batch_size, gens, ctx.device)
-    steps = epochs * batches.steps_per_epoch
-    sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
-    clip: Callable[[], object] | None = (
-        (lambda: clip_grad_norm_per_seed(list(model.parameters()), cfg.clip, model.stacked)) if cfg.clip else None
-    )
-    if project is not None:  # the projection first, then the clipping of what is left
-        hooks = [project.before_step, *([clip] if clip else [])]
-        clip = lambda: [hook() for hook in hooks]  # noqa: E731
+    remedy: str = "none",
+    oracle: Oracle | None = None,
+) -> Phases:
+    """Train a seed ensemble through the phases of ``remedy`` (:func:`~spuriouslab.nets.phases.run_phases`; the
+    teacher and the baseline: the task alone), ``lengths`` in epochs; each phase AdamW (warm-up + cosine when
+    ``warmup`` or ``clip`` is set), per-seed gradient clipping (after the remedy's projection), bfloat16 autocast
+    on CUDA with ``amp``, each seed's minibatch order from its own stream, and a checkpoint at every log step
+    (``key`` for the task, ``key-<phase>`` before it)."""
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if cfg.amp and ctx.device.startswith("cuda")
         else contextlib.nullcontext()
     )
+    clip: Callable[[], object] | None = (
+        (lambda: clip_grad_norm_per_seed(list(model.parameters()), cfg.clip, model.stacked)) if cfg.clip else None
+    )
 
-    def step(t: int) -> torch.Tensor:
-        with autocast:
-            return loss(batches(t))
+    def recipe(phase: str, params: list[torch.nn.Parameter], epochs: int, groups: bool) -> Phase:
+        loss, n = losses(phase, groups)
+        opt = make_optimizer("adamw", params, cfg.lr, cfg.weight_decay)
+        gens = [torch_generator(s, stream_id("distillation.order")) for s in seeds]
+        batches = Minibatches(n, 0 if cfg.batch_size >= n else cfg.batch_size, gens, ctx.device)
+        steps = epochs * batches.steps_per_epoch
+        sched = warmup_cosine(opt, cfg.warmup, steps) if (cfg.warmup or cfg.clip) else None
 
-    state = TrainState(model, opt, sched, gens)
-    return fit(
-        state,
-        step,
-        steps,
-        log_every=cfg.log_every * batches.steps_per_epoch,
-        measure=measure,
+        def step(t: int) -> torch.Tensor:
+            with autocast:
+                return loss(batches(t))
+
+        state = TrainState(model, opt, sched, gens)
+        return Phase(state, step, steps, cfg.log_every * batches.steps_per_epoch, measure=measure, before_step=clip)
+
+    return run_phases(
+        model,
+        remedy,
+        lengths,
+        recipe,
         checkpoints=ctx.checkpoints,
         key=key,
-        before_step=clip,
-        backward=backward,
-        after_step=None if project is None else project.after_step,
         desc=desc,
         progress=ctx.progress,
+        oracle=oracle,
+        and_mask_tau=cfg.and_mask_tau,
     )
 
 
@@ -220,9 +217,9 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     seconds["student"], clock = time.perf_counter() - clock, time.perf_counter()
     baseline = fit_baseline(cfg, data, int(teacher.train.shape[-1]), seeds, act, ctx)
     seconds["baseline"], clock = time.perf_counter() - clock, time.perf_counter()
-    states = {"teacher": teacher.state, "student": student, "baseline": baseline}
-    alive = [i for i in range(len(seeds)) if all(st is None or i not in st.diverged_at for st in states.values())]
-    # each state trained a SeedEnsemble (TrainState holds it as a Module)
+    fits = {"teacher": teacher.state, "student": student, "baseline": baseline}
+    alive = [i for i in range(len(seeds)) if not any(fit is not None and fit.diverged(i) for fit in fits.values())]
+    # each fit trained a SeedEnsemble (its TrainState holds it as a Module)
     accs = probe_all(
         cfg, data, teacher, cast(SeedEnsemble, student.model), cast(SeedEnsemble, baseline.model), seeds, alive
     )
@@ -233,18 +230,18 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         rec.update(seconds=total, **{f"seconds_{k}": v / len(seeds) for k, v in seconds.items()})
         yield rec
     # the baseline does not depend on the remedy: with several, its checkpoint is kept for the other groups
-    ctx.discard(*student.extra["keys"], *([baseline.extra["key"]] if len(cfg.remedy) == 1 else []))
+    ctx.discard(*student.keys, *(baseline.keys if len(cfg.remedy) == 1 else []))
 
 
 @dataclass
 class Teacher:
-    """The teacher's embeddings of every set, its state (None for a user's frozen teacher), and the per-seed
+    """The teacher's embeddings of every set, its training (None for a user's frozen teacher), and the per-seed
     (core, background) norms of its first layer seen in the input space (built-in synthetic teacher; else None)."""
 
     train: torch.Tensor
     test: torch.Tensor
     ood: dict[str, torch.Tensor]
-    state: TrainState | None
+    state: Phases | None
     first_norms: tuple[torch.Tensor, torch.Tensor] | None
     embed: Callable[[torch.Tensor], torch.Tensor]  # the teacher's embedding of any inputs
 
@@ -281,12 +278,12 @@ def fit_teacher(cfg: DistillationConfig, data: Stacked, seeds: list[int], act: s
         ).to(ctx.device)
         x_t, y_t = data.stack(lambda t: t.x_teacher, ctx.device), data.stack(lambda t: t.y_teacher, ctx.device)
         key = checkpoint_key("distillation", cfg, [{"seed": s} for s in seeds], "teacher")
+        loss = lambda i: seed_cross_entropy(model(gather(x_t, i)), torch.gather(y_t, 1, i))  # noqa: E731
         state = train(
             cfg,
             model,
-            lambda i: seed_cross_entropy(model(gather(x_t, i)), torch.gather(y_t, 1, i)),
-            x_t.shape[1],
-            cfg.teacher_epochs,
+            lambda phase, groups: (loss, x_t.shape[1]),
+            {"task": cfg.teacher_epochs},
             seeds,
             ctx,
             key,
@@ -311,18 +308,17 @@ def fit_student(
     act: str,
     ctx: RunContext,
     remedy: str = "none",
-) -> TrainState:
+) -> Phases:
     """A fresh encoder fitted to the teacher's embeddings of the training inputs (MSE, no labels); logged: the
     distillation loss, the fit to the teacher on ID and every OOD set, the first layer's core / background
     weight (synthetic).
 
     ``remedy`` (:data:`~spuriouslab.nets.remedies.REMEDIES`) adds phases before it - distilling the
-    teacher on wide backgrounds (:func:`pretrain_inputs`), then the last linear layer alone (LP-FT) - each its own
-    optimizer and checkpoint, or adjusts its gradients (the first layer projected onto the core subspace; the
-    AND-mask over the classes).  Returns the task phase's state; ``extra["first"]`` the first phase's history
-    (the random initialisation's values), ``extra["keys"]`` every phase's checkpoint."""
+    teacher on wide backgrounds (:func:`pretrain_inputs`), then the head alone (LP-FT) - each its own optimizer
+    and checkpoint, or adjusts its gradients (the first layer projected onto the core subspace; the AND-mask over
+    the classes).  Returns its :class:`~spuriouslab.nets.phases.Phases` (the first phase's history holds the
+    random initialisation's values)."""
     task0 = data.tasks[0]
-    spec = REMEDIES[remedy]
     student = SeedEnsemble(
         lambda s: make_encoder(cfg, task0.input_shape, task0.n_classes, "student", act, s, "distillation.student"),
         seeds,
@@ -351,45 +347,29 @@ def fit_student(
             )
         return lambda i: ((student(gather(x, i)).float() - gather(target, i)) ** 2).mean(dim=(1, 2))
 
+    def losses(phase: str, groups: bool) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+        if phase == "pretrain":  # the teacher distilled on wide backgrounds
+            x_pre = pretrain_inputs(cfg, data, seeds, ctx.device)
+            return distill(x_pre, teacher.embed(x_pre), groups), x_pre.shape[1]
+        return distill(data.train_x, teacher.train, groups), data.train_x.shape[1]
+
     point = {"activation": act} if remedy == "none" else {"activation": act, "remedy": remedy}
-    key = checkpoint_key("distillation", cfg, [{"seed": s, **point} for s in seeds], "student")
-    epochs = cfg.phase_epochs(remedy)
-    states: dict[str, TrainState] = {}
-    if spec.pretrain:
-        x_pre = pretrain_inputs(cfg, data, seeds, ctx.device)
-        states["pretrain"] = train(
-            cfg, student, distill(x_pre, teacher.embed(x_pre)), x_pre.shape[1], epochs["pretrain"], seeds, ctx,
-            f"{key}-pretrain", measure, desc=f"student {act} x{len(seeds)} (pretrain)",
-        )  # fmt: skip
-    if spec.lp:
-        with linear_probing(student) as params:
-            states["lp"] = train(
-                cfg, student, distill(data.train_x, teacher.train), data.train_x.shape[1], epochs["lp"], seeds,
-                ctx, f"{key}-lp", measure, desc=f"student {act} x{len(seeds)} (lp)", params=params,
-            )  # fmt: skip
-    adjust: dict[str, Any] = {}
-    if spec.gradient == "project":
-        assert data.basis is not None, "project-oracle is refused for tasks without a known basis (synthetic only)"
-        core = data.basis[:, : task0.d_core]
-        adjust["project"] = CoreProjection(student.seed_parameter("first.weight"), core)
-    elif spec.gradient == "and-mask":
-        adjust["backward"] = and_mask_backward(list(student.parameters()), cfg.and_mask_tau)
-    state = train(
+    oracle = None
+    if data.basis is not None:  # the built-in synthetic student: its first layer and the known core subspace
+        oracle = Oracle(student.seed_parameter("first.weight"), data.basis[:, : task0.d_core])
+    return train(
         cfg,
         student,
-        distill(data.train_x, teacher.train, groups="backward" in adjust),
-        data.train_x.shape[1],
-        epochs["task"],
+        losses,
+        cfg.phase_epochs(remedy),
         seeds,
         ctx,
-        key,
+        checkpoint_key("distillation", cfg, [{"seed": s, **point} for s in seeds], "student"),
         measure,
         desc=f"student {act}{'' if remedy == 'none' else '/' + remedy} x{len(seeds)}",
-        **adjust,
+        remedy=remedy,
+        oracle=oracle,
     )
-    first = next(iter(states.values()), state)
-    state.extra.update(key=key, keys=[key, *(f"{key}-{k}" for k in states)], first=first.history)
-    return state
 
 
 def pretrain_inputs(cfg: DistillationConfig, data: Stacked, seeds: list[int], device: str) -> torch.Tensor:
@@ -410,7 +390,7 @@ def pretrain_inputs(cfg: DistillationConfig, data: Stacked, seeds: list[int], de
 
 def fit_baseline(
     cfg: DistillationConfig, data: Stacked, embed_size: int, seeds: list[int], act: str, ctx: RunContext
-) -> TrainState:
+) -> Phases:
     """The student's architecture trained end to end with labels on the same inputs; logged (synthetic): its
     first layer's core / background weight."""
     task0 = data.tasks[0]
@@ -429,21 +409,18 @@ def fit_baseline(
         )
         return {"baseline_core_norm": core, "baseline_bg_norm": bg}
 
-    key = checkpoint_key("distillation", cfg, [{"seed": s, "activation": act} for s in seeds], "baseline")
-    state = train(
+    loss = lambda i: seed_cross_entropy(baseline(gather(data.train_x, i)), torch.gather(data.train_y, 1, i))  # noqa: E731
+    return train(
         cfg,
         baseline,
-        lambda i: seed_cross_entropy(baseline(gather(data.train_x, i)), torch.gather(data.train_y, 1, i)),
-        data.train_x.shape[1],
-        cfg.epochs,
+        lambda phase, groups: (loss, data.train_x.shape[1]),
+        {"task": cfg.epochs},
         seeds,
         ctx,
-        key,
+        checkpoint_key("distillation", cfg, [{"seed": s, "activation": act} for s in seeds], "baseline"),
         measure,
         desc=f"baseline {act} x{len(seeds)}",
     )
-    state.extra["key"] = key
-    return state
 
 
 def _fit_stats(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -497,8 +474,8 @@ def _record(
     i: int,
     data: Stacked,
     teacher: Teacher,
-    student: TrainState,
-    baseline: TrainState,
+    student: Phases,
+    baseline: Phases,
     accs: dict[str, list[float]],
 ) -> dict[str, Any]:
     rec: dict[str, Any] = dict(p)
@@ -506,16 +483,16 @@ def _record(
     rec.update({k: v[i] for k, v in accs.items()})
     for model in ROLES:
         rec[f"acc_{model}_ood_mean"] = float(np.mean([rec[f"acc_{model}_{k}"] for k in ood_names]))
-    for state in (student, baseline):
+    for state in (student.task, baseline.task):
         for k in state.history:
             if k != "step":
                 rec[f"curve_{k}"] = state.curve(k, i)
                 rec[k] = rec[f"curve_{k}"][-1]
-    rec["curve_step"] = list(student.history["step"])
+    rec["curve_step"] = list(student.task.history["step"])
     rec["fit_mse_ood_mean"] = float(np.mean([rec[f"fit_mse_{k}"] for k in ood_names]))
     rec["student_ood_drop"] = rec["acc_student_id"] - rec["acc_student_ood_mean"]
-    if "student_bg_norm" in student.extra.get("first", {}):
-        rec["student_bg_norm_init"] = student.extra["first"]["student_bg_norm"][0][i]
+    if "student_bg_norm" in student.first.history:
+        rec["student_bg_norm_init"] = student.first.history["student_bg_norm"][0][i]
         rec["student_bg_growth"] = rec["student_bg_norm"] / rec["student_bg_norm_init"]
     rec["fit_cos_ood_mean"] = float(np.mean([rec[f"fit_cos_{k}"] for k in ood_names]))
     if teacher.first_norms is not None:
