@@ -146,3 +146,19 @@ def test_reproduce_all_refuses_bad_input_in_one_line(cli, tmp_path):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     code, _, err = cli("reproduce", "bm-digits", "--only", "bm-digits")
     assert code == 2 and "--only: goes with --all" in err
+
+
+def test_one_figure_registry_lists_every_figure_reproduce_shows():
+    """spuriouslab.figures alone (what the docs read) holds every figure of ``reproduce --list``; importing the
+    reproduction adds none."""
+    code = (
+        "import spuriouslab.figures as f; a = list(f.FIGURES); import spuriouslab.reproduction; "
+        "print(a == list(f.FIGURES)); print(*a)"
+    )
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    listing = subprocess.run(
+        [sys.executable, "-m", "spuriouslab", "reproduce", "--list"], capture_output=True, text=True, check=True
+    ).stdout
+    listed = [line.split()[0] for line in listing.splitlines() if line.strip() and not line.startswith(" ")]
+    assert alone[0] == "True" and alone[1].split() == listed and len(listed) == 22
+    assert {"zh-padded-vit-cpu", "zh-distill-digits-vit"} <= set(listed)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,9 +68,9 @@ class SlurmOptions:
         CPU cores per task (``--slurm-cpus``), also the torch threads of each task.
     gpus_per_node : int or None
         GPUs per task (``--slurm-gpus``); None: one when the device is cuda, else none.
-    array_parallelism : int
-        How many tasks of the array run at once (``--slurm-array-parallelism``; with the local cluster, how many
-        processes).
+    array_parallelism : int or None
+        How many tasks of the array run at once (``--slurm-array-parallelism``); None: as many as SLURM allows.
+        With the local cluster, how many processes at once; None: the cores divided by ``cpus_per_task``.
     folder : Path or None
         submitit's folder: submission scripts, pickles and logs (``--slurm-folder``); None: ``DIR/submitit``.
     cluster : {"slurm", "local", "debug"}
@@ -85,7 +87,7 @@ class SlurmOptions:
     mem_gb: float | None = None
     cpus_per_task: int = 1
     gpus_per_node: int | None = None
-    array_parallelism: int = 64
+    array_parallelism: int | None = None
     folder: Path | None = None
     cluster: Cluster = "slurm"
     max_requeues: int = 3
@@ -95,7 +97,7 @@ class SlurmOptions:
         for flag, value, low in [
             ("--slurm-time", self.time_min, 1),
             ("--slurm-cpus", self.cpus_per_task, 1),
-            ("--slurm-array-parallelism", self.array_parallelism, 1),
+            ("--slurm-array-parallelism", self.array_parallelism if self.array_parallelism is not None else 1, 1),
             ("--slurm-gpus", self.gpus_per_node if self.gpus_per_node is not None else 0, 0),
         ]:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -108,6 +110,14 @@ class SlurmOptions:
     def replace(self, **changes: Any) -> SlurmOptions:
         """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
+
+    def parallelism(self, tasks: int) -> int:
+        """How many of ``tasks`` tasks run at once."""
+        if self.array_parallelism is not None:
+            return min(self.array_parallelism, max(1, tasks))
+        if self.cluster == "slurm":
+            return max(1, tasks)
+        return max(1, (os.cpu_count() or 1) // self.cpus_per_task)
 
     def gpus(self, device: str) -> int:
         """GPUs per task for ``device``."""
@@ -128,7 +138,8 @@ class SlurmOptions:
         if self.mem_gb is not None:
             params["mem_gb"] = self.mem_gb
         if self.cluster == "slurm":
-            params["slurm_array_parallelism"] = self.array_parallelism
+            if self.array_parallelism is not None:
+                params["slurm_array_parallelism"] = self.array_parallelism
             if self.partition is not None:
                 params["slurm_partition"] = self.partition
         return params
@@ -153,7 +164,9 @@ class GroupTask:
     ) -> tuple[list[Record], str | None]:
         try:
             return run_group_in_worker(name, cfg_dict, points, device, threads, checkpoints), None
-        except Exception:  # noqa: BLE001 - the group's failure, returned with its traceback
+        except Exception as exc:  # the group's failure, returned with its traceback
+            if type(exc).__module__.startswith("submitit"):  # submitit's own (a task not requeued): for submitit
+                raise
             return [], failure()
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
@@ -174,9 +187,14 @@ class SlurmExecutor:
             raise ExecutorUnavailable(
                 MISSING.format(name="slurm" if self.options.cluster == "slurm" else "submitit-local")
             )
+        if self.options.cluster == "slurm" and shutil.which("sbatch") is None:
+            raise ExecutorUnavailable(
+                "--executor: got 'slurm' but sbatch is not found here (no SLURM on this machine); run it on the "
+                "cluster's login node, or --executor submitit-local to run the same path on this machine"
+            )
         self.threads = self.options.cpus_per_task
         # groups that run on this machine at once: the local cluster's processes; SLURM's run elsewhere
-        self.concurrency = self.options.array_parallelism if self.options.cluster == "local" else 1
+        self.concurrency = self.options.parallelism(1 << 30) if self.options.cluster == "local" else 1
         if self.options.cluster != "slurm":
             self.name = "submitit-local" if self.options.cluster == "local" else "submitit-debug"
         self.jobs: dict[str, Any] = {}  # job id -> submitit job, of the groups in flight
@@ -224,13 +242,14 @@ class SlurmExecutor:
         poll = self.options.poll_s if self.options.poll_s is not None else (15.0 if self.remote else 0.5)
         pending: dict[Any, Task] = {}
         queue = list(zip(tasks, calls, strict=True))
+        window = self.options.parallelism(len(queue))
         try:
             if self.remote and queue:  # one array job; SLURM runs array_parallelism of its tasks at once
                 jobs = executor.map_array(fn, *zip(*calls, strict=True))
                 pending = dict(zip(jobs, tasks, strict=True))
                 queue = []
             while queue or pending:
-                while queue and len(pending) < self.options.array_parallelism:  # the local cluster: a window
+                while queue and len(pending) < window:  # the local cluster: a window
                     task, call = queue.pop(0)
                     pending[executor.submit(fn, *call)] = task
                 self.jobs = {job.job_id: job for job in pending}
@@ -257,7 +276,9 @@ class SlurmExecutor:
             records, error = job.result()
         except UncompletedJobError as exc:  # killed, or preempted past its requeues: no result, resumable
             return Outcome(task, [], f"job {job.job_id} ended without a result: {_first_line(exc)}", interrupted=True)
-        except Exception:  # noqa: BLE001 - failed outside the group (unpickling, the node): the group's failure
+        except Exception as exc:  # noqa: BLE001 - failed outside the group (unpickling, the node)
+            if "not requeued because" in str(exc):  # preempted or timed out once too often: resumable
+                return Outcome(task, [], f"job {job.job_id} was not requeued: {_first_line(exc)}", interrupted=True)
             return Outcome(task, [], failure())
         return Outcome(task, list(records), error)
 
