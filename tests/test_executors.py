@@ -192,7 +192,8 @@ def test_a_group_that_raises_in_its_task_is_recorded_as_failed(tmp_path, monkeyp
         runner.run(
             "memorization", values, out=tmp_path / "f", executor=SlurmExecutor(SlurmOptions(cluster="debug")), **quiet()
         )
-    assert failed.value.sweep.failed == failed.value.sweep.total > 0 and "simulated" in (tmp_path / "f" / "errors.jsonl").read_text()
+    assert failed.value.sweep.failed == failed.value.sweep.total > 0
+    assert "simulated" in (tmp_path / "f" / "errors.jsonl").read_text()
 
 
 def one_line_exit_2(res: tuple[int, str, str], needle: str) -> None:

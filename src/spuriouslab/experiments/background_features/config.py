@@ -142,3 +142,11 @@ class BackgroundFeaturesConfig(ExperimentConfig):
         if self.data == "folder" and not self.data_root:
             raise ValueError("data_root: data=folder needs data_root=DIR (DIR/train/<class>, DIR/test/<class>)")
         return self
+
+
+def model_name(cfg: BackgroundFeaturesConfig) -> str:
+    """The model in words: ``ResNet-8``, ``ViT (patch 4, dim 64, depth 4, 4 heads)`` (the run's progress and
+    estimate, the report's titles)."""
+    if cfg.model == "vit":
+        return f"ViT (patch {cfg.vit_patch}, dim {cfg.vit_dim}, depth {cfg.vit_depth}, {cfg.vit_heads} heads)"
+    return f"ResNet-{cfg.depth}"

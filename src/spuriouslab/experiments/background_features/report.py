@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from spuriouslab import plotting, tables
-from spuriouslab.experiments.background_features.run import model_name
+from spuriouslab.experiments.background_features.config import model_name
 from spuriouslab.experiments.base import Report
 from spuriouslab.records import decode_array
 

@@ -24,7 +24,7 @@ from spuriouslab.data.borders import frame, frame_mask, pad_crop_flip, parse_col
 from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.images import image_shape, load_bytes, to_float_chw
 from spuriouslab.errors import ConfigError
-from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig
+from spuriouslab.experiments.background_features.config import BackgroundFeaturesConfig, model_name
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.nets import analysis
 from spuriouslab.nets.models import MODELS, ResNetCIFAR, build_model
@@ -125,13 +125,6 @@ def model_options(cfg: BackgroundFeaturesConfig) -> dict[str, Any]:
     if cfg.model == "vit":
         return {"patch": cfg.vit_patch, "dim": cfg.vit_dim, "depth": cfg.vit_depth, "heads": cfg.vit_heads}
     return {"depth": cfg.depth}
-
-
-def model_name(cfg: BackgroundFeaturesConfig) -> str:
-    """The model in words: ``ResNet-8``, ``ViT (patch 4, dim 64, depth 4, 4 heads)``."""
-    if cfg.model == "vit":
-        return f"ViT (patch {cfg.vit_patch}, dim {cfg.vit_dim}, depth {cfg.vit_depth}, {cfg.vit_heads} heads)"
-    return f"ResNet-{cfg.depth}"
 
 
 def group_key(cfg: BackgroundFeaturesConfig, p: dict[str, Any]) -> Any:
