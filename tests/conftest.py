@@ -1,43 +1,333 @@
+"""What the suite shares: the in-process CLI, the tiny runs computed once per session, one way to say "a resumed run
+is the uninterrupted one", crash injection inside the process, and checks of figures and subprocesses.
+
+Resume tests.  Most of them interrupt a run in this process (:func:`interrupted_after`: the store's crash point
+raises ``KeyboardInterrupt`` right after the N-th record or checkpoint is durably written, as Ctrl-C at that moment
+would), resume it in this process and compare it with the session's uninterrupted run of the same config
+(:func:`assert_resumes_identically`, exact).  A real signal is sent to a real process once per mechanism: the store's
+append, the worker pool and the trainer's checkpoints, each with SIGKILL and with SIGINT (``test_signals.py``).
+"""
+
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+HERE = Path(__file__).resolve().parent
+# subprocesses compute with the threads of this process (torch reads OMP_NUM_THREADS at start), so that a run in a
+# subprocess gives the records of the same run in this process, bit for bit; tests/ is importable (probe_models,
+# distill_models)
+ENV = {
+    **os.environ,
+    "PYTHONUNBUFFERED": "1",
+    "OMP_NUM_THREADS": str(torch.get_num_threads()),
+    "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), os.environ.get("PYTHONPATH", "")] if p),
+}
+CLI = [sys.executable, "-m", "spuriouslab.cli"]
 
-@pytest.fixture
-def cli():
-    """Invoke the CLI in-process; returns (exit_code, stdout, stderr)."""
+
+def invoke(*args: object) -> tuple[int, str, str]:
+    """The CLI in this process: (exit code, stdout, stderr)."""
     from typer.testing import CliRunner
 
     from spuriouslab.cli import app
 
-    runner = CliRunner()
+    res = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return res.exit_code, res.stdout, res.stderr
 
-    def invoke(*args: str):
-        res = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-        return res.exit_code, res.stdout, res.stderr
 
+@pytest.fixture
+def cli() -> Callable[..., tuple[int, str, str]]:
+    """Invoke the CLI in-process; returns (exit_code, stdout, stderr)."""
     return invoke
 
 
+def sets(*pairs: str) -> list[str]:
+    """``--set`` arguments, one per ``key=value``."""
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+def one_line_exit_2(result: tuple[int, str, str], *needles: str) -> str:
+    """A refused input: exit status 2 and one line on stderr, ``spuriouslab: error: ...`` naming each of
+    ``needles``, no traceback.  Returns the line."""
+    code, _, stderr = result
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spuriouslab: error: "), stderr
+    assert "Traceback" not in stderr, stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def records(run: Path) -> list[dict]:
+    """The records of a run directory, line by line as records.jsonl holds them."""
+    import json
+
+    return [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
+
+
 TINY = [
-    "--set",
-    "d=40",
-    "--set",
-    "n_train=10,30",
-    "--set",
-    "n_test=50",
-    "--set",
-    "width=300",
-    "--set",
-    "seeds=2",
-    "--set",
-    "alpha=0.5",
-    "--set",
-    "activation=phi2,relu",
+    *sets("d=40", "n_train=10,30", "n_test=50", "width=300", "seeds=2", "alpha=0.5", "activation=phi2,relu"),
     "--no-progress",
 ]
+
+# ----------------------------------------------------------------------------------------- the session's runs
+# Each is computed once per session, the first time a test asks for it, and shared by every test that needs it.
+# The sizes are the smallest that keep what the tests sharing them assert: several groups (so that a crash can land
+# between them), checkpoints every logged step, two seeds.
+RUNS: dict[str, list[str]] = {
+    # 16 records: n_train x activation x model (rf, ntk) x 2 seeds, 8 groups
+    "memorization": ["run", "memorization", *TINY],
+    # 2 records, one stacked group
+    "contamination": [
+        "run",
+        "contamination",
+        *sets("iterations=20", "log_every=10", "seeds=2", "n=40", "n_test=40"),
+        "--no-progress",
+    ],
+    # 6 records in two groups of three stacked seeds; 4 checkpoints a group
+    "contamination-stacked": [
+        "run",
+        "contamination",
+        *sets("iterations=40", "log_every=10", "seeds=3", "n=40", "n_test=40", "activation=relu,identity"),
+        "--no-progress",
+    ],
+    # 2 records, one group (the CNN's seeds stacked); a checkpoint every 2 epochs
+    "memorization-nn": [
+        "run",
+        "memorization-nn",
+        *sets("model=cnn", "n_train=100", "epochs=8", "log_every=2", "seeds=2", "n_test=60"),
+        "--no-progress",
+    ],
+    # the coloured task: 4 records over rho, one group each
+    "coloured": [
+        "run",
+        "memorization-nn",
+        *sets("preset=quick", "data=digits", "border=1", "border_content=coloured", "model=fc", "n_train=200"),
+        *sets("n_test=100", "epochs=3", "step_size=3", "log_every=3", "seeds=2", "rho=0.5,1.0"),
+        "--no-progress",
+    ],
+    # 2 records (padded, control), one ResNet-8 each; a checkpoint every epoch (4 steps of 25 images)
+    "background-features": [
+        "run",
+        "background-features",
+        *sets("data=digits", "n_train=100", "n_test=40", "epochs=4", "seeds=1", "vis_channels=2", "vis_steps=2"),
+        *sets("vis_rounds=1", "cam_images=10", "batch_size=25", "depth=8"),
+        "--no-progress",
+    ],
+    # 4 records (relu, identity students, two seeds); the teacher's checkpoints every 10 epochs, then the students'
+    "distillation": [
+        "run",
+        "distillation",
+        *sets("epochs=40", "teacher_epochs=30", "log_every=10", "seeds=2", "n=80", "n_test=40", "width=16"),
+        *sets("embed=4", "d=32", "d_core=4", "d_bg=4"),
+        "--no-progress",
+    ],
+}
+
+
+class SessionRuns:
+    """The session's uninterrupted runs, by name (:data:`RUNS`), each computed once.  Tests read them; a test that
+    writes into a run (a report, a resume, an edited records.jsonl) takes a copy (:meth:`copy`).  At the end of the
+    session every run's records are checked unchanged."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.dirs: dict[str, Path] = {}
+        self.digests: dict[str, str] = {}
+        self.outputs: dict[str, tuple[int, str, str]] = {}
+
+    def __call__(self, name: str) -> Path:
+        if name not in self.dirs:
+            out = self.root / name
+            self.outputs[name] = code, _, err = invoke(*RUNS[name], "--out", out)
+            assert code == 0, err
+            self.dirs[name] = out
+            self.digests[name] = _digest(out / "records.jsonl")
+        return self.dirs[name]
+
+    def output(self, name: str) -> tuple[int, str, str]:
+        """What the CLI gave when it made run ``name``: (exit code, stdout, stderr)."""
+        self(name)
+        return self.outputs[name]
+
+    def copy(self, name: str, dest: Path) -> Path:
+        """A private copy of run ``name`` at ``dest`` (without the lock files)."""
+        shutil.copytree(self(name), dest, ignore=shutil.ignore_patterns(".lock", ".lock.pid"))
+        return dest
+
+    def args(self, name: str) -> list[str]:
+        """The CLI arguments that made run ``name`` (without ``--out``)."""
+        return list(RUNS[name])
+
+    def check_unchanged(self) -> None:
+        for name, out in self.dirs.items():
+            assert _digest(out / "records.jsonl") == self.digests[name], f"a test wrote into the session's {name} run"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Iterator[SessionRuns]:
+    """``tiny_run(name)``: the directory of the session's uninterrupted tiny run ``name`` (:data:`RUNS`), computed
+    the first time it is asked for; ``tiny_run.copy(name, dest)`` for a copy a test may write into."""
+    runs = SessionRuns(tmp_path_factory.mktemp("session-runs"))
+    yield runs
+    runs.check_unchanged()
+
+
+# ------------------------------------------------------------------------------------------ resume and crashes
+def results(run: Path) -> pd.DataFrame:
+    """A run's table without its timings, one row per grid point in a fixed order (``point_id``)."""
+    df = pd.read_parquet(run / "results.parquet")
+    df = df.drop(columns=[c for c in df if c.startswith("seconds")])
+    return df.sort_values("point_id").reset_index(drop=True)
+
+
+def assert_resumes_identically(uninterrupted: Path, resumed: Path) -> pd.DataFrame:
+    """The resumed run's table is the uninterrupted run's, every value exactly (timings aside), each grid point once
+    in its table and in its records.jsonl.  Returns the table."""
+    import json
+
+    a, b = results(uninterrupted), results(resumed)
+    assert not b.point_id.duplicated().any(), "a point is in the table twice"
+    lines = [json.loads(line) for line in (resumed / "records.jsonl").read_text().splitlines() if line.strip()]
+    assert len(lines) == len(a), f"records.jsonl holds {len(lines)} records, the uninterrupted run {len(a)}"
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    return b
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by the injected crash point: what Ctrl-C at that moment raises (a KeyboardInterrupt)."""
+
+
+@contextlib.contextmanager
+def interrupted_after(kind: str, n: int) -> Iterator[dict[str, int]]:
+    """Within the block, the store's crash point (``spuriouslab.store._crash_point``, where SPURIOUSLAB_KILL_AFTER
+    kills a process) raises :class:`Interrupted` right after the ``n``-th record or checkpoint (``kind``: "records"
+    or "checkpoints") is durably written, in this process.  Yields the counts written so far."""
+    from spuriouslab import store
+
+    counts = {"records": 0, "checkpoints": 0}
+
+    def crash_point(what: str, count: int = 1) -> None:
+        counts[what] += count
+        if what == kind and counts[what] >= n:
+            raise Interrupted(f"injected after {counts[what]} {what}")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store, "_crash_point", crash_point)
+        yield counts
+
+
+def interrupt_and_resume(cli, args: list[str], out: Path, kind: str, n: int) -> dict[str, int]:
+    """Run ``args`` into ``out``, interrupted in this process after the ``n``-th ``kind``; check the interruption
+    ends as Ctrl-C does (exit 130, what was saved and how to resume).  Returns the counts written before it.  The
+    caller inspects ``out`` and then resumes with the same command."""
+    with interrupted_after(kind, n) as counts:
+        code, _, err = cli(*args, "--out", out)
+    assert code == 130, err
+    assert "interrupted" in err and "run the same command again to resume" in err, err
+    assert counts[kind] >= n, counts
+    return counts
+
+
+# --------------------------------------------------------------------------------------------- subprocesses
+@contextlib.contextmanager
+def spawned(cmd: list[str], **kwargs) -> Iterator[subprocess.Popen]:
+    """A subprocess that is killed on every way out of the block (a failed assertion included)."""
+    proc = subprocess.Popen(cmd, env=kwargs.pop("env", ENV), **kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+
+
+def run_killed(args: list[str], out: Path, kill_after: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``spuriouslab ARGS --out OUT`` in a subprocess that SIGKILLs itself right after ``kill_after`` ("records:N"
+    or "checkpoints:N", SPURIOUSLAB_KILL_AFTER); asserts it died of SIGKILL."""
+    env = {**ENV, "SPURIOUSLAB_KILL_AFTER": kill_after}
+    with spawned([*CLI, *args, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        stdout, stderr = p.communicate(timeout=timeout)
+    assert p.returncode == -signal.SIGKILL, stderr.decode(errors="replace")[-3000:]
+    return subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+
+
+# ------------------------------------------------------------------------------------------------- figures
+def assert_figure(path: Path, min_pixels: int = 200 * 150, min_ink: float = 0.01) -> None:
+    """``path`` is a drawn figure: a PNG of at least ``min_pixels`` pixels, not one flat colour, with at least
+    ``min_ink`` of its pixels away from the background (white): something is drawn on it, not just a blank
+    canvas."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG", path
+        width, height = im.size
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
+    assert width * height >= min_pixels, f"{path}: {width}x{height}"
+    assert rgb.std() > 5, f"{path}: blank (pixel std {rgb.std():.2f})"
+    ink = (np.abs(rgb - 255).max(axis=-1) > 30).mean()
+    assert ink >= min_ink, f"{path}: only {ink:.4f} of the pixels are drawn"
+
+
+def assert_figures(run: Path, *names: str, **kw) -> None:
+    """Each of ``names`` is a drawn figure in ``run/figures`` (:func:`assert_figure`) and has its PDF beside it."""
+    for name in names:
+        assert_figure(run / "figures" / f"{name}.png", **kw)
+        pdf = run / "figures" / f"{name}.pdf"
+        assert pdf.read_bytes()[:5] == b"%PDF-", pdf
+
+
+# ------------------------------------------------------------------------------------------ CPU time per test
+# ``pytest --cpu-durations=N`` lists the N tests that took the most CPU time (this process and the subprocesses it
+# waited for, user + system).  On a machine other jobs share, wall times (--durations) grow with the load; CPU time
+# much less so, and on an idle 2-core machine a test's wall time is about its CPU time (half where torch keeps both
+# cores busy).
+def pytest_addoption(parser):
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N", help="list the N slowest tests by CPU")
+
+
+_CPU: dict[str, float] = {}
+
+
+def _cpu_now() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.config.getoption("--cpu-durations") is None:
+        yield
+        return
+    start = _cpu_now()
+    yield
+    _CPU[item.nodeid] = _cpu_now() - start
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    n = config.getoption("--cpu-durations")
+    if n is None or not _CPU:
+        return
+    terminalreporter.write_sep("=", f"CPU time: total {sum(_CPU.values()):.1f}s, {n} slowest tests")
+    for nodeid, seconds in sorted(_CPU.items(), key=lambda kv: -kv[1])[:n]:
+        terminalreporter.write_line(f"{seconds:8.2f}s  {nodeid}")

@@ -70,3 +70,22 @@ def test_cholesky_that_succeeds_but_is_ill_conditioned_goes_to_eigh():
     np.testing.assert_allclose(fit.dual_coef.numpy(), g.numpy() / evals, rtol=1e-9)
     well = fit_kernel(torch.from_numpy(np.diag(np.logspace(0, -3, 12))), g)
     assert well.solver == "cholesky" and well.cond == pytest.approx(1e3, rel=1e-9)
+
+
+@pytest.mark.parametrize("width,dtype", [(200, "float64"), (10, "float64"), (1, "float32")])
+def test_loo_residuals_of_a_singular_gram_are_the_refitted_ones(width, dtype):
+    from spuriouslab.kernels.estimators import RandomFeaturesRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((16, 12))
+    X[1] = X[5] = X[0]  # duplicated samples: a singular Gram matrix
+    y = np.sign(rng.standard_normal(16))
+    y[1] = y[5] = y[0]
+    model = RandomFeaturesRegressor(width=width, random_state=0, dtype=dtype).fit(X, y)
+    assert model.solver_ == "eigh"
+    refit = []
+    for i in range(len(X)):
+        keep = np.arange(len(X)) != i
+        other = RandomFeaturesRegressor(width=width, random_state=0, dtype=dtype).fit(X[keep], y[keep])
+        refit.append(y[i] - other.predict(X[i : i + 1])[0])
+    np.testing.assert_allclose(model.loo_residuals_, refit, atol=1e-6)
