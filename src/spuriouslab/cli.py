@@ -390,7 +390,10 @@ def list_() -> None:
         "    spuriouslab probe package.module:factory [--checkpoint FILE] [--set data=cifar10 --set colour=brick ...]"
     )
     typer.echo("    spuriouslab reproduce NAME | --list                       (the papers' figures, by name)")
-    typer.echo("    spuriouslab sweep SPEC.yaml [--executor local|ray] [--jobs N] [--address ADDR] [--retry-failed]")
+    typer.echo(
+        "    spuriouslab sweep SPEC.yaml [--executor local|ray|slurm|submitit-local] [--jobs N] [--slurm-partition P] "
+        "[--retry-failed]"
+    )
     typer.echo("    spuriouslab report DIR [DIR ...] [--html OUT.html] [--x FIELD] [--out DIR]")
     typer.echo("    spuriouslab data info [--data-root DIR]      spuriouslab data fetch mnist|fashion-mnist|cifar10")
     typer.echo("    spuriouslab theory gamma --activation relu --alpha 0.5 [--model rf|ntk] [--n N --d D]")
