@@ -6,19 +6,24 @@
   ``vit-encoder``);
 * :mod:`.mlp` - :class:`StackedMLP`, MLPs stacked over seeds (one batched computation for many seeds);
 * :mod:`.train` - :class:`TrainState` and :func:`fit` (the one trainer), the minibatch sampler, chunked
-  evaluation, losses and optimizers.
+  evaluation, losses and optimizers;
+* :mod:`.phases` - :func:`run_phases`, the phases a remedy asks for (pre-training, linear probing, the task) around
+  the trainer, for any model; :mod:`.remedies` - the remedy registry (add a remedy: one entry).
 
 Activations come from :mod:`spuriouslab.activations`.
 """
 
 from spuriouslab.nets.mlp import StackedMLP
 from spuriouslab.nets.models import SeedEnsemble, build_model
+from spuriouslab.nets.phases import Phase, Phases, run_phases
 from spuriouslab.nets.train import LOSSES, Minibatches, TrainState, evaluate, fit, make_optimizer
 from spuriouslab.nets.vit import ViT
 
 __all__ = [
     "LOSSES",
     "Minibatches",
+    "Phase",
+    "Phases",
     "SeedEnsemble",
     "StackedMLP",
     "TrainState",
@@ -27,4 +32,5 @@ __all__ = [
     "evaluate",
     "fit",
     "make_optimizer",
+    "run_phases",
 ]
