@@ -313,7 +313,7 @@ def _datasets() -> nodes.table:
         shape = "x".join(map(str, s.shape)) if s.shape else "from the files"
         if s.package:
             where: Cell = f"shipped in the {s.package} package"
-        elif s.probe is None and s.subdir is None:
+        elif s.marker is None and s.subdir is None:
             where = "built in" if s.shape is not None else [literal("data_root"), nodes.Text(" itself")]
         else:
             system = [nodes.Text(" or "), literal(str(s.system))] if s.system else []

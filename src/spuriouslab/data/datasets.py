@@ -23,7 +23,7 @@ class DatasetSpec:
     """One image data set.
 
     ``read(directory)`` decodes it (``directory`` is where it was found; None for a built-in set);
-    ``probe`` is the file whose presence marks the directory (None: built in, or ``data_root`` itself);
+    ``marker`` is the file whose presence marks the directory (None: built in, or ``data_root`` itself);
     ``subdir`` its folder inside a data root; ``shape`` the images' (H, W, C) (None: read from the files);
     ``checksum`` the SHA-256 of the decoded arrays (None: no reference); ``sources`` the canonical download (base
     address, {file: MD5}); ``system`` a directory a system package installs it in.  Defaults of the experiments:
@@ -32,7 +32,7 @@ class DatasetSpec:
 
     read: Callable[[Path | None], formats.ImageData]
     description: str
-    probe: str | None = None
+    marker: str | None = None
     subdir: str | None = None
     shape: tuple[int, int, int] | None = None
     checksum: str | None = None
@@ -71,7 +71,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         lambda where: formats.read_mnist_dir(_found(where), "mnist"),
         "MNIST (IDX files)",
-        probe=formats.MNIST_FILES[0],
+        marker=formats.MNIST_FILES[0],
         subdir="mnist",
         shape=(28, 28, 1),
         border=10,
@@ -107,7 +107,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "fashion-mnist": DatasetSpec(
         lambda where: formats.read_mnist_dir(_found(where), "fashion-mnist"),
         "Fashion-MNIST (IDX files; Debian's dataset-fashion-mnist is found)",
-        probe=formats.MNIST_FILES[0],
+        marker=formats.MNIST_FILES[0],
         subdir="fashion-mnist",
         shape=(28, 28, 1),
         border=10,
@@ -131,7 +131,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(
         lambda where: formats.read_cifar_dir(_found(where)),
         "CIFAR-10 (python pickle batches)",
-        probe="data_batch_1",
+        marker="data_batch_1",
         subdir="cifar-10-batches-py",
         shape=(32, 32, 3),
         border=8,

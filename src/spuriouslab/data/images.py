@@ -101,26 +101,26 @@ def locate(name: str, data_root: str | os.PathLike[str] | None = None) -> Path |
     spec = get_dataset(name)
     if builtin(name) or spec.package is not None:
         return None
-    if spec.probe is None:  # the data root itself (an image folder)
+    if spec.marker is None:  # the data root itself (an image folder)
         return Path(data_root) if data_root and Path(data_root).is_dir() else None
     for root in search_roots(data_root):
         for candidate in (root / (spec.subdir or name), root / name, root):
-            if _probe_file(candidate, spec.probe).exists():
+            if _marker_file(candidate, spec.marker).exists():
                 return candidate
-    if spec.system is not None and _probe_file(spec.system, spec.probe).exists():
+    if spec.system is not None and _marker_file(spec.system, spec.marker).exists():
         return spec.system
     return None
 
 
-def _probe_file(directory: Path, probe: str) -> Path:
-    return idx_file(directory, probe) if probe in MNIST_FILES else directory / probe
+def _marker_file(directory: Path, marker: str) -> Path:
+    return idx_file(directory, marker) if marker in MNIST_FILES else directory / marker
 
 
 def where_to_put(name: str, data_root: str | os.PathLike[str] | None = None) -> str:
     spec = get_dataset(name)
     root = search_roots(data_root)[0]
     files = list(spec.sources[1]) if spec.sources else []
-    if spec.probe == "data_batch_1":
+    if spec.marker == "data_batch_1":
         return f"put data_batch_1..5 and test_batch (cifar-10-batches-py) into {root / (spec.subdir or name)}"
     return f"put {', '.join(files)} into {root / (spec.subdir or name)}"
 
@@ -146,7 +146,7 @@ def builtin(name: str) -> bool:
         import importlib.util
 
         return importlib.util.find_spec(spec.package) is not None
-    return spec.probe is None and spec.subdir is None and spec.shape is not None
+    return spec.marker is None and spec.subdir is None and spec.shape is not None
 
 
 @lru_cache(maxsize=8)
@@ -161,7 +161,7 @@ def _load_cached(name: str, data_root: str | None) -> ImageData:
                 f"{name}: needs the package {spec.package}, which ships it (pip install 'spuriouslab[mnist-subset]')"
             )
         if where is None:
-            folder = spec.probe is None
+            folder = spec.marker is None
             hint = "give data_root=DIR (root/train/<class>/*.png)" if folder else where_to_put(name, data_root)
             fetch_hint = f", or run `spuriouslab data fetch {name}`" if spec.sources else ""
             raise DataError(f"{name}: not found; {hint}{fetch_hint}")
@@ -231,8 +231,8 @@ def fetch(
     if name not in fetchable:
         raise DataError(f"data fetch: got {name!r}; allowed: {', '.join(fetchable)}")
     spec = DATASETS[name]
-    assert spec.sources is not None and spec.subdir is not None and spec.probe is not None, (
-        f"{name}: a data set with sources has its folder (subdir) and its probe file"
+    assert spec.sources is not None and spec.subdir is not None and spec.marker is not None, (
+        f"{name}: a data set with sources has its folder (subdir) and its marker file"
     )
     base, files = spec.sources
     root = search_roots(data_root)[0]
@@ -259,7 +259,7 @@ def fetch(
             ) from None
     if archive:
         final = root / spec.subdir
-        if not (final / spec.probe).exists():
+        if not (final / spec.marker).exists():
             tmpdir = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}-extract."))
             for fname in files:
                 with tarfile.open(target / fname) as tar:
@@ -276,7 +276,7 @@ def fetch(
 def info(data_root: str | os.PathLike[str] | None = None) -> list[dict[str, object]]:
     """What is found where, and whether it verifies."""
     rows = []
-    for name in [k for k, spec in DATASETS.items() if spec.probe is not None or builtin(k)]:
+    for name in [k for k, spec in DATASETS.items() if spec.marker is not None or builtin(k)]:
         try:
             d = load_images(name, data_root)
             rows.append(
