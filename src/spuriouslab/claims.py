@@ -397,19 +397,46 @@ def adjust(verdicts: Sequence[Verdict], method: Correction = "holm") -> list[Ver
     [('holds', 'holds'), ('inconclusive', 'inconclusive')]
     """
     verdicts = list(verdicts)
-    p_for = inference.adjust_p([v.p_value if v.applicable else math.nan for v in verdicts], method)
-    p_against = inference.adjust_p([v.p_against if v.applicable else math.nan for v in verdicts], method)
+    rows = adjust_rows(
+        [{"verdict": v.verdict, "p_value": v.p_value if v.applicable else math.nan, "p_against": v.p_against}
+         for v in verdicts],
+        method,
+    )  # fmt: skip
+    return [
+        replace(v, adjusted=r["adjusted"], p_adjusted=r["p_adjusted"], correction=method)
+        for v, r in zip(verdicts, rows, strict=True)
+    ]
+
+
+def adjust_rows(rows: Sequence[dict[str, Any]], method: Correction) -> list[dict[str, Any]]:
+    """:func:`adjust` on verdict rows (:meth:`Verdict.row`, as stored in a run's or a reproduction's index): the
+    rows with ``adjusted``, ``p_adjusted`` and ``correction`` recomputed from their raw verdicts and one-sided
+    p-values over the whole family.  Rows without p-values (written before verdicts carried them) keep their raw
+    verdict and are left out of the family."""
+
+    def p(row: dict[str, Any], key: str) -> float:
+        value = row.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+    p_for = inference.adjust_p([p(r, "p_value") for r in rows], method)
+    p_against = inference.adjust_p([p(r, "p_against") for r in rows], method)
     out = []
-    for v, pf, pa in zip(verdicts, p_for, p_against, strict=True):
-        if v.verdict == "holds":
+    for r, pf, pa in zip(rows, p_for, p_against, strict=True):
+        raw = r["verdict"]
+        if raw == "holds":
             adjusted = "holds" if pf < SIDE_ALPHA else "inconclusive"
-        elif v.verdict == "contradicted":
+        elif raw == "contradicted":
             adjusted = "contradicted" if pa < SIDE_ALPHA else "inconclusive"
         else:
-            adjusted = v.verdict
-        shown = pa if v.verdict == "contradicted" else pf
-        out.append(replace(v, adjusted=adjusted, p_adjusted=shown, correction=method))
+            adjusted = raw
+        out.append({**r, "adjusted": adjusted, "p_adjusted": pa if raw == "contradicted" else pf, "correction": method})
     return out
+
+
+def setting_text(row: dict[str, Any], keys: Sequence[str]) -> str:
+    """What a verdict row judged, in words: ``rho=0.9, model=cnn`` from the swept fields ``keys`` (empty when the
+    run swept nothing)."""
+    return ", ".join(f"{k}={row[k]}" for k in keys if k in row)
 
 
 def claims_digest(claims: Sequence[Claim]) -> str:
@@ -419,7 +446,9 @@ def claims_digest(claims: Sequence[Claim]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-VERDICT_COLUMNS = ("claim", "effect", "low", "high", "n_seeds", "verdict")  # a sweep's short verdict table
+# a sweep's short verdict table: the claim, its effect and interval, seeds, the p-value of the verdict's side, the
+# raw verdict, the verdict after Holm's correction over the run, and the seeds that would decide it
+VERDICT_COLUMNS = ("claim", "effect", "low", "high", "n_seeds", "p", "verdict", "adjusted", "seeds_to_decide")
 
 
 def effect_text(row: dict[str, Any], digits: int = 4) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from spuriouslab import tables
-from spuriouslab.claims import effect_text, seeds_text
+from spuriouslab.claims import effect_text, p_text, plan_text, seeds_text
 from spuriouslab.experiments import Report
 
 
@@ -39,8 +39,20 @@ class RunInfo:
         return self.report.summary
 
 
+FOLD_ROWS = 20  # a Markdown table longer than this is folded (<details>) in a page
+
+
+def _inline(text: str) -> str:
+    """One Markdown cell or line as HTML: escaped, with ``**bold**`` and ```code``` rendered (never shown as
+    their markers)."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+
 def markdown_to_html(text: str) -> str:
-    """The summaries' Markdown (headings, tables, paragraphs) as HTML."""
+    """The summaries' Markdown (headings, tables, paragraphs; bold and code inline) as HTML; tables scroll
+    sideways when wide, and are folded when longer than :data:`FOLD_ROWS` rows."""
     out: list[str] = []
     table: list[str] = []
 
@@ -52,12 +64,16 @@ def markdown_to_html(text: str) -> str:
                 if not set(line.replace("|", "").strip()) <= set("-: ")
             ]
             head, body = rows[0], rows[1:]
-            out.append(
-                "<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead>"
-                "<tbody>"
-                + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-                + "</tbody></table>"
+            rendered = (
+                '<div class="wide"><table><thead><tr>'
+                + "".join(f"<th>{_inline(c)}</th>" for c in head)
+                + "</tr></thead><tbody>"
+                + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</tbody></table></div>"
             )
+            if len(body) > FOLD_ROWS:  # a long table is folded: the reader opens it when wanted
+                rendered = f"<details><summary>table of {len(body)} rows</summary>{rendered}</details>"
+            out.append(rendered)
             table.clear()
 
     for line in text.splitlines():
@@ -67,9 +83,9 @@ def markdown_to_html(text: str) -> str:
         flush()
         if line.startswith("#"):
             level = min(6, 2 + len(line) - len(line.lstrip("#")))
-            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+            out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
         elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
+            out.append(f"<p>{_inline(line)}</p>")
     flush()
     return "\n".join(out)
 
@@ -103,7 +119,7 @@ STYLE = (
     "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}table{border-collapse:collapse;"
     "font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
     "figure{display:inline-block;margin:0.5em}pre{background:#f5f5f5;padding:0.5em;overflow:auto;"
-    "font-size:11px}.holds{background:#d7f0d2}.contradicted{background:#f6d0d0}.inconclusive{background:#eee}"
+    "font-size:11px}.wide{overflow-x:auto;max-width:100%}.holds{background:#d7f0d2}.contradicted{background:#f6d0d0}.inconclusive{background:#eee}"
 )
 
 
@@ -179,11 +195,23 @@ def write_html(
     return _page("spuriouslab report", parts, path)
 
 
-def verdict_table_html(rows: list[dict], columns: list[str]) -> str:
-    """Verdict rows as an HTML table, each row shaded by its verdict; ``effect`` shows the effect and interval,
-    ``n`` the seeds (pairs) it rests on."""
+HEADINGS = {
+    "n_seeds": "seeds",
+    "effect": "effect [95% interval]",
+    "p": "p (one-sided)",
+    "adjusted": "adjusted",
+    "seeds_to_decide": "seeds to decide",
+}
+
+
+def verdict_table_html(rows: list[dict], columns: list[str], correction: str = "") -> str:
+    """Verdict rows as an HTML table, each row shaded by its (adjusted, where given) verdict; ``effect`` shows
+    the effect and interval, ``n_seeds`` the seeds (pairs) it rests on, ``p`` the one-sided p-value of the
+    verdict's side, ``seeds_to_decide`` the planner's seeds for an inconclusive claim; ``correction`` names the
+    adjustment in the ``adjusted`` column's heading."""
     head = "".join(
-        f"<th>{html.escape({'n_seeds': 'seeds', 'effect': 'effect [95% interval]'}.get(c, c))}</th>" for c in columns
+        f"<th>{html.escape(HEADINGS.get(c, c) + (f' ({correction})' if c == 'adjusted' and correction else ''))}</th>"
+        for c in columns
     )
     body = []
     for r in rows:
@@ -193,11 +221,33 @@ def verdict_table_html(rows: list[dict], columns: list[str]) -> str:
                 text = effect_text(r, 3)
             elif c == "n_seeds":
                 text = seeds_text(r)
+            elif c == "p":
+                text = p_text(r.get("p"))
+            elif c == "seeds_to_decide":
+                text = plan_text(r)
             else:
-                text = str(r.get(c, ""))
+                text = str(r.get(c, "") or ("-" if c == "setting" else ""))
             cells.append(f"<td>{html.escape(text)}</td>")
-        body.append(f'<tr class="{html.escape(str(r.get("verdict", "")))}">' + "".join(cells) + "</tr>")
-    return f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        shade = r.get("adjusted") or r.get("verdict", "")
+        body.append(f'<tr class="{html.escape(str(shade))}">' + "".join(cells) + "</tr>")
+    return (
+        f'<div class="wide"><table class="verdicts"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+VERDICT_HTML_COLUMNS = [
+    "figure",
+    "claim",
+    "effect",
+    "n_seeds",
+    "test",
+    "p",
+    "verdict",
+    "adjusted",
+    "seeds_to_decide",
+    "reason",
+]
 
 
 def write_reproduction_html(path: Path, budget: str, rows: list[dict], sections: list, environment: dict) -> Path:
@@ -207,7 +257,14 @@ def write_reproduction_html(path: Path, budget: str, rows: list[dict], sections:
         f"<h1>spuriouslab reproduction (--budget {html.escape(budget)})</h1>",
         f"<p>{html.escape(environment.get('host', ''))}; {html.escape(environment.get('time', '')[:10])}</p>",
         '<h2 id="verdicts">Verdicts on the papers\' claims</h2>',
-        verdict_table_html(rows, ["figure", "claim", "effect", "n_seeds", "verdict", "reason", "runtime"]),
+        "<p>Each claim's one-sided test at 0.025 gives the raw verdict (its 95% interval's side); the adjusted "
+        "verdict controls the false discovery rate at 5% across the whole table (Benjamini-Hochberg), and the "
+        "headline counts use it.</p>",
+        verdict_table_html(
+            rows,
+            [*VERDICT_HTML_COLUMNS[:2], "setting", *VERDICT_HTML_COLUMNS[2:], "runtime"],
+            "Benjamini-Hochberg",
+        ),
     ]
     skipped = [(name, o) for name, _, o, _, _ in sections if o.status != "done"]
     if skipped:
@@ -236,7 +293,15 @@ def write_reproduction_html(path: Path, budget: str, rows: list[dict], sections:
             f"configs/{html.escape(f.config)}{html.escape(sets)})</small></h2>"
             '<p><a href="#verdicts">back to the verdicts</a></p>'
         )
-        parts.append(markdown_to_html(summary))
+        if o.verdicts:  # the figure's own verdicts (Holm over its claims), then its plots, then its full report
+            parts.append(
+                verdict_table_html(
+                    [{**v, "figure": name} for v in o.verdicts],
+                    ["claim", "setting", *VERDICT_HTML_COLUMNS[2:]],
+                    "Holm",
+                )
+            )
         parts.extend(_img(p) for p in figures)
+        parts.append(f"<details><summary>the figure's full report</summary>{markdown_to_html(summary)}</details>")
     parts.append(_details("environment", json.dumps(environment, indent=2)))
     return _page("spuriouslab reproduction", parts, path)

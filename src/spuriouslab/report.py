@@ -97,15 +97,24 @@ def sweep_report(plan: Plan, df: pd.DataFrame) -> Report:
             r.summary.replace("figures/", f"figures/{tag}__"),
             "",
         ]
-    verdicts += pooled_verdicts(plan, df)
+    verdicts = figure_family(verdicts + pooled_verdicts(plan, df), keys)
     if "rho" in keys and "colour_flip" in df:  # the coloured task over its correlation spectrum
         figures.update(coloured_figures(ok, exp.name))
     if verdicts:  # every setting's verdicts in one table, the settings as columns
-        from spuriouslab.claims import VERDICT_COLUMNS
+        from spuriouslab.claims import VERDICT_COLUMNS, p_text
 
         shown = pd.DataFrame(verdicts)[[*keys, *VERDICT_COLUMNS]]
+        shown["p"] = shown["p"].map(p_text)
         lines[5:5] = ["## Verdicts by setting", "", tables.markdown_table(shown), ""]
     return Report("\n".join(lines) + "\n", figures, verdicts)
+
+
+def figure_family(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """A run's verdict rows as one family: each names its ``setting`` (the swept values it was judged at) and the
+    adjusted verdicts are Holm's over every row of the run (every setting together), not within each setting."""
+    from spuriouslab.claims import adjust_rows, setting_text
+
+    return adjust_rows([{**r, "setting": setting_text(r, keys)} for r in rows], "holm")
 
 
 def pooled_verdicts(plan: Plan, df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -225,10 +234,9 @@ def judge_run(store: RunStore, plan: Plan | None = None) -> list[dict[str, Any]]
     if df.empty:
         return []
     if not plan.grid:
-        return [v.row() for v in plan.exp.verdicts(df)]
-    return [
-        {**combo, **v.row()} for combo, _, sub in combinations(plan, df) for v in plan.exp.verdicts(sub)
-    ] + pooled_verdicts(plan, df)
+        return figure_family([v.row() for v in plan.exp.verdicts(df)], [])
+    rows = [{**combo, **v.row()} for combo, _, sub in combinations(plan, df) for v in plan.exp.verdicts(sub)]
+    return figure_family(rows + pooled_verdicts(plan, df), list(plan.grid))
 
 
 def build_report(store: RunStore, plan: Plan | None = None) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from spuriouslab.claims import count_verdicts, effect_text, seeds_text
+from spuriouslab.claims import adjust_rows, count_verdicts, effect_text, p_text, plan_text, seeds_text
 from spuriouslab.errors import ConfigError
 from spuriouslab.figures import FIGURES, Figure, config_path
 from spuriouslab.figures import VIT_FIGURES as VIT_FIGURES  # where it was defined before figures.py took it
@@ -411,7 +412,10 @@ def _duration(seconds: float) -> str:
 
 
 def verdict_rows(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
-    """One row per judged claim: figure, claim, effect and interval, seeds, verdict, reason, the figure's runtime."""
+    """One row per judged claim: figure, claim, the setting it was judged at (the swept values; empty when the
+    figure sweeps nothing), effect and interval, seeds, the test and its one-sided p-value, the raw verdict, the
+    verdict after Benjamini-Hochberg's false-discovery-rate control across every row of the table, the seeds that
+    would decide an inconclusive claim, the reason and the figure's runtime."""
     rows = []
     for name, o in outcomes.items():
         for v in o.verdicts:
@@ -419,6 +423,7 @@ def verdict_rows(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
                 {
                     "figure": name,
                     "claim": v["claim"],
+                    "setting": v.get("setting", ""),
                     "metric": v["metric"],
                     "effect": v["effect"],
                     "low": v["low"],
@@ -426,34 +431,48 @@ def verdict_rows(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
                     "n_seeds": v["n_seeds"],
                     "paired": v["paired"],
                     "excluded": v["excluded"],
+                    "test": v.get("test", ""),
+                    "p": v.get("p", math.nan),
+                    "p_value": v.get("p_value", math.nan),
+                    "p_against": v.get("p_against", math.nan),
                     "verdict": v["verdict"],
+                    "seeds_to_decide": v.get("seeds_to_decide"),
                     "reason": v["reason"],
                     "runtime": _duration(o.seconds),
                 }
             )
-    return rows
+    return adjust_rows(rows, "fdr_bh")
 
 
 def verdicts_markdown(outcomes: dict[str, Outcome]) -> str:
-    """The reproduction's verdict table, then the figures that did not run and why."""
+    """The reproduction's verdict table (raw and BH-adjusted verdicts side by side), then the figures that did not
+    run and why; the headline counts are the adjusted ones."""
     rows = verdict_rows(outcomes)
-    lines = ["| figure | claim | effect [95% interval] | seeds | verdict | runtime |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| figure | claim | setting | effect [95% interval] | seeds | test | p | verdict | adjusted (BH) | "
+        "seeds to decide | runtime |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
-            f"| {r['figure']} | {r['claim'].replace('|', '/')} | {effect_text(r, 3)} | {seeds_text(r)} | "
-            f"**{r['verdict']}** | {r['runtime']} |"
+            f"| {r['figure']} | {r['claim'].replace('|', '/')} | {r['setting'] or '-'} | {effect_text(r, 3)} | "
+            f"{seeds_text(r)} | {r['test'] or '-'} | {p_text(r['p'])} | {r['verdict']} | **{r['adjusted']}** | "
+            f"{plan_text(r)} | {r['runtime']} |"
         )
     others = [o for o in outcomes.values() if o.status != "done"]
     if others:
         lines += ["", "Not run:", ""]
         lines += [f"- {o.figure}: {o.status}" + (f" ({o.reason})" if o.reason else "") for o in others]
     done = [o for o in outcomes.values() if o.status == "done"]
-    counts = count_verdicts(rows)
+    adjusted, raw = count_verdicts(rows, "adjusted"), count_verdicts(rows)
     lines += [
         "",
-        f"{len(done)} figure(s) run in {_duration(sum(o.seconds for o in done))}; "
-        + ", ".join(f"{v} {k}" for k, v in counts.items())
-        + ".",
+        f"{len(done)} figure(s) run in {_duration(sum(o.seconds for o in done))}; after Benjamini-Hochberg "
+        "(false discovery rate 5% across the table): "
+        + ", ".join(f"{v} {k}" for k, v in adjusted.items())
+        + " (raw, each claim at its own 95%: "
+        + ", ".join(f"{v} {k}" for k, v in raw.items())
+        + ").",
     ]
     return "\n".join(lines)
 
