@@ -368,14 +368,16 @@ class Experiment(Generic[C]):
         verdicts = self.verdicts(df)
         report.verdicts = [v.row() for v in verdicts]
         if verdicts:
-            from spuriouslab.claims import verdict_markdown
+            from spuriouslab.claims import claims_digest, verdict_markdown
 
             report.summary = (
                 report.summary.rstrip("\n") + "\n\n## Verdicts on the paper's claims\n\n"
-                "Effect with its 95% interval over seeds (paired where seeds pair); holds / "
-                "contradicted when the interval lies on one side, inconclusive otherwise.\n\n"
-                + verdict_markdown(verdicts)
-                + "\n"
+                "Effect with its 95% interval over seeds (paired where seeds pair); the test's one-sided p-value; "
+                "holds / contradicted when the one-sided test on that side rejects at 0.025 (the interval lies on "
+                "one side; agreement: two one-sided tests), inconclusive otherwise, with the seeds that would decide "
+                "it (80% power); adjusted: Holm's correction over this report's claims.  Claim definitions "
+                f"{claims_digest(self.claims)} (a hash of every claim's sentence, metric, comparison and smallest "
+                "effect).\n\n" + verdict_markdown(verdicts) + "\n"
             )
         return report
 
