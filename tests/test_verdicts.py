@@ -157,3 +157,40 @@ def test_the_claims_digest_changes_when_a_definition_changes():
     assert claims_digest([a]) != claims_digest([Claim("t", "x above 0", "x", "sign", reference=0.1)])
     with pytest.raises(ValueError, match="smallest effect"):
         Claim("t", "x", "x", "sign", smallest_effect=-1)
+
+
+# ----------------------------------------------------------------------------------------------- --seeds N
+def test_reproduce_seeds_extends_a_run_computing_only_the_new_seeds(cli, tmp_path):
+    """``reproduce NAME --seeds N`` computes only the seeds the run lacks, and judges exactly as a fresh N-seed run."""
+    from spuriouslab.report import judge_run
+    from spuriouslab.store import RunStore
+
+    small = ["--set", "n_train=10,20,50", "--no-progress"]  # the recipe at three training sizes
+    code, _, err = cli("reproduce", "bm-digits", "--set", "seeds=2", *small, "--out", tmp_path / "a")
+    assert code == 0, err
+    code, out, err = cli("reproduce", "bm-digits", "--seeds", "3", *small, "--out", tmp_path / "a")
+    assert code == 0, err
+    assert "6 done, 0 failed, 12 skipped (done earlier) of 18 points" in err  # only the third seed computed
+    assert "seeds to decide" in out
+    code, _, err = cli("reproduce", "bm-digits", "--seeds", "3", *small, "--out", tmp_path / "b")
+    assert code == 0, err
+
+    def rows(d):
+        return [{k: v for k, v in r.items() if not k.startswith("seconds")} for r in judge_run(RunStore(d))]
+
+    extended, fresh = rows(tmp_path / "a"), rows(tmp_path / "b")
+    assert extended == fresh and all(r["n_seeds"] == 3 for r in fresh)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bm-digits", "--seeds", "2"], "--seeds: got 2; bm-digits's recipe runs 3, so extend to at least 3"),
+        (["bm-digits", "--seeds", "4", "--set", "seeds=4"], "--seeds: give the number of seeds once"),
+        (["--all", "--seeds", "4"], "--seeds: not with --all"),
+    ],
+)
+def test_reproduce_seeds_refuses_bad_input_in_one_line(cli, tmp_path, args, message):
+    code, _, err = cli("reproduce", *args, "--out", tmp_path / "x")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()

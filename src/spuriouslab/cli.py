@@ -278,6 +278,14 @@ def reproduce(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="worker processes"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
     data_root: Path = typer.Option(None, "--data-root", help="where image data lives"),
+    seeds: int = typer.Option(
+        None,
+        "--seeds",
+        min=1,
+        max=10_000,
+        help="extend the figure's run (its --out) to N seeds: only the new seeds are computed, then every claim is "
+        "judged again (N: the seeds to decide an inconclusive verdict names, chosen before the run)",
+    ),
 ) -> None:
     """Run one named figure of either paper with that paper's recipe and write its report; or, with --all, every
     figure the budget, the machine and the data allow."""
@@ -290,9 +298,10 @@ def reproduce(
                 raise ConfigError(f"reproduce: give a figure name or --all, not both (got {name!r} and --all)")
             if budget not in ("cpu", "gpu"):
                 raise ConfigError(f"--budget: got {budget!r}; allowed: cpu, gpu")
-            if set_:
+            if set_ or seeds is not None:
                 raise ConfigError(
-                    "--set: not with --all (each figure runs its own recipe); run one figure to change it"
+                    f"{'--set' if set_ else '--seeds'}: not with --all (each figure runs its own recipe); run one "
+                    "figure to change it"
                 )
             done = reproduction.run_all(
                 budget,
@@ -317,7 +326,15 @@ def reproduce(
         sets = list(set_ or [])
         execute(
             lambda: reproduction.run_figure(
-                name, sets, out=out, device=device, jobs=jobs, progress=progress, data_root=data_root, log=note
+                name,
+                sets,
+                out=out,
+                device=device,
+                jobs=jobs,
+                progress=progress,
+                data_root=data_root,
+                log=note,
+                seeds=seeds,
             )
         )
 

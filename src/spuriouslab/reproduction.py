@@ -266,6 +266,7 @@ def run_figure(
     progress: bool = True,
     data_root: str | Path | None = None,
     log: Log | None = None,
+    seeds: int | None = None,
 ) -> RunResult:
     """Run one named figure with its paper's recipe (its config, then ``sets``) into ``out`` (default
     ``runs/<name>``) and write its report.  When its data is not found and it declares a subset that is, it runs
@@ -279,6 +280,11 @@ def run_figure(
         ``key=value`` overrides of its config.
     out, device, jobs, progress, data_root, log
         As :func:`spuriouslab.runner.run` takes them.
+    seeds : int, optional
+        Extend the figure's run to this many seeds (at least the recipe's): the run directory keeps the seeds it
+        has, only the new ones are computed, and every claim is judged again on all of them.  Choose the number
+        before running it - the seeds to decide that an inconclusive verdict names - and judge once: adding seeds
+        until a claim holds is optional stopping (see the docs' "How a verdict is reached").
 
     Returns
     -------
@@ -290,8 +296,16 @@ def run_figure(
 
     emit = log if log is not None else _stderr
     path = config_path(name)
-    experiment = yamlio.load_file(path).get("experiment")
+    recipe = yamlio.load_file(path)
+    experiment = recipe.get("experiment")
     sets = list(sets or [])
+    if seeds is not None:
+        if any(s.split("=", 1)[0].strip() == "seeds" for s in sets):
+            raise ConfigError("--seeds: give the number of seeds once (--seeds N, not also --set seeds=...)")
+        least = int(recipe.get("seeds", 1))
+        if seeds < least:
+            raise ConfigError(f"--seeds: got {seeds}; {name}'s recipe runs {least}, so extend to at least {least}")
+        sets.append(f"seeds={seeds}")
     figure = FIGURES[name]
     subset = [] if any(s.startswith("data=") for s in sets) else subset_sets(figure, data_found(data_root))
     if subset:
