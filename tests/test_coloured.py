@@ -4,17 +4,13 @@ and bad input in one line."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import assert_figures
 from spuriouslab.data.coloured import (
     DEFAULT_COLOURS,
     assign_colours,
@@ -24,8 +20,6 @@ from spuriouslab.data.coloured import (
     spurious_correlation,
 )
 
-HERE = Path(__file__).resolve().parent
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(HERE)}
 KERNELS = [
     "--set",
     "data=digits",
@@ -168,29 +162,7 @@ def test_the_kernel_experiment_over_rho_and_lambda(cli, tmp_path):
         assert pooled[claim.text]["n_seeds"] == 2 and np.isfinite(pooled[claim.text]["effect"]), claim.text
     assert load_plan(RunStore(tmp_path / "k")).grid == {"rho": [0.5, 1.0]}
     assert "| all | coloured task: the colour alone flips more predictions as rho grows" in stdout
-    for name in ("coloured_spectrum", "coloured_c_vs_lambda"):
-        assert (tmp_path / "k" / "figures" / f"{name}.png").stat().st_size > 0
-
-
-def test_the_network_experiment_end_to_end_resumed_after_a_kill(tmp_path):
-    cmd = [sys.executable, "-m", "spuriouslab.cli", *NETS]
-    subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=ENV, capture_output=True)
-    run = tmp_path / "killed"
-    proc = subprocess.run(
-        [*cmd, "--out", str(run)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:2"}, capture_output=True
-    )
-    assert proc.returncode == -signal.SIGKILL
-    assert len((run / "records.jsonl").read_text().splitlines()) == 2
-    proc = subprocess.run([*cmd, "--out", str(run)], env=ENV, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    keys = ["rho", "model", "n_train", "seed"]
-    drop = lambda t: t.drop(columns="seconds").sort_values(keys).reset_index(drop=True)  # noqa: E731
-    a, b = drop(pd.read_parquet(tmp_path / "full" / "results.parquet")), drop(pd.read_parquet(run / "results.parquet"))
-    pd.testing.assert_frame_equal(a, b)
-    assert len(b) == 4 and {"acc_reversed", "worst_group_acc", "colour_flip", "spurious_corr", "logit_change"} <= set(b)
-    assert (run / "figures" / "coloured_spectrum.png").stat().st_size > 0
-    recs = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
-    assert {r["rho"] for r in recs} == {0.5, 1.0}
+    assert_figures(tmp_path / "k", "coloured_spectrum", "coloured_c_vs_lambda")
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,10 @@
-import os
-import signal
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import spuriouslab.data.images as images
+from conftest import assert_figures
 from spuriouslab.data.distillation import SYNTHETIC_OOD, synthetic_task
 from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.nets.train import clip_grad_norm_per_seed, warmup_cosine
@@ -35,18 +31,18 @@ TINY = [
 ]
 
 
-def test_synthetic_teacher_is_exactly_invariant_and_the_fit_is_measured(cli, tmp_path):
+def test_synthetic_teacher_is_exactly_invariant_and_the_fit_is_measured(tiny_run):
     task = synthetic_task(0, 64, 8, 8, 4, 50, 40)
     P = task.core_projection()
     for name in SYNTHETIC_OOD:  # only the background changed, and the teacher sees P x only
         torch.testing.assert_close(task.ood[name] @ P, task.x_test @ P, atol=1e-5, rtol=0)
         assert (task.ood[name] - task.x_test).abs().max() > 0.5
-    code, stdout, err = cli(
-        "run", "distillation", *TINY, "--set", "d=64", "--set", "d_core=8", "--set", "d_bg=8", "--out", tmp_path / "s"
-    )
+    run = tiny_run("distillation")  # the synthetic task at d=64 (8 core and 8 background dimensions)
+    code, stdout, err = tiny_run.output("distillation")
     assert code == 0, err
-    df = pd.read_parquet(tmp_path / "s" / "results.parquet")
+    df = pd.read_parquet(run / "results.parquet")
     assert len(df) == 4 and set(df.activation) == {"relu", "identity"}
+    assert {"d: 64", "d_core: 8", "d_bg: 8"} <= set((run / "config.yaml").read_text().splitlines())
     for name in SYNTHETIC_OOD:  # the teacher's probe: identical ID and OOD accuracy
         np.testing.assert_array_equal(df[f"acc_teacher_{name}"], df.acc_teacher_id)
         assert {f"fit_mse_{name}", f"fit_cos_{name}", f"acc_student_{name}", f"acc_baseline_{name}"} <= set(df)
@@ -54,11 +50,10 @@ def test_synthetic_teacher_is_exactly_invariant_and_the_fit_is_measured(cli, tmp
     assert (df.student_bg_norm > 0.05).all() and len(df.curve_student_bg_norm.iloc[0]) == len(df.curve_step.iloc[0])
     assert (df.fit_mse_id < df.fit_mse_ood_mean).all()  # the fit degrades OOD
     assert "| teacher |" in stdout and "distilled student (relu)" in stdout
-    for name in ["accuracy_bars", "effective_robustness", "distillation_fit", "mechanism"]:
-        assert (tmp_path / "s" / "figures" / f"{name}.png").stat().st_size > 1000
-    (teacher,) = (tmp_path / "s" / "checkpoints").glob("distillation-teacher-*.pt")  # kept, shared by both groups
-    assert torch.load(teacher, weights_only=True)["step"] == 60 and not list(
-        (tmp_path / "s" / "checkpoints").glob("distillation-student-*")
+    assert_figures(run, "accuracy_bars", "effective_robustness", "distillation_fit", "mechanism")
+    (teacher,) = (run / "checkpoints").glob("distillation-teacher-*.pt")  # kept, shared by both groups
+    assert torch.load(teacher, weights_only=True)["step"] == 30 and not list(
+        (run / "checkpoints").glob("distillation-student-*")
     )  # finished students are discarded
 
 
@@ -110,61 +105,6 @@ def test_fashion_background_task_end_to_end(cli, tmp_path):
     )
     assert code == 0, err
     assert len(pd.read_parquet(tmp_path / "f" / "results.parquet")) == 2
-
-
-def test_resumes_after_sigkill_with_the_uninterrupted_table(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "spuriouslab.cli",
-        "run",
-        "distillation",
-        "--set",
-        "epochs=600",
-        "--set",
-        "teacher_epochs=300",
-        "--set",
-        "log_every=50",
-        "--set",
-        "seeds=2",
-        "--set",
-        "n=200",
-        "--set",
-        "n_test=100",
-        "--set",
-        "width=64",
-        "--set",
-        "embed=8",
-        "--set",
-        "d=64",
-        "--set",
-        "d_core=8",
-        "--set",
-        "d_bg=8",
-        "--no-progress",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
-    out = tmp_path / "killed"
-    # killed right after its ninth checkpoint: the teacher's six (every 50 of 300 epochs, the last kept for reuse)
-    # and the first relu student's third (epoch 150 of 600)
-    proc = subprocess.run(
-        [*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:9"}, capture_output=True
-    )
-    assert proc.returncode == -signal.SIGKILL
-    (teacher,) = (out / "checkpoints").glob("distillation-teacher-*.pt")
-    (student,) = (out / "checkpoints").glob("distillation-student-*.pt")
-    assert (
-        torch.load(teacher, weights_only=True)["step"] == 300 and torch.load(student, weights_only=True)["step"] == 150
-    )
-    subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
-    a = pd.read_parquet(tmp_path / "full" / "results.parquet")
-    b = pd.read_parquet(out / "results.parquet")
-    a, b = (t.drop(columns=[c for c in t if c.startswith("seconds")]) for t in (a, b))
-    keys = ["activation", "seed"]
-    pd.testing.assert_frame_equal(
-        a.sort_values(keys).reset_index(drop=True), b.sort_values(keys).reset_index(drop=True)
-    )
 
 
 def test_an_import_string_teacher_and_student_from_the_test_suite(cli, tmp_path):

@@ -1,13 +1,9 @@
-import os
-import signal
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from conftest import assert_figures
 from spuriouslab.nets.models import SeedEnsemble, build_model
 
 
@@ -65,8 +61,7 @@ def test_nn_memorization_through_the_cli(cli, tmp_path):
     fc = df[df.model == "fc"]  # 12 epochs: well above chance (0.1), not converged
     assert fc.train_acc.min() > 0.6 and fc.test_acc.mean() > 0.4
     assert fc[fc.n_train == 100].spurious_acc.mean() > 0.3
-    for name in ["nn_accuracy_vs_n", "nn_curves"]:
-        assert (tmp_path / "n" / "figures" / f"{name}.png").exists()
+    assert_figures(tmp_path / "n", "nn_accuracy_vs_n", "nn_curves")
     assert not list((tmp_path / "n" / "checkpoints").glob("*.pt"))  # removed once a group completes
 
 
@@ -184,45 +179,6 @@ def test_divergence_is_recorded_not_retried(cli, tmp_path):
     assert (df.diverged_at == 5).all()
     before = (tmp_path / "d" / "records.jsonl").read_text()
     assert cli(*args)[0] == 0 and (tmp_path / "d" / "records.jsonl").read_text() == before
-
-
-def test_killed_mid_training_resumes_from_its_checkpoint(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "spuriouslab.cli",
-        "run",
-        "memorization-nn",
-        "--set",
-        "model=cnn",
-        "--set",
-        "n_train=600",
-        "--set",
-        "epochs=24",
-        "--set",
-        "log_every=2",
-        "--set",
-        "seeds=2",
-        "--set",
-        "n_test=100",
-        "--no-progress",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
-    out = tmp_path / "killed"
-    # killed right after its third checkpoint is on disk (epoch 6 of 24)
-    proc = subprocess.run(
-        [*cmd, "--out", str(out)], env={**env, "SPURIOUSLAB_KILL_AFTER": "checkpoints:3"}, capture_output=True
-    )
-    assert proc.returncode == -signal.SIGKILL
-    (ckpt,) = (out / "checkpoints").glob("*.pt")
-    saved = torch.load(ckpt, weights_only=True)  # checkpoints hold tensors and plain containers only
-    assert saved["step"] == 6 and saved["history"]["step"] == [0, 2, 4, 6]  # one step per epoch (600 < batch 1024)
-    assert not (out / "records.jsonl").exists() or (out / "records.jsonl").read_text() == ""
-    subprocess.run([*cmd, "--out", str(out)], check=True, env=env, capture_output=True)
-    a = pd.read_parquet(tmp_path / "full" / "results.parquet").drop(columns="seconds")
-    b = pd.read_parquet(out / "results.parquet").drop(columns="seconds")
-    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import subprocess
 import pandas as pd
 import pytest
 
-from conftest import TINY
+from conftest import assert_figure
 
 BROWSER = next(
     (
@@ -18,35 +18,17 @@ BROWSER = next(
 )
 
 
-def _runs(cli, tmp_path):
-    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    assert cli("run", "memorization", *TINY, "--out", a)[0] == 0
-    assert cli("run", "memorization", *TINY, "--set", "d=60", "--out", b)[0] == 0
-    assert (
-        cli(
-            "run",
-            "contamination",
-            "--set",
-            "iterations=40",
-            "--set",
-            "log_every=20",
-            "--set",
-            "seeds=2",
-            "--set",
-            "n=60",
-            "--set",
-            "n_test=60",
-            "--out",
-            c,
-            "--no-progress",
-        )[0]
-        == 0
+def _runs(tiny_run, tmp_path):
+    """Three runs named a, b, c: memorization at d=40 and d=60, and contamination (copies of the session's)."""
+    return (
+        tiny_run.copy("memorization", tmp_path / "a"),
+        tiny_run.copy("memorization-d60", tmp_path / "b"),
+        tiny_run.copy("contamination", tmp_path / "c"),
     )
-    return a, b, c
 
 
-def test_one_report_over_many_runs(cli, tmp_path):
-    a, b, c = _runs(cli, tmp_path)
+def test_one_report_over_many_runs(cli, tmp_path, tiny_run):
+    a, b, c = _runs(tiny_run, tmp_path)
     out = tmp_path / "rep"
     code, stdout, err = cli("report", a, b, c, "--x", "nosuch", "--out", out)
     assert code == 2 and "--x: 'nosuch' is neither a record column nor a config field" in err
@@ -55,7 +37,7 @@ def test_one_report_over_many_runs(cli, tmp_path):
     table = pd.read_csv(out / "memorization.csv")
     assert sorted(table.d.unique()) == [40, 60] and {"spurious_acc", "spurious_acc_ci", "n"} <= set(table)
     assert (out / "memorization.tex").read_text().startswith("\\begin{tabular}")
-    assert (out / "memorization_vs_d.png").stat().st_size > 1000
+    assert_figure(out / "memorization_vs_d.png")
     code, stdout, err = cli("report", a, b, c, "--out", out, "--html", out / "all.html")
     assert code == 0, err
     page = (out / "all.html").read_text()
@@ -74,8 +56,8 @@ def test_one_report_over_many_runs(cli, tmp_path):
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium (Debian's chromium; .ci/run installs it)")
-def test_the_html_report_opens_in_a_real_browser(cli, tmp_path):
-    a, b, c = _runs(cli, tmp_path)
+def test_the_html_report_opens_in_a_real_browser(cli, tmp_path, tiny_run):
+    a, b, c = _runs(tiny_run, tmp_path)
     page = tmp_path / "rep" / "index.html"
     assert cli("report", a, c, "--out", tmp_path / "rep", "--html", page)[0] == 0
     res = subprocess.run(
@@ -103,10 +85,9 @@ def _snapshot(root):
     return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*"))}
 
 
-def test_a_cross_run_report_reads_runs_and_never_writes_into_them(cli, tmp_path):
-    a, c = tmp_path / "x" / "fig", tmp_path / "y" / "fig"  # two runs of the same name
-    assert cli("run", "memorization", *TINY, "--out", a)[0] == 0
-    assert cli("run", "memorization", *TINY, "--set", "d=60", "--out", c)[0] == 0
+def test_a_cross_run_report_reads_runs_and_never_writes_into_them(cli, tmp_path, tiny_run):
+    a = tiny_run.copy("memorization", tmp_path / "x" / "fig")  # two runs of the same name
+    c = tiny_run.copy("memorization-d60", tmp_path / "y" / "fig")
     (a / "figures" / "accuracy_vs_n.png").unlink()  # a run's own outputs are not what the report reads
     before = {d: _snapshot(d) for d in (a, c)}
     code, stdout, err = cli("report", a, c, "--out", tmp_path / "rep", "--html", tmp_path / "rep" / "p.html")
@@ -114,6 +95,6 @@ def test_a_cross_run_report_reads_runs_and_never_writes_into_them(cli, tmp_path)
     assert {d: _snapshot(d) for d in (a, c)} == before  # nothing written, not even a lock
     table = pd.read_csv(tmp_path / "rep" / "memorization.csv")
     assert sorted(table.run) == ["x/fig", "y/fig"]  # one row each, not merged under their common name
-    assert (tmp_path / "rep" / "runs" / "00-x-fig" / "accuracy_vs_n.png").stat().st_size > 1000
+    assert_figure(tmp_path / "rep" / "runs" / "00-x-fig" / "accuracy_vs_n.png")
     code, _, err = cli("report", a, tmp_path / "x" / ".." / "x" / "fig", "--out", tmp_path / "rep2")
     assert code == 2 and "is given twice" in err and len(err.strip().splitlines()) == 1

@@ -80,7 +80,7 @@ def test_pool_sigkill_of_the_parent_ends_its_workers_and_the_run_resumes(cli, tm
         assert not alive, [p.pid for p in alive]
     assert 2 <= len(records(out)) < 16
     _resume(cli, [*tiny_run.args("memorization")], out)
-    assert_resumes_identically(tiny_run("memorization"), out)
+    assert_resumes_identically(tiny_run("memorization"), out, exact=False)  # workers: other thread counts
 
 
 def test_pool_ctrl_c_ends_parent_and_workers_and_the_run_resumes(cli, tmp_path, tiny_run):
@@ -93,7 +93,7 @@ def test_pool_ctrl_c_ends_parent_and_workers_and_the_run_resumes(cli, tmp_path, 
     me = psutil.Process()
     assert not [c for c in me.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
     _resume(cli, tiny_run.args("memorization"), out)
-    assert_resumes_identically(tiny_run("memorization"), out)
+    assert_resumes_identically(tiny_run("memorization"), out, exact=False)  # workers: other thread counts
 
 
 # ---------------------------------------------------------------------------------- the trainer's checkpoints

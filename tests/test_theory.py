@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import assert_figures
 from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.theory.alignment import predict_alignment
 
@@ -127,7 +128,7 @@ def test_alignment_and_ridge_experiments_run_from_the_cli(cli, tmp_path):
     )
     assert code == 0, err
     assert "measured vs predicted" in stdout and "gap" in stdout
-    assert (tmp_path / "a" / "figures" / "alignment_vs_alpha.png").exists()
+    assert_figures(tmp_path / "a", "alignment_vs_alpha")
     code, stdout, err = cli(
         "run",
         "ridge",
@@ -151,7 +152,6 @@ def test_alignment_and_ridge_experiments_run_from_the_cli(cli, tmp_path):
     )
     assert code == 0, err
     assert "Test-optimal lambda" in stdout
-    for name in ["ridge_memorization", "ridge_correlation"]:
-        assert (tmp_path / "r" / "figures" / f"{name}.png").exists()
+    assert_figures(tmp_path / "r", "ridge_memorization", "ridge_correlation")
     df = pd.read_parquet(tmp_path / "r" / "results.parquet")
     assert len(df) == 3 * 2 * 2 and df.spurious_corr.notna().all()
