@@ -1,11 +1,13 @@
 """Real signals to real processes, one SIGKILL and one SIGINT per mechanism that keeps a run's work: the store's
 append (records), the worker pool (--jobs), the trainer's checkpoints.  Each signal lands at a known point (right
-after the N-th record or checkpoint is on disk: SPURIOUSLAB_KILL_AFTER for SIGKILL, tests/signal_at.py for SIGINT),
+after the N-th record or checkpoint is on disk: SPURIOUSLAB_KILL_AFTER for SIGKILL; for SIGINT the run is held
+there by tests/signal_at.py and the test sends the signal),
 and the run, resumed, gives the session's uninterrupted table exactly.  Every subprocess is killed on every way out
 of its test.  The many other interruption points are tested in this process: test_resume.py."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -22,14 +24,36 @@ def _resume(cli, args, out):
     assert code == 0, err
 
 
-def _sigint_at(args, out, point, ctrl_c=False):
-    """``spuriouslab ARGS`` interrupted by SIGINT right after ``point``: as a terminal's Ctrl-C (to the process
-    group, workers included) or to the process alone.  Returns (exit status, stderr)."""
-    action = "ctrl-c" if ctrl_c else "sigint"
-    cmd = [sys.executable, str(HERE / "signal_at.py"), point, action, *args, "--out", str(out)]
-    with spawned(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
-        _, err = proc.communicate(timeout=300)
-    return proc.returncode, err
+def _held(args, out, point, tmp_path):
+    """``spuriouslab ARGS --out OUT`` in a session of its own, held right after ``point`` ("records:N" or
+    "checkpoints:N") until it is signalled (tests/signal_at.py): the subprocess, killed on every way out."""
+    go = tmp_path / "never"
+    cmd = [sys.executable, str(HERE / "signal_at.py"), point, f"wait={go}", *args, "--out", str(out)]
+    return spawned(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_held(proc, tmp_path):
+    """Until the held run is at its point (it says so in ``never.held``)."""
+    deadline = time.time() + 120
+    while not (tmp_path / "never.held").exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "the run never reached its point"
+        time.sleep(0.05)
+
+
+def _sigint_at(args, out, point, tmp_path, ctrl_c=False):
+    """``spuriouslab ARGS`` interrupted by SIGINT from outside while held right after ``point``: to its process
+    group as a terminal's Ctrl-C does (worker processes get it too), or to the process alone.  Returns (exit
+    status, stderr, the worker processes it had)."""
+    with _held(args, out, point, tmp_path) as proc:
+        _wait_held(proc, tmp_path)
+        workers = _workers(psutil.Process(proc.pid))
+        if ctrl_c:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    return proc.returncode, err, workers
 
 
 def _says_what_was_saved(code, err):
@@ -53,7 +77,7 @@ def test_store_sigkill_after_a_record_then_restart_gives_the_uninterrupted_table
 
 def test_store_sigint_after_a_record_says_what_was_saved_and_resumes(cli, tmp_path, tiny_run):
     args, out = tiny_run.args("memorization"), tmp_path / "interrupted"
-    code, err = _sigint_at(args, out, "records:5")
+    code, err, _ = _sigint_at(args, out, "records:5", tmp_path)
     _says_what_was_saved(code, err)
     n_before = len(records(out))
     assert 5 <= n_before < 16 and f"{n_before} of 16 points are saved" in err, err
@@ -64,34 +88,30 @@ def test_store_sigint_after_a_record_says_what_was_saved_and_resumes(cli, tmp_pa
 # ------------------------------------------------------------------------------------------- the worker pool
 def test_pool_sigkill_of_the_parent_ends_its_workers_and_the_run_resumes(cli, tmp_path, tiny_run):
     """The parent is held after its second record with its pool up, then SIGKILLed: the workers end with it."""
-    args, out, go = [*tiny_run.args("memorization"), "--jobs", "2"], tmp_path / "r", tmp_path / "never"
-    cmd = [sys.executable, str(HERE / "signal_at.py"), "records:2", f"wait={go}", *args, "--out", str(out)]
-    with spawned(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True) as proc:
-        parent = psutil.Process(proc.pid)
-        deadline = time.time() + 120
-        while time.time() < deadline and not (out / "records.jsonl").exists():
-            assert proc.poll() is None, "the run ended before its second record"
-            time.sleep(0.05)
-        workers = _workers(parent)
+    args, out = [*tiny_run.args("memorization"), "--jobs", "2"], tmp_path / "r"
+    with _held(args, out, "records:2", tmp_path) as proc:
+        _wait_held(proc, tmp_path)
+        workers = _workers(psutil.Process(proc.pid))
         assert len(workers) == 2, "the pool should be up"
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=60) == -signal.SIGKILL
         _, alive = psutil.wait_procs(workers, timeout=20)
         assert not alive, [p.pid for p in alive]
     assert 2 <= len(records(out)) < 16
-    _resume(cli, [*tiny_run.args("memorization")], out)
+    _resume(cli, tiny_run.args("memorization"), out)
     assert_resumes_identically(tiny_run("memorization"), out, exact=False)  # workers: other thread counts
 
 
 def test_pool_ctrl_c_ends_parent_and_workers_and_the_run_resumes(cli, tmp_path, tiny_run):
-    """SIGINT to the process group (a terminal's Ctrl-C) while the pool runs: exit 130 with what was saved, no
+    """SIGINT to the process group (a terminal's Ctrl-C) while the pool is up: exit 130 with what was saved, no
     worker left behind, and the run resumes to the uninterrupted table."""
     args, out = [*tiny_run.args("memorization"), "--jobs", "2"], tmp_path / "r"
-    code, err = _sigint_at(args, out, "records:2", ctrl_c=True)
+    code, err, workers = _sigint_at(args, out, "records:2", tmp_path, ctrl_c=True)
     _says_what_was_saved(code, err)
+    assert len(workers) == 2, "the pool should have been up"
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, [p.pid for p in alive]
     assert 2 <= len(records(out)) < 16
-    me = psutil.Process()
-    assert not [c for c in me.children(recursive=True) if "spawn_main" in " ".join(c.cmdline())]
     _resume(cli, tiny_run.args("memorization"), out)
     assert_resumes_identically(tiny_run("memorization"), out, exact=False)  # workers: other thread counts
 
@@ -110,7 +130,7 @@ def test_trainer_sigkill_after_a_checkpoint_resumes_from_it(cli, tmp_path, tiny_
 
 def test_trainer_sigint_keeps_the_checkpoint_says_how_to_resume_and_resumes(cli, tmp_path, tiny_run):
     args, out = tiny_run.args("contamination-stacked"), tmp_path / "interrupted"
-    code, err = _sigint_at(args, out, "checkpoints:2")  # iteration 20 of 40 of the first group
+    code, err, _ = _sigint_at(args, out, "checkpoints:2", tmp_path)  # iteration 20 of 40 of the first group
     _says_what_was_saved(code, err)
     assert "0 of 6 points are saved" in err and "with checkpoints of groups in flight" in err, err
     (ckpt,) = (out / "checkpoints").glob("*.pt")
