@@ -27,6 +27,18 @@ import torch
 # two threads (CI's cores), fewer where the machine has fewer, or what OMP_NUM_THREADS says
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or min(2, os.cpu_count() or 1))
 
+THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _same_threads():
+    """Every test starts with the suite's torch threads: code that sets them in this process (an in-process
+    executor's worker setting) does not leak into later tests, whose records the session runs' must equal."""
+    yield
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
+
+
 HERE = Path(__file__).resolve().parent
 # subprocesses compute with the threads of this process (torch reads OMP_NUM_THREADS at start), so that a run in a
 # subprocess gives the records of the same run in this process, bit for bit; tests/ is importable (probe_models,
@@ -34,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 ENV = {
     **os.environ,
     "PYTHONUNBUFFERED": "1",
-    "OMP_NUM_THREADS": str(torch.get_num_threads()),
+    "OMP_NUM_THREADS": str(THREADS),
     "PYTHONPATH": os.pathsep.join(p for p in [str(HERE), os.environ.get("PYTHONPATH", "")] if p),
 }
 CLI = [sys.executable, "-m", "spuriouslab.cli"]
@@ -424,3 +436,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_sep("=", f"CPU time: total {sum(_CPU.values()):.1f}s, {n} slowest tests")
     for nodeid, seconds in sorted(_CPU.items(), key=lambda kv: -kv[1])[:n]:
         terminalreporter.write_line(f"{seconds:8.2f}s  {nodeid}")
+    by_file: dict[str, float] = {}
+    for nodeid, seconds in _CPU.items():
+        by_file[nodeid.split("::")[0]] = by_file.get(nodeid.split("::")[0], 0.0) + seconds
+    terminalreporter.write_sep("=", "CPU time by file")
+    for name, seconds in sorted(by_file.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.2f}s  {name}")
