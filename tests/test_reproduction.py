@@ -132,8 +132,10 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
     assert found, res.stdout[-2000:] + res.stderr[-2000:]
     check = json.loads(found.group(1))
     assert check["images"] >= 2 and check["not_shown"] == 0 and check["errors"] == [], check
-    rows = re.findall(r'<tr class="(holds|contradicted|inconclusive)">', res.stdout)
-    assert len(rows) == len(table)  # every verdict rendered, shaded by its verdict
+    main = res.stdout[res.stdout.index('class="verdicts"') : res.stdout.index('id="fig-')]  # the table over figures
+    rows = re.findall(r'<tr class="(holds|contradicted|inconclusive)">', main)
+    assert len(rows) == len(table)  # every verdict rendered, shaded by its (adjusted) verdict
+    assert "**holds**" not in res.stdout and "<strong>" in res.stdout  # Markdown bold rendered, not shown literally
 
 
 def test_reproduce_all_refuses_bad_input_in_one_line(cli, tmp_path):

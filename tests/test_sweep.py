@@ -53,7 +53,7 @@ def test_run_with_a_list_on_any_field_and_its_report(cli, tmp_path):
     assert "# Sweep: contamination over width" in stdout and "4 done, 0 failed" in err
     by_setting = stdout.split("## Verdicts by setting")[1].split("\n## ")[0]  # each setting's verdicts, one table
     assert (
-        "| width | claim | effect | low | high | n_seeds | verdict |" in by_setting
+        "| width | claim | effect | low | high | n_seeds | p | verdict | adjusted | seeds_to_decide |" in by_setting
         and by_setting.count("| 16 |") == by_setting.count("| 32 |") >= 1
     )
     assert (out / "figures" / "sweep_width.png").exists() and (out / "figures" / "width-16__losses.png").exists()
