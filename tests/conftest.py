@@ -11,6 +11,7 @@ append, the worker pool and the trainer's checkpoints, each with SIGKILL and wit
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import os
 import shutil
@@ -442,3 +443,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_sep("=", "CPU time by file")
     for name, seconds in sorted(by_file.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{seconds:8.2f}s  {name}")
+
+
+class MemoryCheckpoints:
+    """Checkpoints kept in memory (the run directory's interface: load, save, set_aside, discard), for tests of
+    phase checkpoints and resume without a run directory."""
+
+    def __init__(self):
+        self.saved: dict[str, object] = {}
+
+    def load(self, key):
+        return copy.deepcopy(self.saved.get(key))
+
+    def save(self, key, obj):
+        self.saved[key] = copy.deepcopy(obj)
+
+    def set_aside(self, key, reason):  # pragma: no cover - a mismatch would be a bug here
+        raise AssertionError(reason)
+
+    def discard(self, key):
+        self.saved.pop(key, None)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import assert_figures, mismatches_across_machines
+from conftest import MemoryCheckpoints, assert_figures, mismatches_across_machines
 from spuriouslab.claims import judge
 from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.experiments.base import RunContext
@@ -128,27 +128,8 @@ def test_the_oracle_in_the_experiments_keeps_the_background_norm():
     assert rec["student_bg_growth"] == pytest.approx(1.0, rel=1e-5)
 
 
-class _Memory:
-    """Checkpoints kept in memory (the run directory's interface)."""
-
-    def __init__(self):
-        self.saved: dict[str, object] = {}
-
-    def load(self, key):
-        return copy.deepcopy(self.saved.get(key))
-
-    def save(self, key, obj):
-        self.saved[key] = copy.deepcopy(obj)
-
-    def set_aside(self, key, reason):  # pragma: no cover - a mismatch would be a bug here
-        raise AssertionError(reason)
-
-    def discard(self, key):
-        self.saved.pop(key, None)
-
-
 def test_lp_ft_probing_leaves_the_encoder_unchanged_and_trains_the_head():
-    memory = _Memory()
+    memory = MemoryCheckpoints()
     _contamination("lp-ft", memory)
     pre, probe = memory.saved["k-pretrain"]["model"], memory.saved["k-lp"]["model"]
     assert torch.equal(pre["weights.0"], probe["weights.0"]) and torch.equal(pre["biases.0"], probe["biases.0"])
@@ -176,7 +157,7 @@ def _count_steps(monkeypatch, module) -> dict[str, int]:
 
 
 def test_pretraining_is_reused_on_resume(monkeypatch):
-    memory = _Memory()
+    memory = MemoryCheckpoints()
     _, first = _contamination("pretrain", memory)
     del memory.saved["k"]  # killed after pre-training: the task phase starts again, pre-training does not
     calls = _count_steps(monkeypatch, phases)
@@ -198,7 +179,7 @@ def _coloured(remedy: str, model: str, checkpoints, seeds=(0, 1), **values):
 def test_coloured_lp_ft_probing_leaves_the_encoder_and_its_batchnorm_statistics_unchanged(model, head, seeds):
     """The CNN (seeds stacked) and the ResNet (BatchNorm, one seed): between the end of pre-training and the end
     of probing only the head moves - parameters and running statistics of the encoder stay bit-identical."""
-    memory = _Memory()
+    memory = MemoryCheckpoints()
     _coloured("lp-ft", model, memory, seeds, resnet_depth=8)
     pre, probe, task = (memory.saved[k]["model"] for k in ("k-pretrain", "k-lp", "k"))
     encoder = [k for k in pre if not k.startswith(head) and not k.endswith("num_batches_tracked")]
@@ -226,7 +207,7 @@ def test_coloured_pretraining_images_keep_the_cores_and_paint_each_border_a_rand
 
 
 def test_coloured_pretraining_is_reused_on_resume(monkeypatch):
-    memory = _Memory()
+    memory = MemoryCheckpoints()
     _coloured("pretrain", "cnn", memory)
     first = copy.deepcopy(memory.saved["k"]["model"])
     del memory.saved["k"]  # killed after pre-training: the task phase starts again, pre-training does not

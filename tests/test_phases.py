@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from conftest import MemoryCheckpoints
 from spuriouslab.experiments import get_experiment, run_points
 from spuriouslab.nets import phases as phases_module
 from spuriouslab.nets.mlp import StackedMLP
@@ -17,25 +18,6 @@ from spuriouslab.nets.phases import Phase, run_phases
 from spuriouslab.nets.remedies import REMEDIES, Adjustment, Oracle, RemedySpec, group_means
 from spuriouslab.nets.train import TrainState, seeded
 from spuriouslab.seeding import torch_generator
-
-
-class _Memory:
-    """Checkpoints kept in memory (the run directory's interface)."""
-
-    def __init__(self):
-        self.saved: dict[str, object] = {}
-
-    def load(self, key):
-        return copy.deepcopy(self.saved.get(key))
-
-    def save(self, key, obj):
-        self.saved[key] = copy.deepcopy(obj)
-
-    def set_aside(self, key, reason):  # pragma: no cover - a mismatch would be a bug here
-        raise AssertionError(reason)
-
-    def discard(self, key):
-        self.saved.pop(key, None)
 
 
 def _toy(seeds: int = 2, generator_seed: int = 0):
@@ -180,7 +162,7 @@ def test_a_new_remedy_is_one_entry_and_its_hook_runs_before_the_recipes(monkeypa
 
 
 def test_a_resumed_run_skips_finished_phases():
-    memory = _Memory()
+    memory = MemoryCheckpoints()
     model, recipe, _ = _toy()
     lengths = {"pretrain": 6, "lp": 4, "task": 6}
     first = run_phases(model, "lp-ft", lengths, recipe, checkpoints=memory, key="k")
