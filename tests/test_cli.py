@@ -12,7 +12,9 @@ def _run(cli, out, *extra):
     return cli("run", "memorization", *TINY, *extra, "--out", out)
 
 
-def test_run_writes_every_artefact(cli, tmp_path):
+def test_run_writes_every_artefact(cli, tmp_path, monkeypatch):
+    """Every file of a run, each figure in the formats asked for (the suite's default is PNG alone: conftest)."""
+    monkeypatch.setenv("SPURIOUSLAB_FIGURE_FORMATS", "pdf, SVG")
     out = tmp_path / "run"
     code, stdout, _ = _run(cli, out)
     assert code == 0, stdout
@@ -48,9 +50,19 @@ def test_run_writes_every_artefact(cli, tmp_path):
     assert (df.train_acc == 1).all() and (df.residual_max < 1e-6).all()
     for name in ["accuracy_vs_n", "alignment_vs_n", "memorization_vs_bound"]:
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
-        assert (out / "figures" / f"{name}.pdf").exists()
+        assert (out / "figures" / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert b"<svg" in (out / "figures" / f"{name}.svg").read_bytes()[:1000]
     assert "| model |" in (out / "summary.md").read_text()
     assert "spurious_acc" in stdout
+
+
+@pytest.mark.parametrize("formats", ["gif", "png,,jpeg", ","])
+def test_bad_figure_formats_end_in_one_line_before_the_run(cli, tmp_path, monkeypatch, formats):
+    from conftest import one_line_exit_2
+
+    monkeypatch.setenv("SPURIOUSLAB_FIGURE_FORMATS", formats)
+    one_line_exit_2(_run(cli, tmp_path / "r"), "SPURIOUSLAB_FIGURE_FORMATS", "png, pdf, svg")
+    assert not (tmp_path / "r").exists()
 
 
 def test_rerun_skips_completed_points_and_report_rebuilds(cli, tmp_path):

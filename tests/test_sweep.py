@@ -1,6 +1,5 @@
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -115,39 +114,17 @@ def test_a_failing_point_does_not_stop_the_others_and_is_retried_on_request(cli,
     assert len(pd.read_parquet(out / "results.parquet")) == 6
 
 
-def test_a_killed_sweep_resumes_with_every_point_done_once(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "spuriouslab.cli",
-        "run",
-        "contamination",
-        "--set",
-        "width=16,32",
-        "--set",
-        "lr=0.001,0.002",
-        "--set",
-        "iterations=100",
-        "--set",
-        "log_every=50",
-        "--set",
-        "seeds=2",
-        "--set",
-        "n=100",
-        "--set",
-        "n_test=100",
-        "--no-progress",
-    ]
-    subprocess.run([*cmd, "--out", str(tmp_path / "full")], check=True, env=ENV, capture_output=True)
-    out = tmp_path / "killed"
-    # killed right after its fourth record (two groups of two seeds) is on disk
-    proc = subprocess.run(
-        [*cmd, "--out", str(out)], env={**ENV, "SPURIOUSLAB_KILL_AFTER": "records:4"}, capture_output=True
-    )
-    assert proc.returncode == -signal.SIGKILL
-    rec = out / "records.jsonl"
-    assert rec.read_text().count("\n") == 4
-    subprocess.run([*cmd, "--out", str(out)], check=True, env=ENV, capture_output=True)
+def test_an_interrupted_sweep_resumes_with_every_point_done_once(cli, tmp_path):
+    """A sweep over two fields stopped right after its fourth record (two groups of two seeds) resumes to the
+    uninterrupted table, every point once (a real SIGKILL of a real process: test_signals.py)."""
+    from conftest import interrupt_and_resume
+
+    args = ["run", "contamination", *CONT, "--set", "width=16,32", "--set", "lr=0.001,0.002"]
+    assert cli(*args, "--out", tmp_path / "full")[0] == 0
+    out = tmp_path / "interrupted"
+    interrupt_and_resume(cli, args, out, "records", 4)
+    assert (out / "records.jsonl").read_text().count("\n") == 4
+    assert cli(*args, "--out", out)[0] == 0
     keys = ["width", "lr", "activation", "loss", "optimizer", "seed"]
     drop = lambda t: t.drop(columns="seconds").sort_values(keys).reset_index(drop=True)  # noqa: E731
     a, b = drop(pd.read_parquet(tmp_path / "full" / "results.parquet")), drop(pd.read_parquet(out / "results.parquet"))

@@ -2,7 +2,8 @@
 
 A band is the mean over seeds with its 95% interval; :func:`band` clips it to the range of the quantity it
 shows (an accuracy stays in [0, 1], a loss or a norm stays >= 0), because with few seeds a t-interval can
-reach far outside it.  Figures are returned to the caller; the store saves them (PNG and PDF).
+reach far outside it.  Figures are returned to the caller; the store saves them (PNG and PDF by default,
+``$SPURIOUSLAB_FIGURE_FORMATS``: :func:`spuriouslab.runtime.figure_formats`).
 """
 
 from __future__ import annotations
@@ -169,16 +170,19 @@ def plain_log_labels(fig) -> None:
 
 
 def save_figure(fig, directory, name: str, writer=None) -> list:
-    """Write ``name``.png and ``name``.pdf into ``directory`` and close the figure.  ``writer(path, write)``,
+    """Write ``name``.png and ``name``.pdf (the formats :func:`~spuriouslab.runtime.figure_formats` names) into
+    ``directory`` and close the figure.  ``writer(path, write)``,
     when given, performs each write (the store passes its atomic writer).  Log axes get plain-text labels
     (:func:`plain_log_labels`)."""
     from pathlib import Path
+
+    from spuriouslab.runtime import figure_formats
 
     plain_log_labels(fig)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for ext in ("png", "pdf"):
+    for ext in figure_formats():
         path = directory / f"{name}.{ext}"
 
         def write(target, ext=ext):

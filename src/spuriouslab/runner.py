@@ -395,8 +395,10 @@ def run(
     """
     from spuriouslab.experiments import get_experiment
     from spuriouslab.plan import make_plan
+    from spuriouslab.runtime import figure_formats
 
     emit: Log = log if log is not None else (lambda line: None)
+    figure_formats()  # a bad $SPURIOUSLAB_FIGURE_FORMATS ends the run before it computes, not at its report
     exp = get_experiment(experiment)
     ex = _executor(executor, jobs, address, slurm)
     merged = load_config_file(config, experiment) if config is not None else {}

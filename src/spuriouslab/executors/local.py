@@ -60,12 +60,14 @@ class ProcessPool:
         """Compute the groups in the pool, yielding each as it completes (see
         :class:`~spuriouslab.executors.Executor`)."""
         dumps = [c.model_dump(mode="json") for c in plan.configs]
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=self.concurrency,
             mp_context=get_context("spawn"),
-            initializer=die_with_parent,
+            initializer=pool_worker,
             initargs=(os.getpid(),),
-        ) as pool:
+        )
+        finished = False
+        try:
             futures: dict[Future[list[Record]], Task] = {
                 pool.submit(
                     run_group_in_worker, plan.exp.name, dumps[i], g, ctx.device, self.threads, checkpoint_dir(ctx)
@@ -77,3 +79,19 @@ class ProcessPool:
                     yield Outcome(futures[fut], fut.result())
                 except Exception:  # noqa: BLE001
                     yield Outcome(futures[fut], [], failure())
+            finished = True
+        finally:
+            if not finished:  # Ctrl-C, a kill of the parent alone, an error: the groups in flight keep their
+                # checkpoints; the workers end now instead of finishing the groups they hold
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.kill()
+            pool.shutdown(wait=True, cancel_futures=not finished)
+
+
+def pool_worker(parent: int) -> None:
+    """A pool worker's initializer: it ends with its parent, and a Ctrl-C (SIGINT to the whole process group) is
+    the parent's to handle; the parent ends the workers, so none prints its own traceback or finishes a group."""
+    import signal
+
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
