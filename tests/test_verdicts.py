@@ -150,6 +150,22 @@ def test_seeds_to_decide_against_a_power_calculation_by_hand():
 
 
 # ----------------------------------------------------------------------------------------------- definitions
+def test_every_registered_claim_declares_its_smallest_effect_of_interest():
+    from spuriouslab.claims import SMALLEST_EFFECTS
+    from spuriouslab.experiments import EXPERIMENTS, get_experiment
+
+    claims = [c for name in EXPERIMENTS for c in get_experiment(name).claims]
+    assert claims and all(c.smallest_effect is not None and c.smallest_effect > 0 for c in claims), [
+        c.text for c in claims if not c.smallest_effect
+    ]
+    agreement = [c for c in claims if c.comparison == "agreement"]
+    assert agreement and all(c.smallest_effect == c.tolerance for c in agreement)  # the band
+    tau = [c for c in claims if c.statistic is not None and "Kendall" in c.statistic.__name__]
+    assert tau and all(c.smallest_effect == 0.3 for c in tau)  # declared: the column's units do not apply
+    assert Claim("t", "x", "spurious_acc", "sign").smallest_effect == SMALLEST_EFFECTS["spurious_acc"] == 0.01
+    assert Claim("t", "x", "unknown_column", "sign").smallest_effect is None  # a user's column: none assumed
+
+
 def test_the_claims_digest_changes_when_a_definition_changes():
     a = Claim("t", "x above 0", "x", "sign", smallest_effect=0.1)
     assert claims_digest([a]) == claims_digest([Claim("t", "x above 0", "x", "sign", smallest_effect=0.1)])

@@ -48,6 +48,51 @@ from spuriouslab import inference
 from spuriouslab.inference import SIDE_ALPHA, Correction, TestResult
 
 Comparison = Literal["difference", "sign", "trend", "agreement"]
+
+# The smallest effect of interest of a claim on each record column, in the column's own units (a difference, a
+# trend's slope per unit of log, a statistic that keeps the units such as a minimum or a curve's change), declared
+# here once and read by every claim on the column that does not declare its own; an agreement claim's is its band's
+# half-width, and a claim whose statistic changes the units (a Kendall tau, a slope at an optimum) declares its own.
+# It is the effect the seeds-to-decide planner powers a test for when the observed one is smaller (spuriouslab.
+# inference), never a threshold that makes a verdict.
+SMALLEST_EFFECTS: dict[str, float] = {
+    # accuracies and fractions of test points: one point of accuracy
+    **dict.fromkeys(
+        (
+            "spurious_acc",
+            "test_acc",
+            "id_acc",
+            "acc_id",
+            "acc_reversed",
+            "worst_group_acc",
+            "reversed_drop",
+            "colour_flip",
+            "acc_teacher_ood_mean",
+            "acc_student_ood_mean",
+            "acc_student_id",
+            "student_ood_drop",
+            "acc_colour_gap",
+            "gradcam_border_train_colour",
+        ),
+        0.01,
+    ),
+    # correlations and alignments in [-1, 1]: C and the alignment by 0.01, the activation asymmetry by 0.05
+    "spurious_corr": 0.01,
+    "alignment_mean": 0.01,
+    "asym_corr": 0.05,
+    "curve_asym_corr": 0.05,
+    # a weight norm's growth (end / start): 1%
+    "bg_norm_growth": 0.01,
+    "student_bg_growth": 0.01,
+    # a loss gap (nats): 0.01
+    "ood_id_gap": 0.01,
+    # a visualization's projection on the border colour's axis (pixel values in [0, 1]): 0.01
+    "vis_border_axis": 0.01,
+    "vis_border_axis_abs": 0.01,
+    # training time per seed: a tenth of a second
+    "seconds": 0.1,
+    "seconds_student": 0.1,
+}
 VERDICTS = ("holds", "contradicted", "inconclusive")
 
 
@@ -93,6 +138,11 @@ class Claim:
     smallest_effect: float | None = None
 
     def __post_init__(self) -> None:
+        if self.smallest_effect is None:  # the band of an agreement, else the column's (SMALLEST_EFFECTS)
+            declared = self.tolerance if self.comparison == "agreement" else None
+            if declared is None and (self.statistic is None or getattr(self.statistic, "same_units", False)):
+                declared = SMALLEST_EFFECTS.get(self.metric)
+            object.__setattr__(self, "smallest_effect", declared)
         if self.comparison == "difference" and self.versus is None:
             raise ValueError(f"claim {self.text!r}: a difference needs `versus`")
         if self.comparison == "trend" and self.over is None:
@@ -524,6 +574,7 @@ def curve_change(column: str) -> Callable[[pd.DataFrame], float]:
         return float(np.mean(values)) if values else math.nan
 
     change.__name__ = f"last - first of {column}"
+    change.same_units = True  # type: ignore[attr-defined]  # its smallest effect of interest is the column's
     return change
 
 
@@ -567,6 +618,7 @@ def minimum(column: str) -> Callable[[pd.DataFrame], float]:
 
     smallest.__name__ = f"min of {column}"
     smallest.exact = True  # type: ignore[attr-defined]  # an extreme value: judged by the exact sign-flip test
+    smallest.same_units = True  # type: ignore[attr-defined]  # its smallest effect of interest is the column's
     return smallest
 
 

@@ -286,6 +286,13 @@ def reproduce(
         help="extend the figure's run (its --out) to N seeds: only the new seeds are computed, then every claim is "
         "judged again (N: the seeds to decide an inconclusive verdict names, chosen before the run)",
     ),
+    across: str = typer.Option(
+        None,
+        "--across",
+        help="claims across scale: run the figure with KNOB swept over V1,V2,... (KNOB=V1,V2,...), or over the knob "
+        "and values the figure declares ('declared'), into runs/<figure>-across-<knob>; with --all, 'declared' also "
+        "runs every selected figure that declares one",
+    ),
 ) -> None:
     """Run one named figure of either paper with that paper's recipe and write its report; or, with --all, every
     figure the budget, the machine and the data allow."""
@@ -298,6 +305,8 @@ def reproduce(
                 raise ConfigError(f"reproduce: give a figure name or --all, not both (got {name!r} and --all)")
             if budget not in ("cpu", "gpu"):
                 raise ConfigError(f"--budget: got {budget!r}; allowed: cpu, gpu")
+            if across is not None and across.strip() != "declared":
+                raise ConfigError(f"--across: with --all, give 'declared' (got {across!r}); or run one figure")
             if set_ or seeds is not None:
                 raise ConfigError(
                     f"{'--set' if set_ else '--seeds'}: not with --all (each figure runs its own recipe); run one "
@@ -312,6 +321,7 @@ def reproduce(
                 progress=progress,
                 data_root=data_root,
                 echo=note,
+                across=across is not None,
             )
             typer.echo(done.table)
             typer.echo(f"verdicts: {done.directory / 'verdicts.md'}; report: {done.page}", err=True)
@@ -324,6 +334,23 @@ def reproduce(
             typer.echo(listing())
             return
         sets = list(set_ or [])
+        if across is not None:
+            if seeds is not None:
+                raise ConfigError("--seeds: not with --across (extend the figure's own run)")
+            execute(
+                lambda: reproduction.run_across(
+                    name,
+                    across,
+                    sets,
+                    out=out,
+                    device=device,
+                    jobs=jobs,
+                    progress=progress,
+                    data_root=data_root,
+                    log=note,
+                )
+            )
+            return
         execute(
             lambda: reproduction.run_figure(
                 name,

@@ -250,9 +250,19 @@ VERDICT_HTML_COLUMNS = [
 ]
 
 
-def write_reproduction_html(path: Path, budget: str, rows: list[dict], sections: list, environment: dict) -> Path:
+def write_reproduction_html(
+    path: Path,
+    budget: str,
+    rows: list[dict],
+    sections: list,
+    environment: dict,
+    scale_text: str = "",
+    scale: list | None = None,
+) -> Path:
     """The reproduction page: the verdict table over every figure (figure, claim, effect and interval, seeds,
-    verdict, runtime), the figures not run and why, then each figure's own report (summary and figures)."""
+    verdict, runtime), the figures not run and why, the claims across scale (``scale_text``, Markdown, and the
+    figures of ``scale``: (figure, knob, rows, PNG) each) when runs across scale are there, then each figure's own
+    report (summary and figures)."""
     parts = [
         f"<h1>spuriouslab reproduction (--budget {html.escape(budget)})</h1>",
         f"<p>{html.escape(environment.get('host', ''))}; {html.escape(environment.get('time', '')[:10])}</p>",
@@ -275,6 +285,9 @@ def write_reproduction_html(path: Path, budget: str, rows: list[dict], sections:
             )
             + "</ul>"
         )
+    if scale_text:
+        parts.append('<div id="across">' + markdown_to_html(scale_text) + "</div>")
+        parts.extend(_img(png) for _, _, _, png in scale or [] if png is not None)
     parts.append(
         "<h2>Figures</h2><ul>"
         + "".join(

@@ -106,7 +106,124 @@ def sweep_report(plan: Plan, df: pd.DataFrame) -> Report:
         shown = pd.DataFrame(verdicts)[[*keys, *VERDICT_COLUMNS]]
         shown["p"] = shown["p"].map(p_text)
         lines[5:5] = ["## Verdicts by setting", "", tables.markdown_table(shown), ""]
+        scale = claims_across(verdicts, keys)
+        if scale is not None:
+            text, fig = scale
+            figures[f"claims_across_{keys[0]}"] = fig
+            lines[5:5] = ["", text, "", f"![claims across {keys[0]}](figures/claims_across_{keys[0]}.png)"]
     return Report("\n".join(lines) + "\n", figures, verdicts)
+
+
+def scale_rows(verdicts: list[dict[str, Any]], keys: list[str]) -> pd.DataFrame | None:
+    """Claims across scale: for a run swept over one numeric field (a scale knob - epochs, training size,
+    iterations), each claim's effect, interval and verdicts at each of its values, sorted by the knob; None for
+    any other run.  Claims about the knob itself (pooled over it: ``all``) are left out."""
+    if len(keys) != 1 or not verdicts:
+        return None
+    key = keys[0]
+    rows = [r for r in verdicts if key in r and not isinstance(r[key], str | bool)]
+    if not rows or len({r[key] for r in rows}) < 2:
+        return None
+    cols = [key, "claim", "effect", "low", "high", "n_seeds", "p", "verdict", "adjusted", "seeds_to_decide"]
+    return pd.DataFrame(rows)[cols].sort_values([key], kind="stable").reset_index(drop=True)
+
+
+def flips(table: pd.DataFrame, key: str, column: str = "verdict") -> dict[str, str]:
+    """For each claim of a :func:`scale_rows` table, where its verdict changes along the knob, in words
+    (``holds up to 300, inconclusive from 1000``); claims whose verdict does not change are left out."""
+    out = {}
+    for claim, part in table.groupby("claim", sort=False):
+        values, verdicts = list(part[key]), list(part[column])
+        changes = [i for i in range(1, len(verdicts)) if verdicts[i] != verdicts[i - 1]]
+        if changes:
+            pieces = [f"{verdicts[0]} at {key}={values[0]}"]
+            pieces += [f"{verdicts[i]} from {key}={values[i]}" for i in changes]
+            out[str(claim)] = "; ".join(pieces)
+    return out
+
+
+def claims_across(verdicts: list[dict[str, Any]], keys: list[str], draw: bool = True) -> tuple[str, Any] | None:
+    """The claims-across-scale section of a run swept over one numeric knob (:func:`scale_rows`): a Markdown
+    table, one row per claim and one column per knob value (the adjusted verdict and the effect), the values where
+    each verdict flips; and (``draw``) one figure, a panel per claim, its effect and 95% interval against the knob,
+    each point coloured by its verdict.  None for any other run."""
+    from spuriouslab.claims import effect_text
+
+    table = scale_rows(verdicts, keys)
+    if table is None:
+        return None
+    key = keys[0]
+    values = sorted(table[key].unique())
+    claims = list(dict.fromkeys(table["claim"]))
+    wide = []
+    for claim in claims:
+        part = table[table.claim == claim].set_index(key)
+        row: dict[str, Any] = {"claim": claim}
+        for v in values:
+            r = part.loc[v] if v in part.index else None
+            if isinstance(r, pd.DataFrame):  # a claim judged several times at one value (per condition)
+                r = None
+            row[f"{key}={v}"] = "-" if r is None else f"**{r['adjusted']}** {effect_text(r.to_dict(), 3)}"
+        wide.append(row)
+    turned = flips(table, key, "adjusted")
+    lines = [
+        f"## Claims across {key}",
+        "",
+        f"Each claim judged at each {key} (the adjusted verdict, Holm over the run, and the effect with its 95% "
+        "interval). A verdict that changes with scale is a finding about the claim: it holds at some scales only.",
+        "",
+        tables.markdown_table(pd.DataFrame(wide)),
+        "",
+        *(
+            [f"Verdicts that change with {key}:", "", *[f"- {c}: {t}" for c, t in turned.items()]]
+            if turned
+            else [f"No verdict changes across {key} = {', '.join(map(str, values))}."]
+        ),
+    ]
+    return "\n".join(lines), scale_figure(table, key) if draw else None
+
+
+VERDICT_COLOURS = {"holds": "#1a9850", "contradicted": "#d73027", "inconclusive": "#878787"}
+
+
+def scale_figure(table: pd.DataFrame, key: str):
+    """One panel per claim of a :func:`scale_rows` table: the effect and its 95% interval against the knob (a log
+    axis when the values span a factor of 10 or more), each point coloured by its adjusted verdict, the zero line
+    dotted."""
+    import math
+    import textwrap
+
+    import numpy as np
+
+    from spuriouslab import plotting
+
+    claims = list(dict.fromkeys(table["claim"]))
+    cols = min(3, len(claims))
+    rows = math.ceil(len(claims) / cols)
+    fig, grid = plotting.panel_grid(rows, cols)
+    axes = grid.ravel()
+    xs_all = table[key].to_numpy(dtype=float)
+    log = xs_all.min() > 0 and xs_all.max() / xs_all.min() >= 10
+    for ax, claim in zip(axes, claims, strict=False):
+        part = table[table.claim == claim]
+        x = part[key].to_numpy(dtype=float)
+        y = part["effect"].to_numpy(dtype=float)
+        lo = np.nan_to_num(y - part["low"].to_numpy(dtype=float), nan=0.0)
+        hi = np.nan_to_num(part["high"].to_numpy(dtype=float) - y, nan=0.0)
+        ax.plot(x, y, color="#444444", lw=1, zorder=1)
+        for verdict, colour in VERDICT_COLOURS.items():
+            m = (part["adjusted"] == verdict).to_numpy()
+            if m.any():
+                ax.errorbar(x[m], y[m], yerr=[lo[m], hi[m]], fmt="o", color=colour, capsize=3, label=verdict, zorder=2)
+        ax.axhline(0.0, color="black", lw=0.8, ls=":")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xticks(sorted(set(x)), [f"{v:g}" for v in sorted(set(x))])
+        ax.minorticks_off()
+        title = "\n".join(textwrap.wrap(str(claim), 48)[:3])
+        plotting.style_axes(ax, key, "effect (95% interval)", title, fontsize=8)
+    plotting.hide_unused(grid, len(claims))
+    return fig
 
 
 def figure_family(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:

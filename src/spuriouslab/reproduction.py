@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -120,6 +121,7 @@ def reproduce_all(
     device: str = "cpu",
     jobs: int = 1,
     data_root: str | Path | None = None,
+    across: bool = False,
 ) -> dict[str, Outcome]:
     """Run every figure of ``budget`` (or of ``only``) into ``out/<figure>``; figures done in an earlier call are
     not run again.
@@ -149,6 +151,9 @@ def reproduce_all(
         Worker processes of the default ``run_one``.
     data_root : path, optional
         Where image data lives, for the default ``run_one``.
+    across : bool
+        Also run each figure that declares a scale knob (``Figure.across``) across it, into
+        ``out/<figure>-across-<knob>`` (its budget's sets with the knob swept; not part of the default budget).
 
     Returns
     -------
@@ -219,7 +224,72 @@ def reproduce_all(
                 + ("; " + ", ".join(f"{k} {v}" for k, v in counts.items()) if o.verdicts else "")
             )
         bar.close()
+        _run_across_all(across, out, names, outcomes, budget, run_one, echo)
     return outcomes
+
+
+def _run_across_all(
+    across: bool,
+    out: Path,
+    names: list[str],
+    outcomes: dict[str, Outcome],
+    budget: Budget,
+    run_one: Callable[[str, Path, list[str], Path], None],
+    echo: Callable[[str], None],
+) -> None:
+    """With ``across``, each figure that declares a scale knob, run across it (:func:`_run_across_in`)."""
+    for name in names if across else []:
+        _run_across_in(out, name, outcomes[name], budget, run_one, echo)
+
+
+def _run_across_in(
+    out: Path,
+    name: str,
+    o: Outcome,
+    budget: Budget,
+    run_one: Callable[[str, Path, list[str], Path], None],
+    echo: Callable[[str], None],
+) -> None:
+    """A figure's run across its declared knob inside a reproduction (resumed like any run); a failure is said in
+    one line and the reproduction goes on."""
+    figure = FIGURES[name]
+    if figure.across is None or o.status not in ("done", "failed"):
+        return
+    knob, values = figure.across
+    sets = [s for s in (o.sets if budget == "cpu" else []) if s.split("=", 1)[0] != knob]
+    t0 = time.perf_counter()
+    try:
+        run_one(
+            name, config_path(name), [*sets, f"{knob}={','.join(map(str, values))}"], out / across_directory(name, knob)
+        )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - one figure failing must not end the reproduction
+        echo(f"{name} across {knob}: failed ({_first_line(e)})")
+        return
+    echo(f"{name} across {knob}: done in {_duration(time.perf_counter() - t0)}")
+
+
+def across_sections(out: Path, names: list[str]) -> list[tuple[str, str, list[dict[str, Any]], Path | None]]:
+    """The runs across scale found in a reproduction directory: (figure, knob, its verdict rows judged again from
+    its records, its claims-across figure or None)."""
+    found = []
+    for name in names:
+        figure = FIGURES.get(name)
+        if figure is None or figure.across is None:
+            continue
+        knob = figure.across[0]
+        run_dir = out / across_directory(name, knob)
+        if not (run_dir / "records.jsonl").is_file():
+            continue
+        try:
+            rows = figure_verdicts(run_dir)
+        except (ConfigError, OSError, ValueError) as e:
+            warnings.warn(f"{run_dir}: its verdicts across {knob} cannot be read ({_first_line(e)})", stacklevel=2)
+            continue
+        png = run_dir / "figures" / f"claims_across_{knob}.png"
+        found.append((name, knob, rows, png if png.is_file() else None))
+    return found
 
 
 def _run_quietly(
@@ -326,6 +396,50 @@ def run_figure(
     )
 
 
+def across_spec(name: str, spec: str) -> tuple[str, list[str]]:
+    """``--across``: ``KNOB=V1,V2,...`` or ``declared`` (the figure's own knob and values) as (knob, values)."""
+    figure = FIGURES[name]
+    spec = spec.strip()
+    if spec == "declared":
+        if figure.across is None:
+            raise ConfigError(
+                f"--across: {name} declares no scale knob; give one as KNOB=V1,V2,... (e.g. --across epochs=10,30)"
+            )
+        return figure.across[0], [str(v) for v in figure.across[1]]
+    knob, sep, raw = spec.partition("=")
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    if not sep or not knob.strip() or len(values) < 2:
+        raise ConfigError(f"--across: got {spec!r}; give KNOB=V1,V2,... with two values or more, or 'declared'")
+    return knob.strip(), values
+
+
+def across_directory(name: str, knob: str) -> str:
+    """The name of a figure's run across ``knob`` beside its own run: ``<figure>-across-<knob>``."""
+    return f"{name}-across-{knob}"
+
+
+def run_across(
+    name: str,
+    spec: str,
+    sets: list[str] | None = None,
+    *,
+    out: str | Path | None = None,
+    **kwargs: Any,
+) -> RunResult:
+    """Run a figure across a scale knob (``spec``: ``KNOB=V1,V2,...`` or ``declared``, see :func:`across_spec`):
+    its recipe with ``sets``, the knob swept over the values, into ``out`` (default
+    ``runs/<figure>-across-<knob>``).  Every claim is judged at every value; the report's "Claims across" section
+    and figure show each claim's effect and verdict against the knob and where a verdict flips.  Other keyword
+    arguments go to :func:`run_figure`."""
+    config_path(name)  # an unknown figure: one line naming the figures
+    knob, values = across_spec(name, spec)
+    sets = list(sets or [])
+    if any(s.split("=", 1)[0].strip() == knob for s in sets):
+        raise ConfigError(f"--across: {knob} is the knob swept; do not also --set {knob}=...")
+    out = out if out is not None else Path("runs") / across_directory(name, knob)
+    return run_figure(name, [*sets, f"{knob}={','.join(values)}"], out=out, **kwargs)
+
+
 def cpu_name() -> str:
     """This machine's CPU, in words."""
     try:
@@ -365,6 +479,7 @@ def run_all(
     progress: bool = True,
     data_root: str | Path | None = None,
     echo: Callable[[str], None] = print,
+    across: bool = False,
 ) -> Reproduction:
     """Every figure ``budget``, this machine and the data found allow, into ``out/<figure>`` (default
     ``runs/reproduce-<budget>``), then the verdict table and the HTML page (``verdicts.md``, ``verdicts.csv``,
@@ -382,6 +497,8 @@ def run_all(
         As :func:`spuriouslab.runner.run` takes them.
     echo : callable
         Where each figure's line goes.
+    across : bool
+        Also run the figures that declare a scale knob across it (:func:`reproduce_all`).
 
     Returns
     -------
@@ -406,6 +523,7 @@ def run_all(
         device=dev,
         jobs=jobs,
         data_root=data_root,
+        across=across,
     )
     env = environment(dev)  # its "machine" stays the architecture; "host" says what ran it, in words
     env["host"] = f"{cpu_name() or env['machine']}, {env['cpu_count']} cores, device {dev}" + (
@@ -491,6 +609,31 @@ def verdicts_markdown(outcomes: dict[str, Outcome]) -> str:
     return "\n".join(lines)
 
 
+def across_markdown(sections: list[tuple[str, str, list[dict[str, Any]], Path | None]]) -> str:
+    """The claims-across-scale part of a reproduction's verdicts (:func:`across_sections`): each figure's claims
+    at each value of its knob, and where a verdict flips; empty when no run across scale is there."""
+    from spuriouslab.report import claims_across
+
+    parts = []
+    for name, knob, rows, _ in sections:
+        found = claims_across(rows, [knob], draw=False)
+        if found is not None:
+            text = found[0].replace(f"## Claims across {knob}", f"### {name} across {knob}", 1)
+            parts += [text, f"Preset rule: {FIGURES[name].rule}" if FIGURES[name].rule else "", ""]
+    if not parts:
+        return ""
+    return "\n".join(
+        [
+            "## Claims across scale",
+            "",
+            "Runs of the figures whose presets were once sized by a search, across their scale knob "
+            "(spuriouslab reproduce NAME --across declared). Not part of the headline counts.",
+            "",
+            *parts,
+        ]
+    )
+
+
 def write_outputs(out: Path, budget: Budget, outcomes: dict[str, Outcome], environment: dict[str, Any]) -> Path:
     """``verdicts.md``, ``verdicts.csv`` and ``reproduction.html`` in ``out``; returns the HTML page's path."""
     import pandas as pd
@@ -498,8 +641,11 @@ def write_outputs(out: Path, budget: Budget, outcomes: dict[str, Outcome], envir
     from spuriouslab.html import write_reproduction_html
     from spuriouslab.store import atomic_write
 
+    scale = across_sections(out, list(outcomes))
     table = verdicts_markdown(outcomes)
-    atomic_write(out / "verdicts.md", lambda tmp: tmp.write_text(table + "\n", encoding="utf-8"))
+    scale_text = across_markdown(scale)
+    text = table + ("\n\n" + scale_text if scale_text else "")
+    atomic_write(out / "verdicts.md", lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
     atomic_write(out / "verdicts.csv", lambda tmp: pd.DataFrame(verdict_rows(outcomes)).to_csv(tmp, index=False))
     sections = []
     for name, o in outcomes.items():
@@ -507,4 +653,6 @@ def write_outputs(out: Path, budget: Budget, outcomes: dict[str, Outcome], envir
         summary = (run_dir / "summary.md").read_text(encoding="utf-8") if (run_dir / "summary.md").exists() else ""
         figures = sorted((run_dir / "figures").glob("*.png")) if o.status == "done" else []
         sections.append((name, FIGURES[name], o, summary, figures))
-    return write_reproduction_html(out / "reproduction.html", budget, verdict_rows(outcomes), sections, environment)
+    return write_reproduction_html(
+        out / "reproduction.html", budget, verdict_rows(outcomes), sections, environment, scale_text, scale
+    )

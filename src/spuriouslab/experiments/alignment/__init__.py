@@ -45,6 +45,7 @@ EXPERIMENT = Experiment(
             "alignment_mean",
             "sign",
             statistic=rank_agreement("alignment_mean", "gamma_pred", "activation"),
+            smallest_effect=0.3,  # a tau of 0.3: one pair of activations in three out of order
             by=("alpha", "n_train", "model"),
             needs=("gamma_pred",),
             varies=("activation",),

@@ -67,6 +67,7 @@ EXPERIMENT = Experiment(
             "spurious_acc",
             "sign",
             statistic=rank_agreement("spurious_acc", "gamma_pred", "activation"),
+            smallest_effect=0.3,  # a tau of 0.3: one pair of activations in three out of order
             by=("alpha", "n_train", "model"),
             needs=("gamma_pred",),
             varies=("activation",),

@@ -40,6 +40,7 @@ EXPERIMENT = Experiment(
             "spurious_corr",
             "sign",
             statistic=slope_at_optimum("spurious_corr", "ridge", "test_mse"),
+            smallest_effect=0.005,  # a change of C of 0.005 across the optimum's neighbours
             by=("model", "correlation"),
             needs=("ridge", "test_mse"),
             paper=FOLLOW_UP,
