@@ -103,6 +103,20 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
     assert set(table.figure) == {"bm-digits"} and set(table.verdict) <= {"holds", "contradicted", "inconclusive"}
     rf = table[table.claim == "RF: spurious accuracy falls as N grows"].iloc[0]
     assert rf.verdict == "holds" and rf.high < 0 and rf.n_seeds == 3  # measured on the figure's 3 seeds
+    # every row of the table is the judge's verdict recomputed from the figure's records, and the adjusted column is
+    # Benjamini-Hochberg over the table (statsmodels)
+    from statsmodels.stats.multitest import multipletests
+
+    from spuriouslab.report import judge_run
+    from spuriouslab.store import RunStore
+
+    again = pd.DataFrame(judge_run(RunStore(out / "bm-digits")))
+    assert list(table.claim) == list(again.claim) and list(table.verdict) == list(again.verdict)
+    for col in ("effect", "low", "high", "p_value", "p_against"):
+        assert table[col].to_numpy() == pytest.approx(again[col].to_numpy(), rel=1e-12, nan_ok=True), col
+    bh = {side: multipletests(table[side], method="fdr_bh")[1] for side in ("p_value", "p_against")}
+    expected = [bh["p_against" if v == "contradicted" else "p_value"][i] for i, v in enumerate(table.verdict)]
+    assert table.p_adjusted.to_numpy() == pytest.approx(expected, rel=1e-12)
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True)  # all done: nothing runs again
     assert again.returncode == 0 and "bm-digits: done earlier" in again.stderr

@@ -110,7 +110,7 @@ def sweep_report(plan: Plan, df: pd.DataFrame) -> Report:
         if scale is not None:
             text, fig = scale
             figures[f"claims_across_{keys[0]}"] = fig
-            lines[5:5] = ["", text, "", f"![claims across {keys[0]}](figures/claims_across_{keys[0]}.png)"]
+            lines[5:5] = ["", text, "", f"![claims across {keys[0]}](figures/claims_across_{keys[0]}.png)", ""]
     return Report("\n".join(lines) + "\n", figures, verdicts)
 
 
