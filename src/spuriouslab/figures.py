@@ -247,4 +247,7 @@ def listing() -> str:
             f"; reproduce --all --budget cpu sets {' '.join(f.cpu_sets)}" if f.cpu_sets else ""
         )
         lines.append(f"{'':<24} configs/{f.config}; 2 CPU cores: {f.cpu}; GPU: {f.gpu_time}{extra}")
+        if f.across is not None:
+            knob, values = f.across
+            lines.append(f"{'':<24} --across declared: {knob} = {', '.join(map(str, values))}; preset rule: {f.rule}")
     return "\n".join(lines)
