@@ -144,8 +144,11 @@ def test_seeds_to_decide_against_a_power_calculation_by_hand():
     n = next(k for k in range(2, 10_000) if power(k) >= 0.8)
     assert v.seeds_to_decide == n
     # the smallest effect of interest, when larger than the observed effect, sets the plan
-    declared = Claim("t", "x above 0", "x", "sign", smallest_effect=0.5)
-    assert judge(declared, _sign(list(values))).seeds_to_decide < n
+    declared = Claim("t", "x above 0", "x", "sign", smallest_effect=0.15)
+    assert 4 < judge(declared, _sign(list(values))).seeds_to_decide < n
+    # ... and when the run already has the seeds for it, no plan: the effect, if any, is below it
+    powered = judge(Claim("t", "x above 0", "x", "sign", smallest_effect=0.5), _sign(list(values)))
+    assert powered.seeds_to_decide is None and "already give 80% power at the smallest effect" in powered.reason
     assert judge(X_ABOVE, _sign([5.0, 5.1, 4.9])).seeds_to_decide is None  # decided: nothing to plan
 
 

@@ -381,6 +381,15 @@ def _finite(*numbers: float) -> bool:
 
 def _verdict(claim: Claim, result: TestResult, n: int, paired: bool, excluded: int) -> Verdict:
     verdict, reason = _decide(claim, result, n)
+    plan = result.plan if verdict == "inconclusive" else None
+    if plan is not None and plan <= n:  # the planner asks for no more seeds than the run has
+        smallest = claim.smallest_effect
+        if smallest is not None and abs(result.effect) < smallest:
+            # powered for the smallest effect of interest already: more seeds would chase an effect below it
+            plan = None
+            reason += f"; {n} units already give 80% power at the smallest effect of interest ({smallest:g})"
+        else:
+            plan = n + 1
     return Verdict(
         claim,
         result.effect,
@@ -394,7 +403,7 @@ def _verdict(claim: Claim, result: TestResult, n: int, paired: bool, excluded: i
         test=result.test,
         p_value=result.p_for,
         p_against=result.p_against,
-        seeds_to_decide=result.plan if verdict == "inconclusive" else None,
+        seeds_to_decide=plan,
     )
 
 
