@@ -619,7 +619,7 @@ def across_markdown(sections: list[tuple[str, str, list[dict[str, Any]], Path | 
         found = claims_across(rows, [knob], draw=False)
         if found is not None:
             text = found[0].replace(f"## Claims across {knob}", f"### {name} across {knob}", 1)
-            parts += [text, f"Preset rule: {FIGURES[name].rule}" if FIGURES[name].rule else "", ""]
+            parts += [text, "", f"Preset rule: {FIGURES[name].rule}" if FIGURES[name].rule else "", ""]
     if not parts:
         return ""
     return "\n".join(
