@@ -17,7 +17,7 @@ import json
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -334,36 +334,15 @@ def reproduce(
             typer.echo(listing())
             return
         sets = list(set_ or [])
+        common: dict[str, Any] = dict(
+            out=out, device=device, jobs=jobs, progress=progress, data_root=data_root, log=note
+        )
         if across is not None:
             if seeds is not None:
                 raise ConfigError("--seeds: not with --across (extend the figure's own run)")
-            execute(
-                lambda: reproduction.run_across(
-                    name,
-                    across,
-                    sets,
-                    out=out,
-                    device=device,
-                    jobs=jobs,
-                    progress=progress,
-                    data_root=data_root,
-                    log=note,
-                )
-            )
+            execute(lambda: reproduction.run_across(name, across, sets, **common))
             return
-        execute(
-            lambda: reproduction.run_figure(
-                name,
-                sets,
-                out=out,
-                device=device,
-                jobs=jobs,
-                progress=progress,
-                data_root=data_root,
-                log=note,
-                seeds=seeds,
-            )
-        )
+        execute(lambda: reproduction.run_figure(name, sets, seeds=seeds, **common))
 
 
 @app.command()
