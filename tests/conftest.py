@@ -374,14 +374,40 @@ def mismatches_across_machines(stored: dict, now: dict) -> list[str]:
 # --------------------------------------------------------------------------------------------- subprocesses
 @contextlib.contextmanager
 def spawned(cmd: list[str], **kwargs) -> Iterator[subprocess.Popen]:
-    """A subprocess that is killed on every way out of the block (a failed assertion included)."""
-    proc = subprocess.Popen(cmd, env=kwargs.pop("env", ENV), **kwargs)
+    """A subprocess that is killed on every way out of the block (a failed assertion included).  Its SIGINT is
+    the default whatever this process inherited: a suite started with SIGINT ignored (a script's ``cmd &``,
+    ``nohup``) would otherwise pass "ignored" on, and the child would never see a test's Ctrl-C."""
+    proc = subprocess.Popen(cmd, env=kwargs.pop("env", ENV), preexec_fn=_default_sigint, **kwargs)
     try:
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=60)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def held(args: list[str], out: Path, point: str, tmp_path: Path) -> contextlib.AbstractContextManager:
+    """``spuriouslab ARGS --out OUT`` in a session of its own, held right after ``point`` ("records:N" or
+    "checkpoints:N") until it is signalled (tests/signal_at.py): the subprocess (text pipes), killed on every way
+    out."""
+    go = tmp_path / "never"
+    cmd = [sys.executable, str(HERE / "signal_at.py"), point, f"wait={go}", *args, "--out", str(out)]
+    return spawned(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_held(proc: subprocess.Popen, tmp_path: Path) -> None:
+    """Until the held run (:func:`held`) is at its point (it says so in ``never.held``)."""
+    import time
+
+    deadline = time.time() + 120
+    while not (tmp_path / "never.held").exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
+        assert time.time() < deadline, "the run never reached its point"
+        time.sleep(0.05)
 
 
 def run_killed(args: list[str], out: Path, kill_after: str, timeout: float = 300) -> subprocess.CompletedProcess:

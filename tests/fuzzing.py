@@ -266,6 +266,64 @@ def sweep_spec_cases(tmp: Path, n: int) -> Counter:
     return run_cases(mutations(text.encode(), n, 13), path.write_bytes, load, lambda r: r == good)
 
 
+def aliased_config_cases(tmp: Path, n: int) -> Counter:
+    """A config written with YAML anchors and aliases, fuzzed: an alias that comes to point elsewhere (or at
+    itself) loads other content or fails in one line, never expands without bound."""
+    from spuriouslab.cli import load_config_file
+    from spuriouslab.experiments import get_experiment
+
+    exp = get_experiment("memorization")
+    text = (
+        "experiment: memorization\nd: &d 40\nn_train: &n [10, 20]\nn_test: 30\nmodel: [rf, ntk]\n"
+        "activation: &a relu\nwidth: [300, inf]\nseeds: 2\nalpha: 0.5\nridge: [0.0, 1e-3]\n"
+        "x-defaults: &defaults {d: *d, activation: *a, n_train: *n}\n"
+    )
+    path = tmp / "c.yaml"
+
+    def load():
+        values = load_config_file(path, "memorization")
+        values.pop("x-defaults", None)
+        return exp.make_config(values)
+
+    path.write_text(text)
+    good = load()
+    return run_cases(mutations(text.encode(), n, 17), path.write_bytes, load, lambda c: c == good)
+
+
+def alias_bomb_cases(tmp: Path, n: int) -> Counter:
+    """Nested aliases of random depth and fan-out ("billion laughs"): each either expands to at most
+    ``yamlio.MAX_NODES`` values and loads, or is refused in one line before it is expanded."""
+    from spuriouslab import yamlio
+
+    rng = np.random.default_rng(19)
+    cases = []
+    for _ in range(n):
+        depth, fan = int(rng.integers(1, 10)), int(rng.integers(2, 13))
+        lines = [f"l0: &l0 [{', '.join(['lol'] * fan)}]"]
+        lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * fan)}]" for i in range(1, depth)]
+        cases.append(("\n".join(lines) + "\n").encode())
+    path = tmp / "bomb.yaml"
+    return run_cases(cases, path.write_bytes, lambda: yamlio.load_file(path), lambda r: False)
+
+
+def index_cases(tmp: Path, n: int) -> Counter:
+    """``reproduction.json``, hand-damaged: loads (the same index, or another valid one) or is one line."""
+    from spuriouslab.reproduction import Outcome, read_index, write_index
+
+    verdict = {"claim": "c", "metric": "m", "effect": 0.1, "low": 0.0, "high": 0.2, "verdict": "holds"}
+    outcomes = {
+        "bm-digits": Outcome("bm-digits", "done", "", 12.5, ["seeds=3"], [verdict]),
+        "zh-theory": Outcome("zh-theory", "failed", "it broke", 3.0, []),
+        "bm-mnist": Outcome("bm-mnist", "skipped", "needs mnist"),
+    }
+    write_index(tmp, "cpu", outcomes)
+    path = tmp / "reproduction.json"
+    good = read_index(tmp)
+    return run_cases(
+        mutations(path.read_bytes(), n, 23), path.write_bytes, lambda: read_index(tmp), lambda r: r == good
+    )
+
+
 FORMATS = {
     "IDX (gzip)": lambda tmp, n: idx_cases(tmp, n, True),
     "IDX (raw)": lambda tmp, n: idx_cases(tmp, n, False),
@@ -274,6 +332,9 @@ FORMATS = {
     "config file (YAML)": config_cases,
     "records.jsonl": records_cases,
     "sweep spec (YAML)": sweep_spec_cases,
+    "config file (YAML with aliases)": aliased_config_cases,
+    "YAML alias bombs (generated)": alias_bomb_cases,
+    "reproduction.json": index_cases,
     "distillation records -> report": distillation_records,
     "background-features records (vis) -> report": background_records,
     "probe records -> report": probe_records,
@@ -282,6 +343,7 @@ FORMATS = {
 # fuzzing test does not ask that most of them be errors
 LENIENT = {
     "records.jsonl",
+    "YAML alias bombs (generated)",  # generated, not corrupted: the small ones load
     "distillation records -> report",
     "background-features records (vis) -> report",
     "probe records -> report",

@@ -85,7 +85,7 @@ def _task(rho: float, n: int = 40, seed: int = 0):
     return coloured(x, y, x[: n // 2], y[::2], rho, 2, np.random.default_rng(seed + 1))
 
 
-@pytest.mark.parametrize("rho,agree", [(0.5, 10), (0.75, 15), (0.9, 18), (1.0, 20), (0.0, 0)])
+@pytest.mark.parametrize("rho,agree", [(0.5, 10), (0.75, 15), (0.9, 18), (1.0, 20)])
 def test_exact_group_proportions_for_a_seeded_task(rho, agree):
     task = _task(rho)
     y, c = task.train.y, task.train.c
@@ -175,10 +175,30 @@ def test_the_kernel_experiment_over_rho_and_lambda(cli, tmp_path):
         ("ridge", ["--set", "colours=red,red"], "two different colours"),
         ("memorization-nn", ["--set", "rho=2"], "rho"),
         ("memorization-nn", ["--set", "colours=nope,green"], "colours"),
+        # one colour written two ways is one colour: compared as RGB values
+        ("ridge", ["--set", 'colours=[red, "200,40,40"]'], "both are RGB 200,40,40"),
+        ("ridge", ["--set", 'colours=[black, "0,0,0"]'], "both are RGB 0,0,0"),
+        ("ridge", ["--set", 'colours=["0,0,0", " 0, 0, 0"]'], "both are RGB 0,0,0"),
+        # rho below 0.5 is the other label's colour: refused (swap the colours), alone or in a sweep
+        ("ridge", ["--set", "rho=0.2"], "[0.5, 1]"),
+        ("ridge", ["--set", "rho=0,1"], "[0.5, 1]"),
+        ("memorization-nn", ["--set", "rho=0.49"], "[0.5, 1]"),
+        # settings that do not apply to the data or the remedy are refused, not stored and ignored
+        ("memorization", ["--set", "border_content=garbage"], "data=synthetic has neither"),
+        ("memorization", ["--set", "colours=x,y"], "data=synthetic has neither"),
+        ("memorization-nn", ["--set", "data=synthetic", "--set", "border_content=coloured"], "data=synthetic"),
+        ("memorization-nn", ["--set", "and_mask_tau=0.5"], "remedy=and-mask"),
+        ("memorization-nn", ["--set", "pretrain_epochs=3"], "remedy=pretrain or lp-ft"),
+        ("contamination", ["--set", "pretrain_iterations=5"], "remedy=pretrain or lp-ft"),
+        ("contamination", ["--set", "remedy=and-mask", "--set", "lp_iterations=5"], "remedy=lp-ft"),
+        ("contamination", ["--set", "pretrain_background=2"], "remedy=pretrain or lp-ft"),
+        ("distillation", ["--set", "remedy=pretrain", "--set", "pretrain_background=2"], "task=synthetic"),
     ],
 )
 def test_bad_coloured_input_is_one_line(cli, tmp_path, experiment, args, needle):
-    base = KERNELS if experiment == "ridge" else NETS[2:]
+    base = {"ridge": KERNELS, "memorization-nn": NETS[2:]}.get(experiment, [])
+    if experiment == "distillation":
+        base = ["--set", "task=digits-background"]
     code, _, err = cli("run", experiment, *base, *args, "--out", tmp_path / "x")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
@@ -262,3 +282,9 @@ def test_an_mnist_figure_falls_back_on_the_subset_and_says_so(cli, tmp_path, mni
 
     assert subset_sets(FIGURES["bm-mnist"], lambda d: d == "mnist-5k")[0] == "data=mnist-5k"
     assert subset_sets(FIGURES["bm-mnist"], lambda d: True) == []  # MNIST itself found: no fallback
+
+
+def test_a_one_remedy_coloured_summary_names_its_setting_and_metrics(tiny_run):
+    summary = (tiny_run("coloured") / "summary.md").read_text()
+    assert "(border coloured (red / green), rho=0.5, remedy=none)" in summary, summary
+    assert "| model | n_train | n | acc_reversed | reversed_drop | worst_group_acc | colour_flip | acc_id |" in summary

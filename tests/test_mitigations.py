@@ -313,12 +313,17 @@ def test_explicit_phase_lengths_and_pretraining_width_are_what_the_records_and_d
     """The phase settings the defaults hide: explicit pre-training / probing lengths reach the records, and
     ``pretrain_background=b`` draws the pre-training backgrounds from U[-b, b] (zero mean, reaching both ends)."""
     exp = get_experiment("contamination")
-    cfg = exp.make_config({**CONFIGS["contamination"], "pretrain_iterations": 7, "lp_iterations": 3})
+    cfg = exp.make_config(
+        {**CONFIGS["contamination"], "remedy": ["lp-ft", "and-mask"], "pretrain_iterations": 7, "lp_iterations": 3}
+    )
     assert cfg.phase_steps("lp-ft") == {"pretrain": 7, "lp": 3, "task": 60}
     assert cfg.phase_steps("and-mask") == {"task": 60}
-    assert get_experiment("distillation").make_config({**CONFIGS["distillation"], "lp_epochs": 2}).phase_epochs(
-        "lp-ft"
-    ) == {"pretrain": 20, "lp": 2, "task": 20}
+    distillation = {**CONFIGS["distillation"], "remedy": ["lp-ft"], "lp_epochs": 2}
+    assert get_experiment("distillation").make_config(distillation).phase_epochs("lp-ft") == {
+        "pretrain": 20,
+        "lp": 2,
+        "task": 20,
+    }
     task = contamination_run.make_task([0, 1], cfg.d, cfg.d_core, cfg.d_bg, cfg.n, cfg.n_test, cfg.core, cfg.ood)
     from spuriouslab.data.contamination import pretrain_task
 

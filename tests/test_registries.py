@@ -46,7 +46,7 @@ def test_data_layer_reads_shapes_sources_and_checksums_from_the_registry():
         if spec.shape is not None:
             assert images.image_shape(name) == spec.shape
     listed = [row["name"] for row in images.info()]
-    assert listed == [k for k, v in DATASETS.items() if v.marker is not None or images.builtin(k)]
+    assert listed == [k for k, v in DATASETS.items() if v.marker is not None or v.package or images.builtin(k)]
     with pytest.raises(ConfigError, match="allowed: " + ", ".join(k for k, v in DATASETS.items() if v.sources)):
         images.fetch("digits")
 

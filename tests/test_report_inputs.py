@@ -150,3 +150,73 @@ def test_a_sweep_over_task_reports(cli, tmp_path):
     assert code == 0, err
     assert np.isfinite(pd.read_parquet(tmp_path / "s" / "results.parquet").acc_teacher_id).all()
     assert_figures(tmp_path / "s", "sweep_task")
+
+
+# ------------------------------------------------------------------- records and files from disk, bounded
+def _edit_records(run, edit):
+    lines = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines() if line.strip()]
+    for i, rec in enumerate(lines):
+        edit(i, rec)
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+@pytest.mark.parametrize("value", ["abc", True, "\x1b[2J\x1b[31mred"])
+def test_a_metric_hand_edited_to_another_kind_is_skipped_and_recomputed(cli, tmp_path, tiny_run, value):
+    """A record (not the first) whose metric became a string or a boolean: the report and the rerun name its line
+    in a warning (control characters escaped) and leave it out; the rerun computes its point again, and the
+    table is the uninterrupted run's."""
+    from conftest import assert_resumes_identically
+
+    run = tiny_run.copy("memorization", tmp_path / "m")
+    _edit_records(run, lambda i, r: r.update(spurious_acc=value) if i == 3 else None)
+    code, _, err = cli("report", run)
+    assert code == 0 and "records.jsonl:4: spurious_acc is" in err and "where the other records hold a number" in err
+    assert "\x1b" not in err, err
+    code, _, err = cli(*tiny_run.args("memorization"), "--out", run)
+    assert code == 0 and "1 done" in err, err
+    good = [r for r in records(run) if not isinstance(r["spurious_acc"], str | bool)]
+    (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in good))
+    assert_resumes_identically(tiny_run("memorization"), run)
+
+
+def test_metrics_near_the_float_limit_give_no_verdict(cli, tmp_path, tiny_run):
+    """Values near 1e308 whose differences overflow: no claim is judged on an infinite effect or bound."""
+    run = tiny_run.copy("memorization", tmp_path / "m")
+    _edit_records(run, lambda i, r: r.update(spurious_acc=1.7e308 * (1 if r["n_train"] == 10 else -1)))
+    code, stdout, err = cli("report", run)
+    assert code == 0, err
+    rows = [line for line in stdout.splitlines() if line.startswith("| RF: spurious accuracy falls")]
+    assert rows and all("holds" not in row and "contradicted" not in row for row in rows), rows
+
+
+def test_a_yaml_alias_bomb_is_refused_fast_in_one_line(cli, tmp_path, tiny_run):
+    """A 500-byte config whose nested aliases expand to 9**9 values: in a run's config.yaml (``report``) and as
+    ``--config``, one line naming the file, before anything is expanded."""
+    lines = ["l0: &l0 [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb = "\n".join(lines) + "\n"
+    assert len(bomb) < 600
+    run = tiny_run.copy("memorization", tmp_path / "m")
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + bomb)
+    one_line_exit_2(cli("report", run), "config.yaml", "expands to more than")
+    (tmp_path / "bomb.yaml").write_text("experiment: memorization\n" + bomb)
+    one_line_exit_2(
+        cli("run", "memorization", "--config", tmp_path / "bomb.yaml", "--out", tmp_path / "x"), "expands to more than"
+    )
+
+
+def test_files_from_disk_are_read_within_a_bound_and_echoed_clean(cli, tmp_path, monkeypatch, tiny_run):
+    """A config file over the bound is refused by its size, before it is read; a value with terminal escapes and
+    a bidirectional override reaches the terminal escaped; a long value is cut."""
+    from spuriouslab import bounded, yamlio
+
+    big = tmp_path / "big.yaml"
+    big.write_text("experiment: memorization\n" + "# padding\n" * 200)
+    with monkeypatch.context() as mp:
+        mp.setattr(bounded, "TEXT_BYTES", 1000)
+        mp.setattr(yamlio, "TEXT_BYTES", 1000)
+        one_line_exit_2(cli("run", "memorization", "--config", big, "--out", tmp_path / "x"), "bytes is more than 1000")
+    nasty = tmp_path / "nasty.yaml"
+    nasty.write_text('experiment: memorization\nactivation: "\\e[2J\\u202egotcha' + "x" * 5000 + '"\n')
+    line = one_line_exit_2(cli("run", "memorization", "--config", nasty, "--out", tmp_path / "x"), "activation")
+    assert "\x1b" not in line and "\u202e" not in line and "\\x1b" in line and len(line) < 1000, line

@@ -24,7 +24,10 @@ def test_skip_reasons_name_the_budget_the_data_and_the_gpu():
         skip_reason(gpu_fig, "gpu", False, lambda d: False)
         == "needs cifar10 (spuriouslab data fetch cifar10); needs a GPU"
     )
-    assert skip_reason(data_fig, "cpu", False, lambda d: d != "mnist") == "needs mnist (spuriouslab data fetch mnist)"
+    assert skip_reason(data_fig, "cpu", False, lambda d: d != "mnist") == (
+        "needs mnist (spuriouslab data fetch mnist, or its offline subset mnist-5k: pip install "
+        "'spuriouslab[mnist-subset]')"
+    )
     assert skip_reason(gpu_fig, "gpu", True, lambda d: True) == ""
     assert skip_reason(FIGURES["bm-digits"], "cpu", False, lambda d: False) == ""  # built-in data
 
@@ -87,6 +90,19 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert len(_records(out / "bm-digits")) == 5
     assert json.loads((out / INDEX).read_text())["figures"]["bm-digits"]["status"] == "running"
+    # Ctrl-C (SIGINT to the process, held at its 5th record): the whole reproduction ends, exit 130, the index says
+    # the figure was interrupted and the next one never started
+    from conftest import held, wait_held
+
+    with held(cmd[3:-2], out, "records:5", tmp_path) as sigint:
+        wait_held(sigint, tmp_path)
+        sigint.send_signal(signal.SIGINT)
+        _, err = sigint.communicate(timeout=120)
+    assert sigint.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted in bm-digits" in err and "run the same command again to resume" in err, err
+    index = json.loads((out / INDEX).read_text())["figures"]
+    assert index["bm-digits"]["status"] == "interrupted" and index["bm-nn-mnist"]["status"] == "pending"
+    assert len(_records(out / "bm-digits")) == 10
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = _records(out / "bm-digits")
@@ -122,6 +138,8 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
     assert again.returncode == 0 and "bm-digits: done earlier" in again.stderr
     assert len(_records(out / "bm-digits")) == 30
 
+    _folders_must_be_the_figures_runs(cli, out)
+
     page = (out / "reproduction.html").read_text()
     assert page.index('class="verdicts"') < page.index('id="fig-bm-digits"')  # the verdicts come first
     assert "paper scale: needs a GPU" in page and "cores, device cpu" in page  # the machine it ran on
@@ -152,6 +170,41 @@ def test_reproduce_all_resumes_after_a_kill_and_writes_one_verdict_report(cli, t
     assert "**holds**" not in res.stdout and "<strong>" in res.stdout  # Markdown bold rendered, not shown literally
 
 
+def _folders_must_be_the_figures_runs(cli, out):
+    """A figure's folder made to differ from its recipe (``--set seeds=1`` into it: the difference is shown beside
+    its verdicts) and to hold another experiment's run (no verdicts from it: the figure fails, named); ``--out``
+    mixing the two kinds of folder is refused.  Leaves ``out`` as it found it."""
+    import shutil
+
+    from conftest import one_line_exit_2
+
+    keep = out.parent / "bm-digits-kept"
+    shutil.copytree(out / "bm-digits", keep)
+    code, _, err = cli("reproduce", "bm-digits", "--set", "seeds=1", "--no-progress", "--out", out / "bm-digits")
+    assert code == 0 and "0 done" in err, err  # nothing computed: seed 0 is there
+    code, stdout, err = cli("reproduce", "--all", "--only", "bm-digits", "--no-progress", "--out", out)
+    assert code == 0, err
+    assert "| bm-digits (not its recipe: seeds=1, recipe 3) |" in stdout, stdout
+    table = pd.read_csv(out / "verdicts.csv")
+    assert set(table.note) == {"not its recipe: seeds=1, recipe 3"} and set(table.n_seeds) == {1}
+
+    shutil.rmtree(out / "bm-digits")
+    shutil.copytree(keep, out / "bm-digits")
+    (out / "bm-digits" / "config.yaml").write_text("experiment: contamination\n")  # another experiment's run
+    code, stdout, err = cli("reproduce", "--all", "--only", "bm-digits", "--no-progress", "--out", out)
+    assert code == 1 and "holds a 'contamination' run, not this figure's (memorization)" in err + stdout, err
+    assert "| bm-digits |" not in stdout
+    assert json.loads((out / INDEX).read_text())["figures"]["bm-digits"]["status"] == "failed"
+    one_line_exit_2(cli("reproduce", "--all", "--out", out / "bm-digits"), "is a run directory")
+    one_line_exit_2(cli("reproduce", "bm-digits", "--out", out), "holds a reproduction")
+
+    shutil.rmtree(out / "bm-digits")
+    shutil.copytree(keep, out / "bm-digits")
+    only = "bm-digits,zh-padded-cifar,bm-nn-mnist"
+    code, _, err = cli("reproduce", "--all", "--only", only, "--no-progress", "--out", out)
+    assert code == 0 and "bm-digits: done in" in err and len(_records(out / "bm-digits")) == 30, err
+
+
 def test_reproduce_all_refuses_bad_input_in_one_line(cli, tmp_path):
     for args, message in [
         (["--budget", "tpu"], "--budget: got 'tpu'"),
@@ -178,3 +231,37 @@ def test_one_figure_registry_lists_every_figure_reproduce_shows():
     listed = [line.split()[0] for line in listing.splitlines() if line.strip() and not line.startswith(" ")]
     assert alone[0] == "True" and alone[1].split() == listed and len(listed) == 22
     assert {"zh-padded-vit-cpu", "zh-distill-digits-vit"} <= set(listed)
+
+
+# ------------------------------------------------------------------------------ hostile input (issue: hostile)
+@pytest.mark.parametrize("only", [",", "", " , ", "nosuch"])
+def test_only_that_names_no_figure_is_one_line_and_writes_nothing(cli, tmp_path, only):
+    from conftest import one_line_exit_2
+
+    one_line_exit_2(cli("reproduce", "--all", "--only", only, "--out", tmp_path / "rep"), "--only")
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        '{"budget": "cpu", "figures": []}',
+        '{"budget": "cpu", "figures": {"zh-theory": {"figure": "zh-theory", "status": "done", "seconds": "abc"}}}',
+        '{"budget": "cpu", "figures": {"zh-theory": {"figure": "zh-theory", "status": "done", "seconds": null}}}',
+        '{"budget": "cpu", "figures": {"zh-theory": {"figure": "zh-theory", "status": "done", "seconds": -1}}}',
+        '{"budget": "cpu", "figures": {"zh-theory": {"figure": "zh-theory", "status": "weird"}}}',
+        '{"budget": "tpu", "figures": {}}',
+        "[1, 2",
+        "\x00\x01",
+    ],
+)
+def test_a_damaged_reproduction_index_is_one_line(cli, tmp_path, damage):
+    from conftest import one_line_exit_2
+
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / INDEX).write_text(damage)
+    # zh-padded-cifar is paper scale: skipped on the cpu budget, nothing computed either way
+    one_line_exit_2(
+        cli("reproduce", "--all", "--only", "zh-padded-cifar", "--out", tmp_path / "rep", "--no-progress"),
+        "reproduction.json",
+    )

@@ -85,6 +85,31 @@ def test_an_interrupted_run_resumes_twice(cli, tmp_path, tiny_run):
     assert_resumes_identically(tiny_run("contamination-stacked"), out)
 
 
+def test_a_group_interrupted_before_its_records_are_written_keeps_its_training(cli, tmp_path, tiny_run, monkeypatch):
+    """Killed between the end of a group and its records on disk: the group's checkpoint is still there (it is
+    dropped only after the append), and the rerun finishes the group from it without training again."""
+    from conftest import Interrupted, interrupted_after
+    from spuriouslab.store import RunStore
+
+    args, out = tiny_run.args("memorization-nn"), tmp_path / "run"
+    with monkeypatch.context() as mp:
+
+        def interrupted(self, records, durable=None):
+            raise Interrupted("before the group's records are written")
+
+        mp.setattr(RunStore, "append", interrupted)
+        code, _, err = cli(*args, "--out", out)
+    assert code == 130, err
+    (ckpt,) = (out / "checkpoints").glob("*.pt")
+    assert torch.load(ckpt, weights_only=True)["step"] == 8  # the group's training, complete
+    with interrupted_after("checkpoints", 10**9) as counts:
+        code, _, err = cli(*args, "--out", out)
+    assert code == 0, err
+    assert counts["checkpoints"] < 4, counts  # resumed from the complete checkpoint, not trained again
+    assert not list((out / "checkpoints").glob("*.pt"))
+    assert_resumes_identically(tiny_run("memorization-nn"), out)
+
+
 def _shapes(ckpt):
     saved = torch.load(ckpt, weights_only=True)
     first = next(iter(saved["model"]))

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import psutil
 import torch
 
-from conftest import HERE, assert_resumes_identically, records, run_killed, spawned
+from conftest import assert_resumes_identically, held, records, run_killed, wait_held
 
 
 def _resume(cli, args, out):
@@ -24,36 +22,20 @@ def _resume(cli, args, out):
     assert code == 0, err
 
 
-def _held(args, out, point, tmp_path):
-    """``spuriouslab ARGS --out OUT`` in a session of its own, held right after ``point`` ("records:N" or
-    "checkpoints:N") until it is signalled (tests/signal_at.py): the subprocess, killed on every way out."""
-    go = tmp_path / "never"
-    cmd = [sys.executable, str(HERE / "signal_at.py"), point, f"wait={go}", *args, "--out", str(out)]
-    return spawned(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def _wait_held(proc, tmp_path):
-    """Until the held run is at its point (it says so in ``never.held``)."""
-    deadline = time.time() + 120
-    while not (tmp_path / "never.held").exists():
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.time() < deadline, "the run never reached its point"
-        time.sleep(0.05)
-
-
 def _sigint_at(args, out, point, tmp_path, ctrl_c=False):
     """``spuriouslab ARGS`` interrupted by SIGINT from outside while held right after ``point``: to its process
     group as a terminal's Ctrl-C does (worker processes get it too), or to the process alone.  Returns (exit
-    status, stderr, the worker processes it had)."""
-    with _held(args, out, point, tmp_path) as proc:
-        _wait_held(proc, tmp_path)
+    status, stderr, the worker processes it had, seconds from the signal to the exit)."""
+    with held(args, out, point, tmp_path) as proc:
+        wait_held(proc, tmp_path)
         workers = _workers(psutil.Process(proc.pid))
+        sent = time.monotonic()
         if ctrl_c:
             os.killpg(proc.pid, signal.SIGINT)
         else:
             proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
-    return proc.returncode, err, workers
+    return proc.returncode, err, workers, time.monotonic() - sent
 
 
 def _says_what_was_saved(code, err):
@@ -76,11 +58,18 @@ def test_store_sigkill_after_a_record_then_restart_gives_the_uninterrupted_table
 
 
 def test_store_sigint_after_a_record_says_what_was_saved_and_resumes(cli, tmp_path, tiny_run):
+    """Started from a process that ignores SIGINT (as a suite started by a script's ``cmd &`` does): the run still
+    stops on it (conftest.spawned gives every child the default)."""
     args, out = tiny_run.args("memorization"), tmp_path / "interrupted"
-    code, err, _ = _sigint_at(args, out, "records:5", tmp_path)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code, err, _, _ = _sigint_at(args, out, "records:5", tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, before)
     _says_what_was_saved(code, err)
     n_before = len(records(out))
     assert 5 <= n_before < 16 and f"{n_before} of 16 points are saved" in err, err
+    assert "checkpoints" not in err, err  # a kernel run trains nothing: no checkpoint to speak of
     _resume(cli, args, out)
     assert_resumes_identically(tiny_run("memorization"), out)
 
@@ -89,8 +78,8 @@ def test_store_sigint_after_a_record_says_what_was_saved_and_resumes(cli, tmp_pa
 def test_pool_sigkill_of_the_parent_ends_its_workers_and_the_run_resumes(cli, tmp_path, tiny_run):
     """The parent is held after its second record with its pool up, then SIGKILLed: the workers end with it."""
     args, out = [*tiny_run.args("memorization"), "--jobs", "2"], tmp_path / "r"
-    with _held(args, out, "records:2", tmp_path) as proc:
-        _wait_held(proc, tmp_path)
+    with held(args, out, "records:2", tmp_path) as proc:
+        wait_held(proc, tmp_path)
         workers = _workers(psutil.Process(proc.pid))
         assert len(workers) == 2, "the pool should be up"
         proc.send_signal(signal.SIGKILL)
@@ -106,7 +95,7 @@ def test_pool_ctrl_c_ends_parent_and_workers_and_the_run_resumes(cli, tmp_path, 
     """SIGINT to the process group (a terminal's Ctrl-C) while the pool is up: exit 130 with what was saved, no
     worker left behind, and the run resumes to the uninterrupted table."""
     args, out = [*tiny_run.args("memorization"), "--jobs", "2"], tmp_path / "r"
-    code, err, workers = _sigint_at(args, out, "records:2", tmp_path, ctrl_c=True)
+    code, err, workers, _ = _sigint_at(args, out, "records:2", tmp_path, ctrl_c=True)
     _says_what_was_saved(code, err)
     assert len(workers) == 2, "the pool should have been up"
     _, alive = psutil.wait_procs(workers, timeout=20)
@@ -114,6 +103,21 @@ def test_pool_ctrl_c_ends_parent_and_workers_and_the_run_resumes(cli, tmp_path, 
     assert 2 <= len(records(out)) < 16
     _resume(cli, tiny_run.args("memorization"), out)
     assert_resumes_identically(tiny_run("memorization"), out, exact=False)  # workers: other thread counts
+
+
+def test_pool_sigint_to_the_parent_alone_ends_the_run_promptly(cli, tmp_path, tiny_run):
+    """SIGINT to the parent only (``kill -INT PID``, as a scheduler or a supervisor sends it) while the pool is up:
+    the run ends within seconds, not after the workers finish their groups, with exit 130, what was saved, no
+    worker left behind, and it resumes to the uninterrupted table."""
+    args, out = [*tiny_run.args("memorization"), "--jobs", "2"], tmp_path / "r"
+    code, err, workers, seconds = _sigint_at(args, out, "records:2", tmp_path)
+    _says_what_was_saved(code, err)
+    assert len(workers) == 2, "the pool should have been up"
+    _, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, [p.pid for p in alive]
+    assert seconds < 20, f"{seconds:.1f} s from SIGINT to exit"
+    _resume(cli, tiny_run.args("memorization"), out)
+    assert_resumes_identically(tiny_run("memorization"), out, exact=False)
 
 
 # ---------------------------------------------------------------------------------- the trainer's checkpoints
@@ -130,9 +134,9 @@ def test_trainer_sigkill_after_a_checkpoint_resumes_from_it(cli, tmp_path, tiny_
 
 def test_trainer_sigint_keeps_the_checkpoint_says_how_to_resume_and_resumes(cli, tmp_path, tiny_run):
     args, out = tiny_run.args("contamination-stacked"), tmp_path / "interrupted"
-    code, err, _ = _sigint_at(args, out, "checkpoints:2", tmp_path)  # iteration 20 of 40 of the first group
+    code, err, _, _ = _sigint_at(args, out, "checkpoints:2", tmp_path)  # iteration 20 of 40 of the first group
     _says_what_was_saved(code, err)
-    assert "0 of 6 points are saved" in err and "with checkpoints of groups in flight" in err, err
+    assert "0 of 6 points are saved" in err and "with checkpoints of groups in flight: 1 in" in err, err
     (ckpt,) = (out / "checkpoints").glob("*.pt")
     assert torch.load(ckpt, weights_only=True)["step"] == 20
     _resume(cli, args, out)

@@ -39,7 +39,9 @@ def test_plans_sweep_any_field_with_stable_points():
     assert expand_values({"range": [64, 256, 64]}, "width") == [64, 128, 192, 256]
     assert expand_values({"log": [1e-4, 1e-2, 3]}, "lr") == pytest.approx([1e-4, 1e-3, 1e-2])
     mem = get_experiment("memorization")
-    plan = make_plan(mem, {"d": [40, 60], "border_content": "constant:1,2,3"})  # commas of a string stay whole
+    plan = make_plan(  # commas of a string stay whole
+        mem, {"d": [40, 60], "data": "digits", "classes": [1, 7], "border_content": "constant:1,2,3"}
+    )
     assert plan.grid == {"d": [40, 60]}
 
 

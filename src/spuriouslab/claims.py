@@ -331,7 +331,9 @@ def judge(claim: Claim, df: pd.DataFrame) -> Verdict:
             slopes: list[float] = []
             for _, unit in rows.groupby(keys) if keys else [((), rows)]:
                 curve = unit.groupby(claim.over)[claim.metric].mean()  # averaged over the other axes
-                curve = curve[curve.index.to_numpy(dtype=float) > 0]  # on a log axis (a ridge of 0 drops out)
+                # on a log axis: a ridge of 0 drops out, and its records count as excluded
+                excluded += int((unit[claim.over].to_numpy(dtype=float) <= 0).sum())
+                curve = curve[curve.index.to_numpy(dtype=float) > 0]
                 x = np.log(curve.index.to_numpy(dtype=float))
                 y = curve.to_numpy(dtype=float)
                 if len(np.unique(x)) >= 2:
@@ -517,6 +519,13 @@ def effect_text(row: dict[str, Any], digits: int = 4) -> str:
         return "-"
     bounds = "" if low is None or math.isnan(low) else f" [{low:+.{digits}g}, {high:+.{digits}g}]"
     return f"{effect:+.{digits}g}{bounds}"
+
+
+def figure_cell(row: dict[str, Any]) -> str:
+    """A verdict row's figure as the tables show it: its name, and beside it how its run differs from its recipe
+    (a subset of the data, other settings) when it does."""
+    note = row.get("note") or ""
+    return f"{row['figure']} ({note})" if note else str(row["figure"])
 
 
 def seeds_text(row: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from spuriouslab.bounded import clean_line
 from spuriouslab.errors import ConfigError, RunInterrupted
 from spuriouslab.runner import load_config_file, parse_sets
 
@@ -53,7 +54,9 @@ def warnings_to_stderr() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warnings.simplefilter("always", UserWarning)
-        warnings.showwarning = lambda message, *a, **k: typer.echo(f"spuriouslab: warning: {message}", err=True)
+        warnings.showwarning = lambda message, *a, **k: typer.echo(
+            f"spuriouslab: warning: {clean_line(str(message))}", err=True
+        )
         yield
 
 
@@ -71,7 +74,8 @@ def user_errors() -> Iterator[None]:
 
 
 def fail(message: str) -> None:
-    typer.echo(f"spuriouslab: error: {message}", err=True)
+    """The one line a bad input ends with (bounded, control characters escaped: it may quote a file), exit 2."""
+    typer.echo(f"spuriouslab: error: {clean_line(message)}", err=True)
     raise typer.Exit(2)
 
 
@@ -132,12 +136,12 @@ def execute(call: Callable[[], RunResult]) -> None:
     try:
         result = call()
     except RunInterrupted as exc:
-        typer.echo(f"\nspuriouslab: {exc}", err=True)
+        typer.echo(f"\nspuriouslab: {clean_line(str(exc))}", err=True)
         raise typer.Exit(130) from None
     except RunFailed as exc:
         if exc.result is not None:
             print_result(exc.result)
-        typer.echo(f"spuriouslab: {exc}", err=True)
+        typer.echo(f"spuriouslab: {clean_line(str(exc))}", err=True)
         raise typer.Exit(1) from None
     print_result(result)
 
@@ -312,17 +316,21 @@ def reproduce(
                     f"{'--set' if set_ else '--seeds'}: not with --all (each figure runs its own recipe); run one "
                     "figure to change it"
                 )
-            done = reproduction.run_all(
-                budget,
-                out=out,
-                only=[n.strip() for n in only.split(",") if n.strip()] if only else None,
-                device=device,
-                jobs=jobs,
-                progress=progress,
-                data_root=data_root,
-                echo=note,
-                across=across is not None,
-            )
+            try:
+                done = reproduction.run_all(
+                    budget,
+                    out=out,
+                    only=reproduction.parse_only(only),
+                    device=device,
+                    jobs=jobs,
+                    progress=progress,
+                    data_root=data_root,
+                    echo=note,
+                    across=across is not None,
+                )
+            except RunInterrupted as exc:
+                typer.echo(f"\nspuriouslab: {exc}", err=True)
+                raise typer.Exit(130) from None
             typer.echo(done.table)
             typer.echo(f"verdicts: {done.directory / 'verdicts.md'}; report: {done.page}", err=True)
             if done.failed:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from spuriouslab import tables as tables_
+from spuriouslab.bounded import read_json
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments import get_experiment
 from spuriouslab.html import RunInfo, write_html
@@ -48,7 +49,7 @@ def collect(directories: list[Path]) -> list[RunInfo]:
         store = RunStore(d)
         plan = load_plan(store)
         df, report = make_report(store, plan)
-        env = json.loads((store.root / "env.json").read_text()) if (store.root / "env.json").exists() else {}
+        env = read_json(store.root / "env.json") if (store.root / "env.json").exists() else {}
         runs.append(RunInfo(store.root, label, plan.exp.name, plan.config_dump(), env, df, report))
     return runs
 

@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from spuriouslab import tables
-from spuriouslab.claims import effect_text, p_text, plan_text, seeds_text
+from spuriouslab.claims import effect_text, figure_cell, p_text, plan_text, seeds_text
 from spuriouslab.experiments import Report
 
 
@@ -225,6 +225,8 @@ def verdict_table_html(rows: list[dict], columns: list[str], correction: str = "
                 text = p_text(r.get("p"))
             elif c == "seeds_to_decide":
                 text = plan_text(r)
+            elif c == "figure":
+                text = figure_cell(r)
             else:
                 text = str(r.get(c, "") or ("-" if c == "setting" else ""))
             cells.append(f"<td>{html.escape(text)}</td>")

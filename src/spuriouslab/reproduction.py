@@ -26,8 +26,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from spuriouslab.claims import adjust_rows, count_verdicts, effect_text, p_text, plan_text, seeds_text
-from spuriouslab.errors import ConfigError
+from typing_extensions import TypedDict
+
+from spuriouslab.bounded import read_bounded, shown
+from spuriouslab.claims import adjust_rows, count_verdicts, effect_text, figure_cell, p_text, plan_text, seeds_text
+from spuriouslab.data.datasets import get_dataset
+from spuriouslab.errors import ConfigError, RunInterrupted
 from spuriouslab.figures import FIGURES, Figure, config_path
 from spuriouslab.figures import VIT_FIGURES as VIT_FIGURES  # where it was defined before figures.py took it
 
@@ -40,15 +44,26 @@ INDEX = "reproduction.json"
 
 @dataclass
 class Outcome:
-    """What became of one figure: ``status`` done / failed / skipped, why (skipped, failed), the seconds its run
-    took (summed over the attempts that ended), the overrides it ran with and its verdict rows."""
+    """What became of one figure: ``status`` done / failed / skipped (``running``: a killed reproduction was in it;
+    ``interrupted``: Ctrl-C ended the reproduction in it), why (skipped, failed), the seconds its run took (summed
+    over the attempts that ended), the overrides it ran with and its verdict rows."""
 
     figure: str
-    status: Literal["done", "failed", "skipped", "pending", "running"]
+    status: Literal["done", "failed", "skipped", "pending", "running", "interrupted"]
     reason: str = ""
     seconds: float = 0.0
     sets: list[str] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Index(TypedDict):
+    """What ``reproduction.json`` holds (read strictly: a hand-damaged index is one line, not a traceback)."""
+
+    budget: Budget
+    figures: dict[str, Outcome]
+
+
+INDEX_BYTES = 64 * 2**20  # a reproduction index larger than this is not one
 
 
 def skip_reason(figure: Figure, budget: Budget, has_gpu: bool, found: Callable[[str], bool]) -> str:
@@ -56,7 +71,12 @@ def skip_reason(figure: Figure, budget: Budget, has_gpu: bool, found: Callable[[
     if figure.gpu and budget == "cpu":
         return "paper scale: needs a GPU (--budget gpu)"
     missing = [d for d in figure.data if not found(d)]
-    reasons = [f"needs {d} (spuriouslab data fetch {d})" for d in missing]
+    subset = figure.subset_data
+    offline = ""
+    if subset is not None:
+        spec = get_dataset(subset)
+        offline = f", or its offline subset {subset}: pip install 'spuriouslab[{spec.extra}]'" if spec.extra else ""
+    reasons = [f"needs {d} (spuriouslab data fetch {d}{offline})" for d in missing]
     if figure.gpu and not has_gpu:
         reasons.append("needs a GPU")
     return "; ".join(reasons)
@@ -71,10 +91,23 @@ def subset_sets(figure: Figure, found: Callable[[str], bool]) -> list[str]:
     return list(figure.subset) if data is not None and found(data) else []
 
 
+def parse_only(text: str | None) -> list[str] | None:
+    """``--only``'s comma-separated figure names (None: not given, every figure); a value that names none (``""``,
+    ``","``) is a bad input, not "all"."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"--only: got {text!r}; give one or more figure names, comma-separated (see --list)")
+    return names
+
+
 def select(only: list[str] | None) -> list[str]:
-    """The figures to consider: all, or the ones named (in the registry's order)."""
-    if not only:
+    """The figures to consider: all (``only`` None), or the ones named (in the registry's order)."""
+    if only is None:
         return list(FIGURES)
+    if not only:
+        raise ConfigError("--only: names no figure; give one or more figure names (see --list)")
     unknown = [n for n in only if n not in FIGURES]
     if unknown:
         raise ConfigError(f"--only: got {unknown[0]!r}; allowed: {', '.join(FIGURES)}")
@@ -83,14 +116,26 @@ def select(only: list[str] | None) -> list[str]:
 
 def read_index(out: Path) -> tuple[str | None, dict[str, Outcome]]:
     """The budget and the outcomes an earlier reproduction in ``out`` recorded (None, {} when there was none)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from spuriouslab.bounded import read_bounded, shown
+
     path = out / INDEX
     if not path.exists():
         return None, {}
+    text = read_bounded(path, INDEX_BYTES, "a reproduction index")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data["budget"], {name: Outcome(**o) for name, o in data["figures"].items()}
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path}: not a reproduction index ({e}); move it away to start afresh") from None
+        data = TypeAdapter(_Index).validate_json(text, strict=True)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(
+            f"{path}: not a reproduction index ({where}: {shown(err['msg'], 120)}); move it away to start afresh"
+        ) from None
+    bad = [n for n, o in data["figures"].items() if not math.isfinite(o.seconds) or o.seconds < 0]
+    if bad:
+        raise ConfigError(f"{path}: not a reproduction index (figures.{shown(bad[0], 60)}.seconds is not a duration)")
+    return data["budget"], data["figures"]
 
 
 def write_index(out: Path, budget: Budget, outcomes: dict[str, Outcome]) -> None:
@@ -98,6 +143,51 @@ def write_index(out: Path, budget: Budget, outcomes: dict[str, Outcome]) -> None
 
     data = {"budget": budget, "figures": {n: asdict(o) for n, o in outcomes.items()}}
     atomic_write(out / INDEX, lambda tmp: tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8"))
+
+
+IGNORED_IN_RECIPE = ("data_root",)
+"""Settings that may differ between a figure's run and its recipe without changing what it measures."""
+
+
+def recipe_difference(name: str, sets: list[str], run_dir: Path) -> tuple[str, str]:
+    """How the run in ``run_dir`` stands to figure ``name``'s recipe (its config file with ``sets``): ``(foreign,
+    difference)``.  ``foreign`` says why it is not a run of this figure at all (another experiment, no readable
+    config); ``difference`` lists the settings whose values differ from the recipe's (``seeds=1, recipe 3``), ''
+    when it is the recipe's run."""
+    from spuriouslab.experiments import get_experiment
+    from spuriouslab.plan import make_plan
+    from spuriouslab.runner import load_config_file, parse_sets
+    from spuriouslab.store import RunStore
+
+    path = config_path(name)
+    kind = figure_experiment(path)
+    try:
+        stored = RunStore(run_dir).read_config()
+    except ConfigError as e:
+        return f"{run_dir}: {_first_line(e)}", ""
+    if stored.get("experiment") != kind:
+        return (
+            f"{run_dir} holds a {shown(stored.get('experiment'), 60)} run, not this figure's ({kind}); move it away "
+            "and run again",
+            "",
+        )
+    values = {**load_config_file(path, kind), **parse_sets(sets)}
+    recipe = make_plan(get_experiment(kind), values, None).config_dump()
+    stored.pop("experiment")
+    keys = [k for k in dict.fromkeys([*recipe, *stored]) if k not in IGNORED_IN_RECIPE]
+    diff = [
+        f"{k}={shown(stored.get(k, '(absent)'), 40)}, recipe {shown(recipe.get(k, '(absent)'), 40)}"
+        for k in keys
+        if stored.get(k) != recipe.get(k)
+    ]
+    return "", ("not its recipe: " + "; ".join(diff)) if diff else ""
+
+
+def figure_experiment(path: Path) -> str:
+    """The experiment a figure's config file names."""
+    from spuriouslab import yamlio
+
+    return str(yamlio.load_file(path).get("experiment"))
 
 
 def figure_verdicts(run_dir: Path) -> list[dict[str, Any]]:
@@ -168,6 +258,9 @@ def reproduce_all(
     from filelock import FileLock, Timeout
     from tqdm.auto import tqdm
 
+    names = select(only)  # a bad name ends here, before anything is written
+    if (out / "config.yaml").exists() or (out / "records.jsonl").exists():
+        raise ConfigError(f"--out {out}: is a run directory, not a reproduction's; use another --out")
     out.mkdir(parents=True, exist_ok=True)
     try:
         lock = FileLock(str(out / ".reproduction.lock"), timeout=0).acquire()
@@ -177,55 +270,87 @@ def reproduce_all(
         saved, previous = read_index(out)
         if saved is not None and saved != budget:
             raise ConfigError(f"{out}: holds a --budget {saved} reproduction; use another --out for --budget {budget}")
-        names = select(only)
         outcomes = {n: previous.get(n, Outcome(n, "pending")) for n in names}
         bar = tqdm(names, desc="reproduce", unit="figure", disable=not progress, dynamic_ncols=True)
         if progress:  # lines above the bar, not through it
             echo = lambda line: bar.write(line, file=sys.stderr)  # noqa: E731
         for name in bar:
             bar.set_postfix_str(name)
-            figure, o = FIGURES[name], outcomes[name]
-            subset = subset_sets(figure, found)
-            if subset:
-                figure = dataclasses.replace(figure, data=(), cpu_sets=(*figure.cpu_sets, *subset))
-            reason = skip_reason(figure, budget, has_gpu, found)
-            if reason:
-                outcomes[name] = Outcome(name, "skipped", reason)
-                echo(f"{name}: skipped ({reason})")
-                write_index(out, budget, outcomes)
-                continue
-            if o.status == "done" and (out / name).is_dir():
-                o.verdicts = figure_verdicts(out / name)  # judged again: the records are the truth, not the index
-                write_index(out, budget, outcomes)
-                echo(f"{name}: done earlier ({_duration(o.seconds)})")
-                continue
-            sets = list(figure.cpu_sets) if budget == "cpu" else list(subset)
-            outcomes[name] = Outcome(name, "running", "", o.seconds, sets)  # what a killed reproduction leaves
-            write_index(out, budget, outcomes)
-            t0 = time.perf_counter()
-            try:
-                run_one(name, config_path(name), sets, out / name)
-                note = (
-                    f"on {FIGURES[name].subset_data}, a subset ({', '.join(FIGURES[name].data)} not found)"
-                    if subset
-                    else ""
-                )
-                o = Outcome(name, "done", note, o.seconds + time.perf_counter() - t0, sets, figure_verdicts(out / name))
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as e:  # noqa: BLE001 - one figure failing must not end the reproduction
-                o = Outcome(name, "failed", _first_line(e), o.seconds + time.perf_counter() - t0, sets)
-            outcomes[name] = o
-            write_index(out, budget, outcomes)
-            counts = count_verdicts(o.verdicts)
-            echo(
-                f"{name}: {o.status} in {_duration(o.seconds)}"
-                + (f" ({o.reason})" if o.reason else "")
-                + ("; " + ", ".join(f"{k} {v}" for k, v in counts.items()) if o.verdicts else "")
-            )
+            _reproduce_one(name, outcomes, out, budget, run_one, has_gpu, found, echo)
         bar.close()
         _run_across_all(across, out, names, outcomes, budget, run_one, echo)
     return outcomes
+
+
+def _reproduce_one(
+    name: str,
+    outcomes: dict[str, Outcome],
+    out: Path,
+    budget: Budget,
+    run_one: Callable[[str, Path, list[str], Path], None],
+    has_gpu: bool,
+    found: Callable[[str], bool],
+    echo: Callable[[str], None],
+) -> None:
+    """One figure of :func:`reproduce_all`: skipped (with its reason), judged again (done earlier: its verdicts
+    only from a run of this figure, a difference from its recipe said beside them), or run; ``outcomes`` and the
+    index are updated before and after."""
+    figure, o = FIGURES[name], outcomes[name]
+    subset = subset_sets(figure, found)
+    if subset:
+        figure = dataclasses.replace(figure, data=(), cpu_sets=(*figure.cpu_sets, *subset))
+    reason = skip_reason(figure, budget, has_gpu, found)
+    if reason:
+        outcomes[name] = Outcome(name, "skipped", reason)
+        echo(f"{name}: skipped ({reason})")
+        write_index(out, budget, outcomes)
+        return
+    note = f"on {figure.subset_data}, a subset ({', '.join(FIGURES[name].data)} not found)" if subset else ""
+    if o.status == "done" and (out / name).is_dir():
+        foreign, diff = recipe_difference(name, o.sets, out / name)
+        if foreign:  # not this figure's run: no verdicts from it
+            outcomes[name] = Outcome(name, "failed", foreign, o.seconds, o.sets)
+        else:  # judged again: the records are the truth, not the index
+            outcomes[name] = dataclasses.replace(
+                o, reason="; ".join(filter(None, [note, diff])), verdicts=figure_verdicts(out / name)
+            )
+        write_index(out, budget, outcomes)
+        echo(f"{name}: done earlier ({_duration(o.seconds)})" + (f"; {foreign or diff}" if foreign or diff else ""))
+        return
+    sets = list(figure.cpu_sets) if budget == "cpu" else list(subset)
+    outcomes[name] = Outcome(name, "running", "", o.seconds, sets)  # what a killed reproduction leaves
+    write_index(out, budget, outcomes)
+    t0 = time.perf_counter()
+    try:
+        run_one(name, config_path(name), sets, out / name)
+        foreign, diff = recipe_difference(name, sets, out / name)
+        o = Outcome(
+            name,
+            "failed" if foreign else "done",
+            "; ".join(filter(None, [foreign, note, diff])),
+            o.seconds + time.perf_counter() - t0,
+            sets,
+            [] if foreign else figure_verdicts(out / name),
+        )
+    except KeyboardInterrupt:  # Ctrl-C ends the whole reproduction; the index says where
+        outcomes[name] = Outcome(name, "interrupted", "", o.seconds + time.perf_counter() - t0, sets)
+        write_index(out, budget, outcomes)
+        raise RunInterrupted(
+            f"interrupted in {name}; what it computed is saved in {out / name}, the figures done before it "
+            f"in {out}; run the same command again to resume"
+        ) from None
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - one figure failing must not end the reproduction
+        o = Outcome(name, "failed", _first_line(e), o.seconds + time.perf_counter() - t0, sets)
+    outcomes[name] = o
+    write_index(out, budget, outcomes)
+    counts = count_verdicts(o.verdicts)
+    echo(
+        f"{name}: {o.status} in {_duration(o.seconds)}"
+        + (f" ({o.reason})" if o.reason else "")
+        + ("; " + ", ".join(f"{k} {v}" for k, v in counts.items()) if o.verdicts else "")
+    )
 
 
 def _run_across_all(
@@ -262,7 +387,12 @@ def _run_across_in(
         run_one(
             name, config_path(name), [*sets, f"{knob}={','.join(map(str, values))}"], out / across_directory(name, knob)
         )
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"interrupted in {name} across {knob}; what it computed is saved in {out / across_directory(name, knob)}"
+            "; run the same command again to resume"
+        ) from None
+    except SystemExit:
         raise
     except Exception as e:  # noqa: BLE001 - one figure failing must not end the reproduction
         echo(f"{name} across {knob}: failed ({_first_line(e)})")
@@ -297,10 +427,9 @@ def _run_quietly(
 ) -> None:
     """One figure of a reproduction: its config with ``sets``, failed groups retried, nothing logged but notes; a
     run that ends with failed groups raises (with its counts and last error)."""
-    from spuriouslab import yamlio
     from spuriouslab.runner import RunFailed, parse_sets, run
 
-    experiment = yamlio.load_file(path).get("experiment")
+    experiment = figure_experiment(path)
     try:
         run(
             experiment,
@@ -383,11 +512,17 @@ def run_figure(
             f"spuriouslab: note: {', '.join(figure.data)} not found: {name} runs on {figure.subset_data}, a subset "
             f"({' '.join(subset)})"
         )
+    directory = Path(out) if out is not None else Path("runs") / name
+    if (directory / INDEX).exists():
+        raise ConfigError(
+            f"--out {directory}: holds a reproduction ({INDEX}), not a figure's run; give the figure's folder "
+            f"({directory / name}) or another --out"
+        )
     return run(
         experiment,
         parse_sets(subset + sets),
         config=path,
-        out=out if out is not None else Path("runs") / name,
+        out=directory,
         device=device,
         jobs=jobs,
         progress=progress,
@@ -554,6 +689,7 @@ def verdict_rows(outcomes: dict[str, Outcome]) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "figure": name,
+                    "note": o.reason,
                     "claim": v["claim"],
                     "setting": v.get("setting", ""),
                     "metric": v["metric"],
@@ -587,7 +723,7 @@ def verdicts_markdown(outcomes: dict[str, Outcome]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['figure']} | {r['claim'].replace('|', '/')} | {r['setting'] or '-'} | {effect_text(r, 3)} | "
+            f"| {figure_cell(r)} | {r['claim'].replace('|', '/')} | {r['setting'] or '-'} | {effect_text(r, 3)} | "
             f"{seeds_text(r)} | {r['test'] or '-'} | {p_text(r['p'])} | {r['verdict']} | **{r['adjusted']}** | "
             f"{plan_text(r)} | {r['runtime']} |"
         )
@@ -650,7 +786,7 @@ def write_outputs(out: Path, budget: Budget, outcomes: dict[str, Outcome], envir
     sections = []
     for name, o in outcomes.items():
         run_dir = out / name
-        summary = (run_dir / "summary.md").read_text(encoding="utf-8") if (run_dir / "summary.md").exists() else ""
+        summary = read_bounded(run_dir / "summary.md", what="a summary") if (run_dir / "summary.md").exists() else ""
         figures = sorted((run_dir / "figures").glob("*.png")) if o.status == "done" else []
         sections.append((name, FIGURES[name], o, summary, figures))
     return write_reproduction_html(

@@ -460,9 +460,11 @@ def _run_in(
             return _finish(plan, store, dev, sweep, notes, allow_failures)
         except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on
             kept = len(store.records(plan.point_fields()))
+            ckpts = sorted(Path(store.checkpoints.directory).glob("*.pt"))
+            held = f" (with checkpoints of groups in flight: {len(ckpts)} in {store.checkpoints.directory})"
             raise RunInterrupted(
-                f"interrupted; {kept} of {len(plan.points())} points are saved in {store.records_path} (with "
-                "checkpoints of groups in flight); run the same command again to resume"
+                f"interrupted; {kept} of {len(plan.points())} points are saved in {store.records_path}"
+                f"{held if ckpts else ''}; run the same command again to resume"
             ) from None
 
 

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
+from spuriouslab.bounded import TEXT_BYTES, clean_line, read_bounded, read_tail, shown
 from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import renamed
 
@@ -86,6 +88,18 @@ def _record_problem(rec: Any, fields: list[str] | None) -> tuple[str | None, str
         return None, point_key({f: rec[f] for f in fields})
     except (TypeError, ValueError):
         return "not a record of this run (unreadable grid point)", None
+
+
+def _kind(value: Any) -> str | None:
+    """The kind of a record's value, as a column must hold one kind (None: no value, allowed anywhere)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    kinds: dict[type, str] = {str: "string", list: "list", dict: "mapping"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _git_commit() -> str | None:
@@ -253,7 +267,7 @@ class RunStore:
         except Timeout:
             pid = "?"
             try:
-                pid = (self.root / ".lock.pid").read_text().strip() or "?"
+                pid = clean_line(read_tail(self.root / ".lock.pid", 32).strip() or "?", 32)
             except OSError:
                 pass
             raise RunDirInUse(
@@ -337,8 +351,8 @@ class RunStore:
         old: Any = {}
         if path.exists() and self.records_path.exists() and self.records_path.stat().st_size:
             try:
-                old = json.loads(path.read_text())
-            except ValueError:
+                old = json.loads(read_bounded(path, TEXT_BYTES, "a run's resolved.json"))
+            except ValueError:  # ConfigError (too large, binary) too
                 old = None
             if not isinstance(old, dict):
                 raise ConfigError(
@@ -357,13 +371,14 @@ class RunStore:
     # ----------------------------------------------------------------- records
     def records(self, fields: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Every valid record, each grid point once.  With ``fields`` (the grid point's fields), a line that is
-        not a JSON object holding them is skipped with a warning naming the file and line."""
+        not a JSON object holding them is skipped with a warning naming the file and line; so is a record holding
+        a value of another kind than the rest of its column (:meth:`_odd_ones`)."""
         if not self.records_path.exists():
             return []
         raw = self.records_path.read_bytes()
         end = raw.rfind(b"\n") + 1  # a final line without newline was cut short by a crash
         fields = list(fields) if fields is not None else None
-        out, seen = [], set()
+        parsed: list[tuple[int, dict[str, Any], str | None]] = []
         for number, line in enumerate(raw[:end].split(b"\n"), start=1):
             if not line.strip():
                 continue
@@ -373,6 +388,17 @@ class RunStore:
             except (ValueError, UnicodeDecodeError):
                 rec = None
             problem, key = _record_problem(rec, fields)
+            if problem:
+                warnings.warn(
+                    f"{self.records_path}:{number}: {problem}; skipped (its point is recomputed)", stacklevel=2
+                )
+                continue
+            parsed.append((number, rec, key))
+        odd = self._odd_ones(parsed)
+        out, seen = [], set()
+        for number, rec, key in parsed:
+            if number in odd:
+                continue
             if key is not None:
                 if key in seen:
                     warnings.warn(
@@ -381,13 +407,31 @@ class RunStore:
                     )
                     continue
                 seen.add(key)
-            if problem:
-                warnings.warn(
-                    f"{self.records_path}:{number}: {problem}; skipped (its point is recomputed)", stacklevel=2
-                )
-                continue
             out.append(rec)
         return out
+
+    def _odd_ones(self, parsed: list[tuple[int, dict[str, Any], str | None]]) -> set[int]:
+        """The line numbers of records holding a value of another kind than the rest of its column (a metric
+        hand-edited to a string or ``true`` among numbers), each warned about: skipped, so that no table,
+        verdict or Parquet file meets a column of mixed kinds, and its point is recomputed by a rerun."""
+        kinds: dict[str, Counter[str]] = {}
+        for _, rec, _ in parsed:
+            for key, value in rec.items():
+                kind = _kind(value)
+                if kind is not None:
+                    kinds.setdefault(key, Counter())[kind] += 1
+        usual = {key: c.most_common(1)[0][0] for key, c in kinds.items() if len(c) > 1}
+        odd: set[int] = set()
+        for number, rec, _ in parsed if usual else []:
+            bad = [k for k, kind in usual.items() if k in rec and _kind(rec[k]) not in (None, kind)]
+            if bad:
+                warnings.warn(
+                    f"{self.records_path}:{number}: {bad[0]} is {shown(rec[bad[0]], 60)} where the other records "
+                    f"hold a {usual[bad[0]]}; skipped (its point is recomputed)",
+                    stacklevel=3,
+                )
+                odd.add(number)
+        return odd
 
     def _repair_tail(self) -> None:
         if not self.records_path.exists():
@@ -402,7 +446,9 @@ class RunStore:
         axes = list(axes)
         return {point_key({a: r[a] for a in axes}) for r in self.records(axes)}
 
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
+    def append(self, records: Iterable[dict[str, Any]], durable: Callable[[], None] | None = None) -> None:
+        """Append a group's records in one write, fsynced; then ``durable()`` (what may happen only once they are
+        on disk: dropping the group's training checkpoints)."""
         records = list(records)
         # a group's records as one write: a kill lands before or after all of them (a stacked group's seeds
         # share one computation, so a seed recomputed alone would differ in the last digits)
@@ -422,6 +468,8 @@ class RunStore:
                 raise
             finally:
                 os.close(fd)
+        if durable is not None:
+            durable()
         _crash_point("records", len(records))
 
     def append_error(self, points: list[dict[str, Any]], message: str) -> None:
@@ -434,7 +482,7 @@ class RunStore:
         """The last line of the last recorded failure (its exception), or None."""
         if not self.errors_path.exists():
             return None
-        for line in reversed(self.errors_path.read_text(errors="replace").splitlines()):
+        for line in reversed(read_tail(self.errors_path).splitlines()):
             try:
                 last: str = json.loads(line)["error"].strip().splitlines()[-1]
                 return last

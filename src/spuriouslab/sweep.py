@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from spuriouslab.bounded import read_bounded
 from spuriouslab.executors import Executor, Outcome, make_executor, worker_threads
 from spuriouslab.executors.ray import ray_available
 from spuriouslab.experiments import RunContext
@@ -69,12 +71,15 @@ class SweepResult:
         return text
 
 
+ERRORS_BYTES = 256 * 2**20  # errors.jsonl: one line (a traceback) per failed group
+
+
 def failed_keys(store: RunStore, fields: list[str]) -> set[str]:
     """Points of groups recorded in errors.jsonl."""
     out: set[str] = set()
     if not store.errors_path.exists():
         return out
-    for line in store.errors_path.read_text(errors="replace").splitlines():
+    for line in read_bounded(store.errors_path, ERRORS_BYTES, "a run's errors.jsonl").splitlines():
         try:
             for p in json.loads(line)["points"]:
                 out.add(point_key({f: p[f] for f in fields}))
@@ -169,7 +174,8 @@ def run_sweep(
                 [
                     {**r, **combo, "point_id": point_id(cfg_dumps[i], {f: {**r, **combo}[f] for f in fields})}
                     for r in outcome.records
-                ]
+                ],
+                durable=partial(ctx.drop_finished, outcome.discard),  # only once its records are on disk
             )
             result.done += len(outcome.records)
             bar.update(len(outcome.records))

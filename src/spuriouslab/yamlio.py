@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from spuriouslab.bounded import TEXT_BYTES, clean_line, read_bounded
 from spuriouslab.errors import ConfigError
 
 _DROP = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool"}
@@ -57,29 +58,50 @@ StrictLoader.add_implicit_resolver(
 )
 
 
+MAX_NODES = 100_000
+"""The most values a YAML document may expand to, aliases expanded: a few hundred bytes of nested aliases (``&a
+[x, x]``, ``&b [*a, *a]``, ...) would otherwise expand to billions (an "alias bomb")."""
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """The number of values ``node`` expands to, each alias counted as often as it is used (so that a shared
+    subtree is counted once per use, as construction would build it)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = MAX_NODES + 1  # a recursive alias (a node inside itself) expands without end
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        size = 1
+    memo[key] = min(size, MAX_NODES + 1)
+    return memo[key]
+
+
 def load(text: str, source: str = "config") -> Any:
-    """Parse YAML text strictly; a syntax error or duplicate key is a one-line ConfigError naming ``source``."""
+    """Parse YAML text strictly; a syntax error, a duplicate key or a document that expands (its aliases
+    expanded) to more than :data:`MAX_NODES` values is a one-line ConfigError naming ``source``."""
     try:
-        return yaml.load(text, Loader=StrictLoader)
+        loader = StrictLoader(text)  # its reader refuses control characters at once
     except yaml.YAMLError as exc:
-        first = str(exc).replace("\n", " ").strip()
-        raise ConfigError(f"{source}: not valid YAML ({first[:200]})") from None
+        raise ConfigError(f"{source}: not valid YAML ({clean_line(str(exc), 200)})") from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_NODES:
+            raise ConfigError(f"{source}: expands to more than {MAX_NODES} values (its aliases expanded); refused")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({clean_line(str(exc), 200)})") from None
+    finally:
+        loader.dispose()
 
 
 def load_file(path: str | os.PathLike[str], source: str | None = None) -> Any:
-    """Read and parse a YAML file; unreadable, binary or non-UTF-8 content is a one-line ConfigError."""
-    source = source or str(path)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except IsADirectoryError:
-        raise ConfigError(f"{source}: is a directory, not a YAML file") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot be read ({exc.strerror or exc})") from None
-    if b"\x00" in raw:
-        raise ConfigError(f"{source}: is a binary file, not YAML")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source}: is not UTF-8 text") from None
-    return load(text, source)
+    """Read and parse a YAML file; a file over :data:`~spuriouslab.bounded.TEXT_BYTES`, unreadable, binary or
+    non-UTF-8 content is a one-line ConfigError."""
+    text = read_bounded(path, TEXT_BYTES, "a YAML file")
+    return load(text, source or clean_line(str(path), 300))

@@ -54,15 +54,22 @@ class ColouredTask:
 
 
 def check_rho(rho: float) -> float:
-    if not isinstance(rho, int | float) or isinstance(rho, bool) or not 0 <= rho <= 1:
-        raise ConfigError(f"rho: got {rho!r}; the probability that the colour agrees with the label lies in [0, 1]")
+    """``rho``, the probability that the colour agrees with the label in training, in [0.5, 1].  Below 0.5 the
+    colour would agree with the *other* label more often: the same task with the colours' names swapped, whose
+    ``reversed`` set (always rho = 0 here) would no longer be the one opposite to training; so it is refused."""
+    if not isinstance(rho, int | float) or isinstance(rho, bool) or not 0.5 <= rho <= 1:
+        raise ConfigError(
+            f"rho: got {rho!r}; the probability that the colour agrees with the label lies in [0.5, 1] (0.5 "
+            "independent, 1 fully spurious); for a colour that agrees with the other label, swap the colours"
+        )
     return float(rho)
 
 
 def assign_colours(y: np.ndarray, rho: float, rng: np.random.Generator) -> np.ndarray:
     """Colour of each sample: within each class ``k``, exactly ``round(rho * n_k)`` samples (a seeded choice)
     get colour ``k``, the others colour ``1 - k``."""
-    rho = check_rho(rho)
+    if not 0 <= rho <= 1:
+        raise ConfigError(f"rho: got {rho!r}; a probability in [0, 1]")
     y = np.asarray(y)
     c = 1 - y
     for k in (0, 1):

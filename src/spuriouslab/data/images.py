@@ -158,7 +158,7 @@ def _load_cached(name: str, data_root: str | None) -> ImageData:
         where = locate(name, data_root)
         if where is None and spec.package is not None:
             raise DataError(
-                f"{name}: needs the package {spec.package}, which ships it (pip install 'spuriouslab[mnist-subset]')"
+                f"{name}: needs the package {spec.package}, which ships it (pip install 'spuriouslab[{spec.extra}]')"
             )
         if where is None:
             folder = spec.marker is None
@@ -276,7 +276,7 @@ def fetch(
 def info(data_root: str | os.PathLike[str] | None = None) -> list[dict[str, object]]:
     """What is found where, and whether it verifies."""
     rows = []
-    for name in [k for k, spec in DATASETS.items() if spec.marker is not None or builtin(k)]:
+    for name in [k for k, spec in DATASETS.items() if spec.marker is not None or spec.package or builtin(k)]:
         try:
             d = load_images(name, data_root)
             rows.append(
@@ -295,7 +295,7 @@ def info(data_root: str | os.PathLike[str] | None = None) -> list[dict[str, obje
             rows.append(
                 {
                     "name": name,
-                    "status": "missing" if "not found" in str(exc) else "error",
+                    "status": "missing" if "not found" in str(exc) or "needs the package" in str(exc) else "error",
                     "where": "",
                     "detail": str(exc),
                 }

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -51,12 +51,14 @@ EXECUTORS: dict[str, str] = {
 class Outcome:
     """What became of one group: its records, or ``error`` (the traceback of the exception it raised), or
     ``interrupted`` (its job ended without a result: killed, or preempted more often than it may be requeued),
-    which is no failure of the group: a rerun resumes it from its checkpoints."""
+    which is no failure of the group: a rerun resumes it from its checkpoints.  ``discard``: the checkpoints the
+    group is done with, which the sweep drops once its records are appended."""
 
     task: Task
     records: list[Record]
     error: str | None = None
     interrupted: bool = False
+    discard: list[str] = field(default_factory=list)
 
 
 class Executor(Protocol):
@@ -118,9 +120,10 @@ def run_group_in_worker(
     device: str,
     threads: int,
     checkpoint_dir: str | None = None,
-) -> list[Record]:
+) -> tuple[list[Record], list[str]]:
     """Compute one group in a fresh process (a pool worker, a Ray task, a SLURM task): the experiment by name, its
-    config from its JSON dump, checkpoints in ``checkpoint_dir``; returns the group's records."""
+    config from its JSON dump, checkpoints in ``checkpoint_dir``; returns the group's records and the checkpoints
+    it is done with (dropped by the sweep once the records are appended)."""
     import torch
 
     from spuriouslab.runtime import tune_allocator
@@ -130,7 +133,8 @@ def run_group_in_worker(
     exp = get_experiment(name)
     cfg = exp.make_config(cfg_dict)
     ckpts = Checkpoints(checkpoint_dir) if checkpoint_dir is not None else None
-    return list(exp.run_group(cfg, points, RunContext(device=device, progress=False, checkpoints=ckpts)))
+    ctx = RunContext(device=device, progress=False, checkpoints=ckpts)
+    return list(exp.run_group(cfg, points, ctx)), ctx.finished
 
 
 def checkpoint_dir(ctx: RunContext) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,12 +37,13 @@ class InProcess:
         """Compute each group here, in order (see :class:`~spuriouslab.executors.Executor`)."""
         for task in tasks:
             i, group = task
+            own = replace(ctx, finished=[])
             try:  # a group's records land together: its points share one computation (stacked seeds, one Gram)
-                records = list(plan.exp.run_group(plan.configs[i], group, ctx))
+                records = list(plan.exp.run_group(plan.configs[i], group, own))
             except Exception:  # noqa: BLE001 - recorded, the sweep goes on
                 yield Outcome(task, [], failure())
             else:
-                yield Outcome(task, records)
+                yield Outcome(task, records, discard=own.finished)
 
 
 class ProcessPool:
@@ -68,7 +70,7 @@ class ProcessPool:
         )
         finished = False
         try:
-            futures: dict[Future[list[Record]], Task] = {
+            futures: dict[Future[tuple[list[Record], list[str]]], Task] = {
                 pool.submit(
                     run_group_in_worker, plan.exp.name, dumps[i], g, ctx.device, self.threads, checkpoint_dir(ctx)
                 ): (i, g)
@@ -76,7 +78,8 @@ class ProcessPool:
             }
             for fut in as_completed(futures):
                 try:
-                    yield Outcome(futures[fut], fut.result())
+                    records, done = fut.result()
+                    yield Outcome(futures[fut], records, discard=done)
                 except Exception:  # noqa: BLE001
                     yield Outcome(futures[fut], [], failure())
             finished = True

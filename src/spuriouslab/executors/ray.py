@@ -60,6 +60,7 @@ class RayExecutor:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             try:
-                yield Outcome(refs[ready[0]], ray.get(ready[0]))
+                records, done = ray.get(ready[0])
+                yield Outcome(refs[ready[0]], records, discard=done)
             except Exception:  # noqa: BLE001
                 yield Outcome(refs[ready[0]], [], failure())

@@ -148,10 +148,11 @@ class SlurmOptions:
 class GroupTask:
     """The callable each task runs: one group, computed by :func:`~spuriouslab.executors.run_group_in_worker`.
 
-    It returns ``(records, None)``, or ``([], traceback)`` when the group raised (the task itself succeeds, so
-    that the failure reads as the group's, with its traceback).  It is checkpointable in submitit's sense: on
-    preemption or timeout, :meth:`checkpoint` resubmits it with the same arguments, and the group resumes from its
-    training checkpoints in the run directory."""
+    It returns ``(records, None, done)`` (``done``: the checkpoints the group no longer needs, dropped by the
+    submitting process once the records are appended), or ``([], traceback, [])`` when the group raised (the task
+    itself succeeds, so that the failure reads as the group's, with its traceback).  It is checkpointable in
+    submitit's sense: on preemption or timeout, :meth:`checkpoint` resubmits it with the same arguments, and the
+    group resumes from its training checkpoints in the run directory."""
 
     def __call__(
         self,
@@ -161,13 +162,14 @@ class GroupTask:
         device: str,
         threads: int,
         checkpoints: str | None,
-    ) -> tuple[list[Record], str | None]:
+    ) -> tuple[list[Record], str | None, list[str]]:
         try:
-            return run_group_in_worker(name, cfg_dict, points, device, threads, checkpoints), None
+            records, done = run_group_in_worker(name, cfg_dict, points, device, threads, checkpoints)
+            return records, None, done
         except Exception as exc:  # the group's failure, returned with its traceback
             if type(exc).__module__.startswith("submitit"):  # submitit's own (a task not requeued): for submitit
                 raise
-            return [], failure()
+            return [], failure(), []
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """Requeue with the same arguments: the state to resume from is in the run's checkpoint directory."""
@@ -273,14 +275,14 @@ class SlurmExecutor:
         if not self.remote:
             job._results_timeout_s = 0  # a local result file is there at once (no network file system to wait for)
         try:
-            records, error = job.result()
+            records, error, done = job.result()
         except UncompletedJobError as exc:  # killed, or preempted past its requeues: no result, resumable
             return Outcome(task, [], f"job {job.job_id} ended without a result: {_first_line(exc)}", interrupted=True)
         except Exception as exc:  # noqa: BLE001 - failed outside the group (unpickling, the node)
             if "not requeued because" in str(exc):  # preempted or timed out once too often: resumable
                 return Outcome(task, [], f"job {job.job_id} was not requeued: {_first_line(exc)}", interrupted=True)
             return Outcome(task, [], failure())
-        return Outcome(task, list(records), error)
+        return Outcome(task, list(records), error, discard=list(done))
 
 
 def _first_line(exc: BaseException) -> str:

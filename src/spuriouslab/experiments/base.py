@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, Pr
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
+from spuriouslab.bounded import shown
 from spuriouslab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -196,17 +197,29 @@ class RunContext:
     """How a group runs: device, progress bars, and where long groups checkpoint.
 
     ``checkpoints`` is the run directory's checkpoint area (:class:`spuriouslab.store.Checkpoints`: ``load``,
-    ``save``, ``discard`` by key; any :class:`~spuriouslab.nets.train.CheckpointStore`), or None in memory."""
+    ``save``, ``discard`` by key; any :class:`~spuriouslab.nets.train.CheckpointStore`), or None in memory.
+    ``finished`` lists the checkpoints a group is done with (:meth:`discard`), to drop once its records are
+    durable."""
 
     device: str = "cpu"
     progress: bool = True
     checkpoints: CheckpointStore | None = None
+    finished: list[str] = field(default_factory=list)
 
     def discard(self, *keys: str) -> None:
-        """Drop checkpoints once their group's records are written (nothing in memory)."""
+        """Mark checkpoints that their group no longer needs.  They are dropped only once the group's records are
+        durable (:meth:`drop_finished`, called by the sweep right after the store's append, in the process that
+        holds the run directory), so that a kill between the end of a group and its records on disk (with
+        ``--jobs``, Ray or SLURM: the transfer to that process included) loses no training."""
+        self.finished.extend(keys)
+
+    def drop_finished(self, keys: list[str] | None = None) -> None:
+        """Drop ``keys`` (else every checkpoint marked by :meth:`discard` here) from the checkpoint area."""
+        keys = list(self.finished) if keys is None else keys
         if self.checkpoints is not None:
             for key in keys:
                 self.checkpoints.discard(key)
+        self.finished = [k for k in self.finished if k not in keys]
 
 
 def checkpoint_key(experiment: str, cfg: ExperimentConfig, points: list[Point], role: str = "") -> str:
@@ -446,6 +459,7 @@ def run_points(
     records: list[Record] = []
     for group in exp.groups(cfg, exp.points(cfg) if points is None else points):
         records.extend(exp.run_group(cfg, group, ctx))
+        ctx.drop_finished()  # nothing is written: the records in memory are all there is
     return records
 
 
@@ -462,4 +476,4 @@ def format_validation_error(exc: ValidationError, experiment: Experiment[C]) -> 
         msg = msg[len("Value error, ") :]
     if key == "config" or err["type"] == "value_error" and isinstance(value, dict):
         return f"{msg}"
-    return f"{key}: got {value!r}; {msg[0].lower() + msg[1:]}"
+    return f"{key}: got {shown(value)}; {msg[0].lower() + msg[1:]}"

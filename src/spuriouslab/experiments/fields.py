@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
 from spuriouslab.activations import HERMITE_PREFIX, ActivationName
 from spuriouslab.data.datasets import DatasetName, DataSource
@@ -58,17 +58,46 @@ def _file(value: Any) -> Any:
 
 
 def check_coloured(border_content: str, rho: float, colours: list[str]) -> None:
-    """The coloured task's settings, checked alike by every config that has them: two different colours that
-    parse, and ``rho`` only with ``border_content=coloured``."""
+    """The coloured task's settings, checked alike by every config that has them: two colours that parse and
+    differ as RGB values (``red`` and ``200,40,40`` are one colour), and ``rho`` and the colours only with
+    ``border_content=coloured`` (``rho`` in [0.5, 1]: :data:`Rho`)."""
     from spuriouslab.data.borders import parse_colour, parse_content
 
     parse_content(border_content)
-    if len(colours) != 2 or len(set(colours)) != 2:
-        raise ValueError(f"colours: got {colours}; two different colours (names or R,G,B)")
-    for c in colours:
-        parse_colour(c, "colours")
+    if len(colours) != 2:
+        raise ValueError(f"colours: got {colours}; two colours (names or R,G,B)")
+    rgb = [parse_colour(c, "colours") for c in colours]
+    if rgb[0] == rgb[1]:
+        raise ValueError(
+            f"colours: got {colours}; both are RGB {','.join(map(str, rgb[0]))}: two different colours (names or R,G,B)"
+        )
     if rho != 0.5 and border_content != "coloured":
         raise ValueError(f"rho: got {rho}; it sets the coloured border (border_content=coloured)")
+    if colours != ["red", "green"] and border_content != "coloured":
+        raise ValueError(f"colours: got {colours}; they colour the coloured border (border_content=coloured)")
+
+
+def refuse_unused(cfg: Any, names: list[str], why: str) -> None:
+    """Settings of ``cfg`` that do not apply to its data or remedy are refused in one line when given (when they
+    differ from their default), instead of being stored and silently ignored: ``why`` says what they go with."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value != type(cfg).model_fields[name].default:
+            raise ValueError(f"{name}: got {value!r}; {why}")
+
+
+def refuse_unused_remedy_settings(cfg: Any, names: dict[str, str]) -> None:
+    """Remedy settings (``names``: field -> ``pretrain``, ``lp`` or a remedy's name) refused when no remedy of
+    ``cfg.remedy`` uses them (:func:`refuse_unused`)."""
+    from spuriouslab.nets.remedies import REMEDIES
+
+    def uses(remedy: str, use: str) -> bool:
+        return bool(getattr(REMEDIES[remedy], use)) if use in ("pretrain", "lp") else remedy == use
+
+    for name, use in names.items():
+        if not any(uses(m, use) for m in cfg.remedy):
+            users = " or ".join(m for m in REMEDIES if uses(m, use))
+            refuse_unused(cfg, [name], f"it goes with remedy={users} (remedy is {','.join(cfg.remedy)})")
 
 
 # Sizes no machine can hold are refused by validation; the rest by the run's memory estimate.
@@ -81,14 +110,24 @@ MAX_SEEDS = base.MAX_SEEDS
 
 Listed = BeforeValidator(split_list)
 FilePath = Annotated[str | None, BeforeValidator(_file)]  # an optional file (a checkpoint): never the empty path
+
+
 # the coloured task (border_content=coloured, spuriouslab.data.coloured)
+def _rho(value: float) -> float:
+    from spuriouslab.data.coloured import check_rho
+
+    try:
+        return check_rho(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).split("; ", 1)[-1]) from None
+
+
 Rho = Annotated[
     float,
+    AfterValidator(_rho),
     Field(
-        ge=0,
-        le=1,
         description="border_content=coloured: P(colour agrees with the label) in "
-        "training (0.5 independent, 1 fully spurious)",
+        "training, in [0.5, 1] (0.5 independent, 1 fully spurious)",
     ),
 ]
 Colours = Annotated[
@@ -130,5 +169,7 @@ __all__ = [
     "Size",
     "Width",
     "check_coloured",
+    "refuse_unused",
+    "refuse_unused_remedy_settings",
     "split_list",
 ]

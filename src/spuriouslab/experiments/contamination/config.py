@@ -15,6 +15,7 @@ from spuriouslab.experiments.fields import (
     ActivationName,
     AndMaskTau,
     Listed,
+    refuse_unused_remedy_settings,
 )
 from spuriouslab.nets.remedies import REMEDIES, RemedyName
 
@@ -99,6 +100,15 @@ class ContaminationConfig(ExperimentConfig):
             )
         if self.freeze_output and self.width % 2:
             raise ValueError(f"width: got {self.width} with freeze_output=true; the +-1/m output needs an even width")
+        refuse_unused_remedy_settings(
+            self,
+            {
+                "pretrain_iterations": "pretrain",
+                "pretrain_background": "pretrain",
+                "lp_iterations": "lp",
+                "and_mask_tau": "and-mask",
+            },
+        )
         return self
 
     def phase_steps(self, remedy: str) -> dict[str, int]:

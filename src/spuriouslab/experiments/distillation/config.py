@@ -19,6 +19,8 @@ from spuriouslab.experiments.fields import (
     AndMaskTau,
     FilePath,
     Listed,
+    refuse_unused,
+    refuse_unused_remedy_settings,
 )
 from spuriouslab.nets.models import EncoderName
 from spuriouslab.nets.remedies import REMEDIES, RemedyName
@@ -163,6 +165,19 @@ class DistillationConfig(ExperimentConfig):
             raise ValueError("streaming: reads task=folder data for a given teacher (teacher=package.module:factory)")
         if self.streaming and self.remedy != ["none"]:
             raise ValueError(f"remedy: got {self.remedy}; a streamed folder trains without remedies (none)")
+        refuse_unused_remedy_settings(
+            self,
+            {
+                "pretrain_epochs": "pretrain",
+                "pretrain_background": "pretrain",
+                "lp_epochs": "lp",
+                "and_mask_tau": "and-mask",
+            },
+        )
+        if self.task != "synthetic":
+            refuse_unused(
+                self, ["pretrain_background"], "image tasks pre-train on the teacher's own backgrounds (task=synthetic)"
+            )
         oracle = [m for m in self.remedy if REMEDIES[m].oracle]
         if oracle and (self.task != "synthetic" or self.student or self.teacher):
             raise ValueError(

@@ -32,7 +32,7 @@ def report(cfg: DistillationConfig, df: pd.DataFrame) -> Report:
     if df.empty:
         return Report(
             "# Representation distillation\n\nEvery seed diverged:\n\n"
-            + tables.markdown_table(bad, ["activation", "seed", "error"])
+            + tables.markdown_table(bad, [c for c in ("activation", "remedy", "seed", "error") if c in bad])
             + "\n"
         )
     df = df.assign(variant=variants(df))
@@ -80,7 +80,7 @@ def report(cfg: DistillationConfig, df: pd.DataFrame) -> Report:
             "",
             f"{len(bad)} seed(s) diverged (left out above):",
             "",
-            tables.markdown_table(bad, ["activation", "seed", "error"]),
+            tables.markdown_table(bad, [c for c in ("activation", "remedy", "seed", "error") if c in bad]),
         ]
     return Report("\n".join(lines) + "\n", figures)
 

@@ -28,6 +28,7 @@ from spuriouslab.experiments.fields import (
     Size,
     Width,
     check_coloured,
+    refuse_unused,
     split_list,
 )
 
@@ -135,6 +136,11 @@ class MemorizationConfig(ExperimentConfig):
         if self.data == "synthetic":
             for a in self.alpha:
                 split_dims(self.d, a)  # raises ConfigError naming alpha and d
+            refuse_unused(
+                self,
+                ["classes", "border", "border_content", "rho", "colours", "query"],
+                "it sets the image task's pair of classes or border; data=synthetic has neither",
+            )
             return self
         check_coloured(self.border_content, self.rho, self.colours)
         if self.classes is None or len(self.classes) != 2 or self.classes[0] == self.classes[1]:

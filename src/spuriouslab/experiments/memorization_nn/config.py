@@ -23,6 +23,8 @@ from spuriouslab.experiments.fields import (
     Scaling,
     Size,
     check_coloured,
+    refuse_unused,
+    refuse_unused_remedy_settings,
 )
 from spuriouslab.nets.remedies import REMEDIES, RemedyName
 
@@ -102,7 +104,16 @@ class MemorizationNNConfig(ExperimentConfig):
                 raise ValueError(
                     f"vit_dim: got {self.vit_dim}; the ViT's 2-d sin-cos position embedding needs a multiple of 4"
                 )
+        if self.data == "synthetic":
+            refuse_unused(
+                self,
+                ["border", "border_content", "rho", "colours"],
+                "it sets the image border; data=synthetic has none",
+            )
         check_coloured(self.border_content, self.rho, self.colours)
+        refuse_unused_remedy_settings(
+            self, {"pretrain_epochs": "pretrain", "lp_epochs": "lp", "and_mask_tau": "and-mask"}
+        )
         if self.remedy != ["none"]:
             if self.border_content != "coloured":
                 raise ValueError(

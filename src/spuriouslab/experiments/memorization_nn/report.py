@@ -33,6 +33,18 @@ def _lines(agg: pd.DataFrame, extra: list[str]) -> Iterator[tuple[str, pd.DataFr
         yield "".join(f" {k}={v}" for k, v in zip(extra, values, strict=True)), part
 
 
+def _coloured_setting(cfg, ok: pd.DataFrame) -> str:
+    """The coloured task's setting as the summary names it: the border, the single rho and remedy (when they do
+    not take several values, as rows of the table), so that a one-remedy run still says which remedy it is."""
+    if cfg.border_content != "coloured":
+        return ""
+    parts = [f"border coloured ({' / '.join(cfg.colours)})"]
+    for key in ("rho", "remedy"):
+        if key in ok and ok[key].nunique() == 1:
+            parts.append(f"{key}={ok[key].iloc[0]}")
+    return " (" + ", ".join(parts) + ")"
+
+
 def report(cfg, df: pd.DataFrame) -> Report:
     import matplotlib.pyplot as plt
 
@@ -92,13 +104,25 @@ def report(cfg, df: pd.DataFrame) -> Report:
     lines = [
         "# Trained networks: spurious-feature memorization",
         "",
-        f"data={cfg.data}, epochs={cfg.epochs}, batch={cfg.batch_size}, Adam lr={cfg.lr:g}, "
-        f"wd={cfg.weight_decay:g}, StepLR({cfg.step_size}, {cfg.gamma:g}).  Spurious accuracy: the "
+        f"data={cfg.data}{_coloured_setting(cfg, ok)}, epochs={cfg.epochs}, batch={cfg.batch_size}, Adam "
+        f"lr={cfg.lr:g}, wd={cfg.weight_decay:g}, StepLR({cfg.step_size}, {cfg.gamma:g}).  Spurious accuracy: the "
         "training image's border alone (core zeroed) recalls its label.  Figures: figures/nn_accuracy_vs_n,"
         " figures/nn_curves.",
         "",
         tables.markdown_table(agg, ["model", "n_train", *extra, "n", *METRICS]),
     ]
+    coloured = [m for m, _ in REMEDY_PANELS if m in ok and m != "seconds"]
+    if coloured:  # the coloured task's own measurements, per row of the table above
+        lines += [
+            "",
+            "The coloured task (accuracy with the colours reversed, the ID - reversed drop, worst-group accuracy on "
+            "the independent set, predictions flipped by the colour, ID accuracy):",
+            "",
+            tables.markdown_table(
+                tables.aggregate(ok, ["model", "n_train", *extra], coloured),
+                ["model", "n_train", *extra, "n", *coloured],
+            ),
+        ]
     if remedies is not None:
         lines += [
             "",
