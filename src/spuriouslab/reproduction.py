@@ -171,8 +171,14 @@ def recipe_difference(name: str, sets: list[str], run_dir: Path) -> tuple[str, s
             "and run again",
             "",
         )
-    values = {**load_config_file(path, kind), **parse_sets(sets)}
-    recipe = make_plan(get_experiment(kind), values, None).config_dump()
+    try:
+        values = {**load_config_file(path, kind), **parse_sets(sets)}
+        recipe = make_plan(get_experiment(kind), values, None).config_dump()
+    except ConfigError as e:  # the sets an index recorded no longer make a valid config
+        return (
+            f"{name}: its recorded overrides {shown(' '.join(sets), 200)} are not a valid recipe ({_first_line(e)})",
+            "",
+        )
     stored.pop("experiment")
     keys = [k for k in dict.fromkeys([*recipe, *stored]) if k not in IGNORED_IN_RECIPE]
     diff = [
