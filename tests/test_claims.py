@@ -172,12 +172,11 @@ TINY_RUNS = {
         "seeds": 2,
     },
     "alignment": {"d": 40, "n_train": [10, 30], "activation": ["relu", "phi2"], "alpha": [0.25, 0.5], "seeds": 2},
-    "ridge": {
+    "ridge": {  # linear ridge: the model every ridge claim applies to (its deterministic equivalent included)
+        "model": ["linear"],
         "d": 40,
         "n_train": [30],
         "n_test": 40,
-        "width": ["inf"],
-        "activation": ["relu"],
         "alpha": [0.5],
         "ridge": [0.0, 0.01, 0.1, 1.0],
         "correlation": [0.5],

@@ -86,3 +86,45 @@ def test_c_vanishes_as_lambda_grows_and_rises_first():
     pred = predict(S, theta, dx, 0.3, 300, [0.0, 0.01, 0.1, 1.0, 1e2, 1e4])
     C = [p.C for p in pred]
     assert abs(C[0]) < 1e-12 and C[1] > 0 and C[-1] < 1e-3 * max(C)  # n > d: from 0, up, then back to 0
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--set", "spurious_spectrum=-1"], "spurious_spectrum"),
+        (["--set", "spurious_spectrum=11"], "spurious_spectrum"),
+        (["--set", "correlation=1"], "correlation"),  # c = 1 would make y a function of x: Sigma singular
+        (["--set", "correlation=-0.2"], "correlation"),
+        (["--set", "model=linear,rf"], "model=linear runs alone"),
+        (["--set", "model=linear", "--set", "activation=relu,phi2"], "model=linear runs alone"),
+        (["--set", "data=digits", "--set", "classes=1,7", "--set", "spurious_spectrum=2"], "data=synthetic"),
+    ],
+)
+def test_bad_covariance_and_model_settings_are_one_line(cli, tmp_path, args, needle):
+    from conftest import one_line_exit_2
+
+    one_line_exit_2(cli("run", "ridge", *args, "--out", tmp_path / "x"), needle)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_linear_ridge_run_records_its_prediction_beside_its_measurement(cli, tmp_path):
+    """``model=linear`` from the CLI: every record holds C and L measured and predicted; at n > d and lambda = 0
+    (least squares) the prediction is C = 0, and at lambda = 1000 both are ~0; the report draws the theory."""
+    import pandas as pd
+
+    from conftest import assert_figures, sets
+
+    code, _, err = cli(
+        "run", "ridge",
+        *sets("model=linear", "d=60", "n_train=30,120", "n_test=400", "alpha=0.5", "correlation=0.6"),
+        *sets("ridge=0,0.1,1000", "spurious_spectrum=0,2", "seeds=2"),
+        "--out", tmp_path / "r", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    df = pd.read_parquet(tmp_path / "r" / "results.parquet")
+    assert len(df) == 2 * 3 * 2 * 2 and df[["spurious_corr_pred", "test_mse_pred", "kappa"]].notna().all().all()
+    ls = df[(df.n_train == 120) & (df.ridge == 0)]
+    assert (ls.kappa == 0).all() and np.allclose(ls.spurious_corr_pred, 0, atol=1e-12)
+    big = df[df.ridge == 1000]
+    assert (big.spurious_corr.abs() < 3e-3).all() and (big.spurious_corr_pred.abs() < 1e-3).all()
+    assert_figures(tmp_path / "r", "spurious_spectrum-0.0__ridge_correlation")

@@ -612,6 +612,21 @@ def slope_at_optimum(metric: str, over: str, objective: str) -> Callable[[pd.Dat
     return slope
 
 
+def fraction_at_largest(metric: str, over: str) -> Callable[[pd.DataFrame], float]:
+    """``metric`` at the largest ``over`` value as a fraction of its largest value over ``over`` (0: it has
+    vanished there; 1: it peaks there); NaN when the peak is not positive."""
+
+    def fraction(unit: pd.DataFrame) -> float:
+        curve = unit.groupby(over)[metric].mean().sort_index()
+        peak = float(curve.max()) if len(curve) else math.nan
+        if len(curve) < 2 or not peak > 0:
+            return math.nan
+        return float(curve.iloc[-1] / peak)
+
+    fraction.__name__ = f"{metric} at the largest {over} over its peak"
+    return fraction
+
+
 def rank_agreement(metric: str, predicted: str, over: str) -> Callable[[pd.DataFrame], float]:
     """Kendall's tau between ``metric`` and ``predicted`` across the values of ``over`` (1: the same order)."""
 

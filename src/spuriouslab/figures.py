@@ -92,6 +92,13 @@ FIGURES: dict[str, Figure] = {
         "memorization and spurious correlation C vs the ridge lambda, correlated spurious parts",
         "9s",
     ),
+    "bm-ridge-linear": Figure(
+        BM + " (follow-up)",
+        "ridge_linear.yaml",
+        "linear ridge on z = [x, y] with a covariance: C and L vs lambda, measured and their deterministic "
+        "equivalents, n/d = 1/2 and 2, two correlations, isotropic and power-law spurious spectra",
+        "not measured",
+    ),
     "bm-mnist": Figure(
         BM,
         "memorization_mnist.yaml",

@@ -143,8 +143,11 @@ class Plan:
     def identity(self, i: int) -> str:
         """Combination ``i``'s resolved config less what a point sets itself (axes, seeds), as JSON: with a
         point's fields, what :func:`point_id` hashes."""
-        dump = self.configs[i].model_dump(mode="json")
-        return json.dumps({k: v for k, v in dump.items() if k not in (*self.exp.Config.AXES, "seeds")}, sort_keys=True)
+        cfg = self.configs[i]
+        dump = cfg.model_dump(mode="json")
+        at_default = {k for k in cfg.LATER if getattr(cfg, k) == type(cfg).model_fields[k].default}
+        skip = {*self.exp.Config.AXES, "seeds", *at_default}
+        return json.dumps({k: v for k, v in dump.items() if k not in skip}, sort_keys=True)
 
 
 def make_plan(

@@ -32,6 +32,7 @@ STREAMS: dict[str, int] = {
     # random-feature / NTK weights (torch): key (seed, model code, N or 0, block)
     "features.rf": 1,
     "features.ntk": 2,
+    "features.linear": 14,  # no random weights; named so that every kernel model has its stream
     # trained networks on memorization data (torch)
     "nets.init": 300,
     "nets.order": 301,  # minibatch order

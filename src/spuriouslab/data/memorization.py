@@ -36,6 +36,7 @@ class SplitSpec:
     d: int = 1000
     alpha: float = 0.5
     correlation: float = 0.0
+    spectrum: float = 0.0  # the power-law exponent of the spurious part's covariance given the core
     # images
     data_root: str | None = None
     # a pair (-> -1, +1), or None for every class; typed as the configs hold it (they check the pair for images)
@@ -66,7 +67,7 @@ class SplitSpec:
 def build_split(spec: SplitSpec, seed: int, n_train: int) -> MemorizationSplit:
     """The seeded split of ``n_train`` training samples (nested: a larger N extends a smaller one)."""
     if spec.source == "synthetic":
-        return synthetic_memorization(seed, spec.d, spec.alpha, n_train, spec.n_test, spec.correlation)
+        return synthetic_memorization(seed, spec.d, spec.alpha, n_train, spec.n_test, spec.correlation, spec.spectrum)
     return _image_split(spec, seed, n_train)
 
 

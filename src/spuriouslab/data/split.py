@@ -27,6 +27,7 @@ class MemorizationSplit:
     sample_shape: tuple[int, ...]
     n_classes: int = 0
     teacher: np.ndarray | None = None  # synthetic: the label direction u
+    covariance: np.ndarray | None = None  # synthetic: the covariance Sigma of z = [x, y] (d x d)
     # the coloured task (border_content=coloured): each test set ("id", "indep", "reversed") as (Z, g, colours);
     # "id" is Z_test / g_test itself
     tests: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None

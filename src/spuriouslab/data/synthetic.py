@@ -28,12 +28,25 @@ def _sign(v: np.ndarray) -> np.ndarray:
     return np.where(v >= 0, 1.0, -1.0)
 
 
+def spurious_spectrum(d_y: int, exponent: float) -> np.ndarray:
+    """The eigenvalues of the spurious part's covariance given the core: ``j^-exponent`` for ``j = 1..d_y``,
+    scaled to mean 1 (the total spurious variance stays ``d_y``).  0 is isotropic; a larger exponent puts the
+    variance on fewer directions (a "simpler" spurious part)."""
+    if not 0 <= exponent <= 10:
+        raise ConfigError(f"spurious_spectrum: got {exponent!r}; a power-law exponent in [0, 10] (0: isotropic)")
+    ev = np.arange(1, d_y + 1, dtype=np.float64) ** -float(exponent)
+    return np.asarray(ev / ev.mean())
+
+
 def synthetic_memorization(
-    seed: int, d: int, alpha: float, n_train: int, n_test: int, correlation: float = 0.0
+    seed: int, d: int, alpha: float, n_train: int, n_test: int, correlation: float = 0.0, spectrum: float = 0.0
 ) -> MemorizationSplit:
     """Draw a seeded split.  ``correlation = c > 0`` makes the spurious part depend on the core:
-    ``y = c P x + sqrt(1 - c^2) n`` with ``P`` a fixed random map (rows of norm ~1), ``n ~ N(0, I)``."""
+    ``y = c P x + sqrt(1 - c^2) D^1/2 n`` with ``P`` a fixed random map (rows of norm ~1), ``n ~ N(0, I)`` and ``D``
+    the power-law spectrum of exponent ``spectrum`` (:func:`spurious_spectrum`; 0: ``D = I``).  The split carries
+    the covariance ``Sigma`` of ``z = [x, y]`` (for the deterministic equivalent of linear ridge)."""
     d_x, d_y = split_dims(d, alpha)
+    scale = np.sqrt(spurious_spectrum(d_y, spectrum)) if spectrum else None
 
     def rng(name: str) -> np.random.Generator:
         return numpy_rng(seed, stream_id(name))
@@ -45,6 +58,8 @@ def synthetic_memorization(
         r = rng(name)
         raw = r.standard_normal((n, d))
         x, y = raw[:, :d_x], raw[:, d_x:]
+        if scale is not None:
+            y = y * scale
         if P is not None:
             y = correlation * x @ P.T + np.sqrt(1 - correlation**2) * y
         return x, y
@@ -64,4 +79,17 @@ def synthetic_memorization(
         d_y=d_y,
         sample_shape=(d,),
         teacher=u,
+        covariance=_covariance(d_x, d_y, correlation, P, spectrum),
     )
+
+
+def _covariance(d_x: int, d_y: int, c: float, P: np.ndarray | None, spectrum: float) -> np.ndarray:
+    """``Sigma`` of ``z = [x, y]``: ``S_xx = I``, ``S_yx = c P``, ``S_yy = c^2 P P' + (1 - c^2) D``."""
+    sigma = np.eye(d_x + d_y)
+    noise = spurious_spectrum(d_y, spectrum) if spectrum else np.ones(d_y)
+    sigma[d_x:, d_x:] = np.diag(noise * (1 - c * c if P is not None else 1.0))
+    if P is not None:
+        sigma[d_x:, :d_x] = c * P
+        sigma[:d_x, d_x:] = c * P.T
+        sigma[d_x:, d_x:] += c * c * P @ P.T
+    return sigma

@@ -122,6 +122,9 @@ class ExperimentConfig(BaseModel):
     # numbers are finite unless a field says otherwise (Width: ``inf`` is the infinite-width kernel)
     model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
     AXES: ClassVar[tuple[str, ...]] = ()
+    # fields added after runs existed: at their default they are left out of a point's identity (its point_id),
+    # so that the records of a config that does not use them stay what they were
+    LATER: ClassVar[tuple[str, ...]] = ()
     DEFAULTS: ClassVar[tuple[tuple[str, Mapping[str, Mapping[str, Any]]], ...]] = ()
 
     seeds: int = Field(3, ge=1, le=MAX_SEEDS, description="number of seeds per grid point")

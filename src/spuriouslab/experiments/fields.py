@@ -146,7 +146,7 @@ Width = Annotated[
     BeforeValidator(_width),
     PlainSerializer(lambda v: "inf" if math.isinf(v) else int(v), when_used="json"),
 ]
-KernelModel = Literal["rf", "ntk"]
+KernelModel = Literal["rf", "ntk", "linear"]
 ImageSource = DatasetName  # an image data set of the registry
 Scaling = Literal["raw", "unit", "standard"]
 

@@ -7,7 +7,9 @@ matrix ``K[a, j] = <feat(A_a), feat(train_j)>`` for every row ``a`` and training
 * ``ntk`` (width k):  ``feat(z) = z (x) phi'(W z) / sqrt(k d)``, so
   ``K = (Z Z'^T / d) * (phi'(ZW^T) phi'(Z'W^T)^T / k)``;
 * ``width=INF`` (k = inf): the closed-form limits of both, with exact per-sample norms
-  (see :meth:`Fn.gaussian_kernel`); for ``|z|^2 = d`` the Hermite-series case is ``sum_l mu_l^2 rho^l``.
+  (see :meth:`Fn.gaussian_kernel`); for ``|z|^2 = d`` the Hermite-series case is ``sum_l mu_l^2 rho^l``;
+* ``linear``: ``feat(z) = z / sqrt(d)``, ``K = Z Z'^T / d`` (ridge on the raw input; no activation, no width),
+  so that kernel ridge with ``K + lambda I`` is linear ridge ``(Z'Z/n + lambda d/n)^-1 Z'G/n``.
 
 Features are generated and used in chunks of whole ``BLOCK``-sized random blocks (float32 by default, on the
 spec's device); each chunk's product is accumulated into float64.  Each block of ``V`` has its own seed, so
@@ -29,7 +31,8 @@ from spuriouslab.seeding import torch_seed
 
 BLOCK = 1024  # features per independently seeded block of random weights
 INF = math.inf  # the one representation of infinite width, in every layer
-DEFAULT_WIDTH = {"rf": 100_000, "ntk": 100}  # the paper's k
+DEFAULT_WIDTH = {"rf": 100_000, "ntk": 100, "linear": INF}  # the paper's k; a linear model has no width
+MODELS = ("rf", "ntk", "linear")
 MAX_FEATURES = 10**9  # random features / NTK neurons of a finite-width kernel (beyond that, width=inf)
 
 
@@ -93,9 +96,10 @@ class KernelSpec:
         act = get_activation(activation) if isinstance(activation, str) else activation
         if isinstance(dtype, str):
             dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
-        if model not in ("rf", "ntk"):
-            raise ValueError(f"model must be 'rf' or 'ntk', got {model!r}")
-        return cls(model, act, parse_width(width, model), tuple(int(k) for k in key), device, dtype, progress)
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        size = INF if model == "linear" else parse_width(width, model)
+        return cls(model, act, size, tuple(int(k) for k in key), device, dtype, progress)
 
     @property
     def infinite(self) -> bool:
@@ -180,6 +184,8 @@ def _feature_grams(specs: list[KernelSpec], A: torch.Tensor, n_train: int) -> li
 def _closed_form_gram(spec: KernelSpec, A: torch.Tensor, n_train: int) -> torch.Tensor:
     A64 = A.detach().to("cpu", torch.float64).numpy()
     d = A64.shape[1]
+    if spec.model == "linear":
+        return torch.from_numpy(np.ascontiguousarray(A64 @ A64[:n_train].T / d)).to(spec.device)
     norms = np.linalg.norm(A64, axis=1)
     dots = A64 @ A64[:n_train].T
     cos = dots / np.maximum(np.outer(norms, norms[:n_train]), 1e-300)

@@ -73,6 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 class MemorizationConfig(ExperimentConfig):
     AXES: ClassVar[tuple[str, ...]] = ("n_train", "model", "activation", "alpha", "width", "ridge", "correlation")
+    LATER: ClassVar[tuple[str, ...]] = ("spurious_spectrum",)
     # the data set's defaults win over the preset's, which win over the fields' own
     DEFAULTS: ClassVar = (("data", DATA_DEFAULTS), ("preset", PRESETS))
 
@@ -108,7 +109,9 @@ class MemorizationConfig(ExperimentConfig):
         [10, 20, 50, 100, 200, 500, 1000], description="training-set sizes N"
     )
     n_test: int = Field(1000, ge=1, le=MAX_SAMPLES, description="fresh test samples")
-    model: Annotated[list[KernelModel], Listed] = Field(["rf", "ntk"], description="rf or ntk")
+    model: Annotated[list[KernelModel], Listed] = Field(
+        ["rf", "ntk"], description="rf, ntk, or linear (ridge on the raw z; alone, activation identity)"
+    )
     activation: Annotated[list[ActivationName], Listed] = Field(
         ["phi2", "phi4"], description="registered name or hermite:c0,c1,..."
     )
@@ -121,6 +124,12 @@ class MemorizationConfig(ExperimentConfig):
     correlation: Annotated[list[Correlation], Listed] = Field(
         [0.0], description="c in [0, 1): spurious part y = c P x + sqrt(1-c^2) noise"
     )
+    spurious_spectrum: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="synthetic: power-law exponent of y's covariance given x (0 isotropic; larger: simpler)",
+    )
     spurious_corr: bool = Field(False, description="also measure C = Cov(f([x~, y]), g) on the test set")
     nested: bool = Field(False, description="share one draw of features and test set across nested N (faster)")
     feature_dtype: Literal["float32", "float64"] = Field("float32", description="dtype of feature chunks")
@@ -131,8 +140,22 @@ class MemorizationConfig(ExperimentConfig):
     def _widths(cls, v: Any) -> Any:
         return None if v is None else split_list(v)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _linear(cls, values: Any) -> Any:
+        """``model=linear`` has no activation: its one placeholder value is ``identity`` unless given."""
+        if isinstance(values, dict) and split_list(values.get("model", [])) == ["linear"]:
+            values = {**values}
+            values.setdefault("activation", ["identity"])
+        return values
+
     @model_validator(mode="after")
     def _combination(self) -> MemorizationConfig:
+        if "linear" in self.model and (len(self.model) > 1 or len(self.activation) > 1):
+            raise ValueError(
+                f"model: got {self.model} with activation {self.activation}; model=linear runs alone, with one "
+                "activation value (it has none of its own: ridge on the raw z)"
+            )
         if self.data == "synthetic":
             for a in self.alpha:
                 split_dims(self.d, a)  # raises ConfigError naming alpha and d
@@ -142,6 +165,7 @@ class MemorizationConfig(ExperimentConfig):
                 "it sets the image task's pair of classes or border; data=synthetic has neither",
             )
             return self
+        refuse_unused(self, ["spurious_spectrum"], "it shapes the synthetic spurious part (data=synthetic)")
         check_coloured(self.border_content, self.rho, self.colours)
         if self.classes is None or len(self.classes) != 2 or self.classes[0] == self.classes[1]:
             raise ValueError(f"classes: got {self.classes}; kernel memorization needs a pair of distinct classes")
@@ -161,6 +185,7 @@ class MemorizationConfig(ExperimentConfig):
             d=self.d,
             alpha=alpha,
             correlation=correlation,
+            spectrum=self.spurious_spectrum,
             data_root=self.data_root,
             classes=None if self.classes is None else tuple(self.classes),
             border=self.border,

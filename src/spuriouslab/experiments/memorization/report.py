@@ -9,6 +9,7 @@ import pandas as pd
 from spuriouslab import plotting, tables
 from spuriouslab.experiments.base import Report
 from spuriouslab.experiments.memorization.config import MemorizationConfig
+from spuriouslab.kernels.matrices import MODELS
 
 METRICS = [
     "train_acc",
@@ -39,7 +40,7 @@ def report_memorization(df: pd.DataFrame) -> Report:
     varying = agg.groupby(["model", "alpha"])[candidates].nunique().max()
     line_keys = [k for k in candidates if varying[k] > 1] or ["activation"]
     alphas = sorted(agg["alpha"].unique(), reverse=True)
-    models = sorted(agg["model"].unique(), key=lambda m: ["rf", "ntk"].index(m))
+    models = sorted(agg["model"].unique(), key=lambda m: MODELS.index(m))
     figures = {}
 
     def panel_lines(axes):

@@ -178,13 +178,29 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
                 outputs[name] = fit.predict(K[start : start + nt, :n])
                 start += nt
             rec.update(rho=cfg.rho, **coloured_metrics(outputs, data.tests))
-        if cfg.data == "synthetic":  # the theory is for isotropic Gaussian data
+        if p["model"] == "linear" and data.covariance is not None:  # linear ridge with a covariance
+            rec.update(linear_ridge_prediction(data, n, p["ridge"]))
+        if cfg.data == "synthetic" and p["model"] != "linear":  # the theory is for isotropic Gaussian data
             pred = predict_alignment(p["activation"], p["model"], data.alpha, n, cfg.d)
             rec.update(gamma_pred=pred.gamma_pred, gamma_many=pred.gamma_many, gamma_few=pred.gamma_few)
         else:
             rec.update(gamma_pred=math.nan, gamma_many=math.nan, gamma_few=math.nan)
         rec["seconds"] = gram_seconds / len(points) + time.perf_counter() - t1
         yield rec
+
+
+def linear_ridge_prediction(data: Any, n: int, ridge: float) -> dict[str, float]:
+    """The deterministic equivalent of linear ridge (:mod:`spuriouslab.theory.ridge`) at this point: the spurious
+    correlation ``spurious_corr_pred``, the test loss ``test_mse_pred`` and the effective regularisation
+    ``kappa``.  The kernel's ``K + ridge I`` with ``K = Z Z'/d`` is ridge ``lam = ridge d / n`` in the theory's
+    normalisation; the label ``sign(u'x)`` has ``theta* = [sqrt(2/pi) u/|u|, 0]`` and noise ``1 - 2/pi``."""
+    from spuriouslab.theory.ridge import predict
+
+    d = data.d_x + data.d_y
+    u = np.asarray(data.teacher, dtype=np.float64)
+    theta = np.concatenate([math.sqrt(2 / math.pi) * u / np.linalg.norm(u), np.zeros(data.d_y)])
+    (pred,) = predict(data.covariance, theta, data.d_x, 1 - 2 / math.pi, n, [ridge * d / n])
+    return {"spurious_corr_pred": pred.C, "test_mse_pred": pred.L, "kappa": pred.kappa}
 
 
 def coloured_metrics(outputs: dict[str, torch.Tensor], tests: dict[str, tuple]) -> dict[str, float]:

@@ -8,7 +8,7 @@ lambda grows.  Same computation as ``memorization``; one Gram matrix serves ever
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim, coloured_claims, slope_at_optimum
+from spuriouslab.claims import Claim, coloured_claims, fraction_at_largest, slope_at_optimum
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization import run
 from spuriouslab.experiments.ridge import report
@@ -24,15 +24,8 @@ EXPERIMENT = Experiment(
     reporting=report,
     headline=("spurious_corr", "test_mse", "acc_reversed", "worst_group_acc", "colour_flip"),
     claims=(
-        Claim(
-            "ridge",
-            "the spurious correlation C depends on the ridge lambda: it falls as lambda grows",
-            "spurious_corr",
-            "trend",
-            over="ridge",
-            side="less",
-            paper=FOLLOW_UP,
-        ),
+        # the follow-up's claims as it states them (docs/ridge-theory.rst); the earlier "C falls as lambda grows"
+        # is not among them: C rises from its lambda = 0 value before it vanishes
         Claim(
             "ridge",
             "the lambda that minimizes the ID test loss lies where C is still increasing in lambda (C at "
@@ -43,6 +36,52 @@ EXPERIMENT = Experiment(
             smallest_effect=0.005,  # a change of C of 0.005 across the optimum's neighbours
             by=("model", "correlation"),
             needs=("ridge", "test_mse"),
+            paper=FOLLOW_UP,
+        ),
+        Claim(
+            "ridge",
+            "C vanishes as lambda grows: at the largest lambda of the grid it is below half its peak over lambda "
+            "(C there over the largest C, per model and correlation)",
+            "spurious_corr",
+            "sign",
+            statistic=fraction_at_largest("spurious_corr", "ridge"),
+            reference=0.5,
+            side="less",
+            smallest_effect=0.1,  # a tenth of the peak
+            by=("model", "correlation"),
+            needs=("ridge",),
+            paper=FOLLOW_UP,
+        ),
+        Claim(
+            "ridge",
+            "a simpler spurious part (its covariance given the core on fewer directions: spectrum exponent 2 "
+            "against 0) gives a larger C at the same lambda",
+            "spurious_corr",
+            "difference",
+            when={"spurious_spectrum": 2.0},
+            versus={"spurious_spectrum": 0.0},
+            side="greater",
+            varies=("spurious_spectrum",),
+            paper=FOLLOW_UP,
+        ),
+        Claim(
+            "ridge",
+            "linear ridge: the measured C agrees with its deterministic equivalent C^Sigma(lambda) within 0.01",
+            "spurious_corr",
+            "agreement",
+            predicted="spurious_corr_pred",
+            tolerance=0.01,
+            when={"model": "linear"},
+            paper=FOLLOW_UP,
+        ),
+        Claim(
+            "ridge",
+            "linear ridge: the measured test loss agrees with its deterministic equivalent L(lambda) within 0.02",
+            "test_mse",
+            "agreement",
+            predicted="test_mse_pred",
+            tolerance=0.02,
+            when={"model": "linear"},
             paper=FOLLOW_UP,
         ),
         *coloured_claims("ridge"),

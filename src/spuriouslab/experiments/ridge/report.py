@@ -12,8 +12,12 @@ METRICS = ["test_acc", "test_mse", "memorization_cov", "spurious_corr", "spuriou
 KEYS = ["model", "activation", "alpha", "width", "n_train", "correlation", "ridge"]
 
 
+PREDICTED = ["spurious_corr_pred", "test_mse_pred"]  # linear ridge: the deterministic equivalent (theory/ridge.py)
+
+
 def report(cfg: MemorizationConfig, df: pd.DataFrame) -> Report:
-    agg = tables.aggregate(df, KEYS, METRICS)
+    theory = [c for c in PREDICTED if c in df and df[c].notna().any()]
+    agg = tables.aggregate(df, KEYS, [*METRICS, *theory])
     curves = [k for k in ["model", "activation", "alpha", "width", "n_train"] if agg[k].nunique() > 1]
     best = agg.loc[agg.groupby([*curves, "correlation"] if curves else ["correlation"]).test_mse.idxmin()].reset_index(
         drop=True
@@ -22,8 +26,10 @@ def report(cfg: MemorizationConfig, df: pd.DataFrame) -> Report:
     positive = agg.ridge[agg.ridge > 0]
     linthresh = float(positive.min()) if len(positive) else 1.0
 
-    def figure(panels: list[tuple[str, str]], xlabel: str, mark_best: bool):
+    def figure(panels: list[tuple[str, str]], xlabel: str, mark_best: bool, note: str = ""):
         fig, axes = plotting.panel_grid(len(groups), 2)
+        if note:
+            fig.suptitle(note, fontsize=9)
         for i, (gkey, sub) in enumerate(groups):
             bsub = best.merge(sub[[*curves, "correlation"]].drop_duplicates()) if curves else best
             gkey = gkey if isinstance(gkey, tuple) else (gkey,)
@@ -42,6 +48,14 @@ def report(cfg: MemorizationConfig, df: pd.DataFrame) -> Report:
                         marker="o",
                         ms=3,
                     )
+                    if f"{metric}_pred" in line:  # the deterministic equivalent, dashed in the line's colour
+                        ax.plot(
+                            line.ridge,
+                            line[f"{metric}_pred"],
+                            linestyle="--",
+                            color=handle.get_color(),
+                            label=f"c={c:g} theory",
+                        )
                     opt = bsub[bsub.correlation == c]
                     if mark_best and len(opt):
                         ax.plot(
@@ -65,8 +79,10 @@ def report(cfg: MemorizationConfig, df: pd.DataFrame) -> Report:
         ),
         "ridge_correlation": figure(
             [("spurious_corr", "spurious correlation C on test"), ("test_mse", "test loss (MSE)")],
-            "ridge lambda (0 at the left); star = test-optimal",
+            "ridge lambda (0 at the left)",
             True,
+            "star = test-optimal lambda"
+            + ("; dashed = the deterministic equivalent (theory/ridge.py)" if theory else ""),
         ),
     }
     lines = [
