@@ -203,6 +203,11 @@ def _folders_must_be_the_figures_runs(cli, out):
     only = "bm-digits,zh-padded-cifar,bm-nn-mnist"
     code, _, err = cli("reproduce", "--all", "--only", only, "--no-progress", "--out", out)
     assert code == 0 and "bm-digits: done in" in err and len(_records(out / "bm-digits")) == 30, err
+    # a run made before a field existed (its config.yaml lacks it) matches a recipe that leaves it at its default
+    config = out / "bm-digits" / "config.yaml"
+    config.write_text("".join(line for line in config.read_text().splitlines(True) if "spurious_spectrum" not in line))
+    code, _, err = cli("reproduce", "--all", "--only", only, "--no-progress", "--out", out)
+    assert code == 0 and "bm-digits: done earlier" in err and "not its recipe" not in err, err
 
 
 def test_reproduce_all_refuses_bad_input_in_one_line(cli, tmp_path):
@@ -229,7 +234,7 @@ def test_one_figure_registry_lists_every_figure_reproduce_shows():
         [sys.executable, "-m", "spuriouslab", "reproduce", "--list"], capture_output=True, text=True, check=True
     ).stdout
     listed = [line.split()[0] for line in listing.splitlines() if line.strip() and not line.startswith(" ")]
-    assert alone[0] == "True" and alone[1].split() == listed and len(listed) == 22
+    assert alone[0] == "True" and alone[1].split() == listed and len(listed) == 23
     assert {"zh-padded-vit-cpu", "zh-distill-digits-vit"} <= set(listed)
 
 

@@ -97,7 +97,7 @@ FIGURES: dict[str, Figure] = {
         "ridge_linear.yaml",
         "linear ridge on z = [x, y] with a covariance: C and L vs lambda, measured and their deterministic "
         "equivalents, n/d = 1/2 and 2, two correlations, isotropic and power-law spurious spectra",
-        "not measured",
+        "57s",
     ),
     "bm-mnist": Figure(
         BM,
@@ -206,7 +206,7 @@ FIGURES: dict[str, Figure] = {
         "background_features_cpu.yaml",
         "padded vs control ResNet-8 on 5000 Fashion-MNIST "
         "images, 16 epochs, 5 seeds: feature grids and their colour, border reliance, Grad-CAM",
-        "8m11s",
+        "31m36s (CPU shared with a run of about its size; 8 epochs took 8m11s-10m01s)",
         across=("epochs", (2, 4, 8, 16)),
         rule=PADDED_RULE,
     ),

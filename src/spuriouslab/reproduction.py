@@ -180,7 +180,10 @@ def recipe_difference(name: str, sets: list[str], run_dir: Path) -> tuple[str, s
             "",
         )
     stored.pop("experiment")
-    keys = [k for k in dict.fromkeys([*recipe, *stored]) if k not in IGNORED_IN_RECIPE]
+    fields = get_experiment(kind).Config.model_fields
+    # a field the stored config lacks (a run made before the field existed) matches the recipe at its default
+    absent_default = {k for k in recipe if k not in stored and k in fields and recipe[k] == fields[k].default}
+    keys = [k for k in dict.fromkeys([*recipe, *stored]) if k not in (*IGNORED_IN_RECIPE, *absent_default)]
     diff = [
         f"{k}={shown(stored.get(k, '(absent)'), 40)}, recipe {shown(recipe.get(k, '(absent)'), 40)}"
         for k in keys
@@ -324,6 +327,8 @@ def _reproduce_one(
         echo(f"{name}: done earlier ({_duration(o.seconds)})" + (f"; {foreign or diff}" if foreign or diff else ""))
         return
     sets = list(figure.cpu_sets) if budget == "cpu" else list(subset)
+    if not (out / name).is_dir():  # a fresh run: the time of attempts whose folder is gone is not its time
+        o = dataclasses.replace(o, seconds=0.0)
     outcomes[name] = Outcome(name, "running", "", o.seconds, sets)  # what a killed reproduction leaves
     write_index(out, budget, outcomes)
     t0 = time.perf_counter()
