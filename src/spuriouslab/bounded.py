@@ -21,6 +21,11 @@ TEXT_BYTES = 16 * 2**20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
+def _escaped(text: str) -> str:
+    """``text`` with every control character (bidirectional overrides too) written as its escape."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
 def shown(value: object, limit: int = 200) -> str:
     """``value`` as a message shows it: its ``repr`` for strings (quotes tell where it starts and ends), ``str``
     otherwise, every control character escaped (``\\x1b``, ``\\n``; bidirectional overrides too), cut to ``limit``
@@ -33,8 +38,7 @@ def shown(value: object, limit: int = 200) -> str:
     >>> print(shown("x" * 1000, limit=20))
     'xxxxxxxxxxxxxxxxxx... (1002 characters)
     """
-    text = repr(value) if isinstance(value, str) else str(value)
-    text = _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+    text = _escaped(repr(value) if isinstance(value, str) else str(value))
     if len(text) > limit:
         return f"{text[: max(1, limit - 1)]}... ({len(text)} characters)"
     return text
@@ -43,8 +47,7 @@ def shown(value: object, limit: int = 200) -> str:
 def clean_line(text: str, limit: int = 2000) -> str:
     """A message as one terminal line: newlines and tabs become spaces, other control characters are escaped, and
     it is cut to ``limit`` characters."""
-    text = re.sub(r"[\n\r\t]+", " ", text)
-    text = _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+    text = _escaped(re.sub(r"[\n\r\t]+", " ", text))
     return text if len(text) <= limit else f"{text[: limit - 1]}... ({len(text)} characters)"
 
 

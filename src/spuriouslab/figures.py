@@ -97,7 +97,7 @@ FIGURES: dict[str, Figure] = {
         "ridge_linear.yaml",
         "linear ridge on z = [x, y] with a covariance: C and L vs lambda, measured and their deterministic "
         "equivalents, n/d = 1/2 and 2, two correlations, isotropic and power-law spurious spectra",
-        "57s",
+        "43s",
     ),
     "bm-mnist": Figure(
         BM,

@@ -118,8 +118,6 @@ def read_index(out: Path) -> tuple[str | None, dict[str, Outcome]]:
     """The budget and the outcomes an earlier reproduction in ``out`` recorded (None, {} when there was none)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from spuriouslab.bounded import read_bounded, shown
-
     path = out / INDEX
     if not path.exists():
         return None, {}
@@ -161,6 +159,7 @@ def recipe_difference(name: str, sets: list[str], run_dir: Path) -> tuple[str, s
 
     path = config_path(name)
     kind = figure_experiment(path)
+    exp = get_experiment(kind)
     try:
         stored = RunStore(run_dir).read_config()
     except ConfigError as e:
@@ -173,14 +172,14 @@ def recipe_difference(name: str, sets: list[str], run_dir: Path) -> tuple[str, s
         )
     try:
         values = {**load_config_file(path, kind), **parse_sets(sets)}
-        recipe = make_plan(get_experiment(kind), values, None).config_dump()
+        recipe = make_plan(exp, values, None).config_dump()
     except ConfigError as e:  # the sets an index recorded no longer make a valid config
         return (
             f"{name}: its recorded overrides {shown(' '.join(sets), 200)} are not a valid recipe ({_first_line(e)})",
             "",
         )
     stored.pop("experiment")
-    fields = get_experiment(kind).Config.model_fields
+    fields = exp.Config.model_fields
     # a field the stored config lacks (a run made before the field existed) matches the recipe at its default
     absent_default = {k for k in recipe if k not in stored and k in fields and recipe[k] == fields[k].default}
     keys = [k for k in dict.fromkeys([*recipe, *stored]) if k not in (*IGNORED_IN_RECIPE, *absent_default)]

@@ -57,13 +57,14 @@ def _file(value: Any) -> Any:
     return value
 
 
-def check_coloured(border_content: str, rho: float, colours: list[str]) -> None:
-    """The coloured task's settings, checked alike by every config that has them: two colours that parse and
-    differ as RGB values (``red`` and ``200,40,40`` are one colour), and ``rho`` and the colours only with
-    ``border_content=coloured`` (``rho`` in [0.5, 1]: :data:`Rho`)."""
+def check_coloured(cfg: Any) -> None:
+    """The coloured task's settings of ``cfg``, checked alike by every config that has them: two colours that
+    parse and differ as RGB values (``red`` and ``200,40,40`` are one colour), and ``rho`` and the colours only
+    with ``border_content=coloured`` (:func:`refuse_unused`; ``rho`` in [0.5, 1]: :data:`Rho`)."""
     from spuriouslab.data.borders import parse_colour, parse_content
 
-    parse_content(border_content)
+    colours = cfg.colours
+    parse_content(cfg.border_content)
     if len(colours) != 2:
         raise ValueError(f"colours: got {colours}; two colours (names or R,G,B)")
     rgb = [parse_colour(c, "colours") for c in colours]
@@ -71,10 +72,8 @@ def check_coloured(border_content: str, rho: float, colours: list[str]) -> None:
         raise ValueError(
             f"colours: got {colours}; both are RGB {','.join(map(str, rgb[0]))}: two different colours (names or R,G,B)"
         )
-    if rho != 0.5 and border_content != "coloured":
-        raise ValueError(f"rho: got {rho}; it sets the coloured border (border_content=coloured)")
-    if colours != ["red", "green"] and border_content != "coloured":
-        raise ValueError(f"colours: got {colours}; they colour the coloured border (border_content=coloured)")
+    if cfg.border_content != "coloured":
+        refuse_unused(cfg, ["rho", "colours"], "it sets the coloured border (border_content=coloured)")
 
 
 def refuse_unused(cfg: Any, names: list[str], why: str) -> None:

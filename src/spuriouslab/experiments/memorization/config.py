@@ -166,7 +166,7 @@ class MemorizationConfig(ExperimentConfig):
             )
             return self
         refuse_unused(self, ["spurious_spectrum"], "it shapes the synthetic spurious part (data=synthetic)")
-        check_coloured(self.border_content, self.rho, self.colours)
+        check_coloured(self)
         if self.classes is None or len(self.classes) != 2 or self.classes[0] == self.classes[1]:
             raise ValueError(f"classes: got {self.classes}; kernel memorization needs a pair of distinct classes")
         if self.correlation != [0.0]:

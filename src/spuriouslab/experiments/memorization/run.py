@@ -134,6 +134,7 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
     query_start = n_max + nt
     g_all = torch.from_numpy(data.g)
     g_test = torch.from_numpy(data.g_test)
+    theory: dict[int, dict[float, dict[str, float]]] = {}  # linear ridge: per N, every ridge from one eigh of Sigma
     for p in sorted(points, key=lambda q: (acts.index(q["activation"]), q["n_train"], q["ridge"])):
         t1 = time.perf_counter()
         K = Ks[p["activation"]]
@@ -179,7 +180,9 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
                 start += nt
             rec.update(rho=cfg.rho, **coloured_metrics(outputs, data.tests))
         if p["model"] == "linear" and data.covariance is not None:  # linear ridge with a covariance
-            rec.update(linear_ridge_prediction(data, n, p["ridge"]))
+            if n not in theory:
+                theory[n] = linear_ridge_predictions(data, n, sorted({q["ridge"] for q in points}))
+            rec.update(theory[n][p["ridge"]])
         if cfg.data == "synthetic" and p["model"] != "linear":  # the theory is for isotropic Gaussian data
             pred = predict_alignment(p["activation"], p["model"], data.alpha, n, cfg.d)
             rec.update(gamma_pred=pred.gamma_pred, gamma_many=pred.gamma_many, gamma_few=pred.gamma_few)
@@ -189,18 +192,22 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
         yield rec
 
 
-def linear_ridge_prediction(data: Any, n: int, ridge: float) -> dict[str, float]:
-    """The deterministic equivalent of linear ridge (:mod:`spuriouslab.theory.ridge`) at this point: the spurious
-    correlation ``spurious_corr_pred``, the test loss ``test_mse_pred`` and the effective regularisation
-    ``kappa``.  The kernel's ``K + ridge I`` with ``K = Z Z'/d`` is ridge ``lam = ridge d / n`` in the theory's
-    normalisation; the label ``sign(u'x)`` has ``theta* = [sqrt(2/pi) u/|u|, 0]`` and noise ``1 - 2/pi``."""
+def linear_ridge_predictions(data: Any, n: int, ridges: list[float]) -> dict[float, dict[str, float]]:
+    """The deterministic equivalent of linear ridge (:mod:`spuriouslab.theory.ridge`) at ``n`` samples for each
+    of ``ridges``: the spurious correlation ``spurious_corr_pred``, the test loss ``test_mse_pred`` and the
+    effective regularisation ``kappa``, from one eigendecomposition of ``Sigma``.  The kernel's ``K + ridge I``
+    with ``K = Z Z'/d`` is ridge ``lam = ridge d / n`` in the theory's normalisation; the label ``sign(u'x)``
+    has ``theta* = [sqrt(2/pi) u/|u|, 0]`` and noise ``1 - 2/pi``."""
     from spuriouslab.theory.ridge import predict
 
     d = data.d_x + data.d_y
     u = np.asarray(data.teacher, dtype=np.float64)
     theta = np.concatenate([math.sqrt(2 / math.pi) * u / np.linalg.norm(u), np.zeros(data.d_y)])
-    (pred,) = predict(data.covariance, theta, data.d_x, 1 - 2 / math.pi, n, [ridge * d / n])
-    return {"spurious_corr_pred": pred.C, "test_mse_pred": pred.L, "kappa": pred.kappa}
+    preds = predict(data.covariance, theta, data.d_x, 1 - 2 / math.pi, n, [ridge * d / n for ridge in ridges])
+    return {
+        ridge: {"spurious_corr_pred": p.C, "test_mse_pred": p.L, "kappa": p.kappa}
+        for ridge, p in zip(ridges, preds, strict=True)
+    }
 
 
 def coloured_metrics(outputs: dict[str, torch.Tensor], tests: dict[str, tuple]) -> dict[str, float]:

@@ -110,7 +110,7 @@ class MemorizationNNConfig(ExperimentConfig):
                 ["border", "border_content", "rho", "colours"],
                 "it sets the image border; data=synthetic has none",
             )
-        check_coloured(self.border_content, self.rho, self.colours)
+        check_coloured(self)
         refuse_unused_remedy_settings(
             self, {"pretrain_epochs": "pretrain", "lp_epochs": "lp", "and_mask_tau": "and-mask"}
         )
