@@ -115,6 +115,12 @@ def test_a_metric_the_records_lack_is_inconclusive_not_an_error():
     assert v.verdict == "inconclusive" and v.reason == "no asym_corr in these records" and v.excluded == 4
 
 
+def test_an_agreement_without_its_prediction_in_the_records_is_not_applicable():
+    """A theory that does not cover the data (no predicted column) is not a verdict, unlike a missing metric."""
+    v = judge(Claim("t", "x", "acc", "agreement", predicted="acc_pred", tolerance=0.1), _records([0.5, 0.6], [0.1]))
+    assert not v.applicable and v.verdict == "inconclusive" and "no prediction (acc_pred)" in v.reason
+
+
 def test_bad_claims_are_refused():
     with pytest.raises(ValueError, match="needs `versus`"):
         Claim("t", "x", "gap", "difference")
@@ -139,6 +145,15 @@ def test_a_within_record_difference_and_a_trend_averaged_over_other_axes():
     assert trend.n == 3 and trend.effect == pytest.approx((0.01 - 0.1) / np.log(10))  # one slope a seed
 
 
+RIDGE_TINY = {
+    "d": 40,
+    "n_train": [30],
+    "n_test": 40,
+    "alpha": [0.5],
+    "ridge": [0.0, 0.01, 0.1, 1.0],
+    "correlation": [0.5],
+    "seeds": 2,
+}
 TINY_RUNS = {
     "contamination": {
         "activation": ["relu", "identity", "gelu", "leaky_relu", "sigmoid", "tanh"],
@@ -172,16 +187,10 @@ TINY_RUNS = {
         "seeds": 2,
     },
     "alignment": {"d": 40, "n_train": [10, 30], "activation": ["relu", "phi2"], "alpha": [0.25, 0.5], "seeds": 2},
-    "ridge": {  # linear ridge: the model every ridge claim applies to (its deterministic equivalent included)
-        "model": ["linear"],
-        "d": 40,
-        "n_train": [30],
-        "n_test": 40,
-        "alpha": [0.5],
-        "ridge": [0.0, 0.01, 0.1, 1.0],
-        "correlation": [0.5],
-        "seeds": 2,
-    },
+    "ridge": [  # linear ridge, and random features at infinite width (each with its deterministic equivalent)
+        {"model": ["linear"], **RIDGE_TINY},
+        {"model": ["rf"], "activation": ["relu"], "width": ["inf"], "spurious_corr": True, **RIDGE_TINY},
+    ],
     "memorization-nn": {
         "data": "synthetic",
         "model": ["fc"],
@@ -214,8 +223,9 @@ def test_every_declared_claim_is_measured_on_a_tiny_real_run(name):
 
     exp = get_experiment(name)
     assert exp.claims, f"{name} declares no claim"
-    cfg = exp.make_config(TINY_RUNS[name])
-    df = pd.DataFrame(run_points(exp, cfg))
+    runs = TINY_RUNS[name] if isinstance(TINY_RUNS[name], list) else [TINY_RUNS[name]]
+    cfg = exp.make_config(runs[0])  # several runs where one config cannot hold every claim's conditions
+    df = pd.concat([pd.DataFrame(run_points(exp, exp.make_config(r))) for r in runs], ignore_index=True)
     # claims about a swept field (the coloured task's rho) are judged across a sweep: tests/test_coloured.py
     claims = [c for c in exp.claims if set(c.varies) <= {*exp.Config.AXES, "seed"}]
     # claims about a remedy against none are judged on runs with the remedy axis: tests/test_remedies.py

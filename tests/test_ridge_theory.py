@@ -128,3 +128,69 @@ def test_a_linear_ridge_run_records_its_prediction_beside_its_measurement(cli, t
     big = df[df.ridge == 1000]
     assert (big.spurious_corr.abs() < 3e-3).all() and (big.spurious_corr_pred.abs() < 1e-3).all()
     assert_figures(tmp_path / "r", "spurious_spectrum-0.0__ridge_correlation")
+
+
+def test_the_relu_effective_ridge_is_its_hermite_energy_beyond_the_linear_term():
+    """lambda~ = (mu_star^2 + lambda) / mu_1^2 with mu_star^2 = E[relu(G)^2] - mu_0^2 - mu_1^2 = 1/4 - 1/(2 pi),
+    against the Hermite sum sum_{l >= 2} mu_l^2 of ReLU's closed-form coefficients (its tail beyond order L
+    decays as L^-3/2); tanh is odd (mu_0 = 0) and phi2 has no linear part (lambda~ infinite)."""
+    from spuriouslab.activations.hermite import relu_coefficients
+    from spuriouslab.theory.ridge import linear_equivalent
+
+    eq = linear_equivalent("relu")
+    mu = relu_coefficients(4000)
+    assert eq.mu0 == pytest.approx(1 / math.sqrt(2 * math.pi)) and eq.mu1 == pytest.approx(0.5)
+    assert eq.mu_star2 == pytest.approx(0.25 - 1 / (2 * math.pi), abs=1e-9)
+    assert eq.mu_star2 == pytest.approx(float(np.sum(mu[2:] ** 2)), abs=5e-5)
+    assert eq.ridge(0.3) == pytest.approx((eq.mu_star2 + 0.3) * 4)
+    assert linear_equivalent("tanh").mu0 == pytest.approx(0.0, abs=1e-12)
+    assert linear_equivalent("hermite:0,0,1").ridge(0.0) == math.inf
+
+
+def test_an_activation_without_a_linear_part_is_predicted_to_learn_nothing_linear():
+    """mu_1 = 0 (a pure second Hermite polynomial): lambda~ is infinite, so the linear theory's limit: C = 0 and
+    L = E[g^2] = 1, with no effective regularisation to report."""
+    from spuriouslab.data.synthetic import synthetic_memorization
+    from spuriouslab.experiments.memorization.run import linear_ridge_predictions
+
+    data = synthetic_memorization(0, 40, 0.5, 20, 10, 0.6)
+    out = linear_ridge_predictions(data, 20, [0.0, 1.0], "hermite:0,0,1")
+    for r in (0.0, 1.0):
+        assert out[r]["spurious_corr_pred"] == 0 and out[r]["test_mse_pred"] == 1 and math.isnan(out[r]["kappa"])
+        assert out[r]["ridge_equiv"] == math.inf
+
+
+def test_random_features_fit_like_linear_ridge_at_the_effective_lambda(cli, tmp_path):
+    """RF at infinite width (ReLU, tanh) and linear ridge from the CLI on the same data draws (same seeds): each
+    RF record carries lambda~ and the linear theory at it, equal to the linear run's prediction at ridge =
+    lambda~; the measured C and L of RF at ridge r are those of linear ridge at lambda~ up to the vanishing
+    nonlinear terms."""
+    import pandas as pd
+
+    from conftest import sets
+    from spuriouslab.theory.ridge import linear_equivalent
+
+    common = sets("d=300", "n_train=150", "n_test=1000", "alpha=0.5", "correlation=0.6", "seeds=2")
+    code, _, err = cli(
+        "run", "ridge", *common, *sets("model=rf", "activation=relu,tanh", "width=inf", "ridge=0,0.3"),
+        "--out", tmp_path / "rf", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    rf = pd.read_parquet(tmp_path / "rf" / "results.parquet")
+    lams = sorted({linear_equivalent(a).ridge(r) for a in ("relu", "tanh") for r in (0.0, 0.3)})
+    code, _, err = cli(
+        "run", "ridge", *common, *sets("model=linear", "ridge=" + ",".join(map(repr, lams))),
+        "--out", tmp_path / "lin", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    lin = pd.read_parquet(tmp_path / "lin" / "results.parquet")
+    for a in ("relu", "tanh"):
+        for r in (0.0, 0.3):
+            eq = linear_equivalent(a).ridge(r)
+            one = rf[(rf.activation == a) & (rf.ridge == r)].sort_values("seed")
+            other = lin[np.isclose(lin.ridge, eq)].sort_values("seed")
+            assert np.allclose(one.ridge_equiv, eq)
+            assert np.allclose(one.spurious_corr_pred.to_numpy(), other.spurious_corr_pred.to_numpy(), rtol=1e-9)
+            assert np.allclose(one.test_mse_pred.to_numpy(), other.test_mse_pred.to_numpy(), rtol=1e-9)
+            assert np.abs(one.spurious_corr.to_numpy() - other.spurious_corr.to_numpy()).max() < 0.004
+            assert np.abs(one.test_mse.to_numpy() - other.test_mse.to_numpy()).max() < 0.03

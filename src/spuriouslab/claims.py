@@ -114,8 +114,9 @@ class Claim:
     ``by`` columns - to one number (e.g. the slope of C at the test-loss-optimal lambda, or the last minus the
     first point of a training curve); the unit's value is the mean over its ``by`` combinations, compared with
     ``reference``.  ``needs`` names the further columns it reads.  A claim whose ``when`` / ``versus`` values are
-    absent from a run's records (an activation that run did not train), or one of whose ``varies`` columns takes
-    a single value there, is not applicable to that run."""
+    absent from a run's records (an activation that run did not train), one of whose ``varies`` columns takes
+    a single value there, or whose ``predicted`` column its records lack (a theory that does not cover that data),
+    is not applicable to that run."""
 
     figure: str
     text: str
@@ -276,6 +277,8 @@ def _absent(claim: Claim, df: pd.DataFrame) -> str | None:
     for k in claim.varies:
         if k not in df or df[k].nunique() < 2:
             return f"{k} not varied"
+    if claim.predicted is not None and claim.predicted not in df:  # a theory that does not cover this data
+        return f"no prediction ({claim.predicted}) for these records"
     return None
 
 

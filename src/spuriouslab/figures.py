@@ -99,6 +99,30 @@ FIGURES: dict[str, Figure] = {
         "equivalents, n/d = 1/2 and 2, two correlations, isotropic and power-law spurious spectra",
         "43s",
     ),
+    "bm-ridge-rf": Figure(
+        BM + " (follow-up)",
+        "ridge_rf.yaml",
+        "random features (ReLU, tanh, GELU; infinite width) against linear ridge at the effective lambda~ from "
+        "their Hermite coefficients: C and L vs lambda, measured and the linear theory, bm-ridge-linear's settings",
+        "2m30s",
+    ),
+    "bm-ridge-colour-mnist": Figure(
+        BM + " (follow-up)",
+        "ridge_colour_mnist.yaml",
+        "linear ridge on Color-MNIST (1 vs 7, a red / green border agreeing with the label w.p. rho = 0.5 .. 1): "
+        "C and the test loss vs lambda per rho, the test-optimal lambda, the coloured task's accuracies",
+        "not measured (on mnist-5k: 33s)",
+        data=("mnist",),
+        subset=("data=mnist-5k", "n_train=200,600", "n_test=200"),
+    ),
+    "bm-ridge-colour-cifar10": Figure(
+        BM + " (follow-up)",
+        "ridge_colour_cifar10.yaml",
+        "linear ridge on CIFAR-10 cat vs ship with a red / green border agreeing with the label w.p. rho = 0.5 .. 1: "
+        "C and the test loss vs lambda per rho",
+        "not measured",
+        data=("cifar10",),
+    ),
     "bm-mnist": Figure(
         BM,
         "memorization_mnist.yaml",

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
+from spuriouslab.activations import get_activation
 from spuriouslab.errors import ConfigError
 
 
@@ -77,6 +78,46 @@ def effective_ridge(eigenvalues: np.ndarray, n: int, lam: float) -> float:
         while excess(lo) >= 0 and lo > 1e-300:
             lo /= 2.0
     return float(optimize.brentq(excess, lo, hi, xtol=1e-15, rtol=1e-13, maxiter=500))
+
+
+@dataclass(frozen=True)
+class LinearEquivalent:
+    """Random features as linear ridge (the follow-up's equivalence): an activation's Hermite coefficients
+    ``mu_0``, ``mu_1`` and the energy beyond them ``mu_star2 = E[phi(G)^2] - mu_0^2 - mu_1^2``."""
+
+    activation: str
+    mu0: float
+    mu1: float
+    mu_star2: float
+
+    def ridge(self, ridge: float) -> float:
+        """The linear kernel ridge ``lambda~`` (``K = Z Z'/d`` units) equivalent to the RF kernel's ``ridge``:
+        ``(mu_star2 + ridge) / mu_1^2``; ``inf`` when ``mu_1 = 0`` (no linear part is learned)."""
+        if self.mu1 == 0.0:
+            return math.inf
+        return (self.mu_star2 + float(ridge)) / self.mu1**2
+
+
+def linear_equivalent(activation: str) -> LinearEquivalent:
+    """The linear ridge that random features of ``activation`` at infinite width amount to, for inputs with
+    ``|z|^2 ~ d`` in the proportional regime (``n ~ d``).
+
+    With ``V_ij ~ N(0, 1/d)`` the RF kernel is ``K(z, z') = E_v[phi(v.z) phi(v.z')] = sum_l mu_l^2 rho^l`` with
+    ``rho = z.z'/d``.  Off the diagonal ``rho ~ d^-1/2``, so every term of order ``l >= 2`` is negligible there,
+    and on it ``rho = 1``: the Gram matrix is ``mu_0^2 11' + mu_1^2 Z Z'/d + mu_star2 I`` up to vanishing terms
+    (El Karoui, 2010), and a test row is ``mu_0^2 1' + mu_1^2 z'Z'/d``.  Kernel ridge with ``K + ridge I`` then
+    predicts ``z'Z'/d (Z Z'/d + lambda~ I)^-1 G`` with ``lambda~ = (mu_star2 + ridge) / mu_1^2``: linear ridge,
+    the nonlinear part of ``phi`` acting as extra regularisation (the constant ``mu_0^2 11'`` fits the labels'
+    mean, near 0 for balanced labels, and is left out).
+
+    >>> eq = linear_equivalent("relu")  # mu_0^2 = 1/(2 pi), mu_1^2 = 1/4, E[relu(G)^2] = 1/2
+    >>> round(eq.mu_star2, 6), round(eq.ridge(0.0), 6)
+    (0.090845, 0.36338)
+    """
+    fn = get_activation(activation).phi
+    mu = fn.coefficients(1)
+    mu_star2 = max(fn.second_moment() - float(mu[0] ** 2 + mu[1] ** 2), 0.0)
+    return LinearEquivalent(activation, float(mu[0]), float(mu[1]), mu_star2)
 
 
 def predict(

@@ -134,7 +134,9 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
     query_start = n_max + nt
     g_all = torch.from_numpy(data.g)
     g_test = torch.from_numpy(data.g_test)
-    theory: dict[int, dict[float, dict[str, float]]] = {}  # linear ridge: per N, every ridge from one eigh of Sigma
+    # linear ridge, and RF as linear ridge at its equivalent lambda~: per (N, activation), every ridge at once
+    theory: dict[tuple[int, str], dict[float, dict[str, float]]] = {}
+    with_theory = data.covariance is not None and (p0["model"] == "linear" or (p0["model"] == "rf" and spurious_corr))
     for p in sorted(points, key=lambda q: (acts.index(q["activation"]), q["n_train"], q["ridge"])):
         t1 = time.perf_counter()
         K = Ks[p["activation"]]
@@ -179,10 +181,12 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
                 outputs[name] = fit.predict(K[start : start + nt, :n])
                 start += nt
             rec.update(rho=cfg.rho, **coloured_metrics(outputs, data.tests))
-        if p["model"] == "linear" and data.covariance is not None:  # linear ridge with a covariance
-            if n not in theory:
-                theory[n] = linear_ridge_predictions(data, n, sorted({q["ridge"] for q in points}))
-            rec.update(theory[n][p["ridge"]])
+        if with_theory:  # linear ridge with a covariance (RF: at lambda~, from the activation's Hermite coefficients)
+            at = (n, p["activation"])
+            if at not in theory:
+                ridges = sorted({q["ridge"] for q in points})
+                theory[at] = linear_ridge_predictions(data, n, ridges, None if p["model"] == "linear" else at[1])
+            rec.update(theory[at][p["ridge"]])
         if cfg.data == "synthetic" and p["model"] != "linear":  # the theory is for isotropic Gaussian data
             pred = predict_alignment(p["activation"], p["model"], data.alpha, n, cfg.d)
             rec.update(gamma_pred=pred.gamma_pred, gamma_many=pred.gamma_many, gamma_few=pred.gamma_few)
@@ -192,22 +196,37 @@ def run_group(cfg: MemorizationConfig, points: list[dict], ctx: RunContext) -> I
         yield rec
 
 
-def linear_ridge_predictions(data: Any, n: int, ridges: list[float]) -> dict[float, dict[str, float]]:
+def linear_ridge_predictions(
+    data: Any, n: int, ridges: list[float], activation: str | None = None
+) -> dict[float, dict[str, float]]:
     """The deterministic equivalent of linear ridge (:mod:`spuriouslab.theory.ridge`) at ``n`` samples for each
     of ``ridges``: the spurious correlation ``spurious_corr_pred``, the test loss ``test_mse_pred`` and the
     effective regularisation ``kappa``, from one eigendecomposition of ``Sigma``.  The kernel's ``K + ridge I``
     with ``K = Z Z'/d`` is ridge ``lam = ridge d / n`` in the theory's normalisation; the label ``sign(u'x)``
-    has ``theta* = [sqrt(2/pi) u/|u|, 0]`` and noise ``1 - 2/pi``."""
-    from spuriouslab.theory.ridge import predict
+    has ``theta* = [sqrt(2/pi) u/|u|, 0]`` and noise ``1 - 2/pi``.
+
+    With an ``activation`` (random features), each ridge is first mapped to the linear ridge it amounts to,
+    ``lambda~`` (:func:`spuriouslab.theory.ridge.linear_equivalent`), recorded as ``ridge_equiv``; an activation
+    without a linear part (``mu_1 = 0``) learns no linear predictor: ``C = 0`` and ``L = E[g^2] = 1``."""
+    from spuriouslab.theory.ridge import linear_equivalent, predict
 
     d = data.d_x + data.d_y
     u = np.asarray(data.teacher, dtype=np.float64)
     theta = np.concatenate([math.sqrt(2 / math.pi) * u / np.linalg.norm(u), np.zeros(data.d_y)])
-    preds = predict(data.covariance, theta, data.d_x, 1 - 2 / math.pi, n, [ridge * d / n for ridge in ridges])
-    return {
-        ridge: {"spurious_corr_pred": p.C, "test_mse_pred": p.L, "kappa": p.kappa}
-        for ridge, p in zip(ridges, preds, strict=True)
-    }
+    equiv = {r: r if activation is None else linear_equivalent(activation).ridge(r) for r in ridges}
+    finite = [r for r in ridges if math.isfinite(equiv[r])]
+    preds = predict(data.covariance, theta, data.d_x, 1 - 2 / math.pi, n, [equiv[r] * d / n for r in finite])
+    out = {r: {"spurious_corr_pred": 0.0, "test_mse_pred": 1.0, "kappa": math.nan} for r in ridges}
+    out.update(
+        {
+            r: {"spurious_corr_pred": p.C, "test_mse_pred": p.L, "kappa": p.kappa}
+            for r, p in zip(finite, preds, strict=True)
+        }
+    )
+    if activation is not None:
+        for r in ridges:
+            out[r]["ridge_equiv"] = equiv[r]
+    return out
 
 
 def coloured_metrics(outputs: dict[str, torch.Tensor], tests: dict[str, tuple]) -> dict[str, float]:

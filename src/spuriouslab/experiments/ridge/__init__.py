@@ -8,6 +8,8 @@ lambda grows.  Same computation as ``memorization``; one Gram matrix serves ever
 
 from __future__ import annotations
 
+import math
+
 from spuriouslab.claims import Claim, coloured_claims, fraction_at_largest, slope_at_optimum
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization import run
@@ -82,6 +84,29 @@ EXPERIMENT = Experiment(
             predicted="test_mse_pred",
             tolerance=0.02,
             when={"model": "linear"},
+            paper=FOLLOW_UP,
+        ),
+        # random features as linear ridge at lambda~ = (mu_star^2 + lambda) / mu_1^2 (theory/ridge.py)
+        Claim(
+            "ridge",
+            "random features at infinite width: the measured C agrees with linear ridge's C^Sigma at the effective "
+            "lambda~ from the activation's Hermite coefficients within 0.01",
+            "spurious_corr",
+            "agreement",
+            predicted="spurious_corr_pred",
+            tolerance=0.01,
+            when={"model": "rf", "width": math.inf},  # the limit the equivalence is stated in
+            paper=FOLLOW_UP,
+        ),
+        Claim(
+            "ridge",
+            "random features at infinite width: the measured test loss agrees with linear ridge's L at the effective "
+            "lambda~ within 0.02",
+            "test_mse",
+            "agreement",
+            predicted="test_mse_pred",
+            tolerance=0.02,
+            when={"model": "rf", "width": math.inf},  # the limit the equivalence is stated in
             paper=FOLLOW_UP,
         ),
         *coloured_claims("ridge"),
