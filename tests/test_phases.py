@@ -139,7 +139,7 @@ def test_and_mask_steps_give_per_group_losses_in_the_task_phase_only(monkeypatch
 
     monkeypatch.setitem(REMEDIES, "and-mask", RemedySpec("spied", adjust=spy))
     run_phases(model, "and-mask", {"task": 4}, recipe)
-    assert calls == [("task", 4, True, 4)] and seen == [(2, 2)] * 4  # (classes, seeds), every step
+    assert calls == [("task", 4, "class", 4)] and seen == [(2, 2)] * 4  # (classes, seeds), every step
 
 
 def test_a_new_remedy_is_one_entry_and_its_hook_runs_before_the_recipes(monkeypatch):

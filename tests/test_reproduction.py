@@ -234,7 +234,7 @@ def test_one_figure_registry_lists_every_figure_reproduce_shows():
         [sys.executable, "-m", "spuriouslab", "reproduce", "--list"], capture_output=True, text=True, check=True
     ).stdout
     listed = [line.split()[0] for line in listing.splitlines() if line.strip() and not line.startswith(" ")]
-    assert alone[0] == "True" and alone[1].split() == listed and len(listed) == 26
+    assert alone[0] == "True" and alone[1].split() == listed and len(listed) == 32
     assert {"zh-padded-vit-cpu", "zh-distill-digits-vit"} <= set(listed)
 
 

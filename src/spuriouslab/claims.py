@@ -86,6 +86,9 @@ SMALLEST_EFFECTS: dict[str, float] = {
     "student_bg_growth": 0.01,
     # a loss gap (nats): 0.01
     "ood_id_gap": 0.01,
+    # the student's match to its teacher, OOD against ID: 0.01 of a relative embedding error or of a linear CKA
+    "relerr_ood_gap": 0.01,
+    "cka_ood_gap": 0.01,
     # a visualization's projection on the border colour's axis (pixel values in [0, 1]): 0.01
     "vis_border_axis": 0.01,
     "vis_border_axis_abs": 0.01,
@@ -722,6 +725,76 @@ class Effect:
     side: Literal["greater", "less"]
     text: str
     margin: float = 0.0
+
+
+THESIS = "Zhang et al., ICML 2024 (contamination is not spurious correlation) x the spurious-correlation literature"
+GROUP_REMEDIES = ("reweight", "groupdro", "jtt", "dfr")  # the spurious-correlation field's remedies
+NOVEL_MARGIN = 0.02  # "reduces the novel-colour drop by more than": two points of accuracy
+
+
+def thesis_claims(figure: str) -> tuple[Claim, ...]:
+    """The contamination paper's thesis on the coloured task, as claims (each at the checkpoint chosen by
+    worst-group validation accuracy, ``sel_wg_*``, the literature's protocol): on the correlated task (rho 0.9)
+    each spurious-correlation remedy raises worst-group and reversed-colour accuracy over no remedy; on the
+    independent task (rho 0.5) there is a drop on novel colours without a remedy, no spurious-correlation remedy
+    narrows it by more than :data:`NOVEL_MARGIN`, and pre-training on varied colours does narrow it."""
+    out: list[Claim] = []
+    for name in GROUP_REMEDIES:
+        for metric, what in (("worst_group_acc", "worst-group"), ("acc_reversed", "reversed-colour")):
+            out.append(
+                Claim(
+                    figure,
+                    f"spurious correlation (rho 0.9): {name} raises {what} accuracy over no remedy (checkpoints "
+                    "chosen by worst-group validation accuracy)",
+                    f"sel_wg_{metric}",
+                    "difference",
+                    when={"rho": 0.9, "remedy": name},
+                    versus={"rho": 0.9, "remedy": "none"},
+                    paper=THESIS,
+                    smallest_effect=0.01,
+                )
+            )
+    out.append(
+        Claim(
+            figure,
+            "contamination (rho 0.5): without a remedy, accuracy drops on border colours never seen in training "
+            "(ID minus novel-colour accuracy > 0)",
+            "sel_wg_novel_drop",
+            "sign",
+            when={"rho": 0.5, "remedy": "none"},
+            paper=THESIS,
+            smallest_effect=0.01,
+        )
+    )
+    for name in GROUP_REMEDIES:
+        out.append(
+            Claim(
+                figure,
+                f"contamination (rho 0.5): {name} does not narrow the novel-colour drop by more than "
+                f"{NOVEL_MARGIN:g} (its drop minus no remedy's > -{NOVEL_MARGIN:g})",
+                "sel_wg_novel_drop",
+                "difference",
+                when={"rho": 0.5, "remedy": name},
+                versus={"rho": 0.5, "remedy": "none"},
+                reference=-NOVEL_MARGIN,
+                paper=THESIS,
+                smallest_effect=0.01,
+            )
+        )
+    out.append(
+        Claim(
+            figure,
+            "contamination (rho 0.5): pre-training on varied border colours narrows the novel-colour drop",
+            "sel_wg_novel_drop",
+            "difference",
+            when={"rho": 0.5, "remedy": "pretrain"},
+            versus={"rho": 0.5, "remedy": "none"},
+            side="less",
+            paper=THESIS,
+            smallest_effect=0.01,
+        )
+    )
+    return tuple(out)
 
 
 def remedy_claims(

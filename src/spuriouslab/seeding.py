@@ -26,7 +26,8 @@ STREAMS: dict[str, int] = {
     "synthetic.test_query": 12,  # fresh cores of the test samples' queries (spurious-correlation metric)
     "synthetic.correlation": 13,  # the map P of correlated spurious parts
     # image memorization splits (numpy): base + 0 train pick, +1 test pick, +2 train borders, +3 test borders,
-    # +4 train swap queries, +5 test swap queries, +6 the coloured task's pre-training borders (IMAGE_OFFSETS)
+    # +4 train swap queries, +5 test swap queries, +6 the coloured task's pre-training borders, +7 its validation
+    # borders (IMAGE_OFFSETS)
     "images.kernels": 100,
     "images.nets": 200,
     # random-feature / NTK weights (torch): key (seed, model code, N or 0, block)
@@ -54,6 +55,7 @@ STREAMS: dict[str, int] = {
     "distillation.order": 406,  # minibatch order
     "distillation.probe": 407,  # torch probes
     "distillation.pretrain": 408,  # remedy pretrain / lp-ft: wide backgrounds of the synthetic pre-training set
+    "distillation.renditions": 409,  # the random renditions of a renditions task's OOD sets (noise, frame colours)
     # background features in deep networks
     "background.init": 500,  # network initialisation
     "background.augment": 501,  # crops and flips (key: seed, stream, epoch)
@@ -71,6 +73,7 @@ IMAGE_OFFSETS = {
     "train_query": 4,
     "test_query": 5,
     "pretrain_border": 6,  # the coloured task's pre-training borders (remedy pretrain / lp-ft)
+    "val_border": 7,  # the coloured task's validation borders (n_val)
 }
 
 

@@ -11,9 +11,16 @@ image), exactly the papers' split ``z = [x, y]`` of core and spurious coordinate
 same pixels, so "the colour part" of an input would not be a set of coordinates one can zero or swap.
 
 Test sets share one draw of test images (the same cores) and differ only in the border: ``id`` (the training
-``rho``), ``indep`` (``rho = 0.5``: all four (label, colour) groups, equally), and ``reversed`` (``rho = 0``:
+``rho``), ``indep`` (``rho = 0.5``: all four (label, colour) groups, equally), ``reversed`` (``rho = 0``:
 ``c = 1 - y`` everywhere), so a prediction that changes between ``id`` and ``reversed`` changed because of the
-colour alone.
+colour alone, and ``novel``: every border one of the held-out colours that no training image has (colour index
+``2 + j``), assigned in turn and independent of the label.  The two failure modes are then two shifts of one
+test set: at ``rho = 0.5`` the colour is independent of the label, so a drop from ``indep`` to ``novel`` is
+contamination (reliance on a label-independent feature that takes an unseen value); at ``rho = 0.9`` a drop from
+``id`` to ``reversed`` is spurious correlation.
+
+A validation split (``val``), when asked for, is more training images (disjoint from the training set) coloured as
+in training (``rho``): what model selection and last-layer retraining read.
 
 Two averages of accuracy are easily confused (a recurring mistake on Waterbirds-style benchmarks):
 ``acc`` is the mean over test *samples*; ``group_balanced_acc`` the mean over the four *groups*; and
@@ -31,7 +38,8 @@ from spuriouslab.errors import ConfigError
 
 Colour = tuple[int, int, int]  # R, G, B in 0..255
 DEFAULT_COLOURS: tuple[Colour, Colour] = ((200, 40, 40), (40, 200, 40))  # colour 0 red, colour 1 green
-TEST_SETS = ("id", "indep", "reversed")
+TEST_SETS = ("id", "indep", "reversed", "novel")
+DEFAULT_NOVEL: tuple[Colour, ...] = ((40, 40, 200),)  # the held-out colour of the ``novel`` test set: blue
 GROUPS = ((0, 0), (0, 1), (1, 0), (1, 1))  # (label, colour)
 
 
@@ -50,7 +58,8 @@ class ColouredTask:
     tests: dict[str, ColouredSet] = field(default_factory=dict)
     rho: float = 0.5
     width: int = 2
-    colours: tuple[Colour, ...] = DEFAULT_COLOURS  # colour 0 and colour 1
+    colours: tuple[Colour, ...] = DEFAULT_COLOURS  # colour 0 and colour 1, then the held-out ones (2, 3, ...)
+    val: ColouredSet | None = None  # the validation split (training's rho), when asked for
 
 
 def check_rho(rho: float) -> float:
@@ -128,18 +137,45 @@ def coloured(
     width: int,
     rng: np.random.Generator,
     colours: Sequence[Colour] = DEFAULT_COLOURS,
+    novel: Sequence[Colour] = DEFAULT_NOVEL,
+    val: tuple[np.ndarray, np.ndarray, np.random.Generator] | None = None,
 ) -> ColouredTask:
-    """The coloured task from images and binary labels (see the module docstring); ``rng`` draws the colours."""
+    """The coloured task from images and binary labels (see the module docstring); ``rng`` draws the colours of
+    the training images and of the ``id``, ``indep`` and ``reversed`` sets, ``novel`` are the held-out colours
+    (none of them a training colour), and ``val`` (images, labels, the generator of their colours) adds the
+    validation split."""
     rho = check_rho(rho)
     if width < 1:
         raise ConfigError(f"border: got {width}; the coloured border needs at least 1 pixel")
+    palette = check_novel(colours, novel)
     c_train = assign_colours(y_train, rho, rng)
-    train = ColouredSet(paint(x_train, c_train, width, colours), np.asarray(y_train), c_train)
+    train = ColouredSet(paint(x_train, c_train, width, palette), np.asarray(y_train), c_train)
     tests = {}
-    for name, r in zip(TEST_SETS, (rho, 0.5, 0.0), strict=True):
+    for name, r in zip(TEST_SETS[:3], (rho, 0.5, 0.0), strict=True):
         c = assign_colours(y_test, r, rng)
-        tests[name] = ColouredSet(paint(x_test, c, width, colours), np.asarray(y_test), c)
-    return ColouredTask(train, tests, rho, width, tuple(colours))
+        tests[name] = ColouredSet(paint(x_test, c, width, palette), np.asarray(y_test), c)
+    c_novel = 2 + np.arange(len(y_test)) % len(novel)  # each held-out colour in turn: independent of the label
+    tests["novel"] = ColouredSet(paint(x_test, c_novel, width, palette), np.asarray(y_test), c_novel.astype(np.int64))
+    held = None
+    if val is not None:
+        x_val, y_val, val_rng = val
+        c_val = assign_colours(y_val, rho, val_rng)
+        held = ColouredSet(paint(x_val, c_val, width, palette), np.asarray(y_val), c_val)
+    return ColouredTask(train, tests, rho, width, palette, held)
+
+
+def check_novel(colours: Sequence[Colour], novel: Sequence[Colour]) -> tuple[Colour, ...]:
+    """The palette: the two training colours, then the held-out ones; a held-out colour that is a training colour
+    (or none at all) is refused in one line."""
+    if not len(novel):
+        raise ConfigError("novel_colours: got none; at least one held-out colour for the novel test set")
+    for c in novel:
+        if tuple(c) in {tuple(t) for t in colours}:
+            raise ConfigError(
+                f"novel_colours: got RGB {','.join(map(str, c))}; a held-out colour must differ from the training "
+                "colours (colours)"
+            )
+    return tuple(tuple(int(v) for v in c) for c in (*colours, *novel))  # type: ignore[misc]
 
 
 def group_metrics(correct: np.ndarray, y: np.ndarray, c: np.ndarray) -> dict[str, float]:

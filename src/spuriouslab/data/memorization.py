@@ -45,6 +45,8 @@ class SplitSpec:
     border_content: str = "uniform"
     rho: float = 0.5  # border_content=coloured: P(colour agrees with the label) in training
     colours: tuple[str, ...] = ("red", "green")  # border_content=coloured: colour 0 and colour 1 (a pair)
+    novel_colours: tuple[str, ...] = ("blue",)  # border_content=coloured: the held-out colours of the novel set
+    n_val: int = 0  # border_content=coloured: validation images (more training images, disjoint, training's rho)
     query: str = "zero"
     scaling: str = "raw"
     streams: str = "images.kernels"
@@ -139,9 +141,14 @@ def _coloured_split(
     coloured border and zero (or swap) the core."""
     keep_tr, y_tr = binary_labels(data.y_train, len(data.classes), spec.classes)
     keep_te, y_te = binary_labels(data.y_test, len(data.classes), spec.classes)
-    if n_train > len(keep_tr):
-        raise ConfigError(f"n_train: got {n_train}; {data.name} has {len(keep_tr)} training images of these classes")
-    pick_tr = rng("train_pick").permutation(len(keep_tr))[:n_train]
+    if n_train + spec.n_val > len(keep_tr):
+        raise ConfigError(
+            f"n_train: got {n_train}" + (f" and n_val {spec.n_val}" if spec.n_val else "")
+            + f"; {data.name} has {len(keep_tr)} training images of these classes"
+        )  # fmt: skip
+    order = rng("train_pick").permutation(len(keep_tr))
+    pick_tr = order[:n_train]
+    pick_val = order[n_train : n_train + spec.n_val]  # the training set's own draw is unchanged by n_val
     pick_te = rng("test_pick").permutation(len(keep_te))[: min(spec.n_test, len(keep_te))]
     h, w, _ = data.shape
     width = spec.border_width
@@ -155,6 +162,8 @@ def _coloured_split(
         width,
         rng("train_border"),
         tuple(parse_colour(c, "colours") for c in spec.colours),
+        tuple(parse_colour(c, "novel_colours") for c in spec.novel_colours),
+        (data.x_train[keep_tr[pick_val]], y_tr[pick_val], rng("val_border")) if spec.n_val else None,
     )
     x_tr, ident = task.train.x, task.tests["id"]
     x_pre = None
@@ -185,4 +194,6 @@ def _coloured_split(
         0 if pm else 2,
         tests=tests,
         Z_pretrain=None if x_pre is None else flat(x_pre),
+        c=task.train.c,
+        val=None if task.val is None else (flat(task.val.x), labels(task.val.y), task.val.c),
     )

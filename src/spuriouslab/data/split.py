@@ -28,11 +28,16 @@ class MemorizationSplit:
     n_classes: int = 0
     teacher: np.ndarray | None = None  # synthetic: the label direction u
     covariance: np.ndarray | None = None  # synthetic: the covariance Sigma of z = [x, y] (d x d)
-    # the coloured task (border_content=coloured): each test set ("id", "indep", "reversed") as (Z, g, colours);
+    # the coloured task (border_content=coloured): each test set ("id", "indep", "reversed", "novel") as
+    # (Z, g, colours);
     # "id" is Z_test / g_test itself
     tests: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
     # the coloured task with SplitSpec.pretrain_borders: the training images, each border a random colour
     Z_pretrain: np.ndarray | None = None
+    # the coloured task: the training images' colours (groups are (label, colour)), and with SplitSpec.n_val the
+    # validation split as (Z, g, colours)
+    c: np.ndarray | None = None
+    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def alpha(self) -> float:

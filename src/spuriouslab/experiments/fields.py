@@ -76,6 +76,15 @@ def check_coloured(cfg: Any) -> None:
         refuse_unused(cfg, ["rho", "colours"], "it sets the coloured border (border_content=coloured)")
 
 
+def check_novel_colours(colours: list[str], novel: list[str]) -> None:
+    """The coloured task's held-out colours (the ``novel`` test set): each parses, and none is a training colour
+    as RGB (:func:`spuriouslab.data.coloured.check_novel`)."""
+    from spuriouslab.data.borders import parse_colour
+    from spuriouslab.data.coloured import check_novel
+
+    check_novel([parse_colour(c, "colours") for c in colours], [parse_colour(c, "novel_colours") for c in novel])
+
+
 def refuse_unused(cfg: Any, names: list[str], why: str) -> None:
     """Settings of ``cfg`` that do not apply to its data or remedy are refused in one line when given (when they
     differ from their default), instead of being stored and silently ignored: ``why`` says what they go with."""
@@ -97,6 +106,21 @@ def refuse_unused_remedy_settings(cfg: Any, names: dict[str, str]) -> None:
         if not any(uses(m, use) for m in cfg.remedy):
             users = " or ".join(m for m in REMEDIES if uses(m, use))
             refuse_unused(cfg, [name], f"it goes with remedy={users} (remedy is {','.join(cfg.remedy)})")
+
+
+def refuse_group_remedies(cfg: Any, task: str) -> None:
+    """The spurious-correlation remedies (reweight, groupdro, jtt, dfr) need the coloured task's (label, colour)
+    groups or its held-out split; ``task`` (one without spurious groups) refuses them in one line saying what
+    each would reduce to there."""
+    from spuriouslab.nets.remedies import REMEDIES
+
+    bad = [m for m in cfg.remedy if REMEDIES[m].needs_groups]
+    if bad:
+        raise ValueError(
+            f"remedy: got {bad[0]}; it needs the (label, colour) groups of the coloured task (memorization-nn, "
+            f"border_content=coloured). {task} has no spurious group: its background is independent of the label, "
+            "so reweighting and GroupDRO reduce to class balancing and JTT and DFR to plain training"
+        )
 
 
 # Sizes no machine can hold are refused by validation; the rest by the run's memory estimate.

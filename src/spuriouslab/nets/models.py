@@ -389,6 +389,12 @@ def _fc(shape: Shape, n_out: int) -> nn.Module:
     return FC(math.prod(shape), n_out)
 
 
+def _lite(name: str, n_out: int) -> nn.Module:
+    from spuriouslab.nets.efficientnet import lite_encoder
+
+    return lite_encoder(name, n_out)
+
+
 def _vit(name: str) -> Callable[..., nn.Module]:
     """The registry's builder of :class:`~spuriouslab.nets.vit.ViT` as ``name``: a bad option (a patch that does not
     divide the image, heads that do not divide dim) is a one-line ConfigError naming the model."""
@@ -434,6 +440,16 @@ MODELS: dict[str, ModelSpec] = {
     "vit-encoder": ModelSpec(
         _vit("vit-encoder"), "small Vision Transformer encoder (the vit's options)", role="encoder"
     ),
+    **{
+        name: ModelSpec(
+            lambda shape, n_out, name=name: _lite(name, n_out),
+            f"EfficientNet-Lite{name[-1]} encoder, random initialisation (the pooled 1280-d embedding; "
+            f"teacher={name} loads the ImageNet weights of the pretrained extra)",
+            batchnorm=True,
+            role="encoder",
+        )
+        for name in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+    },
 }
 
 

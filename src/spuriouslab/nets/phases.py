@@ -67,13 +67,14 @@ class Phase:
     before_step: Callable[[], object] | None = None
 
 
-PhaseRecipe = Callable[[str, list[torch.nn.Parameter], int, bool], Phase]
+PhaseRecipe = Callable[[str, list[torch.nn.Parameter], int, str | None], Phase]
 """How an experiment trains one phase: ``recipe(phase, params, length, groups)`` -> a :class:`Phase`.
 
 ``phase`` is ``pretrain``, ``lp`` or ``task`` (the recipe picks the data and the generators' streams by it),
 ``params`` the parameters it trains (its optimizer's), ``length`` the phase's length in the recipe's own unit (steps
-or epochs, as given to :func:`run_phases`), ``groups`` whether the step must give per-group losses (the AND-mask's
-environments)."""
+or epochs, as given to :func:`run_phases`), ``groups`` the grouping whose per-group mean losses (G, S) the step must
+give (``"class"``: the AND-mask's environments; ``"group"``: the coloured task's (label, colour) groups, GroupDRO's),
+or None."""
 
 
 @dataclass
@@ -188,14 +189,15 @@ def run_phases(
     progress: bool = False,
     oracle: Oracle | None = None,
     and_mask_tau: float = 1.0,
+    groupdro_eta: float = 0.01,
 ) -> Phases:
     """Train ``model`` through the phases of ``remedy`` (:data:`~spuriouslab.nets.remedies.REMEDIES`):
     ``lengths`` maps each of its phases to its length (:meth:`RemedySpec.phases
     <spuriouslab.nets.remedies.RemedySpec.phases>`, in the recipe's unit), ``recipe`` builds each
     :class:`Phase`.  Each phase is checkpointed under its own key (:func:`phase_key`), so a resumed run continues
     where it stopped and takes no step of a finished phase; ``desc`` and ``progress`` are the progress bar's.
-    ``oracle`` (the first layer and the core basis, where the experiment knows them) and ``and_mask_tau`` reach
-    the remedy's hooks (:class:`~spuriouslab.nets.remedies.RemedyContext`)."""
+    ``oracle`` (the first layer and the core basis, where the experiment knows them), ``and_mask_tau`` and
+    ``groupdro_eta`` reach the remedy's hooks (:class:`~spuriouslab.nets.remedies.RemedyContext`)."""
     spec = REMEDIES[remedy]
     wanted = list(spec.phases(1))
     if sorted(lengths) != sorted(wanted):
@@ -209,7 +211,7 @@ def run_phases(
         with linear_probing(model) if name == "lp" else _trainable(model) as params:
             adjust = Adjustment()
             if name == "task" and spec.adjust is not None:
-                adjust = spec.adjust(RemedyContext(params, oracle, and_mask_tau))
+                adjust = spec.adjust(RemedyContext(params, oracle, and_mask_tau, groupdro_eta))
             phase = recipe(name, params, lengths[name], adjust.groups)
             fit(
                 phase.state,

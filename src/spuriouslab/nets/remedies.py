@@ -26,6 +26,29 @@ A config's ``remedy`` axis takes the registry's names; a :class:`RemedySpec` say
   mechanism leaves a net pull), while a core feature pulls it the same way on both.  It needs no oracle, but it
   sees parameters in the input's coordinates, where core and background directions mix.
 
+The spurious-correlation literature's remedies (the coloured task, whose groups are (label, colour); SpuCo,
+SubpopBench and DomainBed implement them alike).  ``group labels`` says which read the training groups:
+
+* ``reweight`` - group-balanced reweighting: each training sample's loss weighted by ``N / (G N_g)`` (its group's
+  share inverted; ``G`` the groups present), so every group weighs the same (:func:`balanced_weights`).  Group
+  labels: yes;
+* ``groupdro`` - GroupDRO (Sagawa et al., "Distributionally Robust Neural Networks for Group Shifts", ICLR
+  2020): the loss is ``sum_g q_g L_g`` over the batch's group mean losses, with ``q`` moved towards the worst
+  group by exponentiated gradient, ``q_g <- q_g exp(eta L_g)``, renormalised every step
+  (:class:`GroupDROBackward`).  Group labels: yes;
+* ``jtt`` - Just Train Twice (Liu et al., ICML 2021): an identification model trained by ERM for a few epochs
+  (``jtt_epochs``), then a fresh model trained on the same data with the first model's misclassified training
+  samples upweighted by ``jtt_up`` (:func:`jtt_weights`).  Group labels: no (only for model selection);
+* ``dfr`` - Deep Feature Reweighting (Kirichenko et al., "Last Layer Re-Training is Sufficient for Robustness to
+  Spurious Correlations", ICLR 2023): ERM, then the last layer alone re-fitted (from zero, the encoder and its
+  BatchNorm statistics frozen) on a group-balanced held-out split (the first half of the validation split,
+  weighted by :func:`balanced_weights`; the paper subsamples instead).  Group labels: yes, on held-out data only.
+
+None of them applies to the synthetic contamination task: its background is Gaussian and independent of the label,
+so there is no (label, background) group to balance - reweighting and GroupDRO would see one group per class
+(class balancing, which the task already has), JTT's error set carries no background information, and DFR's
+"balanced" held-out data is the training distribution itself.  The configs there refuse them in one line.
+
 >>> import torch
 >>> from spuriouslab.nets.remedies import and_mask_backward
 >>> w = torch.nn.Parameter(torch.zeros(1, 2))
@@ -58,24 +81,26 @@ class Oracle:
 @dataclass(frozen=True)
 class RemedyContext:
     """What a remedy's hooks are built from: the task phase's trainable ``params``, the experiment's ``oracle``
-    (None where the core subspace is not known) and the AND-mask's agreement threshold ``tau``."""
+    (None where the core subspace is not known), the AND-mask's agreement threshold ``tau`` and GroupDRO's ``eta``."""
 
     params: list[torch.nn.Parameter]
     oracle: Oracle | None = None
     tau: float = 1.0
+    eta: float = 0.01  # GroupDRO's step size for the group weights
 
 
 @dataclass(frozen=True)
 class Adjustment:
     """A remedy's hooks into :func:`~spuriouslab.nets.train.fit`: ``before_step`` (between backward and the
     optimizer; it runs before the experiment's own, e.g. gradient clipping), ``after_step`` (right after the
-    optimizer), ``backward`` (replaces the summed loss's backward) and ``groups`` (the step must give per-class
-    losses (classes, S), the AND-mask's environments)."""
+    optimizer), ``backward`` (replaces the summed loss's backward) and ``groups`` (the step must give per-group
+    mean losses (G, S): ``"class"`` per class, the AND-mask's environments; ``"group"`` per (label, colour) group of
+    the coloured task, GroupDRO's; None: the per-seed loss (S,))."""
 
     before_step: Callable[[], object] | None = None
     after_step: Callable[[], object] | None = None
     backward: Callable[[torch.Tensor], torch.Tensor] | None = None
-    groups: bool = False
+    groups: str | None = None
 
 
 def project_oracle(ctx: RemedyContext) -> Adjustment:
@@ -89,7 +114,12 @@ def project_oracle(ctx: RemedyContext) -> Adjustment:
 
 def and_mask(ctx: RemedyContext) -> Adjustment:
     """``and-mask``'s hooks: per-class losses, and the AND-mask's backward over them (:func:`and_mask_backward`)."""
-    return Adjustment(backward=and_mask_backward(ctx.params, ctx.tau), groups=True)
+    return Adjustment(backward=and_mask_backward(ctx.params, ctx.tau), groups="class")
+
+
+def groupdro(ctx: RemedyContext) -> Adjustment:
+    """``groupdro``'s hooks: per-group losses (label, colour), and GroupDRO's backward over them."""
+    return Adjustment(backward=GroupDROBackward(ctx.eta), groups="group")
 
 
 @dataclass(frozen=True)
@@ -107,6 +137,15 @@ class RemedySpec:
     oracle: bool = False
     cost: float = 1.0
     reference: str = ""
+    group_labels: bool = False  # it reads the (label, colour) groups of the coloured task (training or held-out)
+    family: str = "contamination"  # the failure mode it was built for: none, contamination, spurious correlation
+    stage: str = ""  # a stage the experiment runs around the phases: "jtt" (train twice) or "dfr" (last layer)
+    weights: str = ""  # per-sample loss weights of the task phase: "balanced" (reweight) or "errors" (jtt)
+
+    @property
+    def needs_groups(self) -> bool:
+        """It needs the coloured task's groups or its held-out split (reweight, groupdro, jtt, dfr)."""
+        return self.group_labels or bool(self.stage)
 
     def phases(self, task: int, pretrain: int | None = None, lp: int | None = None) -> dict[str, int]:
         """The training phases in order, with their lengths (steps or epochs, in the unit given): pre-training
@@ -124,7 +163,7 @@ class RemedySpec:
 
 
 REMEDIES: dict[str, RemedySpec] = {
-    "none": RemedySpec("no remedy: training as in the papers"),
+    "none": RemedySpec("no remedy: training as in the papers", family="none"),
     "pretrain": RemedySpec(
         "pre-training on wide, zero-mean backgrounds, then the narrow task",
         pretrain=True,
@@ -146,6 +185,35 @@ REMEDIES: dict[str, RemedySpec] = {
         adjust=and_mask,
         cost=2.0,  # a backward per class
         reference="Parascandolo et al., ICLR 2021",
+    ),
+    "reweight": RemedySpec(
+        "group-balanced reweighting: each sample's loss weighted by N / (G N_g)",
+        reference="e.g. Sagawa et al., ICLR 2020; Idrissi et al., CLeaR 2022",
+        group_labels=True,
+        weights="balanced",
+        family="spurious correlation",
+    ),
+    "groupdro": RemedySpec(
+        "GroupDRO: the worst groups' losses upweighted online by exponentiated gradient",
+        adjust=groupdro,
+        reference="Sagawa et al., ICLR 2020",
+        group_labels=True,
+        family="spurious correlation",
+    ),
+    "jtt": RemedySpec(
+        "Just Train Twice: ERM for jtt_epochs, then a fresh model with its training errors upweighted by jtt_up",
+        cost=1.25,  # the identification model's epochs (a quarter by default)
+        reference="Liu et al., ICML 2021",
+        stage="jtt",
+        weights="errors",
+        family="spurious correlation",
+    ),
+    "dfr": RemedySpec(
+        "DFR: ERM, then the last layer re-fitted on a group-balanced held-out split",
+        reference="Kirichenko et al., ICLR 2023",
+        group_labels=True,
+        stage="dfr",
+        family="spurious correlation",
     ),
 }
 
@@ -219,3 +287,61 @@ def group_means(per_sample: torch.Tensor, groups: torch.Tensor, n_groups: int) -
     totals = torch.einsum("sb,sbg->gs", per_sample, onehot)
     counts = onehot.sum(dim=1).T.clamp(min=1)  # (G, S)
     return totals / counts
+
+
+# --------------------------------------------------------------------------- spurious-correlation remedies
+def balanced_weights(groups: torch.Tensor) -> torch.Tensor:
+    """Group-balanced sample weights ``N / (G N_g)`` for integer ``groups`` (..., N) (per row: ``G`` the groups
+    present in the row, ``N_g`` each one's count): every group's weights sum to ``N / G`` and the weights' mean is 1.
+
+    >>> [round(w, 4) for w in balanced_weights(torch.tensor([0, 0, 0, 1])).tolist()]  # 4 / (2 * 3), 4 / (2 * 1)
+    [0.6667, 0.6667, 0.6667, 2.0]
+    """
+    g = groups.long()
+    onehot = torch.nn.functional.one_hot(g, int(g.max()) + 1).to(torch.float32)  # (..., N, G)
+    counts = onehot.sum(dim=-2, keepdim=True)  # (..., 1, G)
+    present = (counts > 0).sum(dim=-1, keepdim=True).to(torch.float32)  # (..., 1, 1)
+    n = torch.tensor(g.shape[-1], dtype=torch.float32)
+    per_group = n / (present * counts.clamp(min=1))
+    return (onehot * per_group).sum(dim=-1)
+
+
+def jtt_weights(errors: torch.Tensor, up: float) -> torch.Tensor:
+    """JTT's sample weights from the identification model's training errors (bool, (..., N)): ``up`` for an error
+    and 1 otherwise - the upsampled data set's loss, as weights - rescaled to mean 1 per row.
+
+    >>> jtt_weights(torch.tensor([True, False, False, False]), 5.0).tolist()   # (5, 1, 1, 1) / 2
+    [2.5, 0.5, 0.5, 0.5]
+    """
+    w = 1.0 + (float(up) - 1.0) * errors.to(torch.float32)
+    return w / w.mean(dim=-1, keepdim=True)
+
+
+class GroupDROBackward:
+    """GroupDRO's ``backward`` for :func:`~spuriouslab.nets.train.fit`: the step's group mean losses (G, S) - a
+    group absent from the batch gives 0 - move the group weights ``q`` (G, S), uniform at the start, by
+    ``q_g <- q_g exp(eta L_g)`` then ``q <- q / sum q`` (Sagawa et al.'s algorithm 1), and the robust loss
+    ``sum_g q_g L_g`` is back-propagated.  Returns the per-seed robust loss (S,).  ``q`` lives in this object: a
+    run resumed from a checkpoint starts it uniform again.
+
+    >>> backward = GroupDROBackward(1.0)
+    >>> w = torch.nn.Parameter(torch.ones(2, 1))
+    >>> _ = backward(w * torch.tensor([[1.0], [3.0]]))       # group 1's loss is larger
+    >>> round(float(backward.q[1, 0]), 4)                      # e^3 / (e^1 + e^3)
+    0.8808
+    """
+
+    def __init__(self, eta: float):
+        self.eta = float(eta)
+        self.q: torch.Tensor | None = None
+
+    def __call__(self, losses: torch.Tensor) -> torch.Tensor:
+        q = self.q
+        if q is None or q.shape != losses.shape:
+            q = torch.full(losses.shape, 1.0 / losses.shape[0], device=losses.device)
+        q = q * torch.exp(self.eta * losses.detach())
+        q = q / q.sum(dim=0, keepdim=True)
+        self.q = q
+        robust: torch.Tensor = (q * losses).sum(dim=0)
+        torch.autograd.backward(robust.sum())
+        return robust.detach()

@@ -98,7 +98,7 @@ EXPERIMENT = Experiment(
         ),
         *remedy_claims(
             "contamination",
-            list(REMEDIES),
+            [m for m, spec in REMEDIES.items() if not spec.needs_groups],  # group remedies: the coloured task
             [
                 Effect("bg_norm_growth", "less", "lowers a ReLU net's background-weight growth"),
                 Effect("ood_id_gap", "less", "narrows a ReLU net's OOD - ID loss gap"),

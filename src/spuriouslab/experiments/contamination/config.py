@@ -15,6 +15,7 @@ from spuriouslab.experiments.fields import (
     ActivationName,
     AndMaskTau,
     Listed,
+    refuse_group_remedies,
     refuse_unused_remedy_settings,
 )
 from spuriouslab.nets.remedies import REMEDIES, RemedyName
@@ -30,7 +31,7 @@ SWEEPS: dict[str, dict[str, Any]] = {
     "none": {},
     "activations": {"activation": NET_ACTIVATIONS},
     "losses": {"loss": ["hinge", "logistic", "mse"], "optimizer": ["sgd", "adam", "adamw"]},
-    "remedies": {"remedy": list(REMEDIES)},
+    "remedies": {"remedy": [m for m, spec in REMEDIES.items() if not spec.needs_groups]},
 }
 
 
@@ -66,7 +67,10 @@ class ContaminationConfig(ExperimentConfig):
     loss: Annotated[list[Literal["hinge", "logistic", "mse"]], Listed] = Field(["hinge"], description="(preset)")
     optimizer: Annotated[list[Literal["sgd", "adam", "adamw"]], Listed] = Field(["sgd"], description="(preset)")
     remedy: Annotated[list[RemedyName], Listed] = Field(
-        ["none"], description="remedies: " + ", ".join(REMEDIES) + " (spuriouslab.nets.remedies)"
+        ["none"],
+        description="remedies: "
+        + ", ".join(m for m, r in REMEDIES.items() if not r.needs_groups)
+        + " (spuriouslab.nets.remedies)",
     )
     pretrain_iterations: int | None = Field(
         None,
@@ -100,6 +104,7 @@ class ContaminationConfig(ExperimentConfig):
             )
         if self.freeze_output and self.width % 2:
             raise ValueError(f"width: got {self.width} with freeze_output=true; the +-1/m output needs an even width")
+        refuse_group_remedies(self, "the synthetic contamination task")
         refuse_unused_remedy_settings(
             self,
             {

@@ -179,7 +179,7 @@ def train_contamination(
     if "pretrain" in steps:
         wide = _device_task(pretrain_task(cpu_task, seeds, cfg.n, cfg.core, cfg.pretrain_background), ctx.device, dtype)
 
-    def recipe(phase: str, params: list[torch.nn.Parameter], length: int, groups: bool) -> Phase:
+    def recipe(phase: str, params: list[torch.nn.Parameter], length: int, groups: str | None) -> Phase:
         """A phase: the optimizer of the config over ``params``, steps on the wide task (pre-training) or the task,
         every metric of :func:`measure` on the task logged."""
         on = wide if phase == "pretrain" and wide is not None else task
@@ -220,7 +220,7 @@ def _step(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: str,
     dtype: torch.dtype,
-    groups: bool = False,
+    groups: str | None = None,
 ) -> Callable[[int], torch.Tensor]:
     """Step t's per-seed losses (S,): the full training set, a minibatch of it (drawn with replacement), or fresh
     samples (online).  ``groups``: per class and seed (2, S), the AND-mask's environments (y = +1, y = -1)."""

@@ -19,6 +19,7 @@ from spuriouslab.experiments.fields import (
     AndMaskTau,
     FilePath,
     Listed,
+    refuse_group_remedies,
     refuse_unused,
     refuse_unused_remedy_settings,
 )
@@ -63,8 +64,9 @@ class DistillationConfig(ExperimentConfig):
     teacher_activation: ActivationName = Field("relu", description="built-in synthetic teacher's activation")
     teacher: str | None = Field(
         None,
-        description="import string package.module:factory of a frozen teacher "
-        "encoder (else the built-in teacher, trained here)",
+        description="a pretrained ImageNet teacher (efficientnet-lite0, -lite1, -lite2: the pretrained extra), or "
+        "the import string package.module:factory of a frozen teacher encoder (else the built-in teacher, trained "
+        "here)",
     )
     teacher_checkpoint: FilePath = Field(None, description="state dict (torch.save) loaded into the teacher")
     student: str | None = Field(
@@ -98,7 +100,9 @@ class DistillationConfig(ExperimentConfig):
     log_every: int = Field(150, ge=1, description="epochs between measurements (and checkpoints)")
     remedy: Annotated[list[RemedyName], Listed] = Field(
         ["none"],
-        description="remedies for the student: " + ", ".join(REMEDIES) + " (project-oracle: synthetic only)",
+        description="remedies for the student: "
+        + ", ".join(m for m, r in REMEDIES.items() if not r.needs_groups)
+        + " (project-oracle: synthetic only)",
     )
     pretrain_epochs: int | None = Field(
         None,
@@ -145,6 +149,7 @@ class DistillationConfig(ExperimentConfig):
 
     @model_validator(mode="after")
     def _combination(self) -> DistillationConfig:
+        self._pretrained()
         if (self.teacher or self.student) and len(self.activation) > 1:
             raise ValueError(
                 f"activation: got {self.activation}; the student is your encoder "
@@ -165,6 +170,7 @@ class DistillationConfig(ExperimentConfig):
             raise ValueError("streaming: reads task=folder data for a given teacher (teacher=package.module:factory)")
         if self.streaming and self.remedy != ["none"]:
             raise ValueError(f"remedy: got {self.remedy}; a streamed folder trains without remedies (none)")
+        refuse_group_remedies(self, "distillation")
         refuse_unused_remedy_settings(
             self,
             {
@@ -186,6 +192,26 @@ class DistillationConfig(ExperimentConfig):
         if self.teacher_checkpoint and not self.teacher:
             raise ValueError("teacher_checkpoint: give it with teacher=package.module:factory")
         return self
+
+    def _pretrained(self) -> None:
+        """``teacher=efficientnet-liteN``: a name of the pretrained teachers (a near miss is refused with the
+        allowed names), no checkpoint of the user's, no remedy (their phases distil a teacher of the task's own
+        backgrounds), an image task."""
+        from spuriouslab.nets.efficientnet import VARIANTS
+
+        name = self.teacher
+        if name is None or ":" in name:
+            return
+        if name not in VARIANTS:
+            raise ValueError(
+                f"teacher: got {name!r}; a pretrained teacher ({', '.join(VARIANTS)}) or package.module:factory"
+            )
+        if self.teacher_checkpoint:
+            raise ValueError(f"teacher_checkpoint: teacher={name} brings its ImageNet weights; give no checkpoint")
+        if self.remedy != ["none"]:
+            raise ValueError(f"remedy: got {self.remedy}; teacher={name} runs without remedies (none)")
+        if self.task == "synthetic":
+            raise ValueError(f"task: got synthetic; teacher={name} takes images (e.g. task=digits-renditions)")
 
     def probe_kwargs(self, model: str, seed: int) -> dict[str, Any]:
         """How the probe on ``model``'s features (teacher, student, baseline) of ``seed`` is fitted."""

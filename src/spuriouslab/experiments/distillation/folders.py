@@ -254,7 +254,7 @@ def train(
             out.update(measure(t))
         return out
 
-    def recipe(phase: str, params: list[torch.nn.Parameter], epochs: int, groups: bool) -> Phase:
+    def recipe(phase: str, params: list[torch.nn.Parameter], epochs: int, groups: str | None) -> Phase:
         """AdamW, warm-up + cosine when ``warmup`` or ``clip`` is set, gradient-norm clipping."""
         opt = make_optimizer("adamw", params, cfg.lr, cfg.weight_decay)
         steps = epochs * spe

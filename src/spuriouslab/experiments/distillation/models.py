@@ -12,6 +12,7 @@ import torch
 
 from spuriouslab.errors import ConfigError, describe
 from spuriouslab.experiments.distillation.config import DistillationConfig
+from spuriouslab.nets.efficientnet import VARIANTS as PRETRAINED
 from spuriouslab.nets.loading import import_object, load_state
 from spuriouslab.nets.models import Classifier, Projected, Shape, build_model
 from spuriouslab.nets.phases import Phases
@@ -64,6 +65,13 @@ def encoder_builder(
     registry's ``mlp-encoder`` (synthetic; the built-in teacher sees only the core projection) or
     ``cfg.encoder`` (images: ``cnn-encoder`` by default).  Seed it with :func:`spuriouslab.nets.train.seeded`."""
     spec = cfg.teacher if role == "teacher" else (cfg.student or cfg.teacher)
+    if spec is not None and spec in PRETRAINED:  # an ImageNet teacher; its student and baseline: its architecture
+        from spuriouslab.nets.efficientnet import EMBED_DIM, pretrained_encoder
+
+        name = spec
+        if role == "teacher":
+            return lambda: pretrained_encoder(name)
+        return lambda: build_model(name, (3, *input_shape[1:]), EMBED_DIM)  # type: ignore[arg-type]
     if spec is not None:
         key = "teacher" if role == "teacher" or cfg.student is None else "student"
         factory = import_factory(spec, key)

@@ -82,7 +82,7 @@ def check(cfg: DistillationConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- training
-Losses = Callable[[str, bool], tuple[Callable[[torch.Tensor], torch.Tensor], int]]
+Losses = Callable[[str, str | None], tuple[Callable[[torch.Tensor], torch.Tensor], int]]
 """A model's losses by phase: ``losses(phase, groups)`` -> (``loss(idx)``, the per-seed losses (S,) - per class
 (C, S) with ``groups`` - of the batch ``idx`` (S, B); ``n``, the number of training samples it indexes)."""
 
@@ -114,7 +114,7 @@ def train(
         (lambda: clip_grad_norm_per_seed(list(model.parameters()), cfg.clip, model.stacked)) if cfg.clip else None
     )
 
-    def recipe(phase: str, params: list[torch.nn.Parameter], epochs: int, groups: bool) -> Phase:
+    def recipe(phase: str, params: list[torch.nn.Parameter], epochs: int, groups: str | None) -> Phase:
         loss, n = losses(phase, groups)
         opt = make_optimizer("adamw", params, cfg.lr, cfg.weight_decay)
         gens = [torch_generator(s, stream_id("distillation.order")) for s in seeds]
@@ -224,13 +224,44 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
         cfg, data, teacher, cast(SeedEnsemble, student.model), cast(SeedEnsemble, baseline.model), seeds, alive
     )
     seconds["probes"] = time.perf_counter() - clock
+    match = representation_match(data, teacher, cast(SeedEnsemble, student.model))
     total = (time.perf_counter() - t0) / len(seeds)
     for i, p in enumerate(points):
         rec = _record(cfg, p, i, data, teacher, student, baseline, accs)
+        rec.update({k: v[i] for k, v in match.items()})
         rec.update(seconds=total, **{f"seconds_{k}": v / len(seeds) for k, v in seconds.items()})
         yield rec
     # the baseline does not depend on the remedy: with several, its checkpoint is kept for the other groups
     ctx.discard(*student.keys, *(baseline.keys if len(cfg.remedy) == 1 else []))
+
+
+def representation_match(data: Stacked, teacher: Teacher, student: SeedEnsemble) -> dict[str, list[float]]:
+    """How closely the trained student matches the teacher's representation on the ID test set and on each OOD
+    set, per seed: linear CKA (``cka_<set>``, 1 = the same up to rotation and scale) and the relative embedding
+    error ``|S - T|^2 / |T - mean T|^2`` (``relerr_<set>``, 0 = equal) of :mod:`spuriouslab.nets.similarity`;
+    their means over the OOD sets, and the gaps ``relerr_ood_gap`` (OOD minus ID) and ``cka_ood_gap`` (ID minus
+    OOD), positive where the student departs from its teacher more OOD than ID."""
+    from spuriouslab.nets.similarity import linear_cka, relative_error
+
+    out: dict[str, list[float]] = {}
+    for name, x, target in [
+        ("id", data.test_x, teacher.test),
+        *[(k, data.ood_x[k], teacher.ood[k]) for k in data.ood_names],
+    ]:
+        s = embed(student, x)
+        out[f"cka_{name}"] = _per_seed(linear_cka(s, target))
+        out[f"relerr_{name}"] = _per_seed(relative_error(s, target))
+    for metric in ("cka", "relerr"):
+        out[f"{metric}_ood_mean"] = [
+            float(np.mean(v)) for v in zip(*(out[f"{metric}_{k}"] for k in data.ood_names), strict=True)
+        ]
+    out["relerr_ood_gap"] = [o - i for o, i in zip(out["relerr_ood_mean"], out["relerr_id"], strict=True)]
+    out["cka_ood_gap"] = [i - o for o, i in zip(out["cka_ood_mean"], out["cka_id"], strict=True)]
+    return out
+
+
+def _per_seed(values: float | list[float]) -> list[float]:
+    return values if isinstance(values, list) else [values]
 
 
 @dataclass
@@ -338,7 +369,9 @@ def fit_student(
             )
         return out
 
-    def distill(x: torch.Tensor, target: torch.Tensor, groups: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+    def distill(
+        x: torch.Tensor, target: torch.Tensor, groups: str | None = None
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         if groups:  # per class and seed (C, S): the AND-mask's environments
             return lambda i: group_means(
                 ((student(gather(x, i)).float() - gather(target, i)) ** 2).mean(dim=2),
@@ -347,7 +380,7 @@ def fit_student(
             )
         return lambda i: ((student(gather(x, i)).float() - gather(target, i)) ** 2).mean(dim=(1, 2))
 
-    def losses(phase: str, groups: bool) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
+    def losses(phase: str, groups: str | None) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
         if phase == "pretrain":  # the teacher distilled on wide backgrounds
             x_pre = pretrain_inputs(cfg, data, seeds, ctx.device)
             return distill(x_pre, teacher.embed(x_pre), groups), x_pre.shape[1]

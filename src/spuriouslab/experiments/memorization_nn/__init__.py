@@ -13,7 +13,7 @@ and judges each against no remedy.
 
 from __future__ import annotations
 
-from spuriouslab.claims import Claim, Effect, coloured_claims, remedy_claims
+from spuriouslab.claims import Claim, Effect, coloured_claims, remedy_claims, thesis_claims
 from spuriouslab.experiments.base import Experiment
 from spuriouslab.experiments.memorization_nn import report, run
 from spuriouslab.experiments.memorization_nn.config import MemorizationNNConfig
@@ -50,5 +50,6 @@ EXPERIMENT = Experiment(
                 Effect("seconds", "greater", "costs more training time on the coloured task (seconds per seed)"),
             ],
         ),
+        *thesis_claims("memorization-nn"),
     ),
 )

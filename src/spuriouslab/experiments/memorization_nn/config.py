@@ -23,6 +23,7 @@ from spuriouslab.experiments.fields import (
     Scaling,
     Size,
     check_coloured,
+    check_novel_colours,
     refuse_unused,
     refuse_unused_remedy_settings,
 )
@@ -90,6 +91,24 @@ class MemorizationNNConfig(ExperimentConfig):
         None, ge=1, le=10**6, description="lp-ft: epochs of the last linear layer alone (default: epochs // 4)"
     )
     and_mask_tau: AndMaskTau = 1.0
+    novel_colours: Annotated[list[str], Listed] = Field(
+        ["blue"], description="border_content=coloured: held-out colours of the novel test set (names or R,G,B)"
+    )
+    n_val: int = Field(
+        0,
+        ge=0,
+        le=MAX_SAMPLES,
+        description="border_content=coloured: validation images (more training images, training's rho): model "
+        "selection by worst-group / worst-class validation accuracy; dfr re-fits the last layer on its first half",
+    )
+    groupdro_eta: float = Field(0.01, gt=0, le=10, description="groupdro: step size of the group weights")
+    jtt_epochs: int | None = Field(
+        None, ge=1, le=10**6, description="jtt: epochs of the identification model (default: epochs // 4)"
+    )
+    jtt_up: float = Field(20.0, ge=1, le=10**4, description="jtt: weight of the identification model's errors")
+    dfr_steps: int = Field(
+        500, ge=1, le=10**6, description="dfr: full-batch Adam steps (lr 0.01) of the re-fitted last layer"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MemorizationNNConfig:
@@ -112,8 +131,26 @@ class MemorizationNNConfig(ExperimentConfig):
             )
         check_coloured(self)
         refuse_unused_remedy_settings(
-            self, {"pretrain_epochs": "pretrain", "lp_epochs": "lp", "and_mask_tau": "and-mask"}
+            self,
+            {
+                "pretrain_epochs": "pretrain",
+                "lp_epochs": "lp",
+                "and_mask_tau": "and-mask",
+                "groupdro_eta": "groupdro",
+                "jtt_epochs": "jtt",
+                "jtt_up": "jtt",
+                "dfr_steps": "dfr",
+            },
         )
+        if self.border_content != "coloured":
+            refuse_unused(self, ["novel_colours", "n_val"], "it sets the coloured task (border_content=coloured)")
+        else:
+            check_novel_colours(self.colours, self.novel_colours)
+        if "dfr" in self.remedy and self.n_val < 8:
+            raise ValueError(
+                f"n_val: got {self.n_val}; remedy=dfr re-fits the last layer on the first half of a held-out "
+                "split: n_val >= 8"
+            )
         if self.remedy != ["none"]:
             if self.border_content != "coloured":
                 raise ValueError(
@@ -126,6 +163,10 @@ class MemorizationNNConfig(ExperimentConfig):
                     "(contamination, distillation task=synthetic); images have none"
                 )
         return self
+
+    def jtt_identification_epochs(self) -> int:
+        """jtt: the identification model's epochs (``jtt_epochs``, default a quarter of ``epochs``, at least 1)."""
+        return self.jtt_epochs or max(1, self.epochs // 4)
 
     def phase_epochs(self, remedy: str) -> dict[str, int]:
         """The training phases of ``remedy`` and their epochs: pre-training, linear probing, the task."""
@@ -150,4 +191,6 @@ class MemorizationNNConfig(ExperimentConfig):
             streams="images.nets",
             test_queries=self.border_content == "coloured",
             pretrain_borders=pretrain_borders,
+            novel_colours=tuple(self.novel_colours),
+            n_val=self.n_val,
         )

@@ -131,6 +131,7 @@ def report(cfg, df: pd.DataFrame) -> Report:
             "",
             tables.markdown_table(remedies, ["remedy", "n", *[m for m, _ in REMEDY_PANELS]]),
         ]
+    lines += selection_lines(ok, extra)
     bad = df[df.status != "ok"]
     if len(bad):
         lines += [
@@ -140,3 +141,52 @@ def report(cfg, df: pd.DataFrame) -> Report:
             tables.markdown_table(bad, ["model", "n_train", *extra, "seed", "status", "error"]),
         ]
     return Report("\n".join(lines) + "\n", figures)
+
+
+# the averages people confuse, each named (docs/remedies.rst), beside the drops of the two failure modes
+AVERAGES = [
+    "acc_id",
+    "acc_indep",
+    "group_balanced_acc",
+    "worst_group_acc",
+    "train_weighted_acc",
+    "acc_reversed",
+    "acc_novel",
+    "reversed_drop",
+    "novel_drop",
+]
+SELECTIONS = [("last epoch", ""), ("worst-group validation", "sel_wg_"), ("worst-class validation", "sel_wc_")]
+
+
+def selection_lines(ok: pd.DataFrame, extra: list[str]) -> list[str]:
+    """With a validation split: every model selection as its own rows (the last epoch, the checkpoint with the
+    best worst-group validation accuracy - group labels - and the one with the best worst-class validation
+    accuracy - none), each with the named averages; and the (label, colour) group counts of every split."""
+    if "sel_wg_worst_group_acc" not in ok:
+        return []
+    keys = ["model", "n_train", *extra]
+    parts = []
+    for name, prefix in SELECTIONS:
+        cols = {prefix + m: m for m in AVERAGES if prefix + m in ok}
+        part = ok[[*keys, "seed", *cols]].rename(columns=cols).assign(selection=name)
+        parts.append(part)
+    table = tables.aggregate(pd.concat(parts, ignore_index=True), [*keys, "selection"], AVERAGES)
+    counts = [c for c in ok.columns if c.startswith("count_")]
+    lines = [
+        "",
+        "Model selection, each rule its own rows (acc_id / acc_indep: mean over samples; group_balanced_acc: mean "
+        "over the four (label, colour) groups of the independent set; worst_group_acc: its lowest group; "
+        "train_weighted_acc: the groups weighted by their training proportions, the 'mean accuracy' of the DFR and "
+        "JTT code):",
+        "",
+        tables.markdown_table(table, [*keys, "selection", "n", *[m for m in AVERAGES if m in table]]),
+    ]
+    if counts:
+        mean_counts = ok.groupby(keys, sort=True)[counts].mean().reset_index()
+        lines += [
+            "",
+            "(label, colour) group counts per split (train, validation, independent test), mean over seeds:",
+            "",
+            tables.markdown_table(mean_counts, [*keys, *counts]),
+        ]
+    return lines

