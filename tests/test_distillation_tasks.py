@@ -92,13 +92,24 @@ def test_the_configs_task_defaults_are_the_entrys(name, tmp_path):
 
 
 def test_the_task_names_are_the_ones_configs_and_records_use():
-    assert list(dd.DISTILL_TASKS) == ["synthetic", "digits-background", "fashion-background", "folder"]
+    assert list(dd.DISTILL_TASKS) == [
+        "synthetic",
+        "digits-background",
+        "fashion-background",
+        "digits-renditions",
+        "fashion-renditions",
+        "cifar10-renditions",
+        "folder",
+    ]
     assert dd.DISTILL_TASKS["digits-background"].dataset == "digits"
     assert dd.DISTILL_TASKS["fashion-background"].dataset == "fashion-mnist"
 
 
 def test_an_unknown_task_is_one_line_listing_the_allowed_names(cli):
-    allowed = "allowed: synthetic, digits-background, fashion-background, folder"
+    allowed = (
+        "allowed: synthetic, digits-background, fashion-background, digits-renditions, fashion-renditions, "
+        "cifar10-renditions, folder"
+    )
     with pytest.raises(ConfigError, match=allowed):
         EXP.make_config({"task": "nosuch"})
     code, _, err = cli("run", "distillation", "--set", "task=nosuch")

@@ -366,9 +366,10 @@ class ModelSpec:
 
     def size(self, shape: Shape, n_out: int, **options: Any) -> tuple[int, int]:
         """(parameters, activations kept per sample) for a memory estimate, counted on the meta device (nothing
-        allocated): the parameters' sizes, and the outputs of every module of a one-sample forward."""
+        allocated): the parameters' sizes, and the outputs of every module of a one-sample forward (in eval mode:
+        a BatchNorm of a 1x1 map refuses one sample in training mode)."""
         with torch.device("meta"):
-            model = self.build(shape, n_out, **options)
+            model = self.build(shape, n_out, **options).eval()
             outputs = [0]
             hooks = [
                 m.register_forward_hook(lambda m, i, o: outputs.__setitem__(0, outputs[0] + o.numel()))

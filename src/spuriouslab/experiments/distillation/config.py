@@ -204,7 +204,7 @@ class DistillationConfig(ExperimentConfig):
             return
         if name not in VARIANTS:
             raise ValueError(
-                f"teacher: got {name!r}; a pretrained teacher ({', '.join(VARIANTS)}) or package.module:factory"
+                f"teacher: got {name!r}; write package.module:factory or a pretrained teacher ({', '.join(VARIANTS)})"
             )
         if self.teacher_checkpoint:
             raise ValueError(f"teacher_checkpoint: teacher={name} brings its ImageNet weights; give no checkpoint")
