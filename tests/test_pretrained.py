@@ -18,7 +18,7 @@ needs_lite0 = pytest.mark.skipif(not HAS_LITE0, reason="needs the pretrained ext
 
 TINY = [
     "run", "distillation",
-    *sets("task=digits-renditions", "teacher=efficientnet-lite0", "n=64", "n_test=32", "epochs=2", "log_every=1"),
+    *sets("teacher=efficientnet-lite0", "n=64", "n_test=32", "epochs=2", "log_every=1"),
     *sets("batch_size=32", "seeds=2", "probe_epochs=3"),
     "--no-progress",
 ]  # fmt: skip
@@ -40,6 +40,46 @@ def test_a_renditions_task_renders_every_ood_set_from_the_id_test_images():
     assert float((task.ood["sketch"] - task.x_test).abs().mean()) > 0.1
     again = load_task("digits-renditions", TaskValues(n=60, n_test=30, canvas=32), 0)
     assert all(torch.equal(again.ood[k], v) for k, v in task.ood.items())  # seeded
+
+
+def test_a_pretrained_teacher_alone_picks_the_digits_renditions_and_the_recipe_shape():
+    """``--set teacher=efficientnet-lite0`` alone runs on the data every machine has with warm-up and clipping
+    (the CPU recipe); what the user gives wins, and the paper preset keeps its own."""
+    from spuriouslab.experiments import get_experiment
+
+    exp = get_experiment("distillation")
+    cfg = exp.make_config({"teacher": "efficientnet-lite0"})
+    assert (cfg.task, cfg.n, cfg.canvas, cfg.warmup, cfg.clip) == ("digits-renditions", 1000, 32, 16, 1.0)
+    cfg = exp.make_config({"teacher": "efficientnet-lite1", "warmup": 3})
+    assert (cfg.task, cfg.warmup) == ("digits-renditions", 3)
+    assert exp.make_config({"teacher": "efficientnet-lite0", "preset": "paper"}).warmup == 10_000
+    assert exp.make_config({"teacher": "efficientnet-lite0", "task": "fashion-renditions"}).task == "fashion-renditions"
+    assert exp.make_config({}).task == "synthetic"
+
+
+def test_batchnorm_recalibration_gives_the_final_weights_statistics():
+    """Precise BN: after a pass over x the running mean is the mean of the BatchNorm's inputs over x (equal
+    chunks), the variance the chunks' average; eval-mode outputs are then centred on x; the momentum and the mode
+    are restored; a model without BatchNorm is left as it is."""
+    from spuriouslab.nets.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    conv, norm = torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2, momentum=0.01)
+    model = torch.nn.Sequential(conv, norm).eval()
+    x = torch.randn(100, 1, 4, 4) * 3 + 5
+    with torch.no_grad():
+        inner = conv(x)
+    recalibrate_batchnorm(model, x, chunk=25, dim=0)
+    assert torch.allclose(norm.running_mean, inner.mean(dim=(0, 2, 3)), atol=1e-5)
+    chunk_vars = torch.stack([c.var(dim=(0, 2, 3)) for c in inner.split(25)])  # unbiased, as BatchNorm keeps
+    assert torch.allclose(norm.running_var, chunk_vars.mean(0), rtol=1e-4)
+    assert norm.momentum == 0.01 and not model.training
+    with torch.no_grad():
+        assert model(x).mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    plain = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    recalibrate_batchnorm(plain, torch.randn(10, 3), dim=0)
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in before.items())
 
 
 @needs_lite0

@@ -47,6 +47,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 TASK_DEFAULTS = FromRegistry(DISTILL_TASKS, lambda spec: copy.deepcopy(spec.defaults))  # each task's sizes
 
 
+PRETRAINED_TASK = "digits-renditions"  # the task of a pretrained teacher when none is given
+# a pretrained teacher's CPU recipe: the paper's shape (warm-up then cosine, gradient-norm clipping), one epoch of
+# warm-up at the renditions tasks' 1000 images in batches of 64
+PRETRAINED_CPU: dict[str, Any] = {"warmup": 16, "clip": 1.0}
+
+
+def _names_pretrained(teacher: Any) -> bool:
+    """Whether ``teacher`` (a value or a sweep's list) names pretrained teachers only."""
+    from spuriouslab.nets.efficientnet import VARIANTS
+
+    names = teacher if isinstance(teacher, list) else [teacher]
+    return bool(names) and all(isinstance(n, str) and n in VARIANTS for n in names)
+
+
 class DistillationConfig(ExperimentConfig):
     AXES: ClassVar[tuple[str, ...]] = ("activation", "remedy")
     DEFAULTS: ClassVar = (("preset", PRESETS), ("task", TASK_DEFAULTS))
@@ -145,6 +159,12 @@ class DistillationConfig(ExperimentConfig):
         if isinstance(values, dict) and (values.get("teacher") or values.get("student")):
             values = {**values}
             values.setdefault("activation", ["relu"])
+            if _names_pretrained(values.get("teacher")):
+                # an ImageNet teacher takes images: the data every machine has; on a CPU the paper's recipe shape
+                values.setdefault("task", PRETRAINED_TASK)
+                if values.get("preset", "cpu") == "cpu":
+                    for key, value in PRETRAINED_CPU.items():
+                        values.setdefault(key, value)
         return values
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from spuriouslab.errors import ConfigError
 from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, checkpoint_key
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
 from spuriouslab.experiments.distillation.models import divergence, forward_check, load_teacher_checkpoint, make_encoder
+from spuriouslab.nets.efficientnet import VARIANTS as PRETRAINED
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import SeedEnsemble
 from spuriouslab.nets.phases import Phase, Phases, run_phases
@@ -36,6 +37,7 @@ from spuriouslab.nets.train import (
     evaluate,
     gather,
     make_optimizer,
+    recalibrate_batchnorm,
     seed_cross_entropy,
     warmup_cosine,
 )
@@ -143,6 +145,15 @@ def train(
     )
 
 
+def precise_batchnorm(cfg: DistillationConfig) -> bool:
+    """Whether the student and baseline are measured with BatchNorm statistics recomputed on the training inputs
+    (:func:`~spuriouslab.nets.train.recalibrate_batchnorm`) before every measurement and the probes: for a
+    pretrained teacher, whose same-architecture student and baseline keep EfficientNet's slow BatchNorm
+    momentum (0.01) and train a few hundred steps on a CPU - their running statistics would still be mostly
+    those of the random initialisation.  Other settings keep the running statistics (their records unchanged)."""
+    return cfg.teacher in PRETRAINED
+
+
 def embed(ens: SeedEnsemble, x: torch.Tensor, module: str | None = None) -> torch.Tensor:
     """Embeddings (S, n, e) of inputs (S, n, ...), evaluated in chunks, in eval mode."""
     fn = ens if module is None else (lambda part: ens.forward_module(part, module))
@@ -216,6 +227,9 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     student = fit_student(cfg, data, teacher, seeds, act, ctx, remedy)
     seconds["student"], clock = time.perf_counter() - clock, time.perf_counter()
     baseline = fit_baseline(cfg, data, int(teacher.train.shape[-1]), seeds, act, ctx)
+    if precise_batchnorm(cfg):  # the final weights' statistics, however training ended (or resumed)
+        recalibrate_batchnorm(cast(SeedEnsemble, student.model), data.train_x)
+        recalibrate_batchnorm(cast(SeedEnsemble, baseline.model), data.train_x)
     seconds["baseline"], clock = time.perf_counter() - clock, time.perf_counter()
     fits = {"teacher": teacher.state, "student": student, "baseline": baseline}
     alive = [i for i in range(len(seeds)) if not any(fit is not None and fit.diverged(i) for fit in fits.values())]
@@ -356,6 +370,8 @@ def fit_student(
     ).to(ctx.device)
 
     def measure(t: int) -> dict[str, torch.Tensor]:
+        if precise_batchnorm(cfg):
+            recalibrate_batchnorm(student, data.train_x)
         out = {}
         out["distill_loss"], _ = _fit_stats(embed(student, data.train_x), teacher.train)
         for name, x, target in [
