@@ -227,10 +227,10 @@ def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> I
     student = fit_student(cfg, data, teacher, seeds, act, ctx, remedy)
     seconds["student"], clock = time.perf_counter() - clock, time.perf_counter()
     baseline = fit_baseline(cfg, data, int(teacher.train.shape[-1]), seeds, act, ctx)
+    seconds["baseline"], clock = time.perf_counter() - clock, time.perf_counter()
     if precise_batchnorm(cfg):  # the final weights' statistics, however training ended (or resumed)
         recalibrate_batchnorm(cast(SeedEnsemble, student.model), data.train_x)
         recalibrate_batchnorm(cast(SeedEnsemble, baseline.model), data.train_x)
-    seconds["baseline"], clock = time.perf_counter() - clock, time.perf_counter()
     fits = {"teacher": teacher.state, "student": student, "baseline": baseline}
     alive = [i for i in range(len(seeds)) if not any(fit is not None and fit.diverged(i) for fit in fits.values())]
     # each fit trained a SeedEnsemble (its TrainState holds it as a Module)
