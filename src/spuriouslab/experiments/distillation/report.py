@@ -180,6 +180,10 @@ def _robustness_figure(df: pd.DataFrame, acts: list[str]):
     return fig
 
 
+# the curves' x axis: the trainer's optimizer steps (history["step"]); one step is one epoch only full-batch
+STEP = "training step"
+
+
 def _fit_figure(df: pd.DataFrame, acts: list[str], splits: list[str]):
     """The distillation loss and the student-teacher fit on ID and OOD inputs over training."""
     fig, axes = plotting.panel_grid(1, 3, size=(4.2, 3.4))
@@ -203,9 +207,9 @@ def _fit_figure(df: pd.DataFrame, acts: list[str], splits: list[str]):
                 )
     axes[0][0].set_yscale("log")
     axes[0][1].set_yscale("log")
-    plotting.style_axes(axes[0][0], "epoch", "distillation loss (MSE)", "Student fitting the teacher")
-    plotting.style_axes(axes[0][1], "epoch", "MSE to the teacher's embedding", "Fit on ID test and OOD inputs")
-    plotting.style_axes(axes[0][2], "epoch", "cosine to the teacher's embedding", "Fit on ID test and OOD inputs")
+    plotting.style_axes(axes[0][0], STEP, "distillation loss (MSE)", "Student fitting the teacher")
+    plotting.style_axes(axes[0][1], STEP, "MSE to the teacher's embedding", "Fit on ID test and OOD inputs")
+    plotting.style_axes(axes[0][2], STEP, "cosine to the teacher's embedding", "Fit on ID test and OOD inputs")
     return fig
 
 
@@ -231,11 +235,11 @@ def _mechanism_figure(df: pd.DataFrame, acts: list[str]):
         axes[0][0].axhline(float(df.teacher_bg_norm.mean()), color="k", linewidth=1, label="teacher")
     plotting.style_axes(
         axes[0][0],
-        "epoch",
+        STEP,
         "mean per-neuron norm, background subspace",
         "Background weight (teacher: 0 by construction)",
     )
-    plotting.style_axes(axes[0][1], "epoch", "mean per-neuron norm, core subspace", "Core weight")
+    plotting.style_axes(axes[0][1], STEP, "mean per-neuron norm, core subspace", "Core weight")
     return fig
 
 
