@@ -111,6 +111,29 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
 
 
+def cifar_batches(root: Path, per_batch: int = 20, extra: dict[str, dict] | None = None) -> Path:
+    """CIFAR-10 in its real format in ``root/cifar-10-batches-py``: five training batches and ``test_batch``, each
+    ``per_batch`` random images as uint8 rows of 3072 (R, G, B planes of 32 x 32) with labels 0-9, pickled as the
+    originals are (protocol 2, bytes keys); ``extra`` adds keys to the batches it names.  Returns the folder."""
+    import pickle
+
+    import numpy as np
+
+    from spuriouslab.data.images import CIFAR_TRAIN
+
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [*CIFAR_TRAIN, "test_batch"]:
+        batch = {
+            b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
+            **(extra or {}).get(name, {}),
+        }
+        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return d
+
+
 TINY = [
     *sets("d=40", "n_train=10,30", "n_test=50", "width=300", "seeds=2", "alpha=0.5", "activation=phi2,relu"),
     "--no-progress",

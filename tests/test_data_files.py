@@ -16,7 +16,7 @@ import torch
 
 import fuzzing
 import spuriouslab.data.images as images
-from conftest import one_line_exit_2, records, sets
+from conftest import cifar_batches, one_line_exit_2, records, sets
 from spuriouslab.data.datasets import DATASETS
 from spuriouslab.data.images import DataError, read_cifar_batch
 from spuriouslab.store import Checkpoints
@@ -39,18 +39,8 @@ class _Payload:
 
 
 def _cifar_dir(root: Path, poison: bool, marker: Path) -> Path:
-    d = root / "cifar-10-batches-py"
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [*images.CIFAR_TRAIN, "test_batch"]:
-        batch = {
-            b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
-            b"labels": [int(v) for v in rng.integers(0, 10, 20)],
-        }
-        if poison and name == "data_batch_1":
-            batch[b"batch_label"] = _Payload(marker)  # hidden inside a valid batch dict
-        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
-    return d
+    # the payload hidden inside a valid batch dict
+    return cifar_batches(root, extra={"data_batch_1": {b"batch_label": _Payload(marker)}} if poison else None)
 
 
 def test_a_malicious_cifar_batch_is_refused_and_never_runs(cli, tmp_path):

@@ -83,6 +83,44 @@ def test_features_are_1280_wide_for_every_variant(variant):
             assert model.features(torch.rand(1, 3, size, size)).shape == (1, 1280)
 
 
+def test_channels_last_and_first_give_the_same_features():
+    """The network holds channels-last weights and activations by default (faster on a CPU); channels-first gives
+    the same features up to float32 rounding, and a state dict moves between the two."""
+    torch.manual_seed(0)
+    model = EfficientNetLite("efficientnet-lite0").eval()
+    assert model._conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    head = model._conv_head.weight  # 1 x 1: contiguous in both layouts, its strides set as Tensor.to sets them
+    assert head.stride() == (head.shape[1], 1, head.shape[1], head.shape[1])
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        last = model.features(x)
+        first = EfficientNetLite("efficientnet-lite0").use_memory_format(torch.contiguous_format).eval()
+        first.load_state_dict(model.state_dict())
+        assert first._conv_stem.weight.is_contiguous()
+        torch.testing.assert_close(first.features(x), last, rtol=1e-4, atol=1e-5)
+
+
+def test_the_cost_counted_on_the_meta_device_is_a_real_networks():
+    """``cost``: the encoder's parameters (the classifier left out), and the FLOPs and module outputs of a real
+    forward pass on the CPU, counted here independently."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = EfficientNetLite("efficientnet-lite1").eval()
+    got = efficientnet.cost("efficientnet-lite1", 40)
+    assert got.params == sum(p.numel() for p in model.parameters()) - 1280 * 1000 - 1000
+    outputs: list[int] = []
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o.numel())) for m in leaves]
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.features(torch.rand(1, 3, 40, 40))
+    assert got.flops == counter.get_total_flops() and got.activations == sum(outputs)
+    assert efficientnet.cost("efficientnet-lite0", 224).flops == pytest.approx(768e6, rel=0.01)  # 0.38 G MACs
+    for h in hooks:
+        h.remove()
+
+
 def test_same_padding_is_tensorflows():
     """TF "SAME": output ceil(size / stride), the odd pixel of padding at the bottom / right."""
     assert same_padding(224, 3, 2) == (0, 1)

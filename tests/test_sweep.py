@@ -156,8 +156,12 @@ def test_the_same_sweep_on_ray_gives_the_same_table(tmp_path):
         "n_test=60",
         "--no-progress",
     ]
+    from spuriouslab import runner
+
     env = {k: v for k, v in ENV.items() if k != "RAY_ADDRESS"}
-    subprocess.run([*cmd, "--out", str(tmp_path / "local"), "--jobs", "2"], check=True, env=env, capture_output=True)
+    # the reference: the same sweep run locally, in this process
+    local = {"width": [16, 32], "iterations": 40, "log_every": 20, "seeds": 2, "n": 60, "n_test": 60}
+    runner.run("contamination", local, out=tmp_path / "local", progress=False, log=None, device="cpu")
     res = subprocess.run(
         [*cmd, "--out", str(tmp_path / "ray"), "--executor", "ray"],
         env=env,

@@ -254,7 +254,7 @@ FIGURES: dict[str, Figure] = {
         "distillation from a pretrained ImageNet teacher (EfficientNet-Lite0): a same-architecture student from "
         "scratch and a label-trained baseline, probed on digits (32 px) and on sketch / style / noise / blur / "
         "contrast / frame renditions; the student-teacher match ID and OOD (CKA, relative error)",
-        "29m36s",
+        "23m34s",
         extras=("pretrained",),
         across=("epochs", (10, 20, 40)),
         rule=PRETRAINED_RULE,
@@ -263,7 +263,7 @@ FIGURES: dict[str, Figure] = {
         ZH,
         "distillation_pretrained_fashion.yaml",
         "the same on Fashion-MNIST",
-        "not measured (at 10 epochs: 9m30s)",
+        "23m34s",
         data=("fashion-mnist",),
         extras=("pretrained",),
     ),

@@ -25,6 +25,7 @@ from spuriouslab.experiments.base import FRAMEWORK_BYTES, Estimate, RunContext, 
 from spuriouslab.experiments.distillation.config import ROLES, DistillationConfig
 from spuriouslab.experiments.distillation.models import divergence, forward_check, load_teacher_checkpoint, make_encoder
 from spuriouslab.nets.efficientnet import VARIANTS as PRETRAINED
+from spuriouslab.nets.efficientnet import cost as lite_cost
 from spuriouslab.nets.metrics import subspace_norms
 from spuriouslab.nets.models import SeedEnsemble
 from spuriouslab.nets.phases import Phase, Phases, run_phases
@@ -201,11 +202,17 @@ def stacked_tasks(cfg: DistillationConfig, seeds: list[int], device: str) -> Sta
 
 
 # --------------------------------------------------------------------------------------------------- run
+def one_seed_groups(cfg: DistillationConfig) -> bool:
+    """User and pretrained models (which may hold BatchNorm, which cannot be stacked) train one seed at a time;
+    built-in models stack every seed of an activation in one group."""
+    return cfg.teacher is not None or cfg.student is not None
+
+
 def group_key(cfg: DistillationConfig, p: dict[str, Any]) -> Any:
-    """Built-in models: every seed of an activation stacked in one group.  User models (which may hold BatchNorm,
-    which cannot be stacked) train one seed at a time."""
-    user = cfg.teacher is not None or cfg.student is not None
-    return (p["activation"], p["remedy"], p["seed"]) if user else (p["activation"], p["remedy"])
+    """The group of a point: (activation, remedy), and the seed too where groups hold one seed
+    (:func:`one_seed_groups`)."""
+    key = (p["activation"], p["remedy"])
+    return (*key, p["seed"]) if one_seed_groups(cfg) else key
 
 
 def run_group(cfg: DistillationConfig, points: list[dict], ctx: RunContext) -> Iterator[dict]:
@@ -553,11 +560,16 @@ def _record(
 
 
 def estimate(cfg: DistillationConfig) -> Estimate:
-    """Every seed stacked: the task's tensors, three models with AdamW state, one batch of activations."""
-    S = cfg.seeds
+    """One group: the task's tensors, three models with AdamW state, one batch of activations, for every seed
+    stacked (built-in models) or for one seed (user and pretrained models: :func:`one_seed_groups`)."""
+    one_seed = one_seed_groups(cfg)
+    S = 1 if one_seed else cfg.seeds
     if cfg.mlp():
         size, per_sample = cfg.d, cfg.width * 3
         params = cfg.d * cfg.width + cfg.width * cfg.embed
+    elif cfg.teacher in PRETRAINED:  # student and baseline have the teacher's architecture
+        lite = lite_cost(cfg.teacher, cfg.canvas)
+        size, per_sample, params = 3 * cfg.canvas**2, lite.activations, lite.params
     else:
         size = 3 * cfg.canvas**2
         per_sample = 16 * cfg.canvas**2 * 3 + 32 * cfg.canvas**2
@@ -580,4 +592,8 @@ def estimate(cfg: DistillationConfig) -> Estimate:
     peak += FRAMEWORK_BYTES + distill_data.task_load_bytes(cfg.task)
     steps = cfg.epochs * (1 if cfg.batch_size == 0 else math.ceil(n / cfg.batch_size))
     flops = S * 6.0 * (steps * 2 + cfg.teacher_epochs) * batch * max(params, per_sample)
-    return Estimate(peak, flops, f"{S} seed(s) stacked, {cfg.task}")
+    if cfg.teacher in PRETRAINED:  # training steps of student and baseline; a forward pass per set per measurement
+        flops = lite_cost(cfg.teacher, cfg.canvas).flops * (
+            6.0 * steps * batch + rows * (2 + cfg.epochs // cfg.log_every)
+        )
+    return Estimate(peak, flops, f"one seed, {cfg.task}" if one_seed else f"{S} seed(s) stacked, {cfg.task}")
