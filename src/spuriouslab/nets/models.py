@@ -27,9 +27,10 @@ Models with BatchNorm (ResNet) keep running statistics, which vmap cannot update
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -137,8 +138,28 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(linear[-1].parameters())
 
 
+def batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of ``module`` (1-d, 2-d, 3-d), in module order."""
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def has_batchnorm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    return bool(batchnorm_layers(module))
+
+
+@contextlib.contextmanager
+def batchnorm_momentum(module: nn.Module, momentum: float | None) -> Iterator[list[nn.modules.batchnorm._BatchNorm]]:
+    """Inside, every BatchNorm layer of ``module`` has ``momentum`` (0: its running statistics stay; None: they
+    become a cumulative average); yields the layers; their momenta are restored after."""
+    norms = batchnorm_layers(module)
+    before = [m.momentum for m in norms]
+    try:
+        for m in norms:
+            m.momentum = momentum
+        yield norms
+    finally:
+        for m, value in zip(norms, before, strict=True):
+            m.momentum = value
 
 
 class SeedEnsemble(nn.Module):

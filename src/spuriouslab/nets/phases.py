@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import torch
 
-from spuriouslab.nets.models import head_parameters
+from spuriouslab.nets.models import batchnorm_momentum, head_parameters
 from spuriouslab.nets.remedies import REMEDIES, Adjustment, Oracle, RemedyContext
 from spuriouslab.nets.train import CheckpointStore, TrainState, fit
 
@@ -126,15 +126,8 @@ def frozen_statistics(module: torch.nn.Module) -> Iterator[None]:
     """Inside, every BatchNorm layer of ``module`` keeps its running statistics (momentum 0: training-mode
     batches still normalise by their own statistics, but the buffers the model is evaluated with do not move);
     the momenta are restored after."""
-    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    before = [m.momentum for m in norms]
-    try:
-        for m in norms:
-            m.momentum = 0.0
+    with batchnorm_momentum(module, 0.0):
         yield
-    finally:
-        for m, momentum in zip(norms, before, strict=True):
-            m.momentum = momentum
 
 
 @contextlib.contextmanager

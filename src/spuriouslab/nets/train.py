@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from spuriouslab.errors import describe
+from spuriouslab.nets.models import batchnorm_momentum
 
 
 class CheckpointStore(Protocol):
@@ -369,23 +370,19 @@ def recalibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor, chunk: int = 
     statistics of the final weights instead of a running average that lags them - with a slow momentum (0.01,
     TensorFlow's EfficientNets) and a few hundred steps the lag dominates an embedding's error.  Training is
     unaffected (it uses batch statistics).  A model without BatchNorm is left as it is."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
     was_training = model.training
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the chunks
-    model.train()
-    try:
-        with torch.no_grad():
-            for part in torch.split(x, chunk, dim=dim):
-                model(part)
-    finally:
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        model.train(was_training)
+    with batchnorm_momentum(model, None) as norms:  # None: a cumulative average over the chunks
+        if not norms:
+            return
+        for m in norms:
+            m.reset_running_stats()
+        model.train()
+        try:
+            with torch.no_grad():
+                for part in torch.split(x, chunk, dim=dim):
+                    model(part)
+        finally:
+            model.train(was_training)
 
 
 # -------------------------------------------------------------------------------------- initialisation

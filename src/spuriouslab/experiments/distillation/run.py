@@ -564,11 +564,12 @@ def estimate(cfg: DistillationConfig) -> Estimate:
     stacked (built-in models) or for one seed (user and pretrained models: :func:`one_seed_groups`)."""
     one_seed = one_seed_groups(cfg)
     S = 1 if one_seed else cfg.seeds
+    # a pretrained teacher: student and baseline have its architecture
+    lite = lite_cost(cfg.teacher, cfg.canvas) if cfg.teacher in PRETRAINED else None
     if cfg.mlp():
         size, per_sample = cfg.d, cfg.width * 3
         params = cfg.d * cfg.width + cfg.width * cfg.embed
-    elif cfg.teacher in PRETRAINED:  # student and baseline have the teacher's architecture
-        lite = lite_cost(cfg.teacher, cfg.canvas)
+    elif lite is not None:
         size, per_sample, params = 3 * cfg.canvas**2, lite.activations, lite.params
     else:
         size = 3 * cfg.canvas**2
@@ -591,9 +592,8 @@ def estimate(cfg: DistillationConfig) -> Estimate:
     peak: float = S * (rows * size * 4 + rows * cfg.embed * 4 * 3 + 3 * params * 4 * 4 + batch * per_sample * 4 * 3)
     peak += FRAMEWORK_BYTES + distill_data.task_load_bytes(cfg.task)
     steps = cfg.epochs * (1 if cfg.batch_size == 0 else math.ceil(n / cfg.batch_size))
-    flops = S * 6.0 * (steps * 2 + cfg.teacher_epochs) * batch * max(params, per_sample)
-    if cfg.teacher in PRETRAINED:  # training steps of student and baseline; a forward pass per set per measurement
-        flops = lite_cost(cfg.teacher, cfg.canvas).flops * (
-            6.0 * steps * batch + rows * (2 + cfg.epochs // cfg.log_every)
-        )
+    if lite is not None:  # training steps of student and baseline; a forward pass per set per measurement
+        flops = lite.flops * (6.0 * steps * batch + rows * (2 + cfg.epochs // cfg.log_every))
+    else:
+        flops = S * 6.0 * (steps * 2 + cfg.teacher_epochs) * batch * max(params, per_sample)
     return Estimate(peak, flops, f"one seed, {cfg.task}" if one_seed else f"{S} seed(s) stacked, {cfg.task}")
